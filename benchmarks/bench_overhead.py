@@ -1,0 +1,129 @@
+"""Per-call overhead of ``@mon.track`` against a bare call and prometheus_client, same run.
+
+Run: ``python benchmarks/bench_overhead.py [--calls 200000] [--repeats 15]``
+
+Overhead = (time per wrapped call) - (time per bare call), median of interleaved repeats, so
+machine noise hits every contender alike. Ratios are against prometheus_client's
+``Histogram.time()`` used as a decorator (a Histogram with the default buckets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import mlmon
+
+
+def per_call_ns(fn: Callable[[float], Any], calls: int) -> float:
+    t0 = time.perf_counter_ns()
+    for i in range(calls):
+        fn(0.5)
+    return (time.perf_counter_ns() - t0) / calls
+
+
+def per_call_ctx_ns(mon: mlmon.Monitor, calls: int) -> float:
+    track = mon.track
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        with track() as call:
+            call.outputs(0.25)
+    return (time.perf_counter_ns() - t0) / calls
+
+
+def per_call_async_ns(fn: Callable[[float], Any], calls: int) -> float:
+    async def loop() -> float:
+        t0 = time.perf_counter_ns()
+        for _ in range(calls):
+            await fn(0.5)
+        return (time.perf_counter_ns() - t0) / calls
+
+    return asyncio.run(loop())
+
+
+def two_threads_ns(fn: Callable[[float], Any], calls: int) -> float:
+    """Wall time per call with two threads each making ``calls // 2`` calls."""
+    half = calls // 2
+
+    def work() -> None:
+        for _ in range(half):
+            fn(0.5)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    t0 = time.perf_counter_ns()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (time.perf_counter_ns() - t0) / (2 * half)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--calls", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    hist = Histogram("bench_latency_seconds", "bench", registry=registry)
+    mon = mlmon.Monitor("bench", flush_interval=1.0, window=60.0, latency_budget=0.25)
+
+    def f(x: float) -> float:
+        return x * 0.5
+
+    async def af(x: float) -> float:
+        return x * 0.5
+
+    contenders: dict[str, Callable[[], float]] = {
+        "bare call": lambda: per_call_ns(f, args.calls),
+        "prometheus_client Histogram.time()": lambda: per_call_ns(hist.time()(f), args.calls),
+        "mlmon @track (outputs recorded)": lambda: per_call_ns(mon.track(f), args.calls),
+        "mlmon @track(outputs=False)": lambda: per_call_ns(mon.track(outputs=False)(f), args.calls),
+        "mlmon with track() as call": lambda: per_call_ctx_ns(mon, args.calls),
+        "bare async call": lambda: per_call_async_ns(af, args.calls),
+        "prometheus_client async": lambda: per_call_async_ns(hist.time()(af), args.calls),
+        "mlmon @track async": lambda: per_call_async_ns(mon.track(af), args.calls),
+        "bare, 2 threads": lambda: two_threads_ns(f, args.calls),
+        "prometheus_client, 2 threads": lambda: two_threads_ns(hist.time()(f), args.calls),
+        "mlmon @track, 2 threads": lambda: two_threads_ns(mon.track(f), args.calls),
+    }
+    results: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(args.repeats):
+        for name, run in contenders.items():  # interleaved: noise hits all alike
+            results[name].append(run())
+    med = {k: statistics.median(v) for k, v in results.items()}
+
+    def overhead(name: str, bare: str) -> float:
+        return med[name] - med[bare]
+
+    rows = [
+        ("sync", "bare call", ["prometheus_client Histogram.time()", "mlmon @track (outputs recorded)",
+                               "mlmon @track(outputs=False)", "mlmon with track() as call"]),
+        ("async", "bare async call", ["prometheus_client async", "mlmon @track async"]),
+        ("2 threads", "bare, 2 threads", ["prometheus_client, 2 threads", "mlmon @track, 2 threads"]),
+    ]
+    print(f"Python {sys.version.split()[0]}, {args.calls:,} calls x {args.repeats} interleaved repeats, medians\n")
+    print("| form | contender | ns/call | overhead ns | overhead vs prometheus_client |")
+    print("|---|---|---:|---:|---:|")
+    for form, bare, names in rows:
+        prom = overhead(names[0], bare)
+        print(f"| {form} | {bare} | {med[bare]:.0f} | – | – |")
+        for name in names:
+            ov = overhead(name, bare)
+            print(f"| {form} | {name} | {med[name]:.0f} | {ov:.0f} | {ov / prom:.2f}x |")
+    snap = mon.snapshot()
+    print(f"\nmlmon counted {snap.get('mlmon_calls_total'):.0f} calls, "
+          f"dropped {snap.get('mlmon_dropped_total', buffer='calls'):.0f}")
+    mon.close()
+
+
+if __name__ == "__main__":
+    main()

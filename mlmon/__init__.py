@@ -1,0 +1,39 @@
+"""mlmon: embeddable monitoring for ML models in production.
+
+>>> import mlmon
+>>> mon = mlmon.Monitor("doc_init")
+>>> @mon.track
+... def predict(x):
+...     return x * 0.5
+>>> predict(4.0)
+2.0
+>>> mon.snapshot().get("mlmon_calls_total")
+1.0
+>>> mon.close()
+"""
+
+from mlmon._api import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
+from mlmon._clock import FakeClock
+from mlmon.monitor import Call, Monitor, Track
+from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CATALOG",
+    "Call",
+    "FakeClock",
+    "MetricInfo",
+    "Monitor",
+    "Sample",
+    "Snapshot",
+    "Track",
+    "__version__",
+    "configure",
+    "flush",
+    "get_monitor",
+    "log_feedback",
+    "log_outcome",
+    "snapshot",
+    "track",
+]

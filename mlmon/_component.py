@@ -1,0 +1,59 @@
+"""The internal interface between the monitor and the parts that own window accumulators.
+
+The hot path only appends records to bounded buffers. When the reporter (or ``snapshot()``, or
+a full buffer) drains them, the monitor hands each component one :class:`CallBatch` of the
+calls that finished since the last drain, under the monitor's drain lock; components update
+their own :class:`~mlmon.window.RollingWindow` with it. When a snapshot is built, each
+component contributes ``(name, value, labels)`` triples.
+
+Components never see the caller's arrays: the monitor copies them on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+__all__ = ["CallBatch", "Component", "Triple"]
+
+Triple = tuple[str, float, Mapping[str, str]]
+
+
+@attrs.define(slots=True)
+class CallBatch:
+    """The successful calls drained at one time, in the order they finished.
+
+    Attributes:
+        now: monitor clock reading at the drain (seconds, monotonic; a FakeClock in tests).
+        wall: wall-clock Unix time at the drain.
+        outputs: per call, the recorded outputs: a Python scalar, or a numpy array copied on the
+            hot path, or any other object the predict returned (None when outputs are not
+            recorded). Components validate and count what they cannot use.
+        features: per call, the copied features (numpy array 1-D for one row or 2-D for a
+            batch, a dict of name → value for one row, a list of rows) or None.
+        ids: per call, the prediction ids (a list or numpy array copy, a single id, or a
+            ``range`` of generated ids) or None.
+        rows: per call, the number of prediction rows.
+    """
+
+    now: float
+    wall: float
+    outputs: Sequence[Any] = attrs.field(factory=list)
+    features: Sequence[Any] = attrs.field(factory=list)
+    ids: Sequence[Any] = attrs.field(factory=list)
+    rows: Sequence[int] = attrs.field(factory=list)
+
+
+class Component(Protocol):
+    """A part of the monitor with accumulators over the rolling window."""
+
+    def ingest(self, batch: CallBatch) -> None:
+        """Update the window with drained calls. Must not raise on bad data: count it."""
+
+    def samples(self, now: float) -> Iterable[Triple]:
+        """The component's metric values at ``now`` (window-scoped gauges, cumulative counters)."""
+
+    def reset(self) -> None:
+        """Forget everything (called in a forked child)."""
