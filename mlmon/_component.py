@@ -23,14 +23,16 @@ Triple = tuple[str, float, Mapping[str, str]]
 
 @attrs.define(slots=True)
 class CallBatch:
-    """The successful calls drained at one time, in the order they finished.
+    """The successful calls drained at one time.
 
     Attributes:
         now: monitor clock reading at the drain (seconds, monotonic; a FakeClock in tests).
         wall: wall-clock Unix time at the drain.
-        outputs: per call, the recorded outputs: a Python scalar, or a numpy array copied on the
-            hot path, or any other object the predict returned (None when outputs are not
-            recorded). Components validate and count what they cannot use.
+        outputs: per entry, recorded outputs. The decorator's fast path gathers every call that
+            returned one number into a single float64 1-D array (one entry, ``rows`` = its
+            length, no ids); other entries are one call each: a numpy array or list copied on
+            the hot path, a string, None, or any object the predict returned. Components
+            validate and count what they cannot use.
         features: per call, the copied features (numpy array 1-D for one row or 2-D for a
             batch, a dict of name → value for one row, a list of rows) or None.
         ids: per call, the prediction ids (a list or numpy array copy, a single id, or a

@@ -8,6 +8,7 @@ by ``snapshot()``/``flush()``, or by the reporter woken early when the buffer fi
 
 from __future__ import annotations
 
+import array
 import atexit
 import functools
 import inspect
@@ -53,6 +54,14 @@ _IMMUTABLE: frozenset[type] = frozenset(
     {float, int, bool, str, bytes, type(None), np.float64, np.float32, np.float16,
      np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_}
 )  # fmt: skip
+
+
+# Outputs of these types go to the float64 output buffer as they are.
+_NUMERIC: frozenset[type] = frozenset(
+    {float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+     np.int8, np.uint8, np.bool_}
+)  # fmt: skip
+_NO_OUTPUT: Any = object()  # a fast-path call whose output is not recorded
 
 
 def _copy(obj: Any) -> Any:
@@ -254,18 +263,21 @@ class Track:
 
 def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, is_async: bool) -> Callable[..., Any]:
     # Everything the call needs is hoisted into closure locals: each attribute lookup counts.
-    # A sync call appends its duration and its output to two flat lists (drained with one
-    # np.array each); it is found "in flight" by the reporter reading thread stacks for this
-    # code object and its ``t0`` local, so it pays nothing for in-flight tracking.
+    # A sync call appends its duration to an int64 array and a numeric output to a float64
+    # array (other outputs, copied, to a list); both drain with one np.frombuffer. It is found
+    # "in flight" by the reporter reading thread stacks for this code object and its ``t0``
+    # local, so it pays nothing for in-flight tracking.
     perf = mon._perf
     dts = mon._dts
-    outs = mon._outs
+    errs = mon._errs
     add_dt = dts.append
-    add_out = outs.append
-    add_err = mon._errs.append
+    add_num = mon._nums.append
+    add_obj = mon._add_obj
+    add_err = errs.append
     soft = mon._soft_cap
     full = mon._full
-    immutable = _IMMUTABLE
+    err_full = mon._err_full
+    numeric = _NUMERIC
     copy = _copy
 
     if is_async:
@@ -281,16 +293,19 @@ def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, 
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
-                add_err((perf() - t0, exc.__class__))
+                dt = perf() - t0
                 pop(cid, None)
+                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
                 raise
             dt = perf() - t0
             pop(cid, None)
-            if len(dts) < soft:
+            if not record_outputs:
+                add_dt(dt) if len(dts) < soft else full(dt, _NO_OUTPUT)
+            elif len(dts) < soft:
                 add_dt(dt)
-                add_out((result if result.__class__ in immutable else copy(result)) if record_outputs else None)
+                add_num(result) if result.__class__ in numeric else add_obj(result)
             else:
-                full(dt, copy(result) if record_outputs else None)
+                full(dt, result)
             return result
 
         return awrapper
@@ -302,14 +317,15 @@ def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, 
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                add_err((perf() - t0, exc.__class__))
+                dt = perf() - t0
+                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
                 raise
             dt = perf() - t0
             if len(dts) < soft:
                 add_dt(dt)
-                add_out(result if result.__class__ in immutable else copy(result))
+                add_num(result) if result.__class__ in numeric else add_obj(result)
             else:
-                full(dt, copy(result))
+                full(dt, result)
             return result
 
         _SYNC_CODES.add(wrapper.__code__)
@@ -320,14 +336,11 @@ def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, 
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            add_err((perf() - t0, exc.__class__))
+            dt = perf() - t0
+            add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
             raise
         dt = perf() - t0
-        if len(dts) < soft:
-            add_dt(dt)
-            add_out(None)
-        else:
-            full(dt, None)
+        add_dt(dt) if len(dts) < soft else full(dt, _NO_OUTPUT)
         return result
 
     _SYNC_CODES.add(nowrapper.__code__)
@@ -450,8 +463,11 @@ class Monitor:
         rules: alert rules evaluated on every reporter cycle.
         clock: where time comes from (``mlmon.testing.FakeClock`` in tests).
         slices: slices of the rolling window.
-        max_buffered_calls: hard cap of the call buffer; calls beyond it are still counted, their
-            details dropped and counted in ``mlmon_dropped_total{buffer="calls"}``.
+        max_buffered_calls: hard cap of the call buffer; calls beyond it are still counted (calls,
+            rows, error types), their latency and outputs dropped and counted in
+            ``mlmon_dropped_total{buffer="calls"}``.
+        max_buffered_rows: rows of batch outputs buffered before an inline drain; four times
+            this is the cap beyond which output values are dropped (``buffer="outputs"``).
         instance: process identity; ``host:pid`` by default, renewed in a forked child.
         enabled: False makes ``track`` return functions undecorated.
         max_pending: cap of the id → prediction store for ``log_feedback``.
@@ -485,7 +501,8 @@ class Monitor:
         rules: Sequence[Any] | None = None,
         clock: Clock | None = None,
         slices: int = 10,
-        max_buffered_calls: int = 65_536,
+        max_buffered_calls: int = 262_144,
+        max_buffered_rows: int = 262_144,
         instance: str | None = None,
         enabled: bool = True,
         max_pending: int = 1_000_000,
@@ -507,6 +524,8 @@ class Monitor:
             or not (math.isfinite(latency_budget) and latency_budget > 0)
         ):
             raise ValueError(f"latency_budget must be a positive number of seconds or None, got {latency_budget!r}")
+        if not isinstance(max_buffered_rows, int) or max_buffered_rows < 1:
+            raise ValueError(f"max_buffered_rows must be an int >= 1, got {max_buffered_rows!r}")
         if not isinstance(max_buffered_calls, int) or max_buffered_calls < 16:
             raise ValueError(f"max_buffered_calls must be an int >= 16, got {max_buffered_calls!r}")
         emitter_list = list(emitters or ())
@@ -537,11 +556,13 @@ class Monitor:
         # place, never replaced.
         self._ids = itertools.count()
         self._inflight: dict[int, int] = {}  # async calls and ``with`` blocks: id -> start ns
-        self._dts: list[int] = []  # fast path: durations (ns) of successful calls
-        self._outs: list[Any] = []  # fast path: their outputs (same order per thread)
+        self._dts = array.array("q")  # fast path: durations (ns) of successful calls
+        self._nums = array.array("d")  # fast path: their numeric outputs
+        self._objs: list[Any] = []  # fast path: their other outputs (copied)
         self._errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
         self._gen: list[tuple[Any, ...]] = []  # other forms: (dt, exc class, out, features, ids)
         self._hard_cap = max_buffered_calls
+        self._max_rows = max_buffered_rows
         self._soft_cap = max(8, min(4096, max_buffered_calls // 4))
 
         self._drain_lock = threading.Lock()  # drain, snapshot; never taken by predict
@@ -568,8 +589,10 @@ class Monitor:
         self._le_counts = np.zeros(len(self._le), dtype=np.int64)
         self._lat_sum = 0.0
         self._dropped: dict[str, int] = {"calls": 0}
-        self._dropped_calls = itertools.count()
-        self._dropped_seen = 0
+        self._dropped_pending = [0, 0]  # calls, rows dropped since the last drain
+        self._dropped_outputs = 0
+        self._obj_rows = 0
+        self._dropped_errors: dict[str, int] = {}
         self._internal: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self._emit_errors: dict[str, int] = {emitter_name(e): 0 for e in self.emitters}
@@ -590,36 +613,90 @@ class Monitor:
         gen = self._gen
         if len(gen) < self._soft_cap:
             gen.append(rec)
-        else:
-            self._overflow(gen, rec)
-
-    def _full(self, dt: int, out: Any) -> None:
-        """The fast-path buffer reached its soft cap: ``dt`` and its output (None if unrecorded)."""
-        self._overflow(self._dts, dt, out)
-
-    def _overflow(self, lst: list[Any], rec: Any, out: Any = None) -> None:
-        """Keep the record under the hard cap (else count it dropped), then drain inline.
-
-        The calling thread reduces the buffers itself, so a predict loop that starves the
-        reporter of the GIL cannot outrun it; one call in ``soft cap`` pays for the reduction
-        (about 135 ns per buffered call). It never waits: if a flush holds the drain lock, the
-        record is only appended.
-        """
+            return
         try:
-            if len(lst) < self._hard_cap:
-                lst.append(rec)
-                if lst is self._dts:
-                    self._outs.append(out)
+            if len(gen) < self._hard_cap:
+                gen.append(rec)
             else:
-                next(self._dropped_calls)
-            lock = self._drain_lock
-            if lock.acquire(blocking=False):
-                try:
-                    self._drain_locked()
-                finally:
-                    lock.release()
+                f, o = rec[3], rec[2]
+                self._count_dropped(rec[1], 0 if rec[1] is not None else _rows(f if f is not None else o))
+            self._drain_inline()
         except Exception as exc:
             self._internal_error("buffer", exc)
+
+    def _full(self, dt: int, result: Any) -> None:
+        """The fast-path buffer reached its soft cap: ``dt`` and the call's output."""
+        try:
+            if len(self._dts) < self._hard_cap:
+                self._dts.append(dt)
+                if result is _NO_OUTPUT:
+                    pass
+                elif result.__class__ in _NUMERIC:
+                    self._nums.append(result)
+                else:
+                    self._add_obj(result)
+            else:
+                self._count_dropped(None, 1 if result is _NO_OUTPUT else _rows(result))
+            self._drain_inline()
+        except Exception as exc:
+            self._internal_error("buffer", exc)
+
+    def _add_obj(self, result: Any) -> None:
+        """Buffer a non-numeric output (an array of scores, say), bounded by rows as well.
+
+        Batch outputs can be large, so besides the call caps there is a cap on the rows they
+        hold: past ``max_buffered_rows`` the buffer is drained inline, and past four times that
+        (a drain running elsewhere cannot keep up) the output's values are dropped and counted
+        in ``mlmon_dropped_total{buffer="outputs"}``; its rows still count.
+        """
+        try:
+            rows = _rows(result)
+            if self._obj_rows + rows > 4 * self._max_rows:
+                with self._misc_lock:
+                    self._dropped_pending[1] += rows - 1
+                    self._dropped_outputs += 1
+                return
+            self._objs.append(_copy(result))
+            self._obj_rows += rows  # approximate under threads; only a trigger
+            if self._obj_rows > self._max_rows:
+                self._drain_inline()
+        except Exception as exc:
+            self._internal_error("buffer", exc)
+
+    def _err_full(self, dt: int, cls: type) -> None:
+        """The error buffer reached its soft cap."""
+        try:
+            if len(self._errs) < self._hard_cap:
+                self._errs.append((dt, cls))
+            else:
+                self._count_dropped(cls, 0)
+            self._drain_inline()
+        except Exception as exc:
+            self._internal_error("buffer", exc)
+
+    def _count_dropped(self, cls: type | None, rows: int) -> None:
+        # The call's details (latency, outputs) are lost; its count, rows and error type are not.
+        with self._misc_lock:
+            self._dropped_pending[0] += 1
+            self._dropped_pending[1] += rows
+            if cls is not None:
+                key = getattr(cls, "__name__", "Exception")
+                self._dropped_errors[key] = self._dropped_errors.get(key, 0) + 1
+
+    def _drain_inline(self) -> None:
+        """Drain on the calling thread, unless a drain is already running elsewhere.
+
+        The thread that fills the buffer reduces it itself, so a predict loop that starves the
+        reporter of the GIL cannot outrun it; one call in ``soft cap`` pays for the reduction
+        (about 135 ns per buffered call). It never waits: if a flush holds the drain lock, it
+        returns at once.
+        """
+        lock = self._drain_lock
+        if lock.acquire(blocking=False):
+            try:
+                self._drain_locked()
+            finally:
+                lock.release()
 
     def _generate_ids(self, n: int) -> range:
         with self._misc_lock:
@@ -653,69 +730,91 @@ class Monitor:
     # -- drain -----------------------------------------------------------------------------
     def _drain_locked(self) -> None:
         """Reduce every buffered record into the windows. Caller holds the drain lock."""
-        dropped = next(self._dropped_calls) - self._dropped_seen
-        self._dropped_seen += dropped + 1
-        if dropped:
-            self._calls_total += dropped
-            self._dropped["calls"] += dropped
+        if self._dropped_pending[0] or self._dropped_pending[1] or self._dropped_outputs:
+            with self._misc_lock:
+                (calls, rows), errors = self._dropped_pending, self._dropped_errors
+                self._dropped_pending, self._dropped_errors = [0, 0], {}
+                outputs, self._dropped_outputs = self._dropped_outputs, 0
+            self._calls_total += calls
+            self._rows_total += rows
+            self._dropped["calls"] += calls
+            self._dropped["outputs"] = self._dropped.get("outputs", 0) + outputs
+            for key, count in errors.items():
+                self._add_error(key, count)
         # Take the outputs first: a call appends its duration before its output, so every
         # output taken here belongs to a duration that is taken too (or was taken before).
-        outs = _take(self._outs)
+        nums = _take(self._nums)
+        objs = _take(self._objs)
+        self._obj_rows = 0
         dts = _take(self._dts)
         errs = _take(self._errs)
         gen = _take(self._gen)
-        if not (dts or errs or gen or outs):
+        if not (len(dts) or errs or gen or len(nums) or objs):
             return
         try:
-            self._reduce(dts, outs, errs, gen, self._clock.monotonic())
+            self._reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
         except Exception as exc:
             self._internal_error("drain", exc)
 
+    def _add_error(self, key: str, count: int) -> None:
+        if key not in self._errors_total and len(self._errors_total) >= _MAX_ERROR_TYPES:
+            key = "other"
+        self._errors_total[key] = self._errors_total.get(key, 0) + count
+
     def _reduce(
         self,
-        dts: list[int],
-        outs: list[Any],
+        dts: array.array[int],
+        nums: array.array[float],
+        objs: list[Any],
         errs: list[tuple[int, type]],
         gen: list[tuple[Any, ...]],
         now: float,
     ) -> None:
-        # Only C-level passes over the fast-path lists (np.array, map, set): a Python-level
-        # loop per call would cost more than the call it describes.
-        feats: list[Any] = []
-        ids: list[Any] = []
+        # No Python-level loop over fast-path calls: a loop per call would cost more than the
+        # call it describes. Durations and numeric outputs arrive as raw arrays.
+        d_ok = np.frombuffer(dts, dtype=np.int64)
+        scalars = np.frombuffer(nums, dtype=np.float64)
+        outs: list[Any] = [scalars] if scalars.size else []
+        rows_list: list[int] = [int(scalars.size)] if scalars.size else []
+        feats: list[Any] = [None] * len(outs)
+        ids: list[Any] = [None] * len(outs)
+        # Each fast-path call is one row through its duration, plus (rows - 1) through an
+        # object output: exact in total whichever drain the two halves land in.
+        rows = int(d_ok.size)
+        for o in objs:
+            r = _rows(o)
+            rows += r - 1
+            outs.append(o)
+            rows_list.append(r)
+        feats.extend([None] * len(objs))
+        ids.extend([None] * len(objs))
         if gen:
             ok_gen = [g for g in gen if g[1] is None]
-            dts = dts + [g[0] for g in ok_gen]
-            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
             if ok_gen:
-                feats = [None] * len(outs) + [g[3] for g in ok_gen]
-                ids = [None] * len(outs) + [g[4] for g in ok_gen]
-                outs = outs + [g[2] for g in ok_gen]
-        d_ok = np.array(dts, dtype=np.int64)
+                d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
+            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
+            for g in ok_gen:
+                r = _rows(g[3] if g[3] is not None else g[2])
+                rows += r
+                if g[2] is not None or g[3] is not None or g[4] is not None:
+                    outs.append(g[2])
+                    feats.append(g[3])
+                    ids.append(g[4])
+                    rows_list.append(r)
+        n_ok = int(d_ok.size)
         d_err = np.array([e[0] for e in errs], dtype=np.int64)
         secs = np.concatenate((d_ok, d_err)) / 1e9
         np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards
         n_err = len(errs)
-        n = len(dts) + n_err
+        n = n_ok + n_err
         for _, cls in errs:
-            key = getattr(cls, "__name__", "Exception")
-            if key not in self._errors_total and len(self._errors_total) >= _MAX_ERROR_TYPES:
-                key = "other"
-            self._errors_total[key] = self._errors_total.get(key, 0) + 1
-        if not feats and set(map(type, outs)) <= _IMMUTABLE:
-            rows_list: list[int] | None = None
-            rows = len(outs)
-        else:
-            if not feats:
-                feats = [None] * len(outs)
-            rows_list = [_rows(f) if f is not None else _rows(o) for f, o in zip(feats, outs)]
-            rows = sum(rows_list)
+            self._add_error(getattr(cls, "__name__", "Exception"), 1)
         budget = self.latency_budget
         if budget is None:
-            slow, good = 0, len(dts)
+            slow, good = 0, n_ok
         else:
             slow = int((secs > budget).sum())
-            good = int((secs[: len(dts)] <= budget).sum())
+            good = int((secs[:n_ok] <= budget).sum())
 
         sl = self._service.current(now)
         sl.calls += n
@@ -735,12 +834,7 @@ class Monitor:
 
         if self._components and outs:
             batch = CallBatch(
-                now=now,
-                wall=self._clock.time(),
-                outputs=outs,
-                features=feats or [None] * len(outs),
-                ids=ids or [None] * len(outs),
-                rows=rows_list if rows_list is not None else [1] * len(outs),
+                now=now, wall=self._clock.time(), outputs=outs, features=feats, ids=ids, rows=rows_list
             )
             for comp in self._components:
                 try:
@@ -970,8 +1064,8 @@ class Monitor:
         self._drain_lock = threading.Lock()
         self._emit_lock = threading.Lock()
         self._misc_lock = threading.Lock()
-        for lst in (self._dts, self._outs, self._errs, self._gen):
-            del lst[:]
+        for buf in (self._dts, self._nums, self._objs, self._errs, self._gen):
+            del buf[:]
         self._inflight.clear()
         if not self._instance_given:
             self.instance = f"{socket.gethostname()}:{os.getpid()}"

@@ -71,8 +71,8 @@ class ConsoleEmitter:
             f" (oldest {_num(g('mlmon_oldest_inflight_seconds'), 's')})"
         )
         lat = "  ".join(
-            f"p{q if q != '1' else 'max'} {_num(g('mlmon_latency_seconds', quantile=q), 's')}"
-            for q in ("0.5", "0.9", "0.99", "1")
+            f"{label} {_num(g('mlmon_latency_seconds', quantile=q), 's')}"
+            for label, q in (("p50", "0.5"), ("p90", "0.9"), ("p99", "0.99"), ("max", "1"))
         )
         lines.append(f" latency {lat}  mean {_num(g('mlmon_latency_seconds_mean'), 's')}")
         lines.append(

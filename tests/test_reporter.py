@@ -1,0 +1,148 @@
+"""The reporter: cycles, emitter isolation, exit and close."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mlmon
+from mlmon.snapshot import Snapshot
+from mlmon.testing import FakeClock, InMemoryEmitter
+
+
+class Raising:
+    name = "raising"
+
+    def emit(self, snapshot: Snapshot) -> None:
+        raise ConnectionError("backend down")
+
+    def close(self) -> None:
+        raise OSError("close failed")
+
+
+class Blocking:
+    """Blocks inside emit until released: a backend that hangs."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def emit(self, snapshot: Snapshot) -> None:
+        self.entered.set()
+        self.release.wait(30)
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_flush_emits_to_every_emitter_and_isolates_failures() -> None:
+    a, b = InMemoryEmitter(name="a"), InMemoryEmitter(name="b")
+    mon = mlmon.Monitor("m", emitters=[a, Raising(), b], clock=FakeClock())
+    mon.track(lambda: 1.0)()
+    mon.flush()
+    snap = mon.flush()
+    assert [len(a.snapshots), len(b.snapshots)] == [2, 2]
+    assert snap.get("mlmon_emit_errors_total", emitter="raising") == 1  # counted before this flush
+    assert snap.get("mlmon_emit_errors_total", emitter="a") == 0
+    assert snap.get("mlmon_emit_seconds", emitter="b") is not None
+    mon.close()  # a raising close() is counted, not raised
+    assert a.closed and b.closed
+    assert mon.snapshot().get("mlmon_internal_errors_total", stage="close") == 1
+
+
+def test_reporter_emits_every_flush_interval() -> None:
+    mem = InMemoryEmitter()
+    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=0.05, window=1.0)
+    mon.track(lambda: 1.0)()  # starts the reporter
+    deadline = time.monotonic() + 10
+    while len(mem.snapshots) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(mem.snapshots) >= 3
+    assert mem.snapshots[-1].get("mlmon_calls_total") == 1
+    mon.close()
+
+
+def test_a_hanging_emitter_blocks_neither_predict_nor_snapshot() -> None:
+    blocking = Blocking()
+    mon = mlmon.Monitor("m", emitters=[blocking])
+    predict = mon.track(lambda x: x)
+    flusher = threading.Thread(target=mon.flush)
+    flusher.start()
+    assert blocking.entered.wait(10)
+    done = threading.Event()
+
+    def work() -> None:
+        for i in range(10_000):
+            predict(i)
+        mon.snapshot()
+        done.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    finished = done.wait(30)  # would deadlock if predict or snapshot waited on the emitter
+    blocking.release.set()
+    flusher.join(10)
+    worker.join(10)
+    assert finished
+    assert mon.snapshot().get("mlmon_calls_total") == 10_000
+    mon.close()
+
+
+def test_close_is_idempotent_and_stops_the_reporter_thread() -> None:
+    mon = mlmon.Monitor("m_close", flush_interval=0.05, window=1.0)
+    mon.track(lambda: 1)()
+    assert any(t.name == "mlmon-reporter-m_close" for t in threading.enumerate())
+    mon.close()
+    mon.close()
+    assert not any(t.name == "mlmon-reporter-m_close" for t in threading.enumerate())
+
+
+def test_interpreter_exit_flushes_what_was_not_emitted(tmp_path: Path) -> None:
+    out = tmp_path / "m.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import mlmon
+        from mlmon.emitters import JsonlEmitter
+        mon = mlmon.Monitor("exiting", flush_interval=3600, window=3600,
+                            emitters=[JsonlEmitter({str(out)!r})])
+        predict = mon.track(lambda x: x)
+        for i in range(123):
+            predict(i)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    last = json.loads(out.read_text().splitlines()[-1])
+    calls = [v for name, labels, v in last["samples"] if name == "mlmon_calls_total"]
+    assert calls == [123]
+
+
+def test_reporter_survives_a_failing_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    mem = InMemoryEmitter()
+    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=0.05, window=1.0)
+    calls: list[Any] = []
+    real = mon._build_locked
+
+    def flaky(*args: Any, **kwargs: Any) -> Snapshot:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first cycle fails")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mon, "_build_locked", flaky)
+    mon.track(lambda: 1)()
+    deadline = time.monotonic() + 10
+    while not mem.snapshots and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mem.snapshots, "the reporter died after one failing cycle"
+    assert mem.snapshots[-1].get("mlmon_internal_errors_total", stage="reporter") == 1
+    mon.close()
