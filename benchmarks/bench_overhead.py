@@ -23,7 +23,7 @@ import mlmon
 
 def per_call_ns(fn: Callable[[float], Any], calls: int) -> float:
     t0 = time.perf_counter_ns()
-    for i in range(calls):
+    for _ in range(calls):
         fn(0.5)
     return (time.perf_counter_ns() - t0) / calls
 

@@ -31,7 +31,7 @@ from mlmon._clock import Clock, SystemClock
 from mlmon._component import CallBatch, Component, Triple
 from mlmon.emitters.base import Emitter, emitter_name, self_metrics
 from mlmon.resources import ResourceSampler
-from mlmon.snapshot import Sample, Snapshot, samples_from
+from mlmon.snapshot import Snapshot, samples_from
 from mlmon.stats.loghist import LogHistogram
 from mlmon.window import RollingWindow
 
@@ -95,11 +95,14 @@ def _rows(obj: Any) -> int:
         return 1
 
 
-def _take(lst: list[Any]) -> list[Any]:
-    """Remove and return what ``lst`` holds now; appends racing with this land after it."""
-    n = len(lst)
-    items = lst[:n]
-    del lst[:n]
+_B = TypeVar("_B", list[Any], "array.array[Any]")
+
+
+def _take(buf: _B) -> _B:
+    """Remove and return what ``buf`` holds now; appends racing with this land after it."""
+    n = len(buf)
+    items = buf[:n]
+    del buf[:n]
     return items
 
 
@@ -271,14 +274,13 @@ def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, 
     dts = mon._dts
     errs = mon._errs
     add_dt = dts.append
-    add_num = mon._nums.append
+    add_num: Callable[[Any], None] = mon._nums.append
     add_obj = mon._add_obj
     add_err = errs.append
     soft = mon._soft_cap
     full = mon._full
     err_full = mon._err_full
     numeric = _NUMERIC
-    copy = _copy
 
     if is_async:
         next_id = mon._ids.__next__
@@ -632,7 +634,7 @@ class Monitor:
                 if result is _NO_OUTPUT:
                     pass
                 elif result.__class__ in _NUMERIC:
-                    self._nums.append(result)
+                    self._nums.append(result)  # type: ignore[arg-type]
                 else:
                     self._add_obj(result)
             else:
@@ -894,7 +896,7 @@ class Monitor:
         add(("mlmon_inflight_calls", n_inflight, {}))
         add(("mlmon_oldest_inflight_seconds", oldest, {}))
         cum = np.cumsum(self._le_counts)
-        for le, c in zip(self._le.tolist(), cum.tolist()):
+        for le, c in zip(self._le.tolist(), cum.tolist(), strict=True):
             add(("mlmon_latency_seconds_bucket", c, {"le": _fmt_le(le)}))
         add(("mlmon_latency_seconds_sum", self._lat_sum, {}))
         add(("mlmon_latency_seconds_count", int(cum[-1]), {}))
@@ -923,8 +925,8 @@ class Monitor:
             out.append(("mlmon_internal_errors_total", v, {"stage": k}))
         for k, v in sorted(emit_errors.items()):
             out.append(("mlmon_emit_errors_total", v, {"emitter": k}))
-        for k, v in sorted(emit_seconds.items()):
-            out.append(("mlmon_emit_seconds", v, {"emitter": k}))
+        for k, seconds in sorted(emit_seconds.items()):
+            out.append(("mlmon_emit_seconds", seconds, {"emitter": k}))
         return out
 
     def _build_locked(self, resources: bool = True) -> Snapshot:

@@ -153,7 +153,7 @@ class LogHistogram:
             return self.min
         if q == 1.0:
             return self.max
-        rank = int(math.floor(q * (self.count - 1)))
+        rank = math.floor(q * (self.count - 1))
         seen = 0
         if self._neg is not None:
             neg_total = int(self._neg.sum())

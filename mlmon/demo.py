@@ -1,0 +1,165 @@
+"""``python -m mlmon demo``: a simulated model served from several threads, watched by mlmon.
+
+The run is cut into phases by the share of ``--seconds`` elapsed, so every metric moves:
+
+| share      | what happens                                                            |
+|------------|-------------------------------------------------------------------------|
+| 0.00-0.15  | warm-up: 2 worker threads, healthy                                      |
+| 0.15-0.20  | one request hangs for a while: in-flight and oldest-in-flight rise      |
+| 0.25-0.45  | slowdown: every call +40 ms, over the 25 ms budget; a cache grows (RSS) |
+| 0.50       | scale-out: 2 more worker threads (threads, calls/s)                     |
+| 0.60-0.72  | error burst: 30% of calls raise; bad requests logged to files (to 0.85) |
+| 0.72-1.00  | recovery                                                                |
+
+Only numpy: the model is a fixed logistic regression on five features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import mlmon
+from mlmon.emitters import ConsoleEmitter, JsonlEmitter
+
+__all__ = ["main", "run"]
+
+N_FEATURES = 5
+
+
+class Model:
+    """A logistic regression with fixed weights, and the demo's injected faults."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(0, 1, N_FEATURES)
+        self.bias = -0.2
+        self.extra_latency = 0.0
+        self.error_rate = 0.0
+        self.hang_once = threading.Event()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self.hang_once.is_set():
+            self.hang_once.clear()
+            time.sleep(2.0)
+        z = X @ self.weights + self.bias
+        time.sleep(0.002 + 0.0001 * len(X) + self.extra_latency)  # the model's own work
+        if self.error_rate and np.random.random() < self.error_rate:
+            raise ValueError("malformed feature vector")
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = None, quiet: bool = False) -> mlmon.Snapshot:
+    """Serve the simulated model for ``seconds`` and return the final snapshot."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    emitters: list[Any] = [] if quiet else [ConsoleEmitter()]
+    if jsonl:
+        emitters.append(JsonlEmitter(jsonl))
+    window = max(10.0, flush_interval * 5)
+    mon = mlmon.Monitor(
+        "demo",
+        version="1.0",
+        window=window,
+        flush_interval=flush_interval,
+        latency_budget=0.025,
+        emitters=emitters,
+    )
+    model = Model()
+    stop = threading.Event()
+    rng_lock = threading.Lock()
+    rng = np.random.default_rng(1)
+
+    @mon.track(features="X")
+    def predict(X: np.ndarray) -> np.ndarray:
+        return model.predict_proba(X)
+
+    def worker() -> None:
+        while not stop.is_set():
+            with rng_lock:
+                n = int(rng.integers(1, 33))
+                X = rng.normal(0, 1, (n, N_FEATURES))
+            try:
+                predict(X)
+            except ValueError:
+                pass
+
+    workers = [threading.Thread(target=worker, name=f"demo-worker-{i}", daemon=True) for i in range(2)]
+    for t in workers:
+        t.start()
+    cache: list[bytes] = []
+    bad_request_logs: list[Any] = []
+    tmpdir = tempfile.mkdtemp(prefix="mlmon-demo-")
+    start = time.monotonic()
+    hung = scaled = False
+    try:
+        while (elapsed := time.monotonic() - start) < seconds:
+            share = elapsed / seconds
+            if not hung and share >= 0.15:
+                model.hang_once.set()
+                hung = True
+            model.extra_latency = 0.04 if 0.25 <= share < 0.45 else 0.0
+            if 0.25 <= share < 0.45 and len(cache) < 40:
+                cache.append(os.urandom(1 << 20))  # a feature cache that grows: RSS moves
+            elif share >= 0.45:
+                cache.clear()
+            if not scaled and share >= 0.5:
+                more = [threading.Thread(target=worker, name=f"demo-worker-{i}", daemon=True) for i in (2, 3)]
+                for t in more:
+                    t.start()
+                workers += more
+                scaled = True
+            model.error_rate = 0.3 if 0.6 <= share < 0.72 else 0.0
+            if 0.6 <= share < 0.85 and len(bad_request_logs) < 20:
+                bad_request_logs.append(open(os.path.join(tmpdir, f"bad-{len(bad_request_logs)}.log"), "w"))  # noqa: SIM115
+            elif share >= 0.85:
+                while bad_request_logs:
+                    bad_request_logs.pop().close()
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(5)
+        for f in bad_request_logs:
+            f.close()
+    mon.close()  # the last flush: one more table
+    final = mon.snapshot()
+    if not quiet:
+        print(summary(final, seconds))
+    return final
+
+
+def summary(snap: mlmon.Snapshot, seconds: float) -> str:
+    """A few lines on the whole run."""
+    errors = ", ".join(f"{s.label('error_type')}={s.value:.0f}" for s in snap.select("mlmon_errors_total")) or "none"
+    calls = snap.get("mlmon_calls_total") or 0.0
+    lines = [
+        "",
+        f"mlmon demo: {seconds:.0f}s served {calls:,.0f} calls, {snap.get('mlmon_rows_total') or 0:,.0f} rows",
+        f"  errors by type: {errors}",
+        f"  calls over the 25 ms budget: {snap.get('mlmon_slow_calls_total') or 0:,.0f}",
+        f"  latency buckets: {snap.get('mlmon_latency_seconds_bucket', le='0.025') or 0:,.0f} of "
+        f"{snap.get('mlmon_latency_seconds_count') or 0:,.0f} calls within 25 ms",
+        f"  mlmon internal errors: {snap.total('mlmon_internal_errors_total'):.0f}, "
+        f"dropped: {snap.total('mlmon_dropped_total'):.0f}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mlmon demo", description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--seconds", type=float, default=20.0, help="how long to serve (default 20)")
+    ap.add_argument("--flush-interval", type=float, default=2.0, help="seconds between tables (default 2)")
+    ap.add_argument("--jsonl", default=None, help="also write every snapshot to this JSON-lines file")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but the summary's return code")
+    args = ap.parse_args(argv)
+    run(args.seconds, args.flush_interval, args.jsonl, args.quiet)
+    return 0
