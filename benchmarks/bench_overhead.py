@@ -79,6 +79,9 @@ def main() -> None:
     def f(x: float) -> float:
         return x * 0.5
 
+    mlmon.configure(model="bench_default", flush_interval=1.0, window=60.0)
+    lazy_f = mlmon.track(f)
+
     async def af(x: float) -> float:
         return x * 0.5
 
@@ -88,6 +91,7 @@ def main() -> None:
         "mlmon @track (outputs recorded)": lambda: per_call_ns(mon.track(f), args.calls),
         "mlmon @track(outputs=False)": lambda: per_call_ns(mon.track(outputs=False)(f), args.calls),
         "mlmon with track() as call": lambda: per_call_ctx_ns(mon, args.calls),
+        "mlmon @mlmon.track (default monitor)": lambda: per_call_ns(lazy_f, args.calls),
         "bare async call": lambda: per_call_async_ns(af, args.calls),
         "prometheus_client async": lambda: per_call_async_ns(hist.time()(af), args.calls),
         "mlmon @track async": lambda: per_call_async_ns(mon.track(af), args.calls),
@@ -106,7 +110,8 @@ def main() -> None:
 
     rows = [
         ("sync", "bare call", ["prometheus_client Histogram.time()", "mlmon @track (outputs recorded)",
-                               "mlmon @track(outputs=False)", "mlmon with track() as call"]),
+                               "mlmon @track(outputs=False)", "mlmon with track() as call",
+                               "mlmon @mlmon.track (default monitor)"]),
         ("async", "bare async call", ["prometheus_client async", "mlmon @track async"]),
         ("2 threads", "bare, 2 threads", ["prometheus_client, 2 threads", "mlmon @track, 2 threads"]),
     ]

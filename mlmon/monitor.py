@@ -158,8 +158,8 @@ class Call:
 
     def __init__(self, mon: Monitor, features: Any, ids: Any) -> None:
         self._mon = mon
-        self._features = None if features is None else _copy(features)
-        self._ids = None if ids is None else _copy(ids)
+        self._features = features if features is None else _copy(features)
+        self._ids = ids if ids is None else _copy(ids)
         self._out: Any = None
         self._cid = -1
         self._t0 = 0
@@ -245,7 +245,8 @@ class Track:
         mon = self._mon
         call = Call(mon, self._features, self._ids)
         if mon.enabled:
-            mon._ensure_reporter()
+            if mon._reporter is None:
+                mon._ensure_reporter()
             call._cid = cid = next(mon._ids)
             call._t0 = t0 = mon._perf()
             mon._inflight[cid] = t0
@@ -254,14 +255,18 @@ class Track:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         call = self._call
-        mon = self._mon
-        if call is None or not mon.enabled:
+        if call is None or call._cid < 0:
             return
         self._call = None
+        mon = call._mon
         dt = mon._perf() - call._t0
         mon._inflight.pop(call._cid, None)
-        mon._record((dt, exc_type, None if exc_type else call._out, call._features, call._ids))
-
+        rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids)
+        gen = mon._gen
+        if len(gen) < mon._soft_cap:
+            gen.append(rec)
+        else:
+            mon._record(rec)
 
 
 def _fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, is_async: bool) -> Callable[..., Any]:
