@@ -38,6 +38,8 @@ class CallBatch:
         ids: per call, the prediction ids (a list or numpy array copy, a single id, or a
             ``range`` of generated ids) or None.
         rows: per call, the number of prediction rows.
+        times: per entry, the monitor clock reading when the call finished (for label delay);
+            entries without one (the fast path's, which have no ids) use ``now``.
     """
 
     now: float
@@ -46,6 +48,11 @@ class CallBatch:
     features: Sequence[Any] = attrs.field(factory=list)
     ids: Sequence[Any] = attrs.field(factory=list)
     rows: Sequence[int] = attrs.field(factory=list)
+    times: Sequence[float] = attrs.field(factory=list)
+
+    def time_of(self, i: int) -> float:
+        """When entry ``i`` finished (``now`` when unknown)."""
+        return self.times[i] if i < len(self.times) else self.now
 
 
 class Component(Protocol):

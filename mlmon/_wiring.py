@@ -1,27 +1,159 @@
-"""Builds a monitor's optional components from its configuration, and routes feedback to them.
+"""Builds a monitor's components from its configuration, and routes feedback to them.
 
-Kept apart from ``monitor.py`` so the hot path module does not import the model-quality and
-feature modules (and their scipy imports) unless a monitor is configured to use them.
+Kept apart from ``monitor.py`` so the hot-path module stays small and imports the model-quality
+and feature modules (and scipy) only when a monitor is built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlmon._component import Component
+import numpy as np
+
+from mlmon._component import CallBatch, Component, Triple
 
 if TYPE_CHECKING:
+    from mlmon.features import FeatureComponent
     from mlmon.monitor import Monitor
+    from mlmon.quality import QualityComponent
+
+__all__ = ["components", "log_feedback", "log_outcome"]
+
+
+def _infer_names(obj: Any) -> list[str] | None:
+    """Feature names from the first features a monitor sees, when none were configured."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return [str(k) for k in obj]
+    columns = getattr(obj, "columns", None)
+    if columns is not None:
+        return [str(c) for c in columns]
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        return [str(k) for k in obj[0]]
+    try:
+        arr = np.asarray(obj, dtype=object)
+    except Exception:
+        return None
+    if arr.ndim == 1 and arr.size:
+        return [f"f{i}" for i in range(arr.size)]
+    if arr.ndim == 2 and arr.shape[1]:
+        return [f"f{i}" for i in range(arr.shape[1])]
+    return None
+
+
+class LazyFeatures:
+    """A FeatureComponent built at the first call that carries features.
+
+    Without a reference or configured ``feature_names``, the names come from the first features
+    seen: dict keys, DataFrame columns, or ``f0, f1, ...`` by position. Until then it emits
+    nothing.
+    """
+
+    def __init__(self, mon: Monitor, now: float) -> None:
+        self._mon = mon
+        self._created = now
+        self.inner: FeatureComponent | None = None
+
+    def ingest(self, batch: CallBatch) -> None:
+        if self.inner is None:
+            first = next((f for f in batch.features if f is not None), None)
+            names = _infer_names(first)
+            if names is None:
+                return
+            from mlmon.features import FeatureComponent
+
+            self.inner = FeatureComponent(
+                names, window=self._mon.window, slices=self._mon._slices, now=self._created, drift=self._mon._drift
+            )
+        self.inner.ingest(batch)
+
+    def samples(self, now: float) -> Iterable[Triple]:
+        return self.inner.samples(now) if self.inner is not None else ()
+
+    def reset(self) -> None:
+        self.inner = None
 
 
 def components(mon: Monitor, now: float) -> list[Component]:
     """The components a monitor with this configuration needs, in the order they ingest."""
-    return []
+    from mlmon.quality import QualityComponent
+
+    out: list[Component] = [
+        QualityComponent(
+            mon.task, mon.window, mon._slices, now, max_pending=mon._max_pending, ttl=mon._ttl
+        )
+    ]
+    if mon.reference is not None or mon._feature_names is not None:
+        from mlmon.features import FeatureComponent
+
+        features: Any = mon.reference if mon.reference is not None else mon._feature_names
+        out.append(
+            FeatureComponent(
+                features,
+                categorical=mon._categorical,
+                window=mon.window,
+                slices=mon._slices,
+                now=now,
+                drift=mon._drift,
+            )
+        )
+    else:
+        out.append(LazyFeatures(mon, now))
+    return out
+
+
+def quality(mon: Monitor) -> QualityComponent:
+    from mlmon.quality import QualityComponent
+
+    for comp in mon._components:
+        if isinstance(comp, QualityComponent):
+            return comp
+    raise RuntimeError("monitor has no quality component")  # pragma: no cover - always built
+
+
+def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> None:
+    """Configuration-time checks of the optional parts (raise ValueError/TypeError)."""
+    if mon.task is not None:
+        from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression
+
+        if not isinstance(mon.task, (BinaryClassification, MulticlassClassification, Regression)):
+            raise TypeError(
+                "task must be mlmon.BinaryClassification, MulticlassClassification, Regression or None, "
+                f"got {mon.task!r}"
+            )
+    if mon.reference is not None:
+        from mlmon.reference import Reference
+
+        if not isinstance(mon.reference, Reference):
+            raise TypeError(f"reference must be an mlmon.Reference or None, got {mon.reference!r}")
+    if feature_names is not None:
+        from mlmon.reference import check_feature_names
+
+        check_feature_names(feature_names)
 
 
 def log_feedback(mon: Monitor, ids: Any, labels: Any) -> None:
-    raise NotImplementedError("log_feedback needs the model-quality component")
+    comp = quality(mon)
+    # Drain first: a label for a call that has just returned must find its prediction.
+    with mon._drain_lock:
+        mon._drain_locked()
+        try:
+            comp.log_feedback(ids, labels, mon._clock.monotonic())
+        except ValueError:
+            raise  # the one documented error: ids and labels of different lengths
+        except Exception as exc:
+            mon._internal_error("feedback", exc)
 
 
 def log_outcome(mon: Monitor, name: str, ids: Any, value: float) -> None:
-    raise NotImplementedError("log_outcome needs the outcomes component")
+    comp = quality(mon)
+    with mon._drain_lock:
+        mon._drain_locked()
+        try:
+            comp.log_outcome(name, ids, value, mon._clock.monotonic())
+        except (ValueError, TypeError):
+            raise  # a bad outcome name or value: the caller's to fix
+        except Exception as exc:
+            mon._internal_error("outcome", exc)

@@ -147,8 +147,8 @@ class Call:
     >>> mon = mlmon.Monitor("doc_call")
     >>> with mon.track() as call:
     ...     call.outputs([0.1, 0.9, 0.4])
-    >>> list(call.ids)  # three generated ids, one per output row
-    [0, 1, 2]
+    >>> len(call.ids)  # generated ids, one per output row
+    3
     >>> mon.snapshot().get("mlmon_rows_total")
     3.0
     >>> mon.close()
@@ -177,8 +177,19 @@ class Call:
         """
         if self._ids is None:
             n = _rows(self._features if self._features is not None else self._out)
-            self._ids = self._mon._generate_ids(n)
+            self._ids = _call_ids(self._mon, self._cid, n)
         return self._ids
+
+
+_ROWS_PER_CALL_ID = 1 << 20
+
+
+def _call_ids(mon: Monitor, cid: int, n: int) -> range:
+    """Generated prediction ids of one call: ``cid * 2**20 + row``, unique without a lock."""
+    if 0 <= cid and n <= _ROWS_PER_CALL_ID:
+        start = cid * _ROWS_PER_CALL_ID
+        return range(start, start + n)
+    return mon._generate_ids(n)  # a disabled monitor, or a batch over 2**20 rows
 
 
 class Track:
@@ -259,9 +270,14 @@ class Track:
             return
         self._call = None
         mon = call._mon
-        dt = mon._perf() - call._t0
+        end = mon._perf()
+        dt = end - call._t0
         mon._inflight.pop(call._cid, None)
-        rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids)
+        if exc_type is None and call._ids is None:
+            # Ids are joined at drain time, so they exist from here on even if never read.
+            n = _rows(call._features if call._features is not None else call._out)
+            call._ids = _call_ids(mon, call._cid, n)
+        rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids, end)
         gen = mon._gen
         if len(gen) < mon._soft_cap:
             gen.append(rec)
@@ -425,11 +441,11 @@ def _general_wrapper(
             except BaseException as exc:
                 dt = perf() - t0
                 inflight.pop(cid, None)
-                record((dt, exc.__class__, None, f, i))
+                record((dt, exc.__class__, None, f, i, 0))
                 raise
-            dt = perf() - t0
+            end = perf()
             inflight.pop(cid, None)
-            record((dt, None, out_of(result), f, i))
+            record((end - t0, None, out_of(result), f, i, end))
             return result
 
         return awrapper
@@ -440,10 +456,10 @@ def _general_wrapper(
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            record((perf() - t0, exc.__class__, None, f, i))
+            record((perf() - t0, exc.__class__, None, f, i, 0))
             raise
-        dt = perf() - t0
-        record((dt, None, out_of(result), f, i))
+        end = perf()
+        record((end - t0, None, out_of(result), f, i, end))
         return result
 
     _SYNC_CODES.add(wrapper.__code__)
@@ -480,6 +496,10 @@ class Monitor:
         max_pending: cap of the id → prediction store for ``log_feedback``.
         ttl: seconds a prediction waits for its label.
         drift: a ``DriftConfig`` for feature drift decisions.
+        feature_names: names of the features ``track(features=...)`` passes, when there is no
+            reference (without either, names come from the first features seen: dict keys,
+            DataFrame columns, else ``f0, f1, ...``).
+        categorical: which of ``feature_names`` are categorical.
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -513,8 +533,10 @@ class Monitor:
         instance: str | None = None,
         enabled: bool = True,
         max_pending: int = 1_000_000,
-        ttl: float = 3 * 24 * 3600.0,
+        ttl: float = 7 * 24 * 3600.0,
         drift: Any = None,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str] = (),
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(f"name must match [A-Za-z0-9_-]+, got {name!r}")
@@ -567,7 +589,7 @@ class Monitor:
         self._nums = array.array("d")  # fast path: their numeric outputs
         self._objs: list[Any] = []  # fast path: their other outputs (copied)
         self._errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
-        self._gen: list[tuple[Any, ...]] = []  # other forms: (dt, exc class, out, features, ids)
+        self._gen: list[tuple[Any, ...]] = []  # other forms: (dt, exc class, out, features, ids, end ns)
         self._hard_cap = max_buffered_calls
         self._max_rows = max_buffered_rows
         self._soft_cap = max(8, min(4096, max_buffered_calls // 4))
@@ -580,6 +602,11 @@ class Monitor:
         self._max_pending = max_pending
         self._ttl = ttl
         self._drift = drift
+        self._feature_names = list(feature_names) if feature_names is not None else None
+        self._categorical = tuple(categorical)
+        from mlmon import _wiring
+
+        _wiring.check_configuration(self, self._feature_names)
         self._init_state()
         _MONITORS.add(self)
 
@@ -616,7 +643,7 @@ class Monitor:
 
     # -- hot-path helpers (slow paths only) ------------------------------------------------
     def _record(self, rec: tuple[Any, ...]) -> None:
-        """Append a general record ``(dt, exc class, out, features, ids)`` (bounded)."""
+        """Append a general record ``(dt, exc class, out, features, ids, end ns)`` (bounded)."""
         gen = self._gen
         if len(gen) < self._soft_cap:
             gen.append(rec)
@@ -706,9 +733,10 @@ class Monitor:
                 lock.release()
 
     def _generate_ids(self, n: int) -> range:
+        # Negative, so they never meet the ids derived from call ids.
         with self._misc_lock:
+            self._next_gen_id -= n
             start = self._next_gen_id
-            self._next_gen_id += n
         return range(start, start + n)
 
     def _internal_error(self, stage: str, exc: BaseException) -> None:
@@ -785,6 +813,7 @@ class Monitor:
         rows_list: list[int] = [int(scalars.size)] if scalars.size else []
         feats: list[Any] = [None] * len(outs)
         ids: list[Any] = [None] * len(outs)
+        times: list[float] = [now] * len(outs)
         # Each fast-path call is one row through its duration, plus (rows - 1) through an
         # object output: exact in total whichever drain the two halves land in.
         rows = int(d_ok.size)
@@ -795,7 +824,9 @@ class Monitor:
             rows_list.append(r)
         feats.extend([None] * len(objs))
         ids.extend([None] * len(objs))
+        times.extend([now] * len(objs))
         if gen:
+            perf_now = self._perf()
             ok_gen = [g for g in gen if g[1] is None]
             if ok_gen:
                 d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
@@ -808,6 +839,7 @@ class Monitor:
                     feats.append(g[3])
                     ids.append(g[4])
                     rows_list.append(r)
+                    times.append(now - max(0, perf_now - g[5]) / 1e9)
         n_ok = int(d_ok.size)
         d_err = np.array([e[0] for e in errs], dtype=np.int64)
         secs = np.concatenate((d_ok, d_err)) / 1e9
@@ -841,7 +873,7 @@ class Monitor:
 
         if self._components and outs:
             batch = CallBatch(
-                now=now, wall=self._clock.time(), outputs=outs, features=feats, ids=ids, rows=rows_list
+                now=now, wall=self._clock.time(), outputs=outs, features=feats, ids=ids, rows=rows_list, times=times
             )
             for comp in self._components:
                 try:

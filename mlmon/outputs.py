@@ -1,0 +1,245 @@
+"""Output monitoring: the distribution of a model's outputs over the rolling window.
+
+Per window: count, mean, variance and standard deviation, quantiles (within 1% relative error,
+from :class:`~mlmon.stats.LogHistogram`), the share of each predicted class for classifiers,
+and for binary classifiers the precision, recall and F1 expected from the scores if they are
+calibrated (see :func:`estimated_performance`). Outputs that cannot be read are counted in
+``mlmon_output_invalid_total``, never raised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlmon._component import CallBatch, Triple
+from mlmon.stats.loghist import LogHistogram
+from mlmon.stats.moments import Moments
+from mlmon.tasks import (
+    BinaryClassification,
+    MappedOutputs,
+    MulticlassClassification,
+    Task,
+    map_scores,
+)
+from mlmon.window import RollingWindow
+
+__all__ = ["QUANTILES", "OutputComponent", "estimated_performance", "map_calls"]
+
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+"""The quantiles emitted for outputs and label delays."""
+
+_NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
+
+
+def map_calls(
+    task: Task | None, outputs: Sequence[Any], rows: Sequence[int]
+) -> tuple[MappedOutputs, list[int]]:
+    """Map the outputs of many calls at once.
+
+    Calls whose outputs are None (not recorded) contribute no rows and no invalid count.
+
+    Returns:
+        The calls' mapped rows concatenated in call order, and each call's number of mapped
+        rows (0 when its outputs were None or unusable).
+    """
+    arr = None
+    if all(o.__class__ in _NUMBER_TYPES for o in outputs):
+        arr = np.fromiter(outputs, dtype=np.float64, count=len(outputs))
+    elif not _scores_only(task) and all(o.__class__ is str for o in outputs):
+        arr = np.array(outputs, dtype=str)
+    if arr is not None:
+        # Single-row calls with scalar outputs, the common case: one array, one mapping.
+        mapped = map_scores(arr) if _scores_only(task) else task.map_outputs(arr)  # type: ignore[union-attr]
+        return mapped, [1] * len(outputs)
+    parts: list[MappedOutputs] = []
+    lengths: list[int] = []
+    for out, n in zip(outputs, rows, strict=True):
+        if out is None:
+            lengths.append(0)
+            continue
+        m = map_scores(out) if _scores_only(task) else task.map_outputs(out, n)  # type: ignore[union-attr]
+        parts.append(m)
+        lengths.append(int(m.values.size))
+    if not parts:
+        empty = map_scores(np.empty(0))
+        if not _scores_only(task):
+            empty = empty._replace(classes=np.empty(0, dtype=np.int64))
+        return empty, lengths
+    classes = None
+    if not _scores_only(task):
+        classes = np.concatenate([p.classes for p in parts if p.classes is not None])
+    mapped = MappedOutputs(
+        np.concatenate([p.values for p in parts]),
+        classes,
+        np.concatenate([p.valid for p in parts]),
+        sum(p.invalid for p in parts),
+    )
+    return mapped, lengths
+
+
+def _scores_only(task: Task | None) -> bool:
+    return not isinstance(task, (BinaryClassification, MulticlassClassification))
+
+
+def estimated_performance(
+    n_pos: float, sum_pos: float, sum_neg: float
+) -> tuple[float | None, float | None, float | None]:
+    """Precision, recall and F1 expected if scores are calibrated probabilities.
+
+    A row with score ``p`` is positive with probability ``p``. Over the rows predicted
+    positive (``p >= threshold``) the expected true positives are ``sum_pos = Σ p`` and false
+    positives ``n_pos - sum_pos``; over the rows predicted negative the expected false
+    negatives are ``sum_neg = Σ p``. Each ratio is None when its denominator is 0.
+
+    >>> estimated_performance(n_pos=2, sum_pos=1.6, sum_neg=0.4)
+    (0.8, 0.8, 0.8)
+    """
+    precision = sum_pos / n_pos if n_pos > 0 else None
+    recall = sum_pos / (sum_pos + sum_neg) if sum_pos + sum_neg > 0 else None
+    f1_den = sum_pos + n_pos + sum_neg  # 2 E[TP] + E[FP] + E[FN]
+    f1 = 2.0 * sum_pos / f1_den if f1_den > 0 else None
+    return precision, recall, f1
+
+
+class _OutputSlice:
+    """Output statistics of one window slice."""
+
+    __slots__ = ("classes", "count", "est", "hist", "moments", "rows")
+
+    def __init__(self, n_classes: int, binary: bool) -> None:
+        self.rows = 0  # prediction rows of the calls (valid or not, recorded or not)
+        self.count = 0  # valid outputs
+        self.moments = Moments()
+        self.hist = LogHistogram()
+        self.classes = np.zeros(n_classes, dtype=np.int64) if n_classes else None
+        # Binary: rows predicted positive, Σ score over them, Σ score over predicted negatives,
+        # and scores outside [0, 1] (which make the estimate meaningless).
+        self.est = np.zeros(4) if binary else None
+
+    def merge(self, other: object) -> None:
+        assert isinstance(other, _OutputSlice)
+        self.rows += other.rows
+        self.count += other.count
+        self.moments.merge(other.moments)
+        self.hist.merge(other.hist)
+        if self.classes is not None and other.classes is not None:
+            self.classes += other.classes
+        if self.est is not None and other.est is not None:
+            self.est += other.est
+
+    def reset(self) -> None:
+        self.rows = self.count = 0
+        self.moments.reset()
+        self.hist.reset()
+        if self.classes is not None:
+            self.classes[:] = 0
+        if self.est is not None:
+            self.est[:] = 0.0
+
+
+class OutputComponent:
+    """The distribution of model outputs over a rolling window (a monitor component).
+
+    Args:
+        task: how to read outputs; None reads them as numeric scores (scalars, 1-D arrays,
+            ``(n, 1)`` columns; other shapes are invalid).
+        window: seconds the window covers.
+        slices: slices of the window.
+        now: the monitor's monotonic clock at creation.
+
+    Samples: ``mlmon_output_count`` (always), ``mlmon_output_mean``, ``_variance``
+    (population, ddof=0), ``_stddev`` and ``mlmon_output{quantile}`` when the window holds a
+    score; ``mlmon_output_class_ratio{class}`` for classifiers when it holds a prediction;
+    ``mlmon_estimated_precision``/``_recall``/``_f1`` for binary classifiers whose window
+    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always).
+
+    >>> from mlmon._component import CallBatch
+    >>> comp = OutputComponent(BinaryClassification(threshold=0.5), window=60.0, now=0.0)
+    >>> comp.ingest(CallBatch(now=1.0, wall=0.0, outputs=[0.9, [0.2, "bad"]], rows=[1, 2]))
+    >>> values = {(n, tuple(sorted(l.items()))): v for n, v, l in comp.samples(2.0)}
+    >>> values[("mlmon_output_count", ())], values[("mlmon_output_invalid_total", ())]
+    (2, 1)
+    >>> values[("mlmon_output_class_ratio", (("class", "1"),))]
+    0.5
+    """
+
+    def __init__(
+        self, task: Task | None, window: float, slices: int = 10, now: float = 0.0
+    ) -> None:
+        self.task = task
+        if isinstance(task, (BinaryClassification, MulticlassClassification)):
+            self._names: tuple[str, ...] = task.class_names
+        else:
+            self._names = ()
+        n, binary = len(self._names), isinstance(task, BinaryClassification)
+        self._window: RollingWindow[_OutputSlice] = RollingWindow(
+            lambda: _OutputSlice(n, binary), window, slices, now
+        )
+        self.invalid_total = 0
+
+    def observe(self, mapped: MappedOutputs, rows: int, now: float) -> None:
+        """Add mapped outputs (and the calls' prediction rows) to the slice at ``now``."""
+        self.invalid_total += mapped.invalid
+        sl = self._window.current(now)
+        sl.rows += rows
+        valid = mapped.valid
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid == 0:
+            return
+        sl.count += n_valid
+        scores = mapped.values[np.isfinite(mapped.values)]
+        if scores.size:
+            sl.moments.update_many(scores)
+            sl.hist.add_many(scores)
+        classes = mapped.classes
+        if sl.classes is not None and classes is not None:
+            sl.classes += np.bincount(classes[valid], minlength=sl.classes.size)
+        if sl.est is not None and classes is not None:
+            p, positive = mapped.values[valid], classes[valid] == 1
+            sl.est += (
+                np.count_nonzero(positive),
+                p[positive].sum(),
+                p[~positive].sum(),
+                np.count_nonzero((p < 0.0) | (p > 1.0)),
+            )
+
+    def ingest(self, batch: CallBatch) -> None:
+        """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
+        mapped, _ = map_calls(self.task, batch.outputs, batch.rows)
+        self.observe(mapped, int(sum(batch.rows)), batch.now)
+
+    def rows(self, now: float) -> tuple[int, float]:
+        """Prediction rows in the window, and the seconds the window covers."""
+        return self._window.merged(now).rows, self._window.covered(now)
+
+    def samples(self, now: float) -> Iterator[Triple]:
+        """Window-scoped output statistics and the invalid counter."""
+        m = self._window.merged(now)
+        yield ("mlmon_output_count", m.count, {})
+        mo = m.moments
+        if mo.count:
+            yield ("mlmon_output_mean", mo.mean, {})
+            yield ("mlmon_output_variance", mo.variance, {})
+            yield ("mlmon_output_stddev", math.sqrt(mo.variance), {})
+            for q in QUANTILES:
+                yield ("mlmon_output", m.hist.quantile(q), {"quantile": str(q)})
+        if m.classes is not None:
+            total = int(m.classes.sum())
+            if total:
+                for name, c in zip(self._names, m.classes.tolist(), strict=True):
+                    yield ("mlmon_output_class_ratio", c / total, {"class": name})
+        if m.est is not None and m.count and m.est[3] == 0:
+            names = ("mlmon_estimated_precision", "mlmon_estimated_recall", "mlmon_estimated_f1")
+            for name, v in zip(names, estimated_performance(*m.est[:3].tolist()), strict=True):
+                if v is not None:
+                    yield (name, v, {})
+        yield ("mlmon_output_invalid_total", self.invalid_total, {})
+
+    def reset(self) -> None:
+        """Forget everything (after a fork)."""
+        self._window.reset()
+        self.invalid_total = 0

@@ -1,0 +1,345 @@
+"""Model quality: outputs, the feedback join, windowed quality metrics and outcomes, as one
+component the monitor owns.
+
+Data flow (see ``docs/quality.md``):
+
+- At each drain the monitor hands over a :class:`~mlmon._component.CallBatch`. The outputs of
+  every call are mapped once by the task: the output statistics are updated, and each
+  prediction with an id is stored in the :class:`~mlmon.feedback.FeedbackJoin` at the drain's
+  clock reading.
+- ``log_feedback(ids, labels)`` joins labels to stored predictions; each joined pair goes into
+  the window slice of the label's arrival time, so quality metrics cover the labels received
+  in the window, whatever the age of the predictions they judge.
+- ``samples(now)`` merges the windows into metric values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mlmon._component import CallBatch, Triple
+from mlmon.feedback import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_TTL,
+    FeedbackJoin,
+    as_batch,
+    id_keys,
+    label_array,
+)
+from mlmon.outcomes import DEFAULT_MAX_OUTCOMES, OutcomeComponent
+from mlmon.outputs import QUANTILES, OutputComponent, map_calls
+from mlmon.stats.confusion import ConfusionMatrix
+from mlmon.stats.loghist import LogHistogram
+from mlmon.stats.regression import RegressionErrors
+from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
+from mlmon.window import RollingWindow
+
+__all__ = ["QualityComponent"]
+
+_AVERAGES = ("macro", "micro")
+_QUALITY = ("mlmon_precision", "mlmon_recall", "mlmon_f1")
+
+
+class _LabelSlice:
+    """Joined labels of one window slice: count, delays, and the task's error accumulator."""
+
+    __slots__ = ("confusion", "count", "delays", "errors", "hist")
+
+    def __init__(self, task: Task | None) -> None:
+        self.count = 0
+        self.hist = LogHistogram()
+        # Single labels append here; the histogram takes them in one batch at merge time.
+        self.delays: list[float] = []
+        self.confusion: ConfusionMatrix | None = None
+        self.errors: RegressionErrors | None = None
+        if isinstance(task, BinaryClassification):
+            self.confusion = ConfusionMatrix(2)
+        elif isinstance(task, MulticlassClassification):
+            self.confusion = ConfusionMatrix(len(task.classes))
+        elif isinstance(task, Regression):
+            self.errors = RegressionErrors()
+
+    def add(
+        self,
+        preds: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.float64],
+        delays: npt.NDArray[np.float64],
+    ) -> None:
+        self.count += int(preds.size)
+        self.hist.add_many(delays)
+        if self.confusion is not None:
+            self.confusion.update_many(labels.astype(np.int64), preds.astype(np.int64))
+        elif self.errors is not None:
+            self.errors.update_many(preds, labels)
+
+    def add_one(self, pred: float, label: float, delay: float) -> None:
+        self.count += 1
+        self.delays.append(delay)
+        if self.confusion is not None:
+            self.confusion.update(int(label), int(pred))
+        elif self.errors is not None:
+            self.errors.update(pred, label)
+
+    def _flush(self) -> None:
+        if self.delays:
+            self.hist.add_many(np.array(self.delays))
+            self.delays.clear()
+
+    def merge(self, other: object) -> None:
+        assert isinstance(other, _LabelSlice)
+        other._flush()
+        self._flush()
+        self.count += other.count
+        self.hist.merge(other.hist)
+        if self.confusion is not None and other.confusion is not None:
+            self.confusion.merge(other.confusion)
+        if self.errors is not None and other.errors is not None:
+            self.errors.merge(other.errors)
+
+    def reset(self) -> None:
+        self.count = 0
+        self.hist.reset()
+        self.delays.clear()
+        if self.confusion is not None:
+            self.confusion.reset()
+        if self.errors is not None:
+            self.errors.reset()
+
+
+def _any_label(v: object) -> float:
+    """Without a task any label but None and NaN is valid (encoded 0.0)."""
+    if v is None:
+        return math.nan
+    try:
+        return math.nan if math.isnan(v) else 0.0  # type: ignore[arg-type]
+    except TypeError:
+        return 0.0
+
+
+class QualityComponent:
+    """Outputs, feedback join, quality metrics and outcomes of one monitor.
+
+    Args:
+        task: the model's task, or None: then outputs are numeric scores, labels are joined
+            and counted (coverage, delay) but no quality metric is computed.
+        window: seconds the rolling windows cover.
+        slices: slices per window.
+        now: the monitor's monotonic clock at creation.
+        max_pending: most predictions the feedback join keeps (see
+            :class:`~mlmon.feedback.FeedbackJoin`).
+        ttl: seconds a prediction stays joinable.
+        max_outcomes: most distinct outcome names.
+
+    Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
+    when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
+    emitted. Binary metrics carry no ``class`` label; multiclass adds ``{class}`` per class and
+    ``{average="macro"|"micro"}``.
+
+    Not thread-safe: the monitor calls it under its drain lock, and drains before
+    ``log_feedback`` so that a label for a call that just finished finds its prediction.
+
+    >>> from mlmon._component import CallBatch
+    >>> q = QualityComponent(BinaryClassification(), window=60.0, now=0.0)
+    >>> q.ingest(CallBatch(now=1.0, wall=0.0, outputs=[np.array([0.9, 0.2, 0.7])],
+    ...                    ids=[["a", "b", "c"]], rows=[3]))
+    >>> q.log_feedback(["a", "b", "c", "zzz"], [1, 0, 0, 1], now=5.0)
+    >>> snap = {(n, tuple(l.items())): v for n, v, l in q.samples(6.0)}
+    >>> snap[("mlmon_precision", ())], snap[("mlmon_recall", ())], snap[("mlmon_accuracy", ())]
+    (0.5, 1.0, 0.6666666666666666)
+    >>> snap[("mlmon_labels_total", ())], snap[("mlmon_labels_unmatched_total", ())]
+    (3, 1)
+    """
+
+    def __init__(
+        self,
+        task: Task | None,
+        window: float,
+        slices: int = 10,
+        now: float = 0.0,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        ttl: float = DEFAULT_TTL,
+        max_outcomes: int = DEFAULT_MAX_OUTCOMES,
+    ) -> None:
+        if task is not None and not isinstance(
+            task, (BinaryClassification, MulticlassClassification, Regression)
+        ):
+            raise TypeError(f"task must be a task object from mlmon.tasks or None, got {task!r}")
+        self.task = task
+        self.outputs = OutputComponent(task, window, slices, now)
+        self.outcomes = OutcomeComponent(window, slices, now, max_names=max_outcomes)
+        self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
+        self._labels: RollingWindow[_LabelSlice] = RollingWindow(
+            lambda: _LabelSlice(task), window, slices, now
+        )
+        self._map_label = task.map_label if task is not None else _any_label
+        self.unjoinable = 0  # predictions whose ids did not match their outputs in length
+
+    # -- drain side --------------------------------------------------------------------------
+    def ingest(self, batch: CallBatch) -> None:
+        """Map the drained calls' outputs, update output statistics, store their predictions.
+
+        Never raises on bad data: unusable outputs count in ``mlmon_output_invalid_total``,
+        predictions without usable ids are not stored.
+        """
+        now = batch.now
+        mapped, lengths = map_calls(self.task, batch.outputs, batch.rows)
+        self.outputs.observe(mapped, int(sum(batch.rows)), now)
+        self.outcomes.ingest(batch)
+        ids = batch.ids
+        if not mapped.values.size or not any(i is not None for i in ids):
+            return
+        if mapped.classes is not None:
+            preds = np.where(mapped.valid, mapped.classes, np.nan)
+        else:
+            preds = np.where(mapped.valid, mapped.values, np.nan)
+        keys, ok = self._keys(ids, lengths)
+        if batch.times:
+            made = np.repeat(np.array([batch.time_of(i) for i in range(len(lengths))]), lengths)
+        else:
+            made = np.full(keys.size, now)
+        self.store.record_keys(keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok])
+
+    def _keys(
+        self, ids: Any, lengths: list[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Keys aligned with the mapped rows of all calls; ``ok`` is False where a row has no
+        usable id (no ids, ids of the wrong length, an unhashable id)."""
+        if all(n == 1 for n in lengths):
+            # Single-row calls: one id each, keyed in one go.
+            singles: list[Any] = []
+            has = []
+            for i in ids:
+                b = None if i is None else as_batch(i)
+                if b is not None and len(b) == 1:
+                    singles.append(b[0])
+                    has.append(True)
+                    continue
+                if b is not None:
+                    self.unjoinable += 1
+                singles.append(None)
+                has.append(False)
+            keys, ok = id_keys(singles)
+            self.store.bad_ids += int(np.count_nonzero(~ok & np.array(has, dtype=np.bool_)))
+            return keys, ok
+        key_parts, ok_parts = [], []
+        for i, n in zip(ids, lengths, strict=True):
+            if n == 0:
+                continue
+            b = None if i is None else as_batch(i)
+            if b is None or len(b) != n:
+                if b is not None:
+                    self.unjoinable += n
+                key_parts.append(np.zeros(n, np.int64))
+                ok_parts.append(np.zeros(n, np.bool_))
+                continue
+            k, ok = id_keys(b)
+            self.store.bad_ids += int(n - np.count_nonzero(ok))
+            key_parts.append(k)
+            ok_parts.append(ok)
+        return np.concatenate(key_parts), np.concatenate(ok_parts)
+
+    # -- feedback and outcomes -----------------------------------------------------------------
+    def log_feedback(self, ids: Any, labels: Any, now: float) -> None:
+        """Join true labels to stored predictions by id.
+
+        Args:
+            ids: one id, or a batch (list, tuple, numpy array, range, pandas Series).
+            labels: one label, or a batch as long as ``ids``.
+            now: the monitor's monotonic clock.
+
+        Raises:
+            ValueError: when ``ids`` and ``labels`` differ in length. Nothing else: bad ids
+                and labels are counted (see :class:`~mlmon.feedback.FeedbackJoin`).
+        """
+        id_batch, label_batch = as_batch(ids), as_batch(labels)
+        if len(id_batch) != len(label_batch):
+            raise ValueError(
+                f"ids and labels must have the same length, got {len(id_batch)} ids "
+                f"and {len(label_batch)} labels"
+            )
+        if len(id_batch) == 1:
+            code = self._map_label(label_batch[0])
+            hit = self.store.join_one(id_batch[0], code, now)
+            if hit is not None:
+                self._labels.current(now).add_one(hit[0], code, hit[1])
+            return
+        arr = label_array(label_batch)
+        if self.task is None:
+            codes = np.fromiter((_any_label(v) for v in arr.tolist()), np.float64, arr.size)
+            valid = ~np.isnan(codes)
+        else:
+            codes, valid = self.task.map_labels(arr)
+        joined = self.store.join(id_batch, codes, valid, now)
+        if joined.preds.size:
+            self._labels.current(now).add(*joined)
+
+    def log_outcome(self, name: str, ids: Any = None, value: Any = 1.0, now: float = 0.0) -> None:
+        """Record a downstream outcome (see :class:`~mlmon.outcomes.OutcomeComponent`)."""
+        self.outcomes.log(name, ids, value, now)
+
+    # -- read side ---------------------------------------------------------------------------
+    def samples(self, now: float) -> Iterator[Triple]:
+        """Output, label, quality and outcome metrics at ``now``."""
+        yield from self.outputs.samples(now)
+        store = self.store
+        yield ("mlmon_labels_total", store.joined, {})
+        yield ("mlmon_labels_unmatched_total", store.unmatched, {})
+        yield ("mlmon_labels_expired_total", store.expired, {})
+        yield ("mlmon_labels_duplicate_total", store.duplicate, {})
+        yield ("mlmon_labels_evicted_total", store.evicted, {})
+        yield ("mlmon_labels_invalid_total", store.invalid, {})
+        yield ("mlmon_pending_predictions", store.pending(now), {})
+        rows, covered = self.outputs.rows(now)
+        if rows:
+            labelled = store.labelled_since(now - covered)
+            yield ("mlmon_label_coverage_ratio", min(labelled / rows, 1.0), {})
+        m = self._labels.merged(now)
+        yield ("mlmon_labels_window", m.count, {})
+        if m.count:
+            for q in QUANTILES:
+                yield ("mlmon_label_delay_seconds", m.hist.quantile(q), {"quantile": str(q)})
+            yield from self._quality(m)
+        yield from self.outcomes.samples(now)
+
+    def _quality(self, m: _LabelSlice) -> Iterator[Triple]:
+        cm = m.confusion
+        if cm is not None and isinstance(self.task, BinaryClassification):
+            for name, v in zip(_QUALITY, (cm.precision(1), cm.recall(1), cm.f1(1)), strict=True):
+                if v is not None:
+                    yield (name, v, {})
+        elif cm is not None and isinstance(self.task, MulticlassClassification):
+            for name, per_class in zip(_QUALITY, cm.per_class(), strict=True):
+                for cls, v in zip(self.task.class_names, per_class.tolist(), strict=True):
+                    if not math.isnan(v):
+                        yield (name, v, {"class": cls})
+            for average, values in zip(_AVERAGES, (cm.macro(), cm.micro()), strict=True):
+                for name, v in zip(_QUALITY, values, strict=True):
+                    if v is not None:
+                        yield (name, v, {"average": average})
+        if cm is not None:
+            acc = cm.accuracy()
+            if acc is not None:
+                yield ("mlmon_accuracy", acc, {})
+        errors = m.errors
+        if errors is not None:
+            for name, v in (
+                ("mlmon_mae", errors.mae()),
+                ("mlmon_rmse", errors.rmse()),
+                ("mlmon_mean_error", errors.mean_error()),
+            ):
+                if v is not None:
+                    yield (name, v, {})
+
+    def reset(self) -> None:
+        """Forget everything: windows, stored predictions and counters (in a forked child)."""
+        self.outputs.reset()
+        self.outcomes.reset()
+        self.store.reset()
+        self._labels.reset()
+        self.unjoinable = 0
