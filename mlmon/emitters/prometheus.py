@@ -1,0 +1,463 @@
+"""Prometheus emitter: a pull endpoint in the text exposition format 0.0.4, no client library.
+
+Also pushes to a Pushgateway when asked (``push_url``), and can write a ``file_sd`` target file
+per process so Prometheus finds every worker of a pre-fork server (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlmon.emitters._naming import (
+    PrometheusRenderer,
+    escape_help,
+    format_prometheus_value,
+)
+from mlmon.snapshot import CATALOG, Labels, Snapshot
+
+__all__ = ["CONTENT_TYPE", "PrometheusEmitter", "render_exposition"]
+
+log = logging.getLogger("mlmon.emitters.prometheus")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The media type of the text exposition format the endpoint serves."""
+
+_MAX_IDENTITIES = 64
+
+
+class _Family:
+    __slots__ = ("help", "hist", "lines", "name", "type")
+
+    def __init__(self, name: str, type_: str, help_: str) -> None:
+        self.name = name
+        self.type = type_
+        self.help = help_
+        self.lines: list[str] = []
+        # histogram: (model, version, instance, labels without le) -> [buckets, sum, count]
+        self.hist: dict[tuple[str, str | None, str, Labels], list[Any]] = {}
+
+
+def _help_for(name: str, family: str, type_: str) -> str:
+    if type_ == "histogram":
+        info = CATALOG.get(family + "_bucket") or CATALOG.get(name)
+    else:
+        info = CATALOG.get(name)
+    return info.help if info is not None else f"mlmon metric {name}."
+
+
+def render_exposition(
+    snapshots: Iterable[Snapshot], renderer: PrometheusRenderer | None = None
+) -> str:
+    """The text exposition (format 0.0.4) of one or more snapshots, one family per name.
+
+    Histogram series (``*_bucket``/``_sum``/``_count``) form one ``histogram`` family with a
+    ``+Inf`` bucket equal to ``_count``; window quantiles form ``summary`` families (the latency
+    quantiles as ``mlmon_latency_window_seconds``, since the histogram owns
+    ``mlmon_latency_seconds``). Every series carries ``model``, ``version`` (when not None) and
+    ``instance``.
+
+    >>> from mlmon.snapshot import Sample, Snapshot
+    >>> snap = Snapshot("fraud", None, "web1:7", 0.0, 60.0, (
+    ...     Sample.make("mlmon_calls_total", 3),
+    ...     Sample.make("mlmon_latency_seconds_bucket", 2, le="0.1"),
+    ...     Sample.make("mlmon_latency_seconds_sum", 0.25),
+    ...     Sample.make("mlmon_latency_seconds_count", 3)))
+    >>> print(render_exposition([snap]), end="")
+    # HELP mlmon_calls_total Calls of the tracked predict function.
+    # TYPE mlmon_calls_total counter
+    mlmon_calls_total{model="fraud",instance="web1:7"} 3
+    # HELP mlmon_latency_seconds Cumulative latency histogram: calls with latency <= le.
+    # TYPE mlmon_latency_seconds histogram
+    mlmon_latency_seconds_bucket{model="fraud",instance="web1:7",le="0.1"} 2
+    mlmon_latency_seconds_bucket{model="fraud",instance="web1:7",le="+Inf"} 3
+    mlmon_latency_seconds_sum{model="fraud",instance="web1:7"} 0.25
+    mlmon_latency_seconds_count{model="fraud",instance="web1:7"} 3
+    """
+    r = renderer if renderer is not None else PrometheusRenderer()
+    fams: dict[str, _Family] = {}
+    for snap in snapshots:
+        model, version, instance = snap.model, snap.version, snap.instance
+        for s in snap.samples:
+            fam_name, type_, sample_name = r.family(s.name, s.labels)
+            fam = fams.get(fam_name)
+            if fam is None:
+                fam = fams[fam_name] = _Family(fam_name, type_, _help_for(s.name, fam_name, type_))
+            elif fam.type != type_:
+                continue  # a name that would break the family it collides with
+            if type_ == "histogram":
+                _add_histogram_sample(fam, model, version, instance, s.name, s.labels, s.value)
+                continue
+            if type_ == "summary" and not any(k == "quantile" for k, _ in s.labels):
+                continue
+            fam.lines.append(
+                f"{sample_name}{r.labels(model, version, instance, s.labels)} "
+                f"{format_prometheus_value(s.value)}"
+            )
+    out: list[str] = []
+    for fam in fams.values():
+        if fam.type == "histogram":
+            _render_histogram(fam, r)
+        if not fam.lines:
+            continue
+        out.append(f"# HELP {fam.name} {escape_help(fam.help)}")
+        out.append(f"# TYPE {fam.name} {fam.type}")
+        out.extend(fam.lines)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _add_histogram_sample(
+    fam: _Family,
+    model: str,
+    version: str | None,
+    instance: str,
+    name: str,
+    labels: Labels,
+    value: float,
+) -> None:
+    rest = tuple(kv for kv in labels if kv[0] != "le")
+    group = fam.hist.setdefault((model, version, instance, rest), [[], None, None])
+    if name.endswith("_bucket"):
+        le = dict(labels).get("le")
+        if le is None:
+            return
+        try:
+            bound = float(le)
+        except ValueError:
+            return
+        if not math.isnan(bound):
+            group[0].append((bound, value))
+    elif name.endswith("_sum"):
+        group[1] = value
+    elif name.endswith("_count"):
+        group[2] = value
+
+
+def _render_histogram(fam: _Family, r: PrometheusRenderer) -> None:
+    base = fam.name
+    for (model, version, instance, rest), (buckets, total, count) in fam.hist.items():
+        buckets.sort(key=lambda b: b[0])
+        finite = [(b, v) for b, v in buckets if not math.isinf(b)]
+        inf = [v for b, v in buckets if math.isinf(b) and b > 0]
+        if count is None:
+            count = inf[-1] if inf else (finite[-1][1] if finite else None)
+        if count is None:
+            continue
+        for bound, value in finite:
+            le = format_prometheus_value(bound)
+            fam.lines.append(
+                f"{base}_bucket{r.labels(model, version, instance, (*rest, ('le', le)))} "
+                f"{format_prometheus_value(value)}"
+            )
+        # The +Inf bucket is _count by definition.
+        fam.lines.append(
+            f"{base}_bucket{r.labels(model, version, instance, (*rest, ('le', '+Inf')))} "
+            f"{format_prometheus_value(count)}"
+        )
+        ident = r.labels(model, version, instance, rest)
+        if total is not None:
+            fam.lines.append(f"{base}_sum{ident} {format_prometheus_value(total)}")
+        fam.lines.append(f"{base}_count{ident} {format_prometheus_value(count)}")
+
+
+def _b64(value: str) -> str:
+    # Pushgateway's "@base64" grouping values: URL-safe alphabet; "=" stands for the empty string.
+    return base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii") or "="
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10.0  # an idle or slow client cannot hold a thread for long
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self, with_body: bool) -> None:
+        if urlsplit(self.path).path != self.server.metrics_path:
+            body = b"Not found. Metrics are at " + self.server.metrics_path.encode() + b"\n"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+        else:
+            body = self.server.body()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._reply(True)
+
+    def do_HEAD(self) -> None:
+        self._reply(False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every few seconds must not fill the application's stderr
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, addr: tuple[Any, ...], family: int, metrics_path: str, body: Callable[[], bytes]
+    ) -> None:
+        self.address_family = family
+        self.metrics_path = metrics_path
+        self.body = body
+        super().__init__(addr, _Handler)
+
+
+class PrometheusEmitter:
+    """Serve the latest snapshot to Prometheus: ``GET http://host:port/metrics``.
+
+    The endpoint runs on its own daemon thread (``http.server.ThreadingHTTPServer``) and serves
+    text rendered at emit time, so a scrape never touches the monitor. Counters are cumulative
+    (``rate()`` and ``sum by`` over replicas are exact), latency comes as a histogram family
+    ``mlmon_latency_seconds`` (use ``histogram_quantile`` across replicas) and the window
+    quantiles as summary families (``mlmon_latency_window_seconds{quantile}``). Several monitors
+    may share one emitter: the endpoint serves the latest snapshot of each (model, version,
+    instance).
+
+    Args:
+        host, port: where to listen; ``port=0`` picks a free port (read it from :attr:`port`).
+        path: the metrics path.
+        push_url: a Pushgateway base URL (``http://gateway:9091``): every emit also PUTs the
+            snapshot to ``/metrics/job/<job>/model/<model>/instance/<instance>`` (values
+            base64-encoded), replacing that group.
+        job: the ``job`` grouping label for pushes.
+        push_timeout: seconds one push may take.
+        file_sd_dir: a directory watched by a Prometheus ``file_sd_configs`` entry; each
+            process writes ``mlmon-<pid>.json`` naming its endpoint, and removes it at close.
+        name: the ``emitter``/``buffer`` label in mlmon's own metrics.
+
+    In a forked child (a pre-fork server's worker) the inherited endpoint belongs to the parent:
+    the child starts its own on a free port at its first emit (and writes its ``file_sd``
+    file), so every process is scraped on its own.
+
+    >>> import urllib.request
+    >>> from mlmon.snapshot import Sample, Snapshot
+    >>> em = PrometheusEmitter(port=0)
+    >>> em.emit(Snapshot("fraud", "v1", "web1:7", 0.0, 60.0, (Sample.make("mlmon_calls_total", 3),)))
+    >>> with urllib.request.urlopen(em.url) as resp:
+    ...     print(resp.read().decode().splitlines()[-1])
+    mlmon_calls_total{model="fraud",version="v1",instance="web1:7"} 3
+    >>> em.close()
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        path: str = "/metrics",
+        *,
+        push_url: str | None = None,
+        job: str = "mlmon",
+        push_timeout: float = 5.0,
+        file_sd_dir: str | os.PathLike[str] | None = None,
+        name: str = "prometheus",
+    ) -> None:
+        if not isinstance(host, str):
+            raise ValueError(f"host must be a string, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+            raise ValueError(f"port must be an int in 0..65535 (0 = any free port), got {port!r}")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {path!r}")
+        if push_url is not None:
+            scheme = urlsplit(push_url).scheme
+            if scheme not in ("http", "https"):
+                raise ValueError(f"push_url must be an http(s) URL, got {push_url!r}")
+        if not isinstance(job, str) or not job:
+            raise ValueError(f"job must be a non-empty string, got {job!r}")
+        if (
+            isinstance(push_timeout, bool)
+            or not isinstance(push_timeout, (int, float))
+            or not push_timeout > 0
+        ):
+            raise ValueError(
+                f"push_timeout must be a positive number of seconds, got {push_timeout!r}"
+            )
+        if file_sd_dir is not None and not os.path.isdir(file_sd_dir):
+            raise ValueError(f"file_sd_dir must be an existing directory, got {file_sd_dir!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.host = host
+        self.path = path
+        self.push_url = push_url.rstrip("/") if push_url is not None else None
+        self.job = job
+        self.push_timeout = float(push_timeout)
+        self.file_sd_dir = os.fspath(file_sd_dir) if file_sd_dir is not None else None
+        self.name = name
+        self._renderer = PrometheusRenderer()
+        self._snapshots: OrderedDict[tuple[str, str | None, str], Snapshot] = OrderedDict()
+        self._body = b""
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._push_failures = 0
+        self._pushes = 0
+        self._closed = False
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sd_file: str | None = None
+        self._port = port
+        self._start(port)
+
+    # -- endpoint ----------------------------------------------------------------------------
+
+    def _start(self, port: int) -> None:
+        infos = socket.getaddrinfo(
+            self.host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+        family, _, _, _, addr = infos[0]
+        server = _Server(addr, family, self.path, self._current_body)
+        self._server = server
+        self._port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how soon close() returns
+            name=f"mlmon-{self.name}-http",
+            daemon=True,
+        )
+        self._thread.start()
+        self._write_sd_file()
+
+    def _current_body(self) -> bytes:
+        return self._body
+
+    @property
+    def port(self) -> int:
+        """The port the endpoint listens on (the chosen one when constructed with ``port=0``)."""
+        self._check_fork()
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The scrape URL, e.g. ``http://127.0.0.1:9464/metrics``."""
+        return f"http://{self._advertised_host()}:{self.port}{self.path}"
+
+    def _advertised_host(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"[{host}]" if ":" in host else host
+
+    def _write_sd_file(self) -> None:
+        if self.file_sd_dir is None:
+            return
+        target = f"{self._advertised_host()}:{self._port}"
+        content = json.dumps([{"targets": [target], "labels": {"mlmon_pid": str(os.getpid())}}])
+        final = os.path.join(self.file_sd_dir, f"mlmon-{os.getpid()}.json")
+        fd, tmp = tempfile.mkstemp(dir=self.file_sd_dir, prefix=".mlmon-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.replace(tmp, final)  # Prometheus never reads half a file
+        self._sd_file = final
+
+    def after_fork(self) -> None:
+        """Serve this forked child on a port of its own (the monitor calls this in the child)."""
+        self._check_fork()
+
+    def _check_fork(self) -> None:
+        if os.getpid() == self._pid:
+            return
+        # A forked child: the serving thread did not survive the fork and the listening socket
+        # is the parent's. Close our copy (never shutdown(): it would wait for a thread that
+        # does not exist here) and serve this process on a port of its own.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        old = self._server
+        if old is not None:
+            try:
+                old.socket.close()
+            except OSError:
+                pass
+        self._server = None
+        self._sd_file = None  # the parent's file stays the parent's
+        self._snapshots = OrderedDict()
+        self._body = b""
+        self._push_failures = self._pushes = 0
+        if not self._closed:
+            self._start(0)
+
+    # -- emitter protocol --------------------------------------------------------------------
+
+    def emit(self, snapshot: Snapshot) -> None:
+        """Render the snapshot for the next scrapes (and push it, when ``push_url`` is set)."""
+        self._check_fork()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("PrometheusEmitter is closed")
+            ident = (snapshot.model, snapshot.version, snapshot.instance)
+            self._snapshots[ident] = snapshot
+            self._snapshots.move_to_end(ident)
+            while len(self._snapshots) > _MAX_IDENTITIES:
+                self._snapshots.popitem(last=False)
+            text = render_exposition(self._snapshots.values(), self._renderer)
+            self._body = text.encode("utf-8")
+            if self.push_url is not None:
+                self._push(snapshot)
+
+    def _push(self, snapshot: Snapshot) -> None:
+        assert self.push_url is not None
+        body = render_exposition([snapshot], self._renderer).encode("utf-8")
+        url = (
+            f"{self.push_url}/metrics/job@base64/{_b64(self.job)}"
+            f"/model@base64/{_b64(snapshot.model)}/instance@base64/{_b64(snapshot.instance)}"
+        )
+        req = urllib.request.Request(
+            url, data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.push_timeout) as resp:
+                resp.read()
+        except (OSError, urllib.error.URLError) as exc:
+            self._push_failures += 1
+            raise OSError(f"push to {self.push_url} failed: {exc}") from exc
+        self._pushes += 1
+
+    def render(self) -> str:
+        """The text the endpoint serves now."""
+        return self._body.decode("utf-8")
+
+    def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Failed pushes (``mlmon_dropped_total{buffer="<name>_push"}``), when pushing."""
+        if self.push_url is None:
+            return []
+        return [
+            ("mlmon_dropped_total", float(self._push_failures), {"buffer": f"{self.name}_push"})
+        ]
+
+    def close(self) -> None:
+        """Stop the endpoint and remove the ``file_sd`` file. Idempotent."""
+        self._check_fork()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._sd_file is not None:
+            try:
+                os.unlink(self._sd_file)
+            except OSError:
+                pass
+            self._sd_file = None
+
+    def __repr__(self) -> str:
+        return f"PrometheusEmitter(host={self.host!r}, port={self._port}, path={self.path!r})"

@@ -1,0 +1,636 @@
+"""StatsD emitter: counters as exact deltas, window values as gauges, over UDP or TCP.
+
+Also home of the small network helpers the Graphite emitter shares: a resolver that never
+blocks longer than its timeout and re-resolves after failures, and a TCP link with deadlines,
+reconnection backoff and detection of a peer that has closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import random
+import select
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from mlmon.emitters._naming import PathRenderer, Style, format_number
+from mlmon.snapshot import CATALOG, Snapshot
+
+__all__ = ["StatsdEmitter"]
+
+Protocol = Literal["udp", "tcp"]
+TagStyle = Literal["none", "dogstatsd", "graphite"]
+Address = tuple[int, Any]  # (address family, sockaddr)
+
+# Looked up through the module so tests can simulate DNS without touching a real resolver.
+_getaddrinfo = socket.getaddrinfo
+
+_MAX_IDENTITIES = 64
+_TCP_CHUNK = 64 * 1024
+
+
+def _rewrap(err: OSError, message: str) -> OSError:
+    """``err``'s class (ConnectionRefusedError, TimeoutError...) with a message saying more."""
+    args: tuple[object, ...] = (message,) if err.errno is None else (err.errno, message)
+    try:
+        new = type(err)(*args)
+    except Exception:
+        new = OSError(*args)
+    new.__cause__ = err
+    return new
+
+
+class _Resolver:
+    """``getaddrinfo`` on a helper thread, so a hung DNS server costs at most ``timeout``.
+
+    The answer (every address, in the resolver's order) is cached for ``ttl`` seconds. After a
+    send failure :meth:`failed` moves on to the next address (``localhost`` may answer ``::1``
+    first while the daemon only listens on ``127.0.0.1``) and asks for a fresh resolution. While
+    a previous answer exists, a failed or slow re-resolution keeps using it: a DNS blip must not
+    stop metrics that still have a working address. At most one lookup thread runs at a time.
+    """
+
+    def __init__(self, host: str, port: int, socktype: int, ttl: float = 60.0) -> None:
+        self.host = host
+        self.port = port
+        self.socktype = socktype
+        self.ttl = ttl
+        self._addrs: list[Address] = []
+        self._index = 0
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self._pending: threading.Thread | None = None
+        self._done = threading.Event()
+        self._result: list[Address] | BaseException | None = None
+        self._numeric = self._try_numeric()
+
+    def _try_numeric(self) -> list[Address] | None:
+        try:
+            infos = _getaddrinfo(self.host, self.port, 0, self.socktype, 0, socket.AI_NUMERICHOST)
+        except (OSError, UnicodeError):
+            return None
+        return [(info[0], info[4]) for info in infos] or None
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = None
+        self._done = threading.Event()
+        self._result = None
+
+    def failed(self) -> None:
+        """The current address did not work: use the next one, and resolve again first."""
+        self._index += 1
+        self._expires = 0.0
+
+    def _lookup(self, done: threading.Event) -> None:
+        result: list[Address] | BaseException
+        try:
+            infos = _getaddrinfo(self.host, self.port, 0, self.socktype)
+            result = [(info[0], info[4]) for info in infos]
+            if not result:
+                raise socket.gaierror(socket.EAI_NONAME, f"no address for {self.host!r}")
+        except BaseException as exc:  # handed over to the waiting thread
+            result = exc
+        with self._lock:
+            self._result = result
+        done.set()
+
+    def _current(self) -> Address:
+        return self._addrs[self._index % len(self._addrs)]
+
+    def get(self, timeout: float) -> Address:
+        """An address, resolving if the cache expired; raises OSError when there is none."""
+        if self._numeric is not None:
+            return self._numeric[self._index % len(self._numeric)]
+        if self._addrs and time.monotonic() < self._expires:
+            return self._current()
+        with self._lock:
+            if self._pending is None:
+                self._done = threading.Event()
+                self._result = None
+                self._pending = threading.Thread(
+                    target=self._lookup, args=(self._done,), name="mlmon-resolve", daemon=True
+                )
+                self._pending.start()
+            done = self._done
+        done.wait(max(0.0, timeout))
+        with self._lock:
+            result = self._result if done.is_set() else None
+            if done.is_set():
+                self._pending = None
+        if isinstance(result, list):
+            if result != self._addrs:
+                self._addrs, self._index = result, 0
+            self._expires = time.monotonic() + self.ttl
+            return self._current()
+        if self._addrs:
+            return self._current()
+        if isinstance(result, BaseException):
+            raise OSError(f"cannot resolve {self.host!r}: {result}") from result
+        raise TimeoutError(f"resolving {self.host!r} took longer than {timeout:.3g}s")
+
+
+class _TcpLink:
+    """One TCP connection with deadlines and exponential reconnection backoff."""
+
+    def __init__(self, resolver: _Resolver, reconnect_min: float, reconnect_max: float) -> None:
+        self.resolver = resolver
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.sock: socket.socket | None = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self.connects = 0
+
+    def retry_in(self) -> float:
+        """Seconds until the next connection attempt is allowed (0 when it is)."""
+        return max(0.0, self._retry_at - time.monotonic())
+
+    def drop(self) -> None:
+        """Forget the connection (without shutdown: a forked child must not end the parent's)."""
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def reset_backoff(self) -> None:
+        """Allow a connection attempt now, whatever the backoff says."""
+        self._retry_at = 0.0
+
+    def failed(self) -> None:
+        self.drop()
+        self.resolver.failed()
+        self._backoff = min(self.reconnect_max, max(self.reconnect_min, self._backoff * 2.0))
+        # Jitter, so replicas that lost the same backend do not reconnect in lockstep.
+        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.0)
+
+    def _peer_closed(self, sock: socket.socket) -> bool:
+        # Carbon and StatsD never write to us: readable means EOF or an error, so the next
+        # send would vanish into a dead connection.
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(4096, socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def connect(self, deadline: float) -> socket.socket:
+        """The open connection, connecting first if needed; raises OSError on failure."""
+        sock = self.sock
+        if sock is not None and not self._peer_closed(sock):
+            return sock
+        self.drop()
+        wait = self.retry_in()
+        if wait > 0:
+            raise ConnectionError(f"backing off, next connection attempt in {wait:.1f}s")
+        try:
+            family, addr = self.resolver.get(deadline - time.monotonic())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no time left to connect")
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(remaining)
+                sock.connect(addr)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError:
+            self.failed()
+            raise
+        self.sock = sock
+        self.connects += 1
+        self._backoff = 0.0
+        return sock
+
+    def send(self, data: bytes, deadline: float) -> tuple[int, OSError | None]:
+        """Write ``data`` before ``deadline``: ``(bytes written, error or None)``.
+
+        On an error (timeout included) the connection is dropped: the peer discards the
+        partial line it holds, so whatever was not fully written can be sent again.
+        """
+        sent = 0
+        try:
+            sock = self.connect(deadline)
+            view = memoryview(data)
+            while sent < len(view):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("send deadline passed (peer not reading?)")
+                sock.settimeout(remaining)
+                sent += sock.send(view[sent : sent + _TCP_CHUNK])
+        except OSError as exc:
+            if self.sock is not None:
+                self.failed()
+            return sent, exc
+        return sent, None
+
+
+class _UdpLink:
+    """A connected UDP socket: the kernel then reports ICMP "port unreachable" as ECONNREFUSED."""
+
+    def __init__(self, resolver: _Resolver, probe_timeout: float) -> None:
+        self.resolver = resolver
+        self.probe_timeout = probe_timeout
+        self.sock: socket.socket | None = None
+        self._addr: Address | None = None
+        self.down = False
+
+    def drop(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+            self._addr = None
+
+    def _socket(self, deadline: float) -> socket.socket:
+        addr = self.resolver.get(deadline - time.monotonic())
+        if self.sock is not None and addr == self._addr:
+            return self.sock
+        self.drop()
+        sock = socket.socket(addr[0], socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(addr[1])
+        except BaseException:
+            sock.close()
+            raise
+        self.sock, self._addr = sock, addr
+        return sock
+
+    @staticmethod
+    def _pending_error(sock: socket.socket, wait: float) -> int:
+        if wait > 0:
+            try:
+                select.select([sock], [], [], wait)
+            except OSError:
+                pass
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def send(self, payloads: Sequence[bytes], deadline: float) -> tuple[int, OSError | None]:
+        """Send datagrams in order: ``(datagrams sent, error or None)``.
+
+        After each datagram the socket's pending error is read: on loopback the kernel knows
+        at once that the port is closed, so the refused datagram is reported as unsent (its
+        counter deltas are kept). Elsewhere the ICMP reply takes a round trip: after an outage
+        the first datagram waits up to ``probe_timeout`` for it before the rest follow.
+        """
+        done = 0
+        try:
+            sock = self._socket(deadline)
+            if self._pending_error(sock, 0.0):
+                self.down = True  # a late reply about the previous flush
+            for i, payload in enumerate(payloads):
+                sock.send(payload)
+                err = self._pending_error(sock, self.probe_timeout if self.down and i == 0 else 0.0)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                done += 1
+        except OSError as exc:
+            self.down = not (isinstance(exc, BlockingIOError) or exc.errno == errno.EMSGSIZE)
+            if self.down:
+                self.resolver.failed()
+            return done, exc
+        self.down = False
+        return done, None
+
+
+class _Unit:
+    """One StatsD line (or the two lines of a negative gauge) with what to commit once sent."""
+
+    __slots__ = ("commit", "lines", "text")
+
+    def __init__(self, text: str, lines: int, commit: tuple[dict[Any, float], Any, float] | None):
+        self.text = text
+        self.lines = lines
+        self.commit = commit
+
+
+class StatsdEmitter:
+    """Send snapshots to a StatsD daemon: counters as deltas (``|c``), gauges (``|g``).
+
+    Counters in a snapshot are cumulative for one process (``snapshot.instance``); the emitter
+    keeps the last value it sent per series and process and sends the difference, so the daemon
+    and ``sumSeries`` over replicas count every call exactly once. A new process identity (a
+    forked child) starts from zero; a value lower than the last one (a reset) is sent whole.
+    Deltas that could not be sent are carried into the next flush.
+
+    Args:
+        host, port: the daemon. Names are resolved on the reporter thread with a timeout,
+            cached for ``resolve_ttl`` seconds and resolved again after a send failure.
+        prefix: dotted prefix (``"ml"`` or ``"ml.prod"``), validated.
+        protocol: ``"udp"`` (connected socket, so a closed port is noticed) or ``"tcp"``.
+        max_packet: the largest datagram, bytes (1432 fits an Ethernet MTU; loopback can take
+            8932 or more).
+        tags: ``"none"`` (everything in the dotted path), ``"dogstatsd"`` (``|#k:v``) or
+            ``"graphite"`` (``name;k=v``, StatsD >= 0.9 and Graphite >= 1.1).
+        timings: False, or a sample rate in (0, 1] (True means 1.0) for raw latencies sent as
+            ``|ms`` timers when the snapshot carries them (a ``timings`` attribute: seconds).
+        instance_in_path: put the process identity in the path (or tags). Off by default:
+            StatsD sums counters from all processes itself; gauges of several processes on one
+            path overwrite each other (see docs/scale-out.md).
+        version_in_path: put the model version after the model name (path style only; the tag
+            styles always carry it).
+        timeout: longest time one emit may spend resolving, connecting and sending, seconds.
+        name: the ``emitter``/``buffer`` label in mlmon's own metrics.
+
+    Failures (unresolvable host, ECONNREFUSED, a TCP peer that does not read) never block the
+    predict path: ``emit`` runs on the reporter thread, counts the lines it could not send in
+    ``mlmon_dropped_total{buffer=name}`` (see :meth:`self_metrics`) and then raises the
+    ``OSError``, which the reporter counts in ``mlmon_emit_errors_total{emitter=name}``.
+
+    >>> import socket
+    >>> from mlmon.snapshot import Sample, Snapshot
+    >>> daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    >>> daemon.bind(("127.0.0.1", 0))
+    >>> em = StatsdEmitter(port=daemon.getsockname()[1], prefix="ml")
+    >>> em.emit(Snapshot("fraud", None, "web1:7", 0.0, 60.0, (
+    ...     Sample.make("mlmon_calls_total", 10), Sample.make("mlmon_error_ratio", 0.25))))
+    >>> print(daemon.recv(2048).decode())
+    ml.fraud.mlmon_calls_total:10|c
+    ml.fraud.mlmon_error_ratio:0.25|g
+    >>> em.close(); daemon.close()
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8125,
+        prefix: str = "",
+        *,
+        protocol: Protocol = "udp",
+        max_packet: int = 1432,
+        tags: TagStyle = "none",
+        timings: bool | float = False,
+        instance_in_path: bool = False,
+        version_in_path: bool = False,
+        timeout: float = 1.0,
+        resolve_ttl: float = 60.0,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        probe_timeout: float = 0.02,
+        name: str = "statsd",
+    ) -> None:
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty string, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+        if protocol not in ("udp", "tcp"):
+            raise ValueError(f"protocol must be 'udp' or 'tcp', got {protocol!r}")
+        if (
+            isinstance(max_packet, bool)
+            or not isinstance(max_packet, int)
+            or not 64 <= max_packet <= 65507
+        ):
+            raise ValueError(f"max_packet must be an int in 64..65507, got {max_packet!r}")
+        if tags not in ("none", "dogstatsd", "graphite"):
+            raise ValueError(f"tags must be 'none', 'dogstatsd' or 'graphite', got {tags!r}")
+        if timings is True:
+            rate = 1.0
+        elif timings is False:
+            rate = 0.0
+        elif isinstance(timings, (int, float)) and 0.0 < float(timings) <= 1.0:
+            rate = float(timings)
+        else:
+            raise ValueError(
+                f"timings must be False, True or a sample rate in (0, 1], got {timings!r}"
+            )
+        for field, value in (
+            ("timeout", timeout),
+            ("resolve_ttl", resolve_ttl),
+            ("reconnect_min", reconnect_min),
+            ("reconnect_max", reconnect_max),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        styles: dict[str, Style] = {
+            "none": "path",
+            "dogstatsd": "dogstatsd",
+            "graphite": "graphite_tags",
+        }
+        style = styles[tags]
+        self.host = host
+        self.port = port
+        self.prefix = prefix
+        self.protocol: Protocol = protocol
+        self.max_packet = max_packet
+        self.tags: TagStyle = tags
+        self.timing_rate = rate
+        self.timeout = float(timeout)
+        self.name = name
+        self._renderer = PathRenderer(
+            prefix, style=style, instance_in_path=instance_in_path, version_in_path=version_in_path
+        )
+        socktype = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+        self._resolver = _Resolver(host, port, socktype, ttl=float(resolve_ttl))
+        self._udp = _UdpLink(self._resolver, float(probe_timeout))
+        self._tcp = _TcpLink(self._resolver, float(reconnect_min), float(reconnect_max))
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._last: OrderedDict[tuple[str, str | None, str], dict[Any, float]] = OrderedDict()
+        self._dropped = 0
+        self._sent_lines = 0
+        self._sent_packets = 0
+        self._sent_bytes = 0
+        self._closed = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """Forget the parent's sockets and counter state (the monitor calls this in a forked child)."""
+        self._check_fork()
+
+    def _check_fork(self) -> None:
+        if os.getpid() == self._pid:
+            return
+        # A forked child: the parent's lock may be held and its sockets are the parent's.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._udp.drop()  # closes only this process's copy of the descriptors
+        self._tcp.drop()
+        self._resolver.reset_after_fork()
+        self._last = OrderedDict()
+        self._dropped = 0
+        self._sent_lines = self._sent_packets = self._sent_bytes = 0
+
+    def _state(self, snapshot: Snapshot) -> dict[Any, float]:
+        ident = (snapshot.model, snapshot.version, snapshot.instance)
+        state = self._last.get(ident)
+        if state is None:
+            state = {}
+            self._last[ident] = state
+            while len(self._last) > _MAX_IDENTITIES:
+                self._last.popitem(last=False)
+        else:
+            self._last.move_to_end(ident)
+        return state
+
+    # -- formatting --------------------------------------------------------------------------
+
+    def _units(self, snapshot: Snapshot) -> list[_Unit]:
+        render = self._renderer.render
+        model, version, instance = snapshot.model, snapshot.version, snapshot.instance
+        state = self._state(snapshot)
+        units: list[_Unit] = []
+        for s in snapshot.samples:
+            value = s.value
+            if not math.isfinite(value):
+                continue
+            key, tail = render(model, version, instance, s.name, s.labels)
+            info = CATALOG.get(s.name)
+            if info is not None and info.kind == "counter":
+                skey = (s.name, s.labels)
+                last = state.get(skey)
+                delta = value if last is None or value < last else value - last
+                units.append(
+                    _Unit(f"{key}:{format_number(delta)}|c{tail}", 1, (state, skey, value))
+                )
+            elif value < 0:
+                # "-5|g" would be a decrement: set zero first, in the same datagram.
+                num = format_number(value)
+                units.append(_Unit(f"{key}:0|g{tail}\n{key}:{num}|g{tail}", 2, None))
+            else:
+                units.append(_Unit(f"{key}:{format_number(value)}|g{tail}", 1, None))
+        if self.timing_rate > 0.0:
+            units.extend(self._timing_units(snapshot))
+        return units
+
+    def _timing_units(self, snapshot: Snapshot) -> Iterable[_Unit]:
+        timings = getattr(snapshot, "timings", None)
+        if timings is None:
+            return []
+        key, tail = self._renderer.render(
+            snapshot.model, snapshot.version, snapshot.instance, "mlmon_latency_ms", ()
+        )
+        rate = self.timing_rate
+        suffix = f"|ms|@{format_number(rate)}{tail}" if rate < 1.0 else f"|ms{tail}"
+        # Sampling is decided before formatting: unsampled values cost one random draw.
+        rnd = random.random
+        return [
+            _Unit(f"{key}:{format_number(round(float(t) * 1000.0, 6))}{suffix}", 1, None)
+            for t in timings
+            if (rate >= 1.0 or rnd() < rate) and math.isfinite(float(t)) and float(t) >= 0
+        ]
+
+    def _packets(self, units: Sequence[_Unit]) -> list[tuple[bytes, int, int]]:
+        """Pack units into datagrams: ``(payload, first unit, end unit)``."""
+        out: list[tuple[bytes, int, int]] = []
+        cur: list[bytes] = []
+        size = 0
+        start = 0
+        for i, unit in enumerate(units):
+            data = unit.text.encode("utf-8")
+            extra = len(data) + (1 if cur else 0)
+            if cur and size + extra > self.max_packet:
+                out.append((b"\n".join(cur), start, i))
+                cur, size, start = [], 0, i
+                extra = len(data)
+            cur.append(data)
+            size += extra
+        if cur:
+            out.append((b"\n".join(cur), start, len(units)))
+        return out
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(self, units: Sequence[_Unit], deadline: float) -> tuple[int, OSError | None]:
+        """Send units in order; ``(units sent, error or None)``."""
+        if self.protocol == "udp":
+            packets = self._packets(units)
+            done, err = self._udp.send([p for p, _, _ in packets], deadline)
+            self._sent_packets += done
+            self._sent_bytes += sum(len(p) for p, _, _ in packets[:done])
+            return (packets[done - 1][2] if done else 0), err
+        encoded = [(u.text + "\n").encode("utf-8") for u in units]
+        sent, err = self._tcp.send(b"".join(encoded), deadline)
+        self._sent_bytes += sent
+        self._sent_packets += 1 if sent else 0
+        pos = 0
+        for i, chunk in enumerate(encoded):
+            pos += len(chunk)
+            if pos > sent:
+                return i, err
+        return len(encoded), err
+
+    def emit(self, snapshot: Snapshot) -> None:
+        """Send one snapshot; raises OSError (after counting) when lines could not be sent."""
+        self._check_fork()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("StatsdEmitter is closed")
+            self._emit(snapshot, time.monotonic() + self.timeout)
+
+    def _emit(self, snapshot: Snapshot, deadline: float) -> None:
+        units = self._units(snapshot)
+        if not units:
+            return
+        try:
+            done, err = self._send(units, deadline)
+        except OSError as exc:  # resolution failed before anything was sent
+            done, err = 0, exc
+        for unit in units[:done]:
+            self._sent_lines += unit.lines
+            if unit.commit is not None:
+                state, skey, value = unit.commit
+                state[skey] = value
+        # Unsent counter deltas are carried into the next flush; gauges and timings are lost.
+        lost = sum(u.lines for u in units[done:] if u.commit is None)
+        self._dropped += lost
+        if err is not None:
+            raise _rewrap(
+                err,
+                f"statsd {self.protocol}://{self.host}:{self.port}: {len(units) - done} of "
+                f"{len(units)} lines not sent ({lost} lost, counter deltas kept for the next "
+                f"flush): {err}",
+            )
+
+    def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Lines lost (``mlmon_dropped_total``) and name collisions, as ``(name, value, labels)``."""
+        return [
+            ("mlmon_dropped_total", float(self._dropped), {"buffer": self.name}),
+            (
+                "mlmon_internal_errors_total",
+                float(self._renderer.collisions),
+                {"stage": f"{self.name}_naming"},
+            ),
+        ]
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts since construction: lines, datagrams (or TCP writes) and bytes sent, lines lost."""
+        return {
+            "lines": self._sent_lines,
+            "packets": self._sent_packets,
+            "bytes": self._sent_bytes,
+            "dropped": self._dropped,
+        }
+
+    def close(self) -> None:
+        """Release the socket. Idempotent; nothing is buffered, so nothing is flushed."""
+        self._check_fork()
+        with self._lock:
+            self._closed = True
+            self._udp.drop()
+            self._tcp.drop()
+
+    def __repr__(self) -> str:
+        return (
+            f"StatsdEmitter(host={self.host!r}, port={self.port}, prefix={self.prefix!r}, "
+            f"protocol={self.protocol!r}, tags={self.tags!r})"
+        )
