@@ -123,6 +123,10 @@ def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> No
                 "task must be mlmon.BinaryClassification, MulticlassClassification, Regression or None, "
                 f"got {mon.task!r}"
             )
+        if not isinstance(mon.task, Regression):
+            from mlmon.emitters._naming import check_collisions
+
+            check_collisions(mon.task.class_names, what="class label")
     if mon.reference is not None:
         from mlmon.reference import Reference
 
@@ -132,6 +136,11 @@ def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> No
         from mlmon.reference import check_feature_names
 
         check_feature_names(feature_names)
+    names = feature_names if feature_names is not None else getattr(mon.reference, "feature_names", None)
+    if names is not None:
+        from mlmon.emitters._naming import check_collisions
+
+        check_collisions([str(n) for n in names], what="feature name")
 
 
 def log_feedback(mon: Monitor, ids: Any, labels: Any) -> None:

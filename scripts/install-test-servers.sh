@@ -26,7 +26,7 @@ as_root() {
 }
 
 # --- Debian packages --------------------------------------------------------------------------
-APT_PACKAGES=(graphite-carbon prometheus carbon-c-relay graphite-web nodejs npm)
+APT_PACKAGES=(graphite-carbon prometheus prometheus-pushgateway carbon-c-relay graphite-web nodejs npm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -67,7 +67,7 @@ else
 fi
 
 # --- no daemon left on its default port -------------------------------------------------------
-for svc in carbon-cache carbon-c-relay prometheus graphite-web; do
+for svc in carbon-cache carbon-c-relay prometheus prometheus-pushgateway graphite-web; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
@@ -107,6 +107,7 @@ echo "carbon-c-relay  $(first_line carbon-c-relay -v)"
 echo "graphite-web    $(dpkg-query -W -f='${Version}' graphite-web 2>/dev/null || echo missing)"
 echo "prometheus      $(first_line prometheus --version)"
 echo "promtool        $(first_line promtool --version)"
+echo "pushgateway     $(first_line prometheus-pushgateway --version)"
 echo "node            $(first_line node --version)"
 echo "statsd          $(node -p "require('$STATSD_DIR/node_modules/statsd/package.json').version" 2>/dev/null || echo missing)"
 echo "whisper         $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("whisper"))' 2>/dev/null || echo missing)"

@@ -130,6 +130,8 @@ def test_reference_enables_drift(clock: FakeClock) -> None:
         ({"task": "binary"}, TypeError),
         ({"reference": {"a": [1, 2]}}, TypeError),
         ({"feature_names": ["a b", "a_b"]}, ValueError),
+        ({"feature_names": ["a-b", "a.b"]}, ValueError),
+        ({"task": mlmon.MulticlassClassification(classes=["a b", "a.b"])}, ValueError),
     ],
 )
 def test_bad_optional_configuration_is_caught_at_construction(kwargs: dict[str, object], error: type) -> None:

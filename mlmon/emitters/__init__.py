@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlmon.emitters._naming import check_collisions
 from mlmon.emitters.base import Emitter
 from mlmon.emitters.console import ConsoleEmitter
 from mlmon.emitters.jsonl import JsonlEmitter
@@ -17,6 +18,7 @@ __all__ = [
     "JsonlEmitter",
     "PrometheusEmitter",
     "StatsdEmitter",
+    "check_collisions",
 ]
 
 _LAZY = {

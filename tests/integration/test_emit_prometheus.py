@@ -180,9 +180,9 @@ def pushgateway(tmp_path: Any) -> Iterator[str]:
     """A real Pushgateway (Debian ``prometheus-pushgateway``) on a free loopback port."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
-        pytest.skip(
-            "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
-        )
+        from conftest import skip_or_fail
+
+        skip_or_fail("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
     port = servers.free_port()
     log = open(tmp_path / "pushgateway.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
