@@ -14,17 +14,25 @@
 
 from mlmon._api import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon._clock import FakeClock
+from mlmon.drift import DriftConfig
 from mlmon.monitor import Call, Monitor, Track
+from mlmon.reference import Reference
 from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
+from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CATALOG",
+    "BinaryClassification",
     "Call",
+    "DriftConfig",
     "FakeClock",
     "MetricInfo",
     "Monitor",
+    "MulticlassClassification",
+    "Reference",
+    "Regression",
     "Sample",
     "Snapshot",
     "Track",

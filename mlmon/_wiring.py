@@ -6,74 +6,16 @@ and feature modules (and scipy) only when a monitor is built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from mlmon._component import CallBatch, Component, Triple
+from mlmon._component import Component
 
 if TYPE_CHECKING:
-    from mlmon.features import FeatureComponent
     from mlmon.monitor import Monitor
     from mlmon.quality import QualityComponent
 
 __all__ = ["components", "log_feedback", "log_outcome"]
-
-
-def _infer_names(obj: Any) -> list[str] | None:
-    """Feature names from the first features a monitor sees, when none were configured."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return [str(k) for k in obj]
-    columns = getattr(obj, "columns", None)
-    if columns is not None:
-        return [str(c) for c in columns]
-    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
-        return [str(k) for k in obj[0]]
-    try:
-        arr = np.asarray(obj, dtype=object)
-    except Exception:
-        return None
-    if arr.ndim == 1 and arr.size:
-        return [f"f{i}" for i in range(arr.size)]
-    if arr.ndim == 2 and arr.shape[1]:
-        return [f"f{i}" for i in range(arr.shape[1])]
-    return None
-
-
-class LazyFeatures:
-    """A FeatureComponent built at the first call that carries features.
-
-    Without a reference or configured ``feature_names``, the names come from the first features
-    seen: dict keys, DataFrame columns, or ``f0, f1, ...`` by position. Until then it emits
-    nothing.
-    """
-
-    def __init__(self, mon: Monitor, now: float) -> None:
-        self._mon = mon
-        self._created = now
-        self.inner: FeatureComponent | None = None
-
-    def ingest(self, batch: CallBatch) -> None:
-        if self.inner is None:
-            first = next((f for f in batch.features if f is not None), None)
-            names = _infer_names(first)
-            if names is None:
-                return
-            from mlmon.features import FeatureComponent
-
-            self.inner = FeatureComponent(
-                names, window=self._mon.window, slices=self._mon._slices, now=self._created, drift=self._mon._drift
-            )
-        self.inner.ingest(batch)
-
-    def samples(self, now: float) -> Iterable[Triple]:
-        return self.inner.samples(now) if self.inner is not None else ()
-
-    def reset(self) -> None:
-        self.inner = None
 
 
 def components(mon: Monitor, now: float) -> list[Component]:
@@ -85,22 +27,21 @@ def components(mon: Monitor, now: float) -> list[Component]:
             mon.task, mon.window, mon._slices, now, max_pending=mon._max_pending, ttl=mon._ttl
         )
     ]
-    if mon.reference is not None or mon._feature_names is not None:
-        from mlmon.features import FeatureComponent
+    from mlmon.features import FeatureComponent
 
-        features: Any = mon.reference if mon.reference is not None else mon._feature_names
-        out.append(
-            FeatureComponent(
-                features,
-                categorical=mon._categorical,
-                window=mon.window,
-                slices=mon._slices,
-                now=now,
-                drift=mon._drift,
-            )
+    # Without a reference or names, the component learns the schema from the first features it
+    # reads (dict keys, DataFrame columns, else f0, f1, ...); it emits nothing until then.
+    features: Any = mon.reference if mon.reference is not None else mon._feature_names
+    out.append(
+        FeatureComponent(
+            features,
+            categorical=mon._categorical,
+            window=mon.window,
+            slices=mon._slices,
+            now=now,
+            drift=mon._drift,
         )
-    else:
-        out.append(LazyFeatures(mon, now))
+    )
     return out
 
 

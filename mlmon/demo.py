@@ -8,9 +8,12 @@ The run is cut into phases by the share of ``--seconds`` elapsed, so every metri
 | 0.15-0.20  | one request hangs for a while: in-flight and oldest-in-flight rise      |
 | 0.25-0.45  | slowdown: every call +40 ms, over the 25 ms budget; a cache grows (RSS) |
 | 0.50       | scale-out: 2 more worker threads (threads, calls/s)                     |
+| 0.55-1.00  | feature x2 drifts by +1.5 sigma against the training reference          |
 | 0.60-0.72  | error burst: 30% of calls raise; bad requests logged to files (to 0.85) |
 | 0.72-1.00  | recovery                                                                |
+| 0.80-1.00  | concept change: labels stop following the model, precision drops        |
 
+True labels arrive 0.2 s after each prediction from a label thread, joined by request id.
 Only numpy: the model is a fixed logistic regression on five features.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -46,6 +50,10 @@ class Model:
         self.error_rate = 0.0
         self.hang_once = threading.Event()
 
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """The model's scores without the injected faults (the truth before a concept change)."""
+        return 1.0 / (1.0 + np.exp(-(X @ self.weights + self.bias)))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self.hang_once.is_set():
             self.hang_once.clear()
@@ -65,21 +73,29 @@ def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = 
     if jsonl:
         emitters.append(JsonlEmitter(jsonl))
     window = max(10.0, flush_interval * 5)
+    model = Model()
+    stop = threading.Event()
+    rng_lock = threading.Lock()
+    rng = np.random.default_rng(1)
+    train = rng.normal(0, 1, (20_000, N_FEATURES))
+    names = [f"x{i}" for i in range(N_FEATURES)]
+    reference = mlmon.Reference.from_data(train, feature_names=names, outputs=model.scores(train))
     mon = mlmon.Monitor(
         "demo",
         version="1.0",
+        task=mlmon.BinaryClassification(threshold=0.5),
+        reference=reference,
         window=window,
         flush_interval=flush_interval,
         latency_budget=0.025,
         emitters=emitters,
     )
-    model = Model()
-    stop = threading.Event()
-    rng_lock = threading.Lock()
-    rng = np.random.default_rng(1)
+    world = {"drift": 0.0, "concept_flip": False}
+    labels_due: queue.Queue[tuple[float, list[int], np.ndarray]] = queue.Queue(maxsize=10_000)
+    next_id = [0]
 
-    @mon.track(features="X")
-    def predict(X: np.ndarray) -> np.ndarray:
+    @mon.track(features="X", ids="request_ids")
+    def predict(X: np.ndarray, request_ids: list[int]) -> np.ndarray:
         return model.predict_proba(X)
 
     def worker() -> None:
@@ -87,12 +103,31 @@ def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = 
             with rng_lock:
                 n = int(rng.integers(1, 33))
                 X = rng.normal(0, 1, (n, N_FEATURES))
+                X[:, 2] += world["drift"]
+                ids = list(range(next_id[0], next_id[0] + n))
+                next_id[0] += n
+                truth = model.scores(X) if not world["concept_flip"] else model.scores(-X)
+                labels = (rng.random(n) < truth).astype(int)
             try:
-                predict(X)
+                predict(X, ids)
             except ValueError:
+                continue
+            try:
+                labels_due.put_nowait((time.monotonic() + 0.2, ids, labels))
+            except queue.Full:
                 pass
 
+    def label_pipeline() -> None:
+        while not stop.is_set():
+            try:
+                due, ids, labels = labels_due.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            time.sleep(max(0.0, due - time.monotonic()))
+            mon.log_feedback(ids, labels)
+
     workers = [threading.Thread(target=worker, name=f"demo-worker-{i}", daemon=True) for i in range(2)]
+    workers.append(threading.Thread(target=label_pipeline, name="demo-labels", daemon=True))
     for t in workers:
         t.start()
     cache: list[bytes] = []
@@ -118,6 +153,8 @@ def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = 
                 workers += more
                 scaled = True
             model.error_rate = 0.3 if 0.6 <= share < 0.72 else 0.0
+            world["drift"] = 1.5 if share >= 0.55 else 0.0
+            world["concept_flip"] = share >= 0.8
             if 0.6 <= share < 0.85 and len(bad_request_logs) < 20:
                 bad_request_logs.append(open(os.path.join(tmpdir, f"bad-{len(bad_request_logs)}.log"), "w"))  # noqa: SIM115
             elif share >= 0.85:
@@ -141,6 +178,7 @@ def summary(snap: mlmon.Snapshot, seconds: float) -> str:
     """A few lines on the whole run."""
     errors = ", ".join(f"{s.label('error_type')}={s.value:.0f}" for s in snap.select("mlmon_errors_total")) or "none"
     calls = snap.get("mlmon_calls_total") or 0.0
+    drifted = [str(s.label("feature")) for s in snap.select("mlmon_feature_drift_status") if s.value >= 2]
     lines = [
         "",
         f"mlmon demo: {seconds:.0f}s served {calls:,.0f} calls, {snap.get('mlmon_rows_total') or 0:,.0f} rows",
@@ -148,10 +186,17 @@ def summary(snap: mlmon.Snapshot, seconds: float) -> str:
         f"  calls over the 25 ms budget: {snap.get('mlmon_slow_calls_total') or 0:,.0f}",
         f"  latency buckets: {snap.get('mlmon_latency_seconds_bucket', le='0.025') or 0:,.0f} of "
         f"{snap.get('mlmon_latency_seconds_count') or 0:,.0f} calls within 25 ms",
+        f"  labels joined: {snap.get('mlmon_labels_total') or 0:,.0f}; precision over the last window "
+        f"{_fmt(snap.get('mlmon_precision'))} (estimated from scores: {_fmt(snap.get('mlmon_estimated_precision'))})",
+        f"  drifting features: {', '.join(drifted) or 'none'}",
         f"  mlmon internal errors: {snap.total('mlmon_internal_errors_total'):.0f}, "
         f"dropped: {snap.total('mlmon_dropped_total'):.0f}",
     ]
     return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,11 +74,8 @@ def _copy(obj: Any) -> Any:
         return list(obj)
     if isinstance(obj, dict):
         return dict(obj)
-    to_numpy = getattr(obj, "to_numpy", None)
-    if to_numpy is not None and hasattr(obj, "columns"):
-        return obj.copy()  # a DataFrame: keep column names for feature matching
-    if to_numpy is not None:
-        return to_numpy(copy=True)  # a Series
+    if hasattr(obj, "to_numpy") and hasattr(obj, "copy"):
+        return obj.copy()  # a DataFrame or Series: keep column / index names for feature matching
     return obj
 
 
