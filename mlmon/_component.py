@@ -52,7 +52,7 @@ class CallBatch:
 
     def time_of(self, i: int) -> float:
         """When entry ``i`` finished (``now`` when unknown)."""
-        return self.times[i] if i < len(self.times) else self.now
+        return float(self.times[i]) if i < len(self.times) else self.now
 
 
 class Component(Protocol):

@@ -929,10 +929,25 @@ class FeatureComponent:
         assert window is not None
         b = _Builder(schema)
         any_features = False
+        # Single rows of an all-numeric schema, as 1-D numeric arrays, are stacked into one
+        # block and reduced together: a Python-level conversion per row would cost more than
+        # the predict call that produced it.
+        n_feat = len(schema.names)
+        stack_rows = schema.n_categorical == 0
+        singles: list[npt.NDArray[Any]] = []
         for i, feats in enumerate(batch.features):
             if feats is None:
                 continue
             any_features = True
+            if (
+                stack_rows
+                and feats.__class__ is np.ndarray
+                and feats.ndim == 1
+                and feats.shape[0] == n_feat
+                and feats.dtype.kind in "biuf"
+            ):
+                singles.append(feats)
+                continue
             hint = rows[i] if i < len(rows) and isinstance(rows[i], int) else 1
             before = (len(b.blocks_x), len(b.rows_x), b.invalid, b.unknown)
             try:
@@ -942,6 +957,8 @@ class FeatureComponent:
                 del b.blocks_x[before[0] :], b.blocks_c[before[0] :]
                 del b.rows_x[before[1] :], b.rows_c[before[1] :]
                 b.invalid, b.unknown = before[2] + max(hint, 1), before[3]
+        if singles:
+            b.block(np.vstack(singles))
         scores: list[F64] = []
         if schema.output_edges is not None:
             for out in batch.outputs:

@@ -404,24 +404,18 @@ def _general_wrapper(
     inflight = mon._inflight
     next_id = mon._ids.__next__
     record = mon._record
+    gen = mon._gen
+    add_gen = gen.append
+    soft = mon._soft_cap
     internal = mon._internal_error
-
-    def inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        try:
-            f = _copy(get_features(args, kwargs)) if get_features is not None else None
-            i = _copy(get_ids(args, kwargs)) if get_ids is not None else None
-            return f, i
-        except Exception as exc:  # never let our own bug reach predict
-            internal("track", exc)
-            return None, None
+    immutable = _IMMUTABLE
+    copy = _copy
 
     def out_of(result: Any) -> Any:
-        if not record_outputs:
-            return None
         if extract is None:
-            return _copy(result)
+            return result if result.__class__ in immutable else copy(result)
         try:
-            return _copy(extract(result))
+            return copy(extract(result))
         except Exception as exc:
             internal("outputs", exc)
             return None
@@ -429,7 +423,12 @@ def _general_wrapper(
     if is_async:
 
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
-            f, i = inputs(args, kwargs)
+            try:
+                f = copy(get_features(args, kwargs)) if get_features is not None else None
+                i = copy(get_ids(args, kwargs)) if get_ids is not None else None
+            except Exception as exc:  # never let our own bug reach predict
+                internal("track", exc)
+                f = i = None
             cid = next_id()
             t0 = perf()
             inflight[cid] = t0
@@ -442,13 +441,18 @@ def _general_wrapper(
                 raise
             end = perf()
             inflight.pop(cid, None)
-            record((end - t0, None, out_of(result), f, i, end))
+            record((end - t0, None, out_of(result) if record_outputs else None, f, i, end))
             return result
 
         return awrapper
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        f, i = inputs(args, kwargs)
+        try:
+            f = copy(get_features(args, kwargs)) if get_features is not None else None
+            i = copy(get_ids(args, kwargs)) if get_ids is not None else None
+        except Exception as exc:  # never let our own bug reach predict
+            internal("track", exc)
+            f = i = None
         t0 = perf()
         try:
             result = func(*args, **kwargs)
@@ -456,7 +460,12 @@ def _general_wrapper(
             record((perf() - t0, exc.__class__, None, f, i, 0))
             raise
         end = perf()
-        record((end - t0, None, out_of(result), f, i, end))
+        if record_outputs:
+            out = (result if result.__class__ in immutable else copy(result)) if extract is None else out_of(result)
+        else:
+            out = None
+        rec = (end - t0, None, out, f, i, end)
+        add_gen(rec) if len(gen) < soft else record(rec)
         return result
 
     _SYNC_CODES.add(wrapper.__code__)
@@ -823,20 +832,24 @@ class Monitor:
         ids.extend([None] * len(objs))
         times.extend([now] * len(objs))
         if gen:
-            perf_now = self._perf()
-            ok_gen = [g for g in gen if g[1] is None]
+            ok_gen = [g for g in gen if g[1] is None] if any(g[1] is not None for g in gen) else gen
+            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
             if ok_gen:
                 d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
-            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
-            for g in ok_gen:
-                r = _rows(g[3] if g[3] is not None else g[2])
-                rows += r
-                if g[2] is not None or g[3] is not None or g[4] is not None:
-                    outs.append(g[2])
-                    feats.append(g[3])
-                    ids.append(g[4])
-                    rows_list.append(r)
-                    times.append(now - max(0, perf_now - g[5]) / 1e9)
+                g_outs = [g[2] for g in ok_gen]
+                g_feats = [g[3] for g in ok_gen]
+                g_rows = [
+                    (1 if f.ndim == 1 else f.shape[0]) if f.__class__ is np.ndarray else _rows(f if f is not None else o)
+                    for f, o in zip(g_feats, g_outs, strict=True)
+                ]
+                rows += sum(g_rows)
+                ends = np.array([g[5] for g in ok_gen], dtype=np.int64)
+                g_times = now - np.maximum(0, self._perf() - ends) / 1e9
+                outs.extend(g_outs)
+                feats.extend(g_feats)
+                ids.extend([g[4] for g in ok_gen])
+                rows_list.extend(g_rows)
+                times = np.concatenate((np.array(times), g_times))  # type: ignore[assignment]
         n_ok = int(d_ok.size)
         d_err = np.array([e[0] for e in errs], dtype=np.int64)
         secs = np.concatenate((d_ok, d_err)) / 1e9

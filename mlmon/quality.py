@@ -199,7 +199,7 @@ class QualityComponent:
         else:
             preds = np.where(mapped.valid, mapped.values, np.nan)
         keys, ok = self._keys(ids, lengths)
-        if batch.times:
+        if len(batch.times):
             made = np.repeat(np.array([batch.time_of(i) for i in range(len(lengths))]), lengths)
         else:
             made = np.full(keys.size, now)

@@ -73,9 +73,13 @@ class Moments:
         n = int(x.size)
         if n == 0:
             return
-        mean = float(x.mean())
-        d = x - mean
-        self._combine(n, mean, float(d @ d), float(x.min()), float(x.max()))
+        # Values near the float limit overflow to inf: that variance is then not emitted
+        # (non-finite gauges are left out of snapshots), which is the defined outcome.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(x.mean())
+            d = x - mean
+            m2 = float(d @ d)
+        self._combine(n, mean, m2, float(x.min()), float(x.max()))
 
     def merge(self, other: object) -> None:
         """Add everything ``other`` (a Moments) has seen."""
