@@ -82,6 +82,23 @@ def main() -> None:
     mlmon.configure(model="bench_default", flush_interval=1.0, window=60.0)
     lazy_f = mlmon.track(f)
 
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(20)]
+    ref = mlmon.Reference.from_data(rng.normal(size=(5000, 20)), feature_names=names)
+    fmon = mlmon.Monitor("bench_features", reference=ref, flush_interval=1.0, window=60.0)
+    row = rng.normal(size=20)
+
+    def g(x: Any) -> float:
+        return 0.5
+
+    def per_call_row_ns(fn: Callable[[Any], Any], calls: int) -> float:
+        t0 = time.perf_counter_ns()
+        for _ in range(calls):
+            fn(row)
+        return (time.perf_counter_ns() - t0) / calls
+
     async def af(x: float) -> float:
         return x * 0.5
 
@@ -95,6 +112,11 @@ def main() -> None:
         "bare async call": lambda: per_call_async_ns(af, args.calls),
         "prometheus_client async": lambda: per_call_async_ns(hist.time()(af), args.calls),
         "mlmon @track async": lambda: per_call_async_ns(mon.track(af), args.calls),
+        "bare, one row of 20 features": lambda: per_call_row_ns(g, args.calls // 4),
+        "prometheus_client, one row": lambda: per_call_row_ns(hist.time()(g), args.calls // 4),
+        "mlmon @track(features=...), 20 features vs a reference": lambda: per_call_row_ns(
+            fmon.track(features="x")(g), args.calls // 4
+        ),
         "bare, 2 threads": lambda: two_threads_ns(f, args.calls),
         "prometheus_client, 2 threads": lambda: two_threads_ns(hist.time()(f), args.calls),
         "mlmon @track, 2 threads": lambda: two_threads_ns(mon.track(f), args.calls),
@@ -113,6 +135,8 @@ def main() -> None:
                                "mlmon @track(outputs=False)", "mlmon with track() as call",
                                "mlmon @mlmon.track (default monitor)"]),
         ("async", "bare async call", ["prometheus_client async", "mlmon @track async"]),
+        ("features", "bare, one row of 20 features", ["prometheus_client, one row",
+                                                      "mlmon @track(features=...), 20 features vs a reference"]),
         ("2 threads", "bare, 2 threads", ["prometheus_client, 2 threads", "mlmon @track, 2 threads"]),
     ]
     print(f"Python {sys.version.split()[0]}, {args.calls:,} calls x {args.repeats} interleaved repeats, medians\n")
@@ -128,6 +152,7 @@ def main() -> None:
     print(f"\nmlmon counted {snap.get('mlmon_calls_total'):.0f} calls, "
           f"dropped {snap.get('mlmon_dropped_total', buffer='calls'):.0f}")
     mon.close()
+    fmon.close()
 
 
 if __name__ == "__main__":
