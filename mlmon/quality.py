@@ -199,7 +199,9 @@ class QualityComponent:
         else:
             preds = np.where(mapped.valid, mapped.values, np.nan)
         keys, ok = self._keys(ids, lengths)
-        if len(batch.times):
+        if len(batch.times) == len(lengths):
+            made = np.repeat(np.asarray(batch.times, dtype=np.float64), lengths)
+        elif len(batch.times):
             made = np.repeat(np.array([batch.time_of(i) for i in range(len(lengths))]), lengths)
         else:
             made = np.full(keys.size, now)
@@ -210,6 +212,14 @@ class QualityComponent:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Keys aligned with the mapped rows of all calls; ``ok`` is False where a row has no
         usable id (no ids, ids of the wrong length, an unhashable id)."""
+        if all(i.__class__ is range for i in ids) and all(len(i) == n for i, n in zip(ids, lengths, strict=True)):
+            # Generated ids (``with mon.track() as call``): integer ranges, keyed without a
+            # Python-level pass per id.
+            if all(n == 1 for n in lengths):
+                keys = np.array([i.start for i in ids], dtype=np.int64)
+            else:
+                keys = np.concatenate([np.arange(i.start, i.stop, dtype=np.int64) for i in ids if len(i)])
+            return keys, np.ones(keys.size, np.bool_)
         if all(n == 1 for n in lengths):
             # Single-row calls: one id each, keyed in one go.
             singles: list[Any] = []
