@@ -1,0 +1,386 @@
+"""Grafana dashboard export: structure, rows, queries that aggregate right, and the CLI.
+
+Whether every query returns data from real backends is tested in
+``tests/integration/test_grafana_dashboards.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlmon.emitters._naming import PROMETHEUS_RENAMES
+from mlmon.export.grafana import DATASOURCES, SCHEMA_VERSION, TASKS, dashboard, main
+from mlmon.snapshot import CATALOG
+
+FEATURES = ("age", "income")
+
+# (datasource, via) pairs that exist: StatsD only writes to Graphite.
+BACKENDS = [("prometheus", "direct"), ("graphite", "direct"), ("graphite", "statsd")]
+VARIANTS = [
+    (ds, via, task, features)
+    for (ds, via), task, features in itertools.product(BACKENDS, TASKS, [(), FEATURES])
+]
+
+
+def board_id(variant: tuple[str, str, str, tuple[str, ...]]) -> str:
+    ds, via, task, features = variant
+    return f"{ds}-{via}-{task}-{'features' if features else 'nofeatures'}"
+
+
+@pytest.fixture(params=VARIANTS, ids=board_id)
+def board(request: pytest.FixtureRequest) -> dict[str, Any]:
+    ds, via, task, features = request.param
+    prefix = "ml" if ds == "graphite" else ""
+    return dashboard(ds, "fraud", prefix=prefix, via=via, task=task, features=features)
+
+
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def rows(board: dict[str, Any]) -> list[str]:
+    return [p["title"] for p in board["panels"] if p["type"] == "row"]
+
+
+def queries(board: dict[str, Any]) -> list[str]:
+    key = "expr" if "prometheus" in board["tags"] else "target"
+    return [t[key] for p in panels(board) for t in p["targets"]]
+
+
+def panel(board: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(p for p in board["panels"] if p["title"] == title)
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dashboard_round_trips_through_json(board: dict[str, Any]) -> None:
+    assert board == json.loads(json.dumps(board))
+
+
+def test_dashboard_has_the_classic_model_fields(board: dict[str, Any]) -> None:
+    assert SCHEMA_VERSION == board["schemaVersion"]
+    assert board["id"] is None
+    assert 0 < len(board["uid"]) <= 40
+    assert {"list"} == set(board["templating"])
+    assert "mlmon" in board["tags"]
+
+
+def test_panel_ids_are_unique(board: dict[str, Any]) -> None:
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_panels_fit_the_grid_and_never_overlap(board: dict[str, Any]) -> None:
+    boxes = [p["gridPos"] for p in board["panels"]]
+    for box in boxes:
+        assert box["x"] >= 0 and box["w"] >= 1 and box["x"] + box["w"] <= 24
+        assert box["y"] >= 0 and box["h"] >= 1
+    for a, b in itertools.combinations(boxes, 2):
+        apart_x = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+        apart_y = a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"]
+        assert apart_x or apart_y, (a, b)
+
+
+def test_each_rows_panels_lie_between_it_and_the_next_row(board: dict[str, Any]) -> None:
+    current_row_y = -1
+    for p in board["panels"]:
+        if p["type"] == "row":
+            assert p["gridPos"]["y"] > current_row_y
+            assert (0, 24, 1) == (p["gridPos"]["x"], p["gridPos"]["w"], p["gridPos"]["h"])
+            current_row_y = p["gridPos"]["y"]
+        else:
+            assert p["gridPos"]["y"] > current_row_y
+
+
+def test_every_row_has_panels(board: dict[str, Any]) -> None:
+    seen: list[int] = []
+    count = 0
+    for p in board["panels"]:
+        if p["type"] == "row":
+            seen.append(count)
+            count = 0
+        else:
+            count += 1
+    seen.append(count)
+    assert 0 not in seen[1:]
+
+
+def test_every_target_has_a_unique_ref_id_and_a_query(board: dict[str, Any]) -> None:
+    key = "expr" if "prometheus" in board["tags"] else "target"
+    for p in panels(board):
+        assert p["type"] in ("timeseries", "stat")
+        assert p["targets"], p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)), p["title"]
+        for t in p["targets"]:
+            assert t[key], p["title"]
+            assert "${DS}" == t["datasource"]["uid"]
+        assert "${DS}" == p["datasource"]["uid"]
+
+
+def test_every_variable_used_in_a_query_is_defined(board: dict[str, Any]) -> None:
+    defined = {v["name"] for v in board["templating"]["list"]} | {"__rate_interval"}
+    used = {name for q in queries(board) for name in re.findall(r"\$(\w+)", q)}
+    assert used <= defined
+
+
+def test_the_datasource_is_a_variable_of_the_datasource_type(board: dict[str, Any]) -> None:
+    ds = board["templating"]["list"][0]
+    assert ("DS", "datasource") == (ds["name"], ds["type"])
+    assert ds["query"] in DATASOURCES
+
+
+def test_metric_names_in_queries_are_catalog_names(board: dict[str, Any]) -> None:
+    allowed = set(CATALOG) | set(PROMETHEUS_RENAMES.values())
+    names = {n for q in queries(board) for n in re.findall(r"mlmon_[a-z0-9_]*[a-z0-9]", q)}
+    assert names
+    assert set() == names - allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_all_rows_with_a_task_and_features() -> None:
+    expected = ["Service health", "Resources", "Model outputs", "Quality", "Features", "Alerts"]
+    assert expected == rows(dashboard("prometheus", "fraud", features=FEATURES))
+
+
+def test_no_features_leaves_out_the_features_row_and_variable() -> None:
+    board = dashboard("prometheus", "fraud")
+    assert "Features" not in rows(board)
+    assert "feature" not in {v["name"] for v in board["templating"]["list"]}
+
+
+def test_no_task_leaves_out_the_quality_row_and_class_ratios() -> None:
+    board = dashboard("graphite", "fraud", task="none", features=FEATURES)
+    assert ["Service health", "Resources", "Model outputs", "Features", "Alerts"] == rows(board)
+    assert "Predicted class ratio" not in {p["title"] for p in board["panels"]}
+    assert rows(board) == rows(dashboard("graphite", "fraud", task=None, features=FEATURES))
+
+
+def test_regression_quality_shows_errors_not_classification_metrics() -> None:
+    board = dashboard("prometheus", "fraud", task="regression")
+    text = " ".join(queries(board))
+    assert "mlmon_mae" in text and "mlmon_rmse" in text
+    assert "mlmon_precision" not in text and "mlmon_output_class_ratio" not in text
+
+
+def test_multiclass_quality_uses_the_macro_average() -> None:
+    board = dashboard("prometheus", "fraud", task="multiclass")
+    (precision, *_) = panel(board, "Precision / recall / F1 (macro average)")["targets"]
+    assert 'average="macro"' in precision["expr"]
+    assert "F1: estimated vs realized" not in {p["title"] for p in board["panels"]}
+
+
+def test_binary_quality_compares_estimated_and_realized_f1() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml")
+    targets = [t["target"] for t in panel(board, "F1: estimated vs realized")["targets"]]
+    assert any(".mlmon_f1," in t for t in targets)
+    assert any(".mlmon_estimated_f1," in t for t in targets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries aggregate across processes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prometheus_counters_are_rated_per_process_before_the_sum() -> None:
+    for q in queries(dashboard("prometheus", "fraud", features=FEATURES)):
+        for match in re.finditer(r"mlmon_\w+_(total|bucket|sum|count)\{", q):
+            assert q[: match.start()].endswith("rate("), q
+
+
+def test_prometheus_latency_quantiles_come_from_summed_buckets() -> None:
+    board = dashboard("prometheus", "fraud")
+    exprs = [t["expr"] for t in panel(board, "Latency")["targets"]]
+    assert (
+        "histogram_quantile(0.99, sum by (le, model) (rate(mlmon_latency_seconds_bucket"
+        '{model="$model", instance=~"$instance"}[$__rate_interval])))'
+    ) in exprs
+
+
+@pytest.mark.parametrize(("ds", "via"), BACKENDS)
+def test_no_query_averages_across_processes(ds: str, via: str) -> None:
+    prefix = "ml" if ds == "graphite" else ""
+    board = dashboard(ds, "fraud", prefix=prefix, via=via, features=FEATURES)
+    for q in queries(board):
+        assert "avg" not in q and "average" not in q.replace('average="macro"', ""), q
+
+
+def test_graphite_direct_sums_per_process_rates_not_rates_of_sums() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml")
+    (calls, _) = panel(board, "Throughput")["targets"]
+    assert (
+        "alias(sumSeries(perSecond(keepLastValue(ml.$model.$instance.mlmon_calls_total, 3))), "
+        "'calls/s')"
+    ) == calls["target"]
+    for q in queries(board):
+        assert "perSecond(sumSeries" not in q
+
+
+def test_graphite_direct_latency_quantiles_are_the_maximum_over_processes() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml")
+    p99 = [t["target"] for t in panel(board, "Latency")["targets"] if ".p99" in t["target"]]
+    assert [
+        "alias(maxSeries(keepLastValue(ml.$model.$instance.mlmon_latency_seconds.p99, 3)), "
+        "'p99 (max over instances)')"
+    ] == p99
+
+
+def test_statsd_counts_read_the_daemons_sums_and_gauges_its_gauges() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml", via="statsd")
+    (calls, _) = panel(board, "Throughput")["targets"]
+    assert "alias(sumSeries(stats.ml.$model.mlmon_calls_total), 'calls/s')" == calls["target"]
+    (cpu,) = panel(board, "Process CPU")["targets"]
+    assert "stats.gauges.ml.$model.mlmon_process_cpu_percent" in cpu["target"]
+
+
+def test_statsd_has_no_instance_variable_nor_per_process_panels() -> None:
+    board = dashboard("graphite", "fraud", via="statsd")
+    names = {v["name"] for v in board["templating"]["list"]}
+    titles = {p["title"] for p in board["panels"]}
+    assert "instance" not in names
+    assert not {"Processes reporting", "p99 latency by process (window)"} & titles
+
+
+def test_graphite_feature_variable_holds_the_sanitised_path_segments() -> None:
+    board = dashboard("graphite", "fraud", features=["a b", "âge"])
+    feature = next(v for v in board["templating"]["list"] if v["name"] == "feature")
+    assert "a_b,age" == feature["query"]
+
+
+def test_prometheus_feature_variable_keeps_the_names() -> None:
+    board = dashboard("prometheus", "fraud", features=["a b", "x,y"])
+    feature = next(v for v in board["templating"]["list"] if v["name"] == "feature")
+    assert "a b,x\\,y" == feature["query"]
+    assert ["a b", "x,y"] == [o["value"] for o in feature["options"][1:]]
+
+
+def test_the_model_variable_selects_the_given_model() -> None:
+    board = dashboard("prometheus", "fraud")
+    model = next(v for v in board["templating"]["list"] if v["name"] == "model")
+    assert "fraud" == model["current"]["value"]
+    assert "label_values(mlmon_up, model)" == model["query"]
+
+
+def test_without_a_model_the_variable_starts_empty_and_the_title_is_generic() -> None:
+    board = dashboard("graphite", None, prefix="ml")
+    model = next(v for v in board["templating"]["list"] if v["name"] == "model")
+    assert {} == model["current"]
+    assert "ml.*" == model["query"]
+    assert "mlmon" == board["title"]
+
+
+def test_title_can_be_given() -> None:
+    assert "Fraud in prod" == dashboard("prometheus", "fraud", title="Fraud in prod")["title"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"datasource": "influxdb"}, "datasource must be 'graphite' or 'prometheus', got 'influxdb'"),
+        ({"via": "carbon"}, "via must be 'direct' or 'statsd', got 'carbon'"),
+        ({"task": "ranking"}, "task must be 'binary', 'multiclass', 'regression' or 'none'"),
+        ({"model": "fraud model"}, "model must match"),
+        ({"prefix": "ml"}, "prefix applies to Graphite paths only"),
+        ({"via": "statsd"}, "via='statsd' needs datasource='graphite'"),
+        ({"datasource": "graphite", "prefix": "ml..x"}, "prefix must be dot-separated"),
+        ({"features": ["age", "age"]}, "feature names must be unique"),
+        ({"features": ["a b", "a.b"]}, "both become 'a_b'"),
+        ({"features": [""]}, "feature names must be non-empty strings"),
+    ],
+)
+def test_bad_options_raise_value_error_naming_the_field(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    args = {"datasource": "prometheus", "model": "fraud", **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dashboard(args.pop("datasource"), args.pop("model"), **args)
+
+
+def test_features_given_as_one_string_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="not a string"):
+        dashboard("prometheus", "fraud", features="age,income")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_writes_the_dashboard_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fraud.json"
+    code = main(
+        [
+            "--datasource", "graphite", "--model", "fraud", "--prefix", "ml",
+            "--features", "age, income", "--task", "binary", "-o", str(out),
+        ]
+    )  # fmt: skip
+    assert 0 == code
+    written = json.loads(out.read_text())
+    expected = dashboard("graphite", "fraud", prefix="ml", features=["age", "income"])
+    assert expected == written
+    assert f"to {out}" in capsys.readouterr().err
+
+
+def test_cli_writes_to_stdout_without_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "prometheus", "--task", "none"])
+    board = json.loads(capsys.readouterr().out)
+    assert "Quality" not in rows(board)
+
+
+def test_cli_via_statsd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "graphite", "--via", "statsd", "--model", "fraud"])
+    assert "statsd" in json.loads(capsys.readouterr().out)["tags"]
+
+
+def test_cli_unknown_datasource_exits_2_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert 2 == main(["--datasource", "influxdb", "--model", "fraud"])
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert "datasource must be 'graphite' or 'prometheus', got 'influxdb'" in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--model", "fraud"],
+        ["--datasource", "prometheus", "--via", "statsd"],
+        ["--datasource", "prometheus", "--task", "ranking"],
+        ["--datasource", "graphite", "--prefix", "a b"],
+        ["--datasource", "prometheus", "--unknown-flag"],
+    ],
+)
+def test_cli_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert 2 == main(argv)
+    assert "python -m mlmon export grafana" in capsys.readouterr().err
+
+
+def test_cli_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--help"])
+    assert "--datasource" in capsys.readouterr().out
+
+
+def test_cli_unwritable_output_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing-dir" / "fraud.json"
+    assert 1 == main(["--datasource", "prometheus", "-o", str(target)])
+    assert "cannot write" in capsys.readouterr().err
