@@ -84,6 +84,18 @@ def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> No
         check_collisions([str(n) for n in names], what="feature name")
 
 
+def alert_engine(mon: Monitor, sinks: Sequence[Any] | None, values: dict[str, float] | None) -> Any:
+    """The monitor's alert engine, or None without rules (rules are checked here, loudly)."""
+    if not mon.rules:
+        return None
+    from mlmon.alerts import AlertEngine, reference_lookup
+
+    lookup = None
+    if mon.reference is not None or values:
+        lookup = reference_lookup(mon.reference, values)
+    return AlertEngine(mon.rules, sinks=sinks, reference_value=lookup, clock=mon._clock)
+
+
 def log_feedback(mon: Monitor, ids: Any, labels: Any) -> None:
     comp = quality(mon)
     # Drain first: a label for a call that has just returned must find its prediction.

@@ -11,6 +11,8 @@ USAGE = """usage: python -m mlmon COMMAND [ARGS]
 
 commands:
   demo      serve a simulated model for ~20 s and watch it (see --help)
+  export    export grafana ... | export prometheus-rules ... (see --help)
+  report    turn a JsonlEmitter log into a self-contained HTML report
   version   print mlmon's version
 """
 
@@ -25,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlmon.demo import main as demo_main
 
         return demo_main(rest)
+    if command == "export":
+        from mlmon.export.cli import main as export_main
+
+        return export_main(rest)
+    if command == "report":
+        from mlmon.report import main as report_main
+
+        return report_main(rest)
     if command == "version":
         import mlmon
 

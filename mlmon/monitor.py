@@ -506,6 +506,9 @@ class Monitor:
             reference (without either, names come from the first features seen: dict keys,
             DataFrame columns, else ``f0, f1, ...``).
         categorical: which of ``feature_names`` are categorical.
+        alert_sinks: where alert events go (``mlmon.alerts`` sinks); None logs them.
+        reference_values: fixed baselines for ``baseline="reference"`` rules on metrics the
+            reference cannot give, e.g. ``{"mlmon_precision": 0.91}`` from validation.
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -543,6 +546,8 @@ class Monitor:
         drift: Any = None,
         feature_names: Sequence[str] | None = None,
         categorical: Sequence[str] = (),
+        alert_sinks: Sequence[Any] | None = None,
+        reference_values: dict[str, float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(f"name must match [A-Za-z0-9_-]+, got {name!r}")
@@ -613,6 +618,7 @@ class Monitor:
         from mlmon import _wiring
 
         _wiring.check_configuration(self, self._feature_names)
+        self._engine = _wiring.alert_engine(self, alert_sinks, reference_values)
         self._init_state()
         _MONITORS.add(self)
 
@@ -956,6 +962,10 @@ class Monitor:
             internal = dict(self._internal)
             emit_errors = dict(self._emit_errors)
             emit_seconds = dict(self._emit_seconds)
+        if self._engine is not None:
+            for stage, count in self._engine.errors.items():
+                key = f"alerts:{stage}"
+                internal[key] = internal.get(key, 0) + count
         for e in self.emitters:
             try:
                 for name, value, labels in self_metrics(e):
@@ -1003,9 +1013,18 @@ class Monitor:
         )
 
     def _alert_samples(self) -> Iterable[Triple]:
-        return ()
+        return self._engine.samples() if self._engine is not None else ()
 
     def _evaluate_rules(self, snap: Snapshot) -> Snapshot:
+        """Run the alert rules on a reporter cycle's snapshot (failures counted, never raised)."""
+        if self._engine is None:
+            return snap
+        try:
+            snap = self._engine.evaluate(snap)
+        except Exception as exc:
+            self._internal_error("alerts", exc)
+            return snap
+        self._alert_state = snap.alerts
         return snap
 
     # -- public API ------------------------------------------------------------------------
@@ -1079,6 +1098,11 @@ class Monitor:
                 e.close()
             except Exception as exc:
                 self._internal_error("close", exc)
+        if self._engine is not None:
+            try:
+                self._engine.close()
+            except Exception as exc:
+                self._internal_error("close", exc)
         _MONITORS.discard(self)
 
     def log_feedback(self, ids: Any, labels: Any) -> None:
@@ -1119,6 +1143,8 @@ class Monitor:
         if not self._instance_given:
             self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._init_state()
+        if self._engine is not None:
+            self._engine.reset()
         for e in self.emitters:
             hook = getattr(e, "after_fork", None)
             if hook is not None:
