@@ -26,7 +26,7 @@ as_root() {
 }
 
 # --- Debian packages --------------------------------------------------------------------------
-APT_PACKAGES=(graphite-carbon prometheus prometheus-pushgateway carbon-c-relay graphite-web nodejs npm)
+APT_PACKAGES=(graphite-carbon prometheus prometheus-pushgateway carbon-c-relay graphite-web nodejs npm chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
