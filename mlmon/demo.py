@@ -13,6 +13,10 @@ The run is cut into phases by the share of ``--seconds`` elapsed, so every metri
 | 0.72-1.00  | recovery                                                                |
 | 0.80-1.00  | concept change: labels stop following the model, precision drops        |
 
+An alert rule on the p99 latency goes pending, fires during the slowdown and resolves after it;
+one on precision watches the concept change. Every snapshot is written to a JSON-lines log, and
+the run ends by turning that log into a self-contained HTML report.
+
 True labels arrive 0.2 s after each prediction from a label thread, joined by request id.
 Only numpy: the model is a fixed logistic regression on five features.
 """
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 import mlmon
+from mlmon import alerts
 from mlmon.emitters import ConsoleEmitter, JsonlEmitter
 
 __all__ = ["main", "run"]
@@ -65,14 +70,42 @@ class Model:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = None, quiet: bool = False) -> mlmon.Snapshot:
-    """Serve the simulated model for ``seconds`` and return the final snapshot."""
+def run(
+    seconds: float = 20.0,
+    flush_interval: float = 2.0,
+    jsonl: str | None = None,
+    quiet: bool = False,
+    report: str | None = None,
+) -> mlmon.Snapshot:
+    """Serve the simulated model for ``seconds`` and return the final snapshot.
+
+    Snapshots go to the console (unless ``quiet``) and to the JSON-lines file ``jsonl`` (a temp
+    file when None); ``report`` is the HTML report written at the end (next to the log when None,
+    "" for none).
+    """
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be positive, got {seconds!r}")
+    log_path = jsonl or os.path.join(tempfile.mkdtemp(prefix="mlmon-demo-"), "metrics.jsonl")
     emitters: list[Any] = [] if quiet else [ConsoleEmitter()]
-    if jsonl:
-        emitters.append(JsonlEmitter(jsonl))
-    window = max(10.0, flush_interval * 5)
+    emitters.append(JsonlEmitter(log_path))
+    window = flush_interval * 3
+    events: list[alerts.AlertEvent] = []
+
+    def on_alert(event: alerts.AlertEvent) -> None:
+        events.append(event)
+        if not quiet:
+            print(f" ALERT {event.state.upper():8s} {event.rule}: {event.message}")
+
+    rules = [
+        alerts.Threshold(
+            "mlmon_latency_seconds", quantile=0.99, above=0.025, for_=flush_interval,
+            resolve_after=flush_interval, min_samples=20, name="latency_p99_over_budget",
+        ),
+        alerts.PercentDrop(
+            "mlmon_precision", percent=15, baseline=alerts.Baseline.trailing(seconds / 2),
+            for_=0, min_samples=200, name="precision_drop",
+        ),
+    ]  # fmt: skip
     model = Model()
     stop = threading.Event()
     rng_lock = threading.Lock()
@@ -89,6 +122,8 @@ def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = 
         flush_interval=flush_interval,
         latency_budget=0.025,
         emitters=emitters,
+        rules=rules,
+        alert_sinks=[alerts.CallbackSink(on_alert, states=("pending", "firing", "resolved"))],
     )
     world = {"drift": 0.0, "concept_flip": False}
     labels_due: queue.Queue[tuple[float, list[int], np.ndarray]] = queue.Queue(maxsize=10_000)
@@ -169,8 +204,19 @@ def run(seconds: float = 20.0, flush_interval: float = 2.0, jsonl: str | None = 
             f.close()
     mon.close()  # the last flush: one more table
     final = mon.snapshot()
+    html = None
+    if report != "":
+        from mlmon.report import write as write_report
+
+        html = report or os.path.splitext(log_path)[0] + ".html"
+        write_report(log_path, html)
     if not quiet:
         print(summary(final, seconds))
+        transitions = " → ".join(f"{e.state}" for e in events if e.rule == "latency_p99_over_budget")
+        print(f"  alert latency_p99_over_budget: {transitions or 'never pending'}")
+        print(f"  metrics log: {log_path}")
+        if html:
+            print(f"  HTML report: {html}")
     return final
 
 
@@ -203,8 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mlmon demo", description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--seconds", type=float, default=20.0, help="how long to serve (default 20)")
     ap.add_argument("--flush-interval", type=float, default=2.0, help="seconds between tables (default 2)")
-    ap.add_argument("--jsonl", default=None, help="also write every snapshot to this JSON-lines file")
-    ap.add_argument("--quiet", action="store_true", help="print nothing but the summary's return code")
+    ap.add_argument("--jsonl", default=None, help="write every snapshot to this JSON-lines file (default: a temp file)")
+    ap.add_argument("--report", default=None, help="the HTML report to write at the end (default: next to the log)")
+    ap.add_argument("--quiet", action="store_true", help="print nothing")
     args = ap.parse_args(argv)
-    run(args.seconds, args.flush_interval, args.jsonl, args.quiet)
+    run(args.seconds, args.flush_interval, args.jsonl, args.quiet, args.report)
     return 0
