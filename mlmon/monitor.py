@@ -103,6 +103,25 @@ def _take(buf: _B) -> _B:
     return items
 
 
+def _feature_rows(obj: Any) -> int:
+    """Prediction rows in a features object: a 1-D array, a list of numbers, a dict or a Series
+    is one row; a 2-D array, a list of rows or a DataFrame has one row per element."""
+    if obj.__class__ is np.ndarray:
+        return 1 if obj.ndim <= 1 else int(obj.shape[0])
+    if isinstance(obj, (list, tuple)):
+        if obj and isinstance(obj[0], (list, tuple, dict, np.ndarray)):
+            return len(obj)
+        return 1
+    if isinstance(obj, dict):
+        first: Any = next(iter(obj.values()), None)
+        if isinstance(first, (list, tuple, np.ndarray)) or hasattr(first, "to_numpy"):
+            return len(first)  # a dict of columns
+        return 1
+    if hasattr(obj, "columns"):
+        return len(obj)  # a DataFrame
+    return 1
+
+
 def _fmt_le(x: float) -> str:
     return "+Inf" if math.isinf(x) else format(x, "g")
 
@@ -173,7 +192,7 @@ class Call:
         else from the outputs recorded so far, else 1), unique within this monitor.
         """
         if self._ids is None:
-            n = _rows(self._features if self._features is not None else self._out)
+            n = _feature_rows(self._features) if self._features is not None else _rows(self._out)
             self._ids = _call_ids(self._mon, self._cid, n)
         return self._ids
 
@@ -272,7 +291,7 @@ class Track:
         mon._inflight.pop(call._cid, None)
         if exc_type is None and call._ids is None:
             # Ids are joined at drain time, so they exist from here on even if never read.
-            n = _rows(call._features if call._features is not None else call._out)
+            n = _feature_rows(call._features) if call._features is not None else _rows(call._out)
             call._ids = _call_ids(mon, call._cid, n)
         rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids, end)
         gen = mon._gen
@@ -665,7 +684,7 @@ class Monitor:
                 gen.append(rec)
             else:
                 f, o = rec[3], rec[2]
-                self._count_dropped(rec[1], 0 if rec[1] is not None else _rows(f if f is not None else o))
+                self._count_dropped(rec[1], 0 if rec[1] is not None else (_feature_rows(f) if f is not None else _rows(o)))
             self._drain_inline()
         except Exception as exc:
             self._internal_error("buffer", exc)
@@ -845,8 +864,7 @@ class Monitor:
                 g_outs = [g[2] for g in ok_gen]
                 g_feats = [g[3] for g in ok_gen]
                 g_rows = [
-                    (1 if f.ndim == 1 else f.shape[0]) if f.__class__ is np.ndarray else _rows(f if f is not None else o)
-                    for f, o in zip(g_feats, g_outs, strict=True)
+                    _feature_rows(f) if f is not None else _rows(o) for f, o in zip(g_feats, g_outs, strict=True)
                 ]
                 rows += sum(g_rows)
                 ends = np.array([g[5] for g in ok_gen], dtype=np.int64)

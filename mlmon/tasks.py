@@ -273,6 +273,11 @@ class BinaryClassification:
             values = np.full(arr.shape, _NAN)
         valid = np.isfinite(values)
         classes = (values >= self.threshold).astype(np.int64)
+        if arr.dtype.kind in "OU":
+            # Class labels given as strings are the predicted class itself (1.0 positive, 0.0
+            # negative), whatever the threshold: "ham" must not become positive at threshold 0.
+            named = np.fromiter((isinstance(v, (str, bytes)) for v in arr.tolist()), np.bool_, arr.size)
+            classes[named & valid] = values[named & valid].astype(np.int64)
         classes[~valid] = -1
         return MappedOutputs(values, classes, valid, int(valid.size - np.count_nonzero(valid)))
 

@@ -137,3 +137,21 @@ def test_reference_enables_drift(clock: FakeClock) -> None:
 def test_bad_optional_configuration_is_caught_at_construction(kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         mlmon.Monitor("m", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_single_feature_row_gets_one_generated_id(mon: mlmon.Monitor) -> None:
+    for row in (np.array([0.1, 0.2, 0.3]), [0.1, 0.2, 0.3], {"a": 1.0, "b": 2.0}):
+        with mon.track(features=row) as call:
+            call.outputs(0.9)
+        assert len(call.ids) == 1
+        mon.log_feedback(call.ids, [1])
+    snap = mon.snapshot()
+    assert snap.get("mlmon_labels_window") == 3
+    assert snap.get("mlmon_labels_unmatched_total") == 0
+    assert snap.get("mlmon_rows_total") == 3
+
+
+def test_string_class_outputs_are_the_predicted_class_at_any_threshold() -> None:
+    task = mlmon.BinaryClassification(threshold=0.0, positive="spam", negative="ham")
+    mapped = task.map_outputs(np.array(["spam", "ham", "eggs"], dtype=object))
+    assert mapped.classes.tolist() == [1, 0, -1]

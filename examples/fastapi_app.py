@@ -1,0 +1,205 @@
+"""A FastAPI service: request ids become prediction ids, labels come back through /feedback.
+
+- ``RequestIdMiddleware`` gives every request an id (the caller's ``X-Request-ID``, else a new
+  one) and returns it in the response header; ``/predict`` uses it as the prediction id (one per
+  row: ``<request id>/<row>`` for batches), so the caller can send the true label later.
+- ``score()`` is the model, decorated with ``@mon.track(features="X", ids="ids")``.
+- ``POST /feedback`` hands labels to ``mon.log_feedback``; ``GET /metrics`` serves what the
+  monitor emits, in Prometheus' text format, on the application's own port.
+
+Run as a script, it starts uvicorn on a free loopback port in a thread, sends real HTTP requests,
+posts labels, reads ``/metrics`` back and checks it, then shuts down. To serve it yourself:
+``cd examples && uvicorn fastapi_app:app`` (one worker process: see docs/integrations.md).
+
+Run: python examples/fastapi_app.py   (needs fastapi and uvicorn)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from email.message import Message
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+import mlmon
+from mlmon.integrations.asgi import MetricsEndpoint, RequestIdMiddleware, current_request_id
+
+WEIGHTS = np.array([1.5, -2.0, 0.5])
+
+metrics = MetricsEndpoint()
+mon = mlmon.Monitor(
+    "fraud_api",
+    version="1",
+    task=mlmon.BinaryClassification(threshold=0.5),
+    flush_interval=0.5,  # short, so the demo below sees its numbers quickly; 10 s is usual
+    latency_budget=0.05,
+    emitters=[metrics],
+)
+
+
+@mon.track(features="X", ids="ids")
+def score(X: np.ndarray, ids: list[str]) -> np.ndarray:
+    """The model: probability of fraud for each row."""
+    if not np.isfinite(X).all():
+        raise ValueError("non-finite feature")
+    return 1 / (1 + np.exp(-(X @ WEIGHTS)))
+
+
+class PredictRequest(BaseModel):
+    rows: list[list[float]]
+
+
+class Feedback(BaseModel):
+    ids: list[str]
+    labels: list[int]
+
+
+app = FastAPI(title="fraud scoring")
+app.add_middleware(RequestIdMiddleware)
+app.add_route("/metrics", metrics, include_in_schema=False)
+
+
+@app.post("/predict")
+def predict(request: PredictRequest) -> dict[str, Any]:
+    rid = current_request_id()
+    X = np.asarray(request.rows, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(WEIGHTS):
+        raise HTTPException(422, f"rows must have {len(WEIGHTS)} features each")
+    ids = [f"{rid}"] if len(X) == 1 else [f"{rid}/{i}" for i in range(len(X))]
+    try:
+        scores = score(X, ids)
+    except ValueError as exc:  # counted by mlmon as mlmon_errors_total{error_type="ValueError"}
+        raise HTTPException(422, str(exc)) from exc
+    return {"ids": ids, "scores": scores.tolist()}
+
+
+@app.post("/feedback", status_code=204)
+def feedback(body: Feedback) -> None:
+    try:
+        mon.log_feedback(body.ids, body.labels)
+    except ValueError as exc:  # ids and labels of different lengths
+        raise HTTPException(422, str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def http(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``{(name, labels without model/version/instance): value}`` from the text format."""
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if m is None:
+            continue
+        labels = frozenset(
+            (k, v) for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")
+            if k not in ("model", "version", "instance")
+        )
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def main() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SystemExit("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        check(base)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        mon.close()
+
+
+def check(base: str) -> None:
+    rng = np.random.default_rng(1)
+    truth: dict[str, int] = {}
+    predicted: dict[str, int] = {}
+    calls = 0
+    for i in range(40):  # 30 single rows (some with the caller's own id), 10 batches of 4
+        rows = rng.normal(size=(1 if i < 30 else 4, 3))
+        headers = {"X-Request-ID": f"client-{i}"} if i % 3 == 0 else {}
+        status, resp_headers, body = http(f"{base}/predict", {"rows": rows.tolist()}, headers)
+        assert status == 200, (status, body)
+        reply = json.loads(body)
+        rid = resp_headers["x-request-id"]
+        assert rid == headers.get("X-Request-ID", rid) and reply["ids"][0].startswith(rid)
+        calls += 1
+        for pid, s, row in zip(reply["ids"], reply["scores"], rows, strict=True):
+            predicted[pid] = int(s >= 0.5)
+            truth[pid] = int(row[0] - row[1] + rng.normal(scale=0.7) > 0)  # what really happened
+    status, _, _ = http(f"{base}/predict", {"rows": [[1.0, float("nan"), 0.0]]})
+    assert status == 422
+    calls += 1
+
+    # Labels arrive later, for every prediction but the last five.
+    labelled = sorted(truth)[:-5]
+    status, _, _ = http(f"{base}/feedback", {"ids": labelled, "labels": [truth[p] for p in labelled]})
+    assert status == 204
+
+    # The monitor emits every flush_interval: wait for the snapshot that holds the labels.
+    deadline = time.monotonic() + 15
+    while True:
+        status, headers, body = http(f"{base}/metrics")
+        values = parse_exposition(body.decode())
+        if values.get(("mlmon_labels_total", frozenset())) == len(labelled):
+            break
+        assert time.monotonic() < deadline, "the labels never showed up in /metrics"
+        time.sleep(0.1)
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+
+    def get(name: str, **labels: str) -> float:
+        return values[(name, frozenset(labels.items()))]
+
+    tp = sum(predicted[p] and truth[p] for p in labelled)
+    fp = sum(predicted[p] and not truth[p] for p in labelled)
+    fn = sum(not predicted[p] and truth[p] for p in labelled)
+    expected = {
+        "calls": calls, "rows": len(truth), "errors": 1, "labels": len(labelled),
+        "precision": tp / (tp + fp), "recall": tp / (tp + fn),
+    }  # fmt: skip
+    actual = {
+        "calls": get("mlmon_calls_total"), "rows": get("mlmon_rows_total"),
+        "errors": get("mlmon_errors_total", error_type="ValueError"),
+        "labels": get("mlmon_labels_total"),
+        "precision": get("mlmon_precision"), "recall": get("mlmon_recall"),
+    }  # fmt: skip
+    for key, value in expected.items():
+        assert math.isclose(actual[key], value, rel_tol=1e-9), (key, actual[key], value)
+    p99 = get("mlmon_latency_window_seconds", quantile="0.99")
+    print(f"GET {base}/metrics: calls={actual['calls']:.0f} rows={actual['rows']:.0f} "
+          f"errors={actual['errors']:.0f} labels={actual['labels']:.0f} precision={actual['precision']:.3f} "
+          f"recall={actual['recall']:.3f} p99={1000 * p99:.2f} ms — as sent")
+
+
+if __name__ == "__main__":
+    main()
