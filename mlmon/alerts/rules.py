@@ -590,7 +590,79 @@ class Threshold(Rule):
 
 
 @attrs.frozen(init=False)
-class PercentDrop(Rule):
+class _PercentRule(Rule):
+    """What PercentDrop and PercentChange share: fields, constructor, baseline and check.
+
+    A subclass keeps only what differs: the word in generated names (``_word``), the range
+    ``percent`` may take (``_percent``) and how the change is measured (``_measure``).
+    """
+
+    _word: ClassVar[str]
+
+    metric: str
+    percent: float
+    baseline: Baseline
+    clear_ratio: float
+    labels: LabelPairs
+    name: str
+    severity: str
+    for_: float
+    resolve_after: float
+    cooldown: float
+    min_samples: int
+    summary: str | None
+
+    def __init__(
+        self,
+        metric: str,
+        *,
+        percent: float,
+        baseline: float | str | Baseline | None = None,
+        labels: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        quantile: float | str | None = None,
+        name: str | None = None,
+        severity: Severity | str = "warning",
+        for_: float = 60.0,
+        resolve_after: float = 60.0,
+        cooldown: float = 0.0,
+        min_samples: int | None = None,
+        clear_ratio: float = 0.8,
+        summary: str | None = None,
+    ) -> None:
+        info, sel, sev, f, ra, cd, ms, summ = _common(
+            metric, labels, quantile, severity, for_, resolve_after, cooldown, min_samples, summary
+        )
+        p = self._percent(percent)
+        nm = _name(name, info.name, sel, self._word, _num_part(p) + "pct")
+        self.__attrs_init__(
+            info.name, p, _baseline(baseline), _clear_ratio(clear_ratio), sel, nm, sev, f, ra, cd, ms, summ
+        )
+
+    @staticmethod
+    def _percent(percent: float) -> float:
+        """``percent`` as a float; raises ValueError when it is out of the rule's range."""
+        raise NotImplementedError  # pragma: no cover - every percent rule overrides it
+
+    def _measure(self, value: float, baseline: float) -> tuple[float, float]:
+        """``(the change reported, its size held to the limit)``, baseline > 0."""
+        raise NotImplementedError  # pragma: no cover - every percent rule overrides it
+
+    @property
+    def baseline_spec(self) -> Baseline:
+        return self.baseline
+
+    def check(
+        self, value: float, baseline: float | None, n: float, n_baseline: float | None, firing: bool
+    ) -> Check:
+        if baseline is None or not (baseline > 0 and math.isfinite(baseline)):
+            return None, None, self.percent
+        measure, size = self._measure(value, baseline)
+        limit = self.percent * (self.clear_ratio if firing else 1.0)
+        return size > limit, measure, self.percent
+
+
+@attrs.frozen(init=False)
+class PercentDrop(_PercentRule):
     """Fires when the metric falls more than ``percent`` % below its baseline.
 
     The drop is ``(baseline - value) / baseline * 100``; a baseline <= 0 leaves the rule
@@ -619,67 +691,24 @@ class PercentDrop(Rule):
     """
 
     kind: ClassVar[str] = "percent_drop"
+    _word: ClassVar[str] = "drop"
 
-    metric: str
-    percent: float
-    baseline: Baseline
-    clear_ratio: float
-    labels: LabelPairs
-    name: str
-    severity: str
-    for_: float
-    resolve_after: float
-    cooldown: float
-    min_samples: int
-    summary: str | None
-
-    def __init__(
-        self,
-        metric: str,
-        *,
-        percent: float,
-        baseline: float | str | Baseline | None = None,
-        labels: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-        quantile: float | str | None = None,
-        name: str | None = None,
-        severity: Severity | str = "warning",
-        for_: float = 60.0,
-        resolve_after: float = 60.0,
-        cooldown: float = 0.0,
-        min_samples: int | None = None,
-        clear_ratio: float = 0.8,
-        summary: str | None = None,
-    ) -> None:
-        info, sel, sev, f, ra, cd, ms, summ = _common(
-            metric, labels, quantile, severity, for_, resolve_after, cooldown, min_samples, summary
-        )
+    @staticmethod
+    def _percent(percent: float) -> float:
         if not _is_number(percent) or not (0.0 < float(percent) <= 100.0):
             raise ValueError(f"percent must be a number in (0, 100], got {percent!r}")
-        p = float(percent)
-        nm = _name(name, info.name, sel, "drop", _num_part(p) + "pct")
-        self.__attrs_init__(
-            info.name, p, _baseline(baseline), _clear_ratio(clear_ratio), sel, nm, sev, f, ra, cd, ms, summ
-        )
+        return float(percent)
 
-    @property
-    def baseline_spec(self) -> Baseline:
-        return self.baseline
+    def _measure(self, value: float, baseline: float) -> tuple[float, float]:
+        drop = (baseline - value) / baseline * 100.0
+        return drop, drop
 
     def describe(self) -> str:
         return f"{self._where()} drops more than {self.percent:g}% below {self.baseline.describe()}"
 
-    def check(
-        self, value: float, baseline: float | None, n: float, n_baseline: float | None, firing: bool
-    ) -> Check:
-        if baseline is None or not (baseline > 0 and math.isfinite(baseline)):
-            return None, None, self.percent
-        drop = (baseline - value) / baseline * 100.0
-        limit = self.percent * (self.clear_ratio if firing else 1.0)
-        return drop > limit, drop, self.percent
-
 
 @attrs.frozen(init=False)
-class PercentChange(Rule):
+class PercentChange(_PercentRule):
     """Fires when the metric moves more than ``percent`` % away from its baseline, either way.
 
     The change is ``(value - baseline) / baseline * 100``; a baseline <= 0 leaves the rule
@@ -704,63 +733,20 @@ class PercentChange(Rule):
     """
 
     kind: ClassVar[str] = "percent_change"
+    _word: ClassVar[str] = "change"
 
-    metric: str
-    percent: float
-    baseline: Baseline
-    clear_ratio: float
-    labels: LabelPairs
-    name: str
-    severity: str
-    for_: float
-    resolve_after: float
-    cooldown: float
-    min_samples: int
-    summary: str | None
-
-    def __init__(
-        self,
-        metric: str,
-        *,
-        percent: float,
-        baseline: float | str | Baseline | None = None,
-        labels: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-        quantile: float | str | None = None,
-        name: str | None = None,
-        severity: Severity | str = "warning",
-        for_: float = 60.0,
-        resolve_after: float = 60.0,
-        cooldown: float = 0.0,
-        min_samples: int | None = None,
-        clear_ratio: float = 0.8,
-        summary: str | None = None,
-    ) -> None:
-        info, sel, sev, f, ra, cd, ms, summ = _common(
-            metric, labels, quantile, severity, for_, resolve_after, cooldown, min_samples, summary
-        )
+    @staticmethod
+    def _percent(percent: float) -> float:
         if not _is_number(percent) or not (0.0 < float(percent) and math.isfinite(float(percent))):
             raise ValueError(f"percent must be a finite number > 0, got {percent!r}")
-        p = float(percent)
-        nm = _name(name, info.name, sel, "change", _num_part(p) + "pct")
-        self.__attrs_init__(
-            info.name, p, _baseline(baseline), _clear_ratio(clear_ratio), sel, nm, sev, f, ra, cd, ms, summ
-        )
+        return float(percent)
 
-    @property
-    def baseline_spec(self) -> Baseline:
-        return self.baseline
+    def _measure(self, value: float, baseline: float) -> tuple[float, float]:
+        change = (value - baseline) / baseline * 100.0
+        return change, abs(change)
 
     def describe(self) -> str:
         return f"{self._where()} moves more than {self.percent:g}% away from {self.baseline.describe()}"
-
-    def check(
-        self, value: float, baseline: float | None, n: float, n_baseline: float | None, firing: bool
-    ) -> Check:
-        if baseline is None or not (baseline > 0 and math.isfinite(baseline)):
-            return None, None, self.percent
-        change = (value - baseline) / baseline * 100.0
-        limit = self.percent * (self.clear_ratio if firing else 1.0)
-        return abs(change) > limit, change, self.percent
 
 
 _F_TEST_SUFFIXES = ("_variance", "_stddev")

@@ -5,17 +5,25 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import pickle
 import socket
 import struct
-import threading
 import time
 from collections import deque
 from typing import Literal
 
 from mlmon.emitters._naming import PathRenderer, format_number
-from mlmon.emitters.statsd import _Resolver, _rewrap, _TcpLink
+from mlmon.emitters._net import (
+    _check_host,
+    _check_name,
+    _check_port,
+    _check_seconds,
+    _ForkAware,
+    _loss_metrics,
+    _Resolver,
+    _rewrap,
+    _TcpLink,
+)
 from mlmon.snapshot import Snapshot
 
 __all__ = ["GraphiteEmitter"]
@@ -39,7 +47,7 @@ def _complete_items(chunk: list[_Item], sent: int) -> int:
     return len(chunk)
 
 
-class GraphiteEmitter:
+class GraphiteEmitter(_ForkAware):
     """Send snapshots to carbon (Graphite): one line per series, one timestamp per flush.
 
     Every sample becomes ``path value timestamp`` with the snapshot's timestamp in whole
@@ -101,26 +109,21 @@ class GraphiteEmitter:
         resolve_ttl: float = 60.0,
         name: str = "graphite",
     ) -> None:
-        if not isinstance(host, str) or not host:
-            raise ValueError(f"host must be a non-empty string, got {host!r}")
+        _check_host(host)
         if protocol not in ("plaintext", "pickle"):
             raise ValueError(f"protocol must be 'plaintext' or 'pickle', got {protocol!r}")
         if port is None:
             port = 2003 if protocol == "plaintext" else 2004
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+        _check_port(port)
         if isinstance(buffer_lines, bool) or not isinstance(buffer_lines, int) or buffer_lines < 1:
             raise ValueError(f"buffer_lines must be a positive int, got {buffer_lines!r}")
-        for field, value in (
-            ("timeout", timeout),
-            ("reconnect_min", reconnect_min),
-            ("reconnect_max", reconnect_max),
-            ("resolve_ttl", resolve_ttl),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _check_seconds(
+            timeout=timeout,
+            reconnect_min=reconnect_min,
+            reconnect_max=reconnect_max,
+            resolve_ttl=resolve_ttl,
+        )
+        _check_name(name)
         self.host = host
         self.port = port
         self.prefix = prefix
@@ -138,8 +141,7 @@ class GraphiteEmitter:
         self._resolver = _Resolver(host, port, socket.SOCK_STREAM, ttl=float(resolve_ttl))
         self._link = _TcpLink(self._resolver, float(reconnect_min), float(reconnect_max))
         self._buffer: deque[_Item] = deque()
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        super().__init__()  # self._lock and self._pid: see _ForkAware
         self._dropped = 0
         self._sent_lines = 0
         self._sent_bytes = 0
@@ -149,12 +151,8 @@ class GraphiteEmitter:
         """Forget the parent's connection and buffered lines (the monitor calls this in a forked child)."""
         self._check_fork()
 
-    def _check_fork(self) -> None:
-        if os.getpid() == self._pid:
-            return
+    def _forget_parent(self) -> None:
         # A forked child: the buffered lines and the connection belong to the parent.
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
         self._link.drop()  # closes only this process's copy of the descriptor
         self._resolver.reset_after_fork()
         self._buffer = deque()
@@ -254,14 +252,7 @@ class GraphiteEmitter:
 
     def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
         """Lines dropped from the full buffer (``mlmon_dropped_total``) and name collisions."""
-        return [
-            ("mlmon_dropped_total", float(self._dropped), {"buffer": self.name}),
-            (
-                "mlmon_internal_errors_total",
-                float(self._renderer.collisions),
-                {"stage": f"{self.name}_naming"},
-            ),
-        ]
+        return _loss_metrics(self.name, self._dropped, self._renderer.collisions)
 
     def close(self) -> None:
         """Send what is buffered (within ``timeout``, ignoring the backoff), then disconnect.

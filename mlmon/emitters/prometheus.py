@@ -27,6 +27,7 @@ from mlmon.emitters._naming import (
     escape_help,
     format_prometheus_value,
 )
+from mlmon.emitters._net import _check_name, _check_seconds, _close, _ForkAware
 from mlmon.snapshot import CATALOG, Labels, Snapshot
 
 __all__ = ["CONTENT_TYPE", "PrometheusEmitter", "render_exposition"]
@@ -220,7 +221,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
 
 
-class PrometheusEmitter:
+class PrometheusEmitter(_ForkAware):
     """Serve the latest snapshot to Prometheus: ``GET http://host:port/metrics``.
 
     The endpoint runs on its own daemon thread (``http.server.ThreadingHTTPServer``) and serves
@@ -281,18 +282,10 @@ class PrometheusEmitter:
                 raise ValueError(f"push_url must be an http(s) URL, got {push_url!r}")
         if not isinstance(job, str) or not job:
             raise ValueError(f"job must be a non-empty string, got {job!r}")
-        if (
-            isinstance(push_timeout, bool)
-            or not isinstance(push_timeout, (int, float))
-            or not push_timeout > 0
-        ):
-            raise ValueError(
-                f"push_timeout must be a positive number of seconds, got {push_timeout!r}"
-            )
+        _check_seconds(push_timeout=push_timeout)
         if file_sd_dir is not None and not os.path.isdir(file_sd_dir):
             raise ValueError(f"file_sd_dir must be an existing directory, got {file_sd_dir!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _check_name(name)
         self.host = host
         self.path = path
         self.push_url = push_url.rstrip("/") if push_url is not None else None
@@ -303,8 +296,7 @@ class PrometheusEmitter:
         self._renderer = PrometheusRenderer()
         self._snapshots: OrderedDict[tuple[str, str | None, str], Snapshot] = OrderedDict()
         self._body = b""
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        super().__init__()  # self._lock and self._pid: see _ForkAware
         self._push_failures = 0
         self._pushes = 0
         self._closed = False
@@ -369,20 +361,12 @@ class PrometheusEmitter:
         """Serve this forked child on a port of its own (the monitor calls this in the child)."""
         self._check_fork()
 
-    def _check_fork(self) -> None:
-        if os.getpid() == self._pid:
-            return
+    def _forget_parent(self) -> None:
         # A forked child: the serving thread did not survive the fork and the listening socket
         # is the parent's. Close our copy (never shutdown(): it would wait for a thread that
         # does not exist here) and serve this process on a port of its own.
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        old = self._server
-        if old is not None:
-            try:
-                old.socket.close()
-            except OSError:
-                pass
+        if self._server is not None:
+            _close(self._server.socket)
         self._server = None
         self._sd_file = None  # the parent's file stays the parent's
         self._snapshots = OrderedDict()

@@ -12,7 +12,6 @@ import os
 import select
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,30 +19,11 @@ from typing import Any
 
 import pytest
 import servers
+from _emit_helpers import half, hammer, identity
 
 import mlmon
 from mlmon.emitters.prometheus import PrometheusEmitter, render_exposition
 from mlmon.snapshot import CATALOG, Sample, Snapshot
-
-
-def identity(x: float) -> float:
-    return x
-
-
-def half(x: float) -> float:
-    return x * 0.5
-
-
-def hammer(predict: Callable[[float], Any], threads: int, calls: int) -> None:
-    def run() -> None:
-        for _ in range(calls):
-            predict(1.0)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
 
 
 def scrape(url: str) -> str:

@@ -8,78 +8,23 @@ be unresolvable and then resolve, or point at a closed port and then at the daem
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import servers
+from _emit_helpers import SAFE_PATH, DnsTable, fake_dns, half, hammer, identity, run_forked
 
 import mlmon
 import mlmon.emitters.statsd as statsd_mod
 from mlmon.emitters.statsd import StatsdEmitter
 from mlmon.snapshot import Sample, Snapshot
 
-SAFE_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
-
-
-def identity(x: float) -> float:
-    return x
-
-
-def half(x: float) -> float:
-    return x * 0.5
-
-
-def hammer(predict: Callable[[float], Any], threads: int, calls: int) -> None:
-    def run() -> None:
-        for _ in range(calls):
-            predict(1.0)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-
-
-def run_forked(processes: int, body: Callable[[], None]) -> None:
-    pids = []
-    for _ in range(processes):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
-                body()
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-
 
 @pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[str, int] | None]]:
+def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[DnsTable]:
     """Names the emitters resolve: ``dns[name] = (ip, port)``, or None for "no such host"."""
-    table: dict[str, tuple[str, int] | None] = {}
-    real = socket.getaddrinfo
-
-    def fake(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        numeric_only = len(args) >= 4 and args[3] & socket.AI_NUMERICHOST
-        if host in table and not numeric_only:
-            answer = table[host]
-            if answer is None:
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            host, port = answer
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(statsd_mod, "_getaddrinfo", fake)
-    yield table
+    yield fake_dns(monkeypatch, statsd_mod)
 
 
 def test_counter_deltas_and_gauges_arrive_exactly(statsd_daemon: servers.StatsdDaemon) -> None:
