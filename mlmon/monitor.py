@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import CallBatch, Component, Triple
@@ -528,6 +529,8 @@ class Monitor:
         alert_sinks: where alert events go (``mlmon.alerts`` sinks); None logs them.
         reference_values: fixed baselines for ``baseline="reference"`` rules on metrics the
             reference cannot give, e.g. ``{"mlmon_precision": 0.91}`` from validation.
+        max_timings: size of the uniform sample of raw latencies each reporter cycle hands to
+            emitters that forward them (``StatsdEmitter(timings=...)``); kept only when one does.
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -567,6 +570,7 @@ class Monitor:
         categorical: Sequence[str] = (),
         alert_sinks: Sequence[Any] | None = None,
         reference_values: dict[str, float] | None = None,
+        max_timings: int = 10_000,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(f"name must match [A-Za-z0-9_-]+, got {name!r}")
@@ -629,6 +633,10 @@ class Monitor:
         self._misc_lock = threading.Lock()  # short: internal error counts, generated ids
         self._reporter: Any = None
         self._closed = False
+        if not isinstance(max_timings, int) or max_timings < 1:
+            raise ValueError(f"max_timings must be an int >= 1, got {max_timings!r}")
+        self._max_timings = max_timings
+        self._want_timings = any(float(getattr(e, "timing_rate", 0.0) or 0.0) > 0.0 for e in emitter_list)
         self._max_pending = max_pending
         self._ttl = ttl
         self._drift = drift
@@ -665,6 +673,9 @@ class Monitor:
         self._next_gen_id = 0
         self._resources = ResourceSampler()
         self._alert_state: tuple[Any, ...] = ()
+        self._timings = np.empty(self._max_timings)  # reservoir of latencies since the last cycle
+        self._timings_seen = 0
+        self._timing_rng = np.random.default_rng()
         self._components: list[Component] = self._make_components(now)
 
     def _make_components(self, now: float) -> list[Component]:
@@ -904,6 +915,8 @@ class Monitor:
         self._slow_total += slow
         self._le_counts += np.bincount(np.searchsorted(self._le, secs, side="left"), minlength=self._le.size)
         self._lat_sum += total
+        if self._want_timings:
+            self._sample_timings(secs)
 
         if self._components and outs:
             batch = CallBatch(
@@ -914,6 +927,31 @@ class Monitor:
                     comp.ingest(batch)
                 except Exception as exc:
                     self._internal_error("ingest", exc)
+
+    def _sample_timings(self, secs: npt.NDArray[np.float64]) -> None:
+        """Keep a uniform sample of at most ``max_timings`` latencies (reservoir sampling)."""
+        cap, seen = self._max_timings, self._timings_seen
+        room = max(0, min(cap - seen, secs.size))
+        if room:
+            self._timings[seen : seen + room] = secs[:room]
+        rest = secs[room:]
+        if rest.size:
+            # Value number j (1-based, over the cycle) replaces a random slot with probability cap/j.
+            j = seen + room + np.arange(1, rest.size + 1)
+            keep = self._timing_rng.random(rest.size) < cap / j
+            slots = self._timing_rng.integers(0, cap, int(keep.sum()))
+            self._timings[slots] = rest[keep]
+        self._timings_seen = seen + int(secs.size)
+
+    def _take_timings(self) -> tuple[tuple[float, ...], float]:
+        """The cycle's latency sample and its sampling rate; starts the next cycle's sample."""
+        seen = self._timings_seen
+        if not seen:
+            return (), 1.0
+        n = min(seen, self._max_timings)
+        sample = tuple(self._timings[:n].tolist())
+        self._timings_seen = 0
+        return sample, n / seen
 
     # -- read side -------------------------------------------------------------------------
     def _inflight_state(self) -> tuple[int, float]:

@@ -13,6 +13,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+import attrs
+
 from mlmon.emitters.base import emitter_name
 from mlmon.snapshot import Snapshot
 
@@ -28,6 +30,9 @@ def run_cycle(mon: Monitor) -> Snapshot:
         with mon._drain_lock:
             mon._drain_locked()
             snap = mon._build_locked()
+            if mon._want_timings:
+                timings, rate = mon._take_timings()
+                snap = attrs.evolve(snap, timings=timings, timings_rate=rate)
         snap = mon._evaluate_rules(snap)
         for e in mon.emitters:
             name = emitter_name(e)

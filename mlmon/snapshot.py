@@ -238,6 +238,10 @@ class Snapshot:
         window: seconds the window-scoped gauges actually cover.
         samples: the metric values.
         alerts: alert events of the last rule evaluation (filled by the alert engine).
+        timings: a uniform sample of the raw latencies (seconds) of the calls since the previous
+            reporter cycle, for emitters that forward them (StatsD timers); only on reporter
+            cycles, and only when an emitter asks for them.
+        timings_rate: the share of those calls the sample holds (1.0 when it holds all).
 
     >>> snap = Snapshot("fraud", "v1", "host:1", 0.0, 60.0, (
     ...     Sample.make("mlmon_calls_total", 10),
@@ -261,6 +265,8 @@ class Snapshot:
     window: float
     samples: tuple[Sample, ...]
     alerts: tuple[Any, ...] = ()
+    timings: tuple[float, ...] = ()
+    timings_rate: float = 1.0
 
     def select(self, name: str, **labels: Any) -> list[Sample]:
         """All samples named ``name`` whose labels include ``labels`` (``"*"`` matches any value)."""

@@ -422,3 +422,50 @@ def test_callers_arrays_are_copied_not_kept(mon: mlmon.Monitor) -> None:
     predict(2.0)
     mon.snapshot()
     assert [list(a) for a in seen] == [[1.0] * 3, [2.0] * 3]
+
+
+# -- raw timings for StatsD -----------------------------------------------------------------
+
+
+class TimingsWanted:
+    name = "timings"
+    timing_rate = 1.0
+
+    def __init__(self) -> None:
+        self.snaps: list[Any] = []
+
+    def emit(self, snapshot: Any) -> None:
+        self.snaps.append(snapshot)
+
+    def close(self) -> None:
+        pass
+
+
+def test_reporter_cycles_hand_a_bounded_uniform_sample_of_latencies(clock: FakeClock) -> None:
+    em = TimingsWanted()
+    m = mlmon.Monitor("timed", clock=clock, emitters=[em], max_timings=500)
+
+    @m.track
+    def predict(i: int) -> int:
+        clock.advance(0.001 * (1 + i % 10))  # latencies 1..10 ms, equally often
+        return i
+
+    for i in range(5000):
+        predict(i)
+    assert m.snapshot().timings == ()  # snapshot() does not consume the cycle's sample
+    snap = m.flush()
+    assert len(snap.timings) == 500 and snap.timings_rate == 0.1
+    assert set(np.round(np.array(snap.timings) * 1000).astype(int)) == set(range(1, 11))
+    assert 4.0 < np.mean(snap.timings) * 1000 < 7.0  # uniform: the mean stays near 5.5 ms
+    for i in range(3):
+        predict(i)
+    snap = m.flush()
+    assert len(snap.timings) == 3 and snap.timings_rate == 1.0
+    m.close()
+
+
+def test_no_latency_sample_is_kept_unless_an_emitter_asks(mon: mlmon.Monitor) -> None:
+    predict = mon.track(lambda: 1)
+    predict()
+    assert mon.flush().timings == ()
+    assert not mon._want_timings

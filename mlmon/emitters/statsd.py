@@ -247,7 +247,10 @@ class StatsdEmitter(_ForkAware):
             snapshot.model, snapshot.version, snapshot.instance, "mlmon_latency_ms", ()
         )
         rate = self.timing_rate
-        suffix = f"|ms|@{format_number(rate)}{tail}" if rate < 1.0 else f"|ms{tail}"
+        # The monitor's own sample (``timings_rate``) and ours multiply: the daemon scales counts
+        # by the line's rate, so its call counts stay right whatever was sampled where.
+        line_rate = rate * float(getattr(snapshot, "timings_rate", 1.0) or 1.0)
+        suffix = f"|ms|@{format_number(line_rate)}{tail}" if line_rate < 1.0 else f"|ms{tail}"
         # Sampling is decided before formatting: unsampled values cost one random draw.
         rnd = random.random
         return [
