@@ -20,7 +20,6 @@ One set of daemons serves the whole module (about 15 s of set-up and traffic, 20
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -31,12 +30,12 @@ import attrs
 import numpy as np
 import pytest
 import servers
+from conftest import require
 
 import mlmon
 from mlmon import alerts
 from mlmon.emitters import GraphiteEmitter, PrometheusEmitter, StatsdEmitter
 from mlmon.export.grafana import dashboard
-from mlmon.snapshot import Snapshot
 
 MODEL = "fraud"
 FEATURES = ("age", "income")
@@ -45,54 +44,6 @@ STATSD_PREFIX = "gs"
 REPLICAS = ("replica-a:101", "replica-b:202")
 TRAFFIC_SECONDS = 8.0
 RULE = alerts.Threshold("mlmon_up", above=0.5, name="always_up")
-
-
-def require(server: str) -> None:
-    """Skip when ``server`` is not installed, or fail when ``MLMON_REQUIRE_SERVERS`` is set."""
-    reason = servers.missing(server)
-    if reason is None:
-        return
-    if os.environ.get("MLMON_REQUIRE_SERVERS", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (MLMON_REQUIRE_SERVERS=1 forbids skipping)", pytrace=False)
-    pytest.skip(reason)
-
-
-# ---------------------------------------------------------------------------------------------
-# Alert rules: the monitor evaluates them itself once its alert engine is wired in; until then an
-# engine in front of the emitters adds the same alert samples to every snapshot.
-# ---------------------------------------------------------------------------------------------
-
-
-def monitor_evaluates_rules() -> bool:
-    probe = mlmon.Monitor("grafana_probe", rules=[RULE])
-    try:
-        return "mlmon_alerts_firing" in probe.flush().names()
-    finally:
-        probe.close()
-
-
-class Alerting:
-    """One emitter that evaluates rules on each snapshot, then hands it to the real emitters."""
-
-    def __init__(self, emitters: list[Any]) -> None:
-        self.name = "alerting"
-        self.engine = alerts.AlertEngine([RULE], sinks=())
-        self.emitters = emitters
-
-    def emit(self, snapshot: Snapshot) -> None:
-        snap = self.engine.evaluate(snapshot)
-        failures = []
-        for emitter in self.emitters:
-            try:
-                emitter.emit(snap)
-            except OSError as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    def close(self) -> None:
-        for emitter in self.emitters:
-            emitter.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +130,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         reference = mlmon.Reference.from_data(
             rng.normal(size=(2000, 2)), feature_names=list(FEATURES)
         )
-        wired = monitor_evaluates_rules()
         for instance, endpoint in zip(REPLICAS, endpoints, strict=True):
             emitters: list[Any] = [
                 GraphiteEmitter("127.0.0.1", carbon.line_port, prefix=DIRECT_PREFIX),
@@ -195,8 +145,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     flush_interval=1.0,
                     latency_budget=0.002,
                     instance=instance,
-                    emitters=emitters if wired else [Alerting(emitters)],
-                    rules=[RULE] if wired else None,
+                    emitters=emitters,
+                    rules=[RULE],
+                    alert_sinks=[],
                 )
             )
         serve(monitors, TRAFFIC_SECONDS)
