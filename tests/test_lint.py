@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -16,7 +13,6 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and sys.platform == "win32", reason="no ruff")
 def test_ruff_is_clean() -> None:
     proc = run(sys.executable, "-m", "ruff", "check", "mlmon", "tests", "benchmarks", "examples")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
