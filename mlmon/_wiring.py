@@ -65,7 +65,7 @@ def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> No
                 f"got {mon.task!r}"
             )
         if not isinstance(mon.task, Regression):
-            from mlmon.emitters._naming import check_collisions
+            from mlmon.naming import check_collisions
 
             check_collisions(mon.task.class_names, what="class label")
     if mon.reference is not None:
@@ -79,7 +79,7 @@ def check_configuration(mon: Monitor, feature_names: Sequence[str] | None) -> No
         check_feature_names(feature_names)
     names = feature_names if feature_names is not None else getattr(mon.reference, "feature_names", None)
     if names is not None:
-        from mlmon.emitters._naming import check_collisions
+        from mlmon.naming import check_collisions
 
         check_collisions([str(n) for n in names], what="feature name")
 

@@ -29,7 +29,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -37,6 +36,8 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 import numpy.typing as npt
+
+from mlmon._files import atomic_write
 
 __all__ = [
     "CategoricalProfile",
@@ -819,20 +820,7 @@ class Reference:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON, atomically (a reader never sees half a file)."""
-        text = json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
-        target = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(target))
-        fd, tmp = tempfile.mkstemp(prefix=".mlmon-reference-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":")))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Reference:

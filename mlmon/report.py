@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon import _svg
+from mlmon._files import atomic_write
 from mlmon._svg import esc
 
 __all__ = ["FORMAT_VERSION", "MAX_POINTS", "ReportError", "ReportInfo", "build", "main", "render", "write"]
@@ -1352,17 +1352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_text(text: str, out: Path, info: ReportInfo) -> ReportInfo:
-    data = text.encode("utf-8")
-    # Same directory, then rename: a reader never sees half a page.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return attrs.evolve(info, output=str(out), size=len(data))
+    size = atomic_write(out, text)
+    return attrs.evolve(info, output=str(out), size=size)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m mlmon.report`, until `mlmon report` is wired

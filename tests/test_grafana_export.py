@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mlmon.emitters._naming import PROMETHEUS_RENAMES
 from mlmon.export.grafana import DATASOURCES, SCHEMA_VERSION, TASKS, dashboard, main
+from mlmon.naming import PROMETHEUS_RENAMES
 from mlmon.snapshot import CATALOG
 
 FEATURES = ("age", "income")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlmon.emitters._naming import check_collisions
 from mlmon.emitters.base import Emitter
 from mlmon.emitters.console import ConsoleEmitter
 from mlmon.emitters.jsonl import JsonlEmitter
 from mlmon.emitters.memory import InMemoryEmitter
+from mlmon.naming import check_collisions
 
 __all__ = [
     "ConsoleEmitter",

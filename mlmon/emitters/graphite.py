@@ -12,7 +12,6 @@ import time
 from collections import deque
 from typing import Literal
 
-from mlmon.emitters._naming import PathRenderer, format_number
 from mlmon.emitters._net import (
     _check_host,
     _check_name,
@@ -24,6 +23,7 @@ from mlmon.emitters._net import (
     _rewrap,
     _TcpLink,
 )
+from mlmon.naming import PathRenderer, format_number
 from mlmon.snapshot import Snapshot
 
 __all__ = ["GraphiteEmitter"]

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -22,12 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlmon.emitters._naming import (
+from mlmon._files import atomic_write
+from mlmon.emitters._net import _check_name, _check_seconds, _close, _ForkAware
+from mlmon.naming import (
     PrometheusRenderer,
     escape_help,
     format_prometheus_value,
 )
-from mlmon.emitters._net import _check_name, _check_seconds, _close, _ForkAware
 from mlmon.snapshot import CATALOG, Labels, Snapshot
 
 __all__ = ["CONTENT_TYPE", "PrometheusEmitter", "render_exposition"]
@@ -351,10 +351,7 @@ class PrometheusEmitter(_ForkAware):
         target = f"{self._advertised_host()}:{self._port}"
         content = json.dumps([{"targets": [target], "labels": {"mlmon_pid": str(os.getpid())}}])
         final = os.path.join(self.file_sd_dir, f"mlmon-{os.getpid()}.json")
-        fd, tmp = tempfile.mkstemp(dir=self.file_sd_dir, prefix=".mlmon-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.replace(tmp, final)  # Prometheus never reads half a file
+        atomic_write(final, content)  # Prometheus never reads half a file
         self._sd_file = final
 
     def after_fork(self) -> None:

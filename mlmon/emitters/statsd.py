@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from mlmon.emitters._naming import PathRenderer, Style, format_number
 from mlmon.emitters._net import (
     _check_host,
     _check_name,
@@ -27,6 +26,7 @@ from mlmon.emitters._net import (
     _TcpLink,
     _UdpLink,
 )
+from mlmon.naming import PathRenderer, Style, format_number
 from mlmon.snapshot import CATALOG, Snapshot
 
 __all__ = ["StatsdEmitter"]

@@ -13,10 +13,11 @@ import importlib
 import importlib.util
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from mlmon._files import atomic_write
 
 __all__ = ["main"]
 
@@ -132,16 +133,6 @@ def load_rules(spec: str) -> list[Any]:
     return list(rules)
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _prometheus_rules(args: argparse.Namespace) -> int:
@@ -166,7 +157,7 @@ def _prometheus_rules(args: argparse.Namespace) -> int:
         interval=args.interval,
     )
     if args.output:
-        _write(args.output, result.text)
+        atomic_write(args.output, result.text)
     else:
         sys.stdout.write(result.text)
     for name, why in result.skipped:

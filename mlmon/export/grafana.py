@@ -10,7 +10,7 @@ summed over processes; quantiles across processes come from the ``le`` buckets (
 shown as an upper bound (``maxSeries``, Graphite), never averaged; window gauges that cannot be
 added up are shown per process, as a worst case (``max``), or weighted by the process's traffic
 when that weighting is exact. Names are rendered exactly as the emitters render them
-(:mod:`mlmon.emitters._naming`), so a dashboard matches what is on the wire.
+(:mod:`mlmon.naming`), so a dashboard matches what is on the wire.
 
 ``python -m mlmon export grafana --datasource prometheus --model fraud -o fraud.json`` does the
 same from the command line (:func:`main`). See ``docs/dashboards.md``.
@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
-from mlmon.emitters._naming import (
+from mlmon._files import atomic_write
+from mlmon.naming import (
     PROMETHEUS_RENAMES,
     check_collisions,
     le_segment,
@@ -1257,16 +1255,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1315,7 +1303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        _write(args.output, text)
+        atomic_write(args.output, text)
     except OSError as exc:
         print(f"{PROG}: cannot write {args.output}: {exc}", file=sys.stderr)
         return 1

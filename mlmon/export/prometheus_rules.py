@@ -44,7 +44,7 @@ from mlmon.alerts.rules import (
     Threshold,
     VarianceChange,
 )
-from mlmon.emitters._naming import PrometheusRenderer
+from mlmon.naming import PrometheusRenderer
 
 __all__ = ["PrometheusRulesExport", "export_prometheus_rules", "prometheus_rules"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmon.emitters._naming import PathRenderer
+from mlmon.naming import PathRenderer
 from mlmon.snapshot import CATALOG
 
 CONF = Path(__file__).resolve().parents[2] / "docs" / "carbon" / "storage-aggregation.conf"

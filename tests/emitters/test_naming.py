@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlmon.emitters._naming import (
+from mlmon.naming import (
     PathRenderer,
     PrometheusRenderer,
     check_collisions,
