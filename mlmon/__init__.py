@@ -12,8 +12,8 @@
 >>> mon.close()
 """
 
-from mlmon._api import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon._clock import FakeClock
+from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon.drift import DriftConfig
 from mlmon.monitor import Call, Monitor, Track
 from mlmon.reference import Reference

@@ -11,14 +11,15 @@ Components never see the caller's arrays: the monitor copies them on the hot pat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
 __all__ = ["CallBatch", "Component", "Triple"]
 
 Triple = tuple[str, float, Mapping[str, str]]
+T = TypeVar("T")
 
 
 @attrs.define(slots=True)
@@ -49,6 +50,17 @@ class CallBatch:
     ids: Sequence[Any] = attrs.field(factory=list)
     rows: Sequence[int] = attrs.field(factory=list)
     times: Sequence[float] = attrs.field(factory=list)
+
+    _memo: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, once per batch and key: parts that derive the same thing from a batch
+        (the outputs mapped by the task, say) share one computation."""
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def time_of(self, i: int) -> float:
         """When entry ``i`` finished (``now`` when unknown)."""

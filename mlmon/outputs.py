@@ -27,7 +27,7 @@ from mlmon.tasks import (
 )
 from mlmon.window import RollingWindow
 
-__all__ = ["QUANTILES", "OutputComponent", "estimated_performance", "map_calls"]
+__all__ = ["QUANTILES", "OutputComponent", "estimated_performance", "map_calls", "mapped_outputs"]
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 """The quantiles emitted for outputs and label delays."""
@@ -79,6 +79,12 @@ def map_calls(
         sum(p.invalid for p in parts),
     )
     return mapped, lengths
+
+
+def mapped_outputs(task: Task | None, batch: CallBatch) -> tuple[MappedOutputs, list[int]]:
+    """:func:`map_calls` of a drained batch, computed once per batch and task however many
+    parts read it."""
+    return batch.memo(("mapped_outputs", id(task)), lambda: map_calls(task, batch.outputs, batch.rows))
 
 
 def _scores_only(task: Task | None) -> bool:
@@ -209,7 +215,7 @@ class OutputComponent:
 
     def ingest(self, batch: CallBatch) -> None:
         """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
-        mapped, _ = map_calls(self.task, batch.outputs, batch.rows)
+        mapped, _ = mapped_outputs(self.task, batch)
         self.observe(mapped, int(sum(batch.rows)), batch.now)
 
     def rows(self, now: float) -> tuple[int, float]:

@@ -1,12 +1,11 @@
-"""Model quality: outputs, the feedback join, windowed quality metrics and outcomes, as one
-component the monitor owns.
+"""Model quality: the feedback join and windowed quality metrics (a monitor part).
 
 Data flow (see ``docs/quality.md``):
 
 - At each drain the monitor hands over a :class:`~mlmon._component.CallBatch`. The outputs of
-  every call are mapped once by the task: the output statistics are updated, and each
-  prediction with an id is stored in the :class:`~mlmon.feedback.FeedbackJoin` at the drain's
-  clock reading.
+  every call are mapped once by the task (shared with the output part through
+  :meth:`~mlmon._component.CallBatch.memo`), and each prediction with an id is stored in the
+  :class:`~mlmon.feedback.FeedbackJoin` at the time its call finished.
 - ``log_feedback(ids, labels)`` joins labels to stored predictions; each joined pair goes into
   the window slice of the label's arrival time, so quality metrics cover the labels received
   in the window, whatever the age of the predictions they judge.
@@ -16,7 +15,7 @@ Data flow (see ``docs/quality.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -31,8 +30,7 @@ from mlmon.feedback import (
     id_keys,
     label_array,
 )
-from mlmon.outcomes import DEFAULT_MAX_OUTCOMES, OutcomeComponent
-from mlmon.outputs import QUANTILES, OutputComponent, map_calls
+from mlmon.outputs import QUANTILES, mapped_outputs
 from mlmon.stats.confusion import ConfusionMatrix
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.regression import RegressionErrors
@@ -122,7 +120,7 @@ def _any_label(v: object) -> float:
 
 
 class QualityComponent:
-    """Outputs, feedback join, quality metrics and outcomes of one monitor.
+    """The feedback join and the quality metrics of one monitor.
 
     Args:
         task: the model's task, or None: then outputs are numeric scores, labels are joined
@@ -133,7 +131,9 @@ class QualityComponent:
         max_pending: most predictions the feedback join keeps (see
             :class:`~mlmon.feedback.FeedbackJoin`).
         ttl: seconds a prediction stays joinable.
-        max_outcomes: most distinct outcome names.
+        rows: returns the prediction rows in the window and the seconds it covers (the
+            output part's :meth:`~mlmon.outputs.OutputComponent.rows`), for label coverage;
+            None emits no coverage.
 
     Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
     when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
@@ -164,15 +164,14 @@ class QualityComponent:
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
         ttl: float = DEFAULT_TTL,
-        max_outcomes: int = DEFAULT_MAX_OUTCOMES,
+        rows: Callable[[float], tuple[int, float]] | None = None,
     ) -> None:
         if task is not None and not isinstance(
             task, (BinaryClassification, MulticlassClassification, Regression)
         ):
             raise TypeError(f"task must be a task object from mlmon.tasks or None, got {task!r}")
         self.task = task
-        self.outputs = OutputComponent(task, window, slices, now)
-        self.outcomes = OutcomeComponent(window, slices, now, max_names=max_outcomes)
+        self._rows = rows
         self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
         self._labels: RollingWindow[_LabelSlice] = RollingWindow(
             lambda: _LabelSlice(task), window, slices, now
@@ -182,15 +181,12 @@ class QualityComponent:
 
     # -- drain side --------------------------------------------------------------------------
     def ingest(self, batch: CallBatch) -> None:
-        """Map the drained calls' outputs, update output statistics, store their predictions.
+        """Store the predictions of the drained calls that have ids.
 
-        Never raises on bad data: unusable outputs count in ``mlmon_output_invalid_total``,
-        predictions without usable ids are not stored.
+        Never raises on bad data: predictions without usable ids are not stored (counted).
         """
         now = batch.now
-        mapped, lengths = map_calls(self.task, batch.outputs, batch.rows)
-        self.outputs.observe(mapped, int(sum(batch.rows)), now)
-        self.outcomes.ingest(batch)
+        mapped, lengths = mapped_outputs(self.task, batch)
         ids = batch.ids
         if not mapped.values.size or not any(i is not None for i in ids):
             return
@@ -289,14 +285,9 @@ class QualityComponent:
         if joined.preds.size:
             self._labels.current(now).add(*joined)
 
-    def log_outcome(self, name: str, ids: Any = None, value: Any = 1.0, now: float = 0.0) -> None:
-        """Record a downstream outcome (see :class:`~mlmon.outcomes.OutcomeComponent`)."""
-        self.outcomes.log(name, ids, value, now)
-
     # -- read side ---------------------------------------------------------------------------
     def samples(self, now: float) -> Iterator[Triple]:
-        """Output, label, quality and outcome metrics at ``now``."""
-        yield from self.outputs.samples(now)
+        """Label and quality metrics at ``now``."""
         store = self.store
         yield ("mlmon_labels_total", store.joined, {})
         yield ("mlmon_labels_unmatched_total", store.unmatched, {})
@@ -305,7 +296,7 @@ class QualityComponent:
         yield ("mlmon_labels_evicted_total", store.evicted, {})
         yield ("mlmon_labels_invalid_total", store.invalid, {})
         yield ("mlmon_pending_predictions", store.pending(now), {})
-        rows, covered = self.outputs.rows(now)
+        rows, covered = self._rows(now) if self._rows is not None else (0, 0.0)
         if rows:
             labelled = store.labelled_since(now - covered)
             yield ("mlmon_label_coverage_ratio", min(labelled / rows, 1.0), {})
@@ -315,7 +306,6 @@ class QualityComponent:
             for q in QUANTILES:
                 yield ("mlmon_label_delay_seconds", m.hist.quantile(q), {"quantile": str(q)})
             yield from self._quality(m)
-        yield from self.outcomes.samples(now)
 
     def _quality(self, m: _LabelSlice) -> Iterator[Triple]:
         cm = m.confusion
@@ -348,8 +338,6 @@ class QualityComponent:
 
     def reset(self) -> None:
         """Forget everything: windows, stored predictions and counters (in a forked child)."""
-        self.outputs.reset()
-        self.outcomes.reset()
         self.store.reset()
         self._labels.reset()
         self.unjoinable = 0

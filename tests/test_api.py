@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import mlmon
-from mlmon import _api
+from mlmon import _default as _api
 
 
 @pytest.fixture(autouse=True)

@@ -46,9 +46,9 @@ def test_child_reports_only_its_own_calls_and_parent_keeps_its_own() -> None:
 
 
 def _child_work(n: int) -> None:
-    from mlmon.monitor import _MONITORS
+    from mlmon.monitor import monitors
 
-    (mon,) = [m for m in _MONITORS if m.name == "mp"]
+    (mon,) = [m for m in monitors() if m.name == "mp"]
     predict = mon.track(lambda x: x)
     for i in range(n):
         predict(i)

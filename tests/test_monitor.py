@@ -410,7 +410,7 @@ def test_callers_arrays_are_copied_not_kept(mon: mlmon.Monitor) -> None:
         def reset(self) -> None:
             pass
 
-    mon._components.append(Spy())
+    mon._parts.append(Spy())
     buffer = np.zeros(3)
 
     @mon.track

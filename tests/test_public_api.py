@@ -42,8 +42,8 @@ def _imports(path: Path) -> set[str]:
 def test_layers_import_one_way() -> None:
     # stats are pure; emitters see only snapshots; neither knows the hot path or the reporter.
     forbidden = {
-        "stats": ("mlmon.monitor", "mlmon.reporter", "mlmon._api", "mlmon.emitters", "mlmon.window"),
-        "emitters": ("mlmon.monitor", "mlmon.reporter", "mlmon._api", "mlmon.window", "mlmon.features"),
+        "stats": ("mlmon.monitor", "mlmon.reporter", "mlmon._default", "mlmon.emitters", "mlmon.window"),
+        "emitters": ("mlmon.monitor", "mlmon.reporter", "mlmon._default", "mlmon.window", "mlmon.features"),
     }
     for sub, bad in forbidden.items():
         for path in (PACKAGE / sub).glob("*.py"):

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from partsutil import Parts
 
 from mlmon._component import CallBatch
 from mlmon.feedback import as_batch
-from mlmon.quality import QualityComponent
 from mlmon.snapshot import CATALOG
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
 
 Read = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def read(q: QualityComponent, now: float) -> Read:
+def read(q: Parts, now: float) -> Read:
     out: Read = {}
     for name, value, labels in q.samples(now):
         key = (name, tuple(sorted(labels.items())))
@@ -126,7 +126,7 @@ def run_stream(
     predictions still waiting, by single and batch calls; after each step the window's
     metrics must equal the direct formula on exactly the labels that arrived in the window."""
     rng = np.random.default_rng(seed)
-    q = QualityComponent(task, window=10.0, slices=10, now=0.0)
+    q = Parts(task, window=10.0, slices=10, now=0.0)
     waiting: dict[int, Any] = {}
     arrived: list[tuple[float, Any, Any]] = []  # (arrival time, predicted code, label code)
     next_id = 0
@@ -227,7 +227,7 @@ def test_precision_tracks_the_true_rolling_precision_through_a_concept_change() 
     """A rule model (positive when x >= 0.5) on a stream whose concept moves from
     y = x > 0.5 to y = x > 0.7 at step 30; labels arrive 3 seconds after their predictions."""
     rng = np.random.default_rng(11)
-    q = QualityComponent(BinaryClassification(threshold=0.5), window=10.0, slices=10, now=0.0)
+    q = Parts(BinaryClassification(threshold=0.5), window=10.0, slices=10, now=0.0)
     switch, delay = 30, 3
     made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     arrived: list[tuple[float, np.ndarray, np.ndarray]] = []
@@ -263,7 +263,7 @@ def test_precision_tracks_the_true_rolling_precision_through_a_concept_change() 
 # -- absent, not zero --------------------------------------------------------------------------
 def test_without_labels_quality_metrics_are_absent_and_labels_window_is_zero() -> None:
     for task in [BinaryClassification(), MulticlassClassification(classes=[0, 1, 2]), Regression()]:
-        q = QualityComponent(task, window=10.0, now=0.0)
+        q = Parts(task, window=10.0, now=0.0)
         q.ingest(batch(1.0, [np.array([0.0, 1.0])], [["a", "b"]]))
         r = read(q, 2.0)
         assert quality_part(r) == {}
@@ -271,7 +271,7 @@ def test_without_labels_quality_metrics_are_absent_and_labels_window_is_zero() -
 
 
 def test_precision_is_absent_when_nothing_was_predicted_positive() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.1, 0.2])], [["a", "b"]]))
     q.log_feedback(["a", "b"], [1, 0], now=2.0)
     r = read(q, 2.0)
@@ -280,7 +280,7 @@ def test_precision_is_absent_when_nothing_was_predicted_positive() -> None:
 
 
 def test_labels_leave_the_window_with_their_arrival_slice() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(0.5, [np.array([0.9])], [["a"]]))
     q.log_feedback("a", 1, now=1.5)
     assert get(read(q, 10.9), "mlmon_precision") == 1.0
@@ -292,7 +292,7 @@ def test_labels_leave_the_window_with_their_arrival_slice() -> None:
 # -- outputs -----------------------------------------------------------------------------------
 def test_output_statistics_match_numpy_over_the_window() -> None:
     rng = np.random.default_rng(3)
-    q = QualityComponent(None, window=10.0, slices=10, now=0.0)
+    q = Parts(None, window=10.0, slices=10, now=0.0)
     drained = []
     for step in range(25):
         x = rng.lognormal(0.0, 1.0, int(rng.integers(1, 40)))
@@ -311,7 +311,7 @@ def test_output_statistics_match_numpy_over_the_window() -> None:
 
 
 def test_class_ratios_and_invalid_outputs() -> None:
-    q = QualityComponent(BinaryClassification(threshold=0.5), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(threshold=0.5), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.9, 0.8, 0.1, np.nan]), "junk", [0.7, None]]))
     r = read(q, 1.0)
     assert get(r, "mlmon_output_class_ratio", **{"class": "1"}) == 0.75
@@ -321,7 +321,7 @@ def test_class_ratios_and_invalid_outputs() -> None:
 
 
 def test_multiclass_label_outputs_have_class_ratios_but_no_score_statistics() -> None:
-    q = QualityComponent(MulticlassClassification(classes=["a", "b"]), window=10.0, now=0.0)
+    q = Parts(MulticlassClassification(classes=["a", "b"]), window=10.0, now=0.0)
     q.ingest(batch(1.0, ["a", "a", "b", "c"]))
     r = read(q, 1.0)
     assert get(r, "mlmon_output_class_ratio", **{"class": "a"}) == pytest.approx(2 / 3)
@@ -330,7 +330,7 @@ def test_multiclass_label_outputs_have_class_ratios_but_no_score_statistics() ->
 
 
 def test_outputs_none_are_not_recorded_and_not_invalid() -> None:
-    q = QualityComponent(Regression(), window=10.0, now=0.0)
+    q = Parts(Regression(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [None, None], rows=[3, 4]))
     r = read(q, 1.0)
     assert (get(r, "mlmon_output_count"), get(r, "mlmon_output_invalid_total")) == (0.0, 0.0)
@@ -347,7 +347,7 @@ def calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_estimated_performance_matches_realized_on_calibrated_scores(threshold: float) -> None:
     # With n = 100,000 the realized metrics have a standard error below 0.005; 0.02 is 4+ sigma.
     p, y = calibrated(100_000, seed=int(threshold * 10))
-    q = QualityComponent(BinaryClassification(threshold=threshold), window=60.0, now=0.0)
+    q = Parts(BinaryClassification(threshold=threshold), window=60.0, now=0.0)
     q.ingest(batch(1.0, [p], [range(p.size)]))
     q.log_feedback(range(p.size), y, now=2.0)
     r = read(q, 2.0)
@@ -362,7 +362,7 @@ def test_estimated_precision_is_wrong_when_scores_are_overconfident() -> None:
     """The documented failure mode: hard 0/1 scores claim perfect precision."""
     p, y = calibrated(20_000, seed=5)
     hard = (p >= 0.5).astype(float)
-    q = QualityComponent(BinaryClassification(), window=60.0, now=0.0)
+    q = Parts(BinaryClassification(), window=60.0, now=0.0)
     q.ingest(batch(1.0, [hard], [range(p.size)]))
     q.log_feedback(range(p.size), y, now=2.0)
     r = read(q, 2.0)
@@ -371,7 +371,7 @@ def test_estimated_precision_is_wrong_when_scores_are_overconfident() -> None:
 
 
 def test_estimated_performance_is_absent_when_scores_are_not_probabilities() -> None:
-    q = QualityComponent(BinaryClassification(threshold=0.0), window=60.0, now=0.0)
+    q = Parts(BinaryClassification(threshold=0.0), window=60.0, now=0.0)
     q.ingest(batch(1.0, [np.array([-2.0, 0.5, 3.0])]))
     r = read(q, 1.0)
     assert get(r, "mlmon_estimated_precision") is None
@@ -379,7 +379,7 @@ def test_estimated_performance_is_absent_when_scores_are_not_probabilities() -> 
 
 
 def test_estimated_performance_uses_the_output_window_without_labels() -> None:
-    q = QualityComponent(BinaryClassification(), window=60.0, now=0.0)
+    q = Parts(BinaryClassification(), window=60.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.9, 0.6, 0.2, 0.1])]))
     r = read(q, 1.0)
     assert get(r, "mlmon_estimated_precision") == pytest.approx(0.75)
@@ -389,7 +389,7 @@ def test_estimated_performance_uses_the_output_window_without_labels() -> None:
 
 # -- coverage, delays, pending -----------------------------------------------------------------
 def test_coverage_is_labelled_share_of_the_windows_prediction_rows() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(0.5, [np.full(10, 0.9)], [range(10)]))
     q.log_feedback(range(4), [1] * 4, now=1.0)
     assert get(read(q, 1.0), "mlmon_label_coverage_ratio") == 0.4
@@ -401,7 +401,7 @@ def test_coverage_is_labelled_share_of_the_windows_prediction_rows() -> None:
 
 
 def test_label_delay_quantiles() -> None:
-    q = QualityComponent(Regression(), window=100.0, now=0.0)
+    q = Parts(Regression(), window=100.0, now=0.0)
     q.ingest(batch(1.0, [np.arange(100.0)], [range(100)]))
     q.log_feedback(range(50), np.zeros(50), now=3.0)
     q.log_feedback(range(50, 100), np.zeros(50), now=21.0)
@@ -411,7 +411,7 @@ def test_label_delay_quantiles() -> None:
 
 
 def test_pending_predictions_gauge() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0, ttl=30.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0, ttl=30.0)
     q.ingest(batch(1.0, [np.full(5, 0.9)], [range(5)]))
     q.log_feedback([0, 1], [1, 1], now=2.0)
     assert get(read(q, 2.0), "mlmon_pending_predictions") == 3.0
@@ -420,7 +420,7 @@ def test_pending_predictions_gauge() -> None:
 
 # -- ids and the join from the monitor's point of view -----------------------------------------
 def test_single_row_calls_with_scalar_and_generated_ids_join() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [0.9, 0.8, 0.1, np.float32(0.7)], ["req-1", range(7, 8), ["req-3"], 42]))
     q.log_feedback(["req-1", 7, "req-3", 42], [1, 0, 0, 1], now=2.0)
     r = read(q, 2.0)
@@ -428,7 +428,7 @@ def test_single_row_calls_with_scalar_and_generated_ids_join() -> None:
 
 
 def test_ids_that_do_not_match_the_outputs_in_length_are_not_stored() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.9, 0.8, 0.1]), 0.5], [["a", "b"], ["c", "d"]]))
     assert q.unjoinable == 4
     q.log_feedback(["a", "c"], [1, 1], now=2.0)
@@ -436,14 +436,14 @@ def test_ids_that_do_not_match_the_outputs_in_length_are_not_stored() -> None:
 
 
 def test_one_row_of_two_probabilities_is_one_prediction() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.3, 0.7])], [["a"]], rows=[1]))
     q.log_feedback(["a"], [1], now=2.0)
     assert get(read(q, 2.0), "mlmon_precision") == 1.0
 
 
 def test_invalid_outputs_are_not_stored_and_their_labels_are_unmatched() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [[0.9, None]], [["a", "b"]]))
     q.log_feedback(["a", "b"], [1, 1], now=2.0)
     r = read(q, 2.0)
@@ -451,7 +451,7 @@ def test_invalid_outputs_are_not_stored_and_their_labels_are_unmatched() -> None
 
 
 def test_length_mismatch_raises_and_changes_nothing() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.9, 0.1])], [["a", "b"]]))
     before = read(q, 2.0)
     with pytest.raises(ValueError, match="2 ids and 1 labels"):
@@ -467,7 +467,7 @@ def test_single_and_batch_feedback_give_the_same_metrics() -> None:
     ids = [f"id{i}" for i in range(300)] + ["nope", None, "id3"]
     labels: list[Any] = rng.integers(0, 2, 303).tolist()
     labels[10] = None
-    one, many = (QualityComponent(BinaryClassification(), window=10.0, now=0.0) for _ in range(2))
+    one, many = (Parts(BinaryClassification(), window=10.0, now=0.0) for _ in range(2))
     for q in (one, many):
         q.ingest(batch(1.0, [scores], [ids[:300]]))
     for i, y in zip(ids, labels, strict=True):
@@ -480,7 +480,7 @@ def test_single_and_batch_feedback_give_the_same_metrics() -> None:
 
 
 def test_without_a_task_labels_are_joined_and_counted_but_no_metric_is_computed() -> None:
-    q = QualityComponent(None, window=10.0, now=0.0)
+    q = Parts(None, window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.2, 0.4, 0.9])], [["a", "b", "c"]]))
     q.log_feedback(["a", "b", "c", "d"], ["x", None, 3.5, 1], now=4.0)
     q.log_feedback("c", "again", now=4.0)
@@ -494,7 +494,7 @@ def test_without_a_task_labels_are_joined_and_counted_but_no_metric_is_computed(
 
 
 def test_outcomes_are_part_of_the_component() -> None:
-    q = QualityComponent(BinaryClassification(), window=10.0, now=0.0)
+    q = Parts(BinaryClassification(), window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.full(4, 0.9)], [range(4)]))
     q.log_outcome("click", ids=[0, 1], now=2.0)
     r = read(q, 2.0)
@@ -503,12 +503,12 @@ def test_outcomes_are_part_of_the_component() -> None:
 
 def test_reset_forgets_everything() -> None:
     task = BinaryClassification()
-    q = QualityComponent(task, window=10.0, now=0.0)
+    q = Parts(task, window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.full(4, 0.9), "junk"], [range(4), None]))
     q.log_feedback(range(4), [1] * 4, now=2.0)
     q.log_outcome("click", now=2.0)
     q.reset()
-    assert read(q, 2.0) == read(QualityComponent(task, window=10.0, now=0.0), 2.0)
+    assert read(q, 2.0) == read(Parts(task, window=10.0, now=0.0), 2.0)
 
 
 def test_every_sample_is_in_the_catalog_with_its_labels() -> None:
@@ -518,7 +518,7 @@ def test_every_sample_is_in_the_catalog_with_its_labels() -> None:
         Regression(),
         None,
     ]:
-        q = QualityComponent(task, window=10.0, now=0.0)
+        q = Parts(task, window=10.0, now=0.0)
         out = (
             np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
             if isinstance(task, MulticlassClassification)
@@ -539,7 +539,7 @@ def test_every_sample_is_in_the_catalog_with_its_labels() -> None:
 
 def test_a_task_of_the_wrong_type_raises() -> None:
     with pytest.raises(TypeError, match="task"):
-        QualityComponent("binary", window=10.0)  # type: ignore[arg-type]
+        Parts("binary", window=10.0)  # type: ignore[arg-type]
 
 
 # -- bad data never raises ---------------------------------------------------------------------
@@ -574,7 +574,7 @@ tasks = st.sampled_from(
 @settings(max_examples=100, deadline=None)
 @given(task=tasks, calls=st.lists(st.tuples(junk, junk, st.integers(0, 5)), max_size=5))
 def test_ingest_never_raises_on_bad_data(task: Task | None, calls: list[Any]) -> None:
-    q = QualityComponent(task, window=10.0, now=0.0)
+    q = Parts(task, window=10.0, now=0.0)
     q.ingest(
         batch(1.0, [o for o, _, _ in calls], [i for _, i, _ in calls], [n for _, _, n in calls])
     )
@@ -591,7 +591,7 @@ def is_single(v: Any) -> bool:
 def test_log_feedback_never_raises_on_bad_ids_or_labels(
     task: Task | None, pairs: list[Any], single: bool
 ) -> None:
-    q = QualityComponent(task, window=10.0, now=0.0)
+    q = Parts(task, window=10.0, now=0.0)
     q.ingest(batch(1.0, [np.array([0.1, 0.9])], [[1, "a"]]))
     if single:
         for i, y in pairs:

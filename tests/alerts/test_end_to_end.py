@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from partsutil import Parts
 
 from mlmon._component import CallBatch
 from mlmon.alerts import (
@@ -21,7 +22,6 @@ from mlmon.alerts import (
     Rule,
     VarianceChange,
 )
-from mlmon.quality import QualityComponent
 from mlmon.snapshot import Snapshot, samples_from
 from mlmon.tasks import BinaryClassification
 
@@ -45,7 +45,7 @@ class Service:
         self.rows = rows
         self.step_seconds = step
         self.precision = 0.8
-        self.quality = QualityComponent(BinaryClassification(threshold=0.5), WINDOW, 10, 0.0)
+        self.quality = Parts(BinaryClassification(threshold=0.5), WINDOW, 10, 0.0)
         self.events: list[AlertEvent] = []
         self.engine = AlertEngine(rules, sinks=[CallbackSink(self.events.append)])
         self.next_id = 0

@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from mlmon.monitor import Call, Monitor, Track
+from mlmon.monitor import Monitor
 from mlmon.snapshot import Snapshot
+from mlmon.tracking import Call, Track
 
 __all__ = ["configure", "flush", "get_monitor", "log_feedback", "log_outcome", "snapshot", "track"]
 

@@ -1,0 +1,677 @@
+"""The hot path: the ``track`` wrappers and the bounded call buffers they append to.
+
+Per decorated sync call the fast wrapper reads the clock twice, appends the duration to an
+``array('q')`` and a numeric output to an ``array('d')`` (any other output, copied, to a
+list). Errors append ``(duration, exception class)``. The general wrapper (features, ids or an
+output extractor) and the ``with`` form append one tuple per call. Everything else — bucketing,
+sums, quantiles — happens when :meth:`CallBuffers.take` hands the buffers to a drain.
+
+Sync calls in flight cost nothing to track: :func:`sync_calls_in_flight` finds them on the
+threads' stacks by their code object and reads their start time. That reads two local names
+of the wrappers (the start time and a closure variable naming the owner); :func:`_register_sync_code` checks, when a
+wrapper is built, that the code really has them, so a rename fails every test at once instead
+of silently hiding hung calls.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import inspect
+import itertools
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
+
+import numpy as np
+
+__all__ = ["Call", "CallBuffers", "Track", "feature_rows", "output_rows", "sync_calls_in_flight"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Outputs of these types are immutable: the record can keep them as they are.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {float, int, bool, str, bytes, type(None), np.float64, np.float32, np.float16,
+     np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_}
+)  # fmt: skip
+
+# Outputs of these types go to the float64 output buffer as they are.
+_NUMERIC: frozenset[type] = frozenset(
+    {float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+     np.int8, np.uint8, np.bool_}
+)  # fmt: skip
+NO_OUTPUT: Any = object()  # a fast-path call whose output is not recorded
+
+# The local names sync_calls_in_flight() reads from the sync wrappers' frames: the start time,
+# and a closure variable that tells whose buffers the call belongs to.
+_START = "t0"
+
+
+def copy_value(obj: Any) -> Any:
+    """A copy the caller cannot mutate behind our back (shallow for containers)."""
+    if obj.__class__ in _IMMUTABLE:
+        return obj
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, list):
+        return list(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if hasattr(obj, "to_numpy") and hasattr(obj, "copy"):
+        return obj.copy()  # a DataFrame or Series: keep column / index names for feature matching
+    return obj
+
+
+def output_rows(obj: Any) -> int:
+    """Prediction rows in an output object: 1 for scalars and single dict rows, and for
+    anything whose length cannot be read."""
+    if obj is None or obj.__class__ in _IMMUTABLE or isinstance(obj, dict):
+        return 1
+    try:
+        shape = getattr(obj, "shape", None)
+        if shape is not None:
+            return max(0, int(shape[0])) if len(shape) else 1
+        return max(0, len(obj))
+    except Exception:  # shape (None, 3), a lazy frame, a len() that raises
+        return 1
+
+
+def feature_rows(obj: Any) -> int:
+    """Prediction rows in a features object: a 1-D array, a list of numbers, a dict or a Series
+    is one row; a 2-D array, a list of rows or a DataFrame has one row per element. Anything
+    whose rows cannot be read counts as one row."""
+    try:
+        if obj.__class__ is np.ndarray:
+            return 1 if obj.ndim <= 1 else int(obj.shape[0])
+        if isinstance(obj, (list, tuple)):
+            if obj and isinstance(obj[0], (list, tuple, dict, np.ndarray)):
+                return len(obj)
+            return 1
+        if isinstance(obj, dict):
+            first: Any = next(iter(obj.values()), None)
+            if isinstance(first, (list, tuple, np.ndarray)) or hasattr(first, "to_numpy"):
+                return len(first)  # a dict of columns
+            return 1
+        if hasattr(obj, "columns"):
+            return max(0, len(obj))  # a DataFrame
+        return 1
+    except Exception:
+        return 1
+
+
+def _rows_of(rec: tuple[Any, ...]) -> int:
+    f, o = rec[3], rec[2]
+    return feature_rows(f) if f is not None else output_rows(o)
+
+
+_Buf = TypeVar("_Buf", list[Any], "array.array[Any]")
+
+
+def _take(buf: _Buf) -> _Buf:
+    """Remove and return what ``buf`` holds now; appends racing with this land after it."""
+    n = len(buf)
+    items = buf[:n]
+    del buf[:n]
+    return items
+
+
+class CallBuffers:
+    """The bounded buffers between the wrappers and the drain.
+
+    The wrappers hoist these objects into their closures, so they are only ever cleared in
+    place, never replaced. Below ``soft_cap`` entries a call only appends; the call that
+    reaches it asks for a drain (``drain_inline``); past ``hard_cap`` a call's details
+    (latency, outputs) are dropped and its count, rows and error type kept.
+
+    Args:
+        hard_cap: most calls buffered per buffer.
+        max_rows: rows of batch outputs buffered before a drain is asked for; past four times
+            this, output values are dropped (their rows still count).
+        drain_inline: drains on the calling thread if no drain runs elsewhere (never waits).
+        internal_error: counts a failure inside mlmon (never raises).
+    """
+
+    def __init__(
+        self,
+        hard_cap: int,
+        max_rows: int,
+        drain_inline: Callable[[], None],
+        internal_error: Callable[[str, BaseException], None],
+    ) -> None:
+        self.dts = array.array("q")  # fast path: durations (ns) of successful calls
+        self.nums = array.array("d")  # fast path: their numeric outputs
+        self.objs: list[Any] = []  # fast path: their other outputs (copied)
+        self.errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
+        self.gen: list[tuple[Any, ...]] = []  # other forms: (dt, exc class, out, features, ids, end ns)
+        self.hard_cap = hard_cap
+        self.max_rows = max_rows
+        self.soft_cap = max(8, min(4096, hard_cap // 4))
+        self.drain_inline = drain_inline
+        self.internal_error = internal_error
+        self.lock = threading.Lock()  # short: the dropped counts below
+        self.obj_rows = 0
+        self.dropped_calls = 0
+        self.dropped_rows = 0
+        self.dropped_outputs = 0
+        self.dropped_errors: dict[str, int] = {}
+
+    # -- slow paths of the wrappers (a buffer is at its soft cap, or an output is not a number)
+    def record(self, rec: tuple[Any, ...]) -> None:
+        """Append a general record ``(dt, exc class, out, features, ids, end ns)`` (bounded)."""
+        gen = self.gen
+        if len(gen) < self.soft_cap:
+            gen.append(rec)
+            return
+        try:
+            if len(gen) < self.hard_cap:
+                gen.append(rec)
+            else:
+                self.count_dropped(rec[1], 0 if rec[1] is not None else _rows_of(rec))
+            self.drain_inline()
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def full(self, dt: int, result: Any) -> None:
+        """The fast-path buffer reached its soft cap: ``dt`` and the call's output."""
+        try:
+            if len(self.dts) < self.hard_cap:
+                self.dts.append(dt)
+                if result is NO_OUTPUT:
+                    pass
+                elif result.__class__ in _NUMERIC:
+                    self.add_number(result)
+                else:
+                    self.add_obj(result)
+            else:
+                self.count_dropped(None, 1 if result is NO_OUTPUT else output_rows(result))
+            self.drain_inline()
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def add_number(self, result: Any) -> None:
+        """A numeric output that ``array('d')`` refused (an int beyond float range)."""
+        try:
+            self.nums.append(result)
+        except Exception:
+            self.add_obj(result)  # kept as an object: the drain counts it as invalid
+
+    def add_obj(self, result: Any) -> None:
+        """Buffer a non-numeric output (an array of scores, say), bounded by rows as well.
+
+        Batch outputs can be large, so besides the call caps there is a cap on the rows they
+        hold: past ``max_rows`` a drain is asked for, and past four times that (a drain
+        running elsewhere cannot keep up) the output's values are dropped and counted in
+        ``mlmon_dropped_total{buffer="outputs"}``; its rows still count.
+        """
+        try:
+            rows = output_rows(result)
+            if self.obj_rows + rows > 4 * self.max_rows:
+                with self.lock:
+                    self.dropped_rows += rows - 1
+                    self.dropped_outputs += 1
+                return
+            self.objs.append(copy_value(result))
+            self.obj_rows += rows  # approximate under threads; only a trigger
+            if self.obj_rows > self.max_rows:
+                self.drain_inline()
+        except Exception as exc:
+            self.objs.append(None)  # keeps outputs aligned with durations; counted below
+            self.internal_error("outputs", exc)
+
+    def err_full(self, dt: int, cls: type) -> None:
+        """The error buffer reached its soft cap."""
+        try:
+            if len(self.errs) < self.hard_cap:
+                self.errs.append((dt, cls))
+            else:
+                self.count_dropped(cls, 0)
+            self.drain_inline()
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def count_dropped(self, cls: type | None, rows: int) -> None:
+        # The call's details (latency, outputs) are lost; its count, rows and error type are not.
+        with self.lock:
+            self.dropped_calls += 1
+            self.dropped_rows += rows
+            if cls is not None:
+                key = getattr(cls, "__name__", "Exception")
+                self.dropped_errors[key] = self.dropped_errors.get(key, 0) + 1
+
+    # -- drain side ------------------------------------------------------------------------
+    def take_dropped(self) -> tuple[int, int, int, dict[str, int]]:
+        """Calls, rows, outputs and error types dropped since the last take."""
+        with self.lock:
+            out = (self.dropped_calls, self.dropped_rows, self.dropped_outputs, self.dropped_errors)
+            self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
+            self.dropped_errors = {}
+        return out
+
+    def take(
+        self,
+    ) -> tuple[array.array[int], array.array[float], list[Any], list[tuple[int, type]], list[tuple[Any, ...]]]:
+        """Everything buffered now: durations, numeric outputs, other outputs, errors, records."""
+        # Outputs first: a call appends its duration before its output, so every output taken
+        # here belongs to a duration that is taken too (or was taken before).
+        nums = _take(self.nums)
+        objs = _take(self.objs)
+        self.obj_rows = 0
+        dts = _take(self.dts)
+        return dts, nums, objs, _take(self.errs), _take(self.gen)
+
+    def clear(self) -> None:
+        """Forget everything buffered (in a forked child: the parent reports it)."""
+        for buf in (self.dts, self.nums, self.objs, self.errs, self.gen):
+            del buf[:]
+        self.lock = threading.Lock()
+        self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
+        self.dropped_errors = {}
+
+
+class Monitor(Protocol):
+    """What the wrappers need of their monitor (:class:`mlmon.Monitor`)."""
+
+    enabled: bool
+    _buffers: CallBuffers
+    _ids: itertools.count[int]
+    _inflight: dict[int, int]
+
+    @property
+    def _scheduler(self) -> object: ...  # pragma: no cover - protocol
+
+    def _perf(self) -> int: ...  # pragma: no cover - protocol
+
+    def _internal_error(self, stage: str, exc: BaseException) -> None: ...  # pragma: no cover - protocol
+
+    def _generate_ids(self, n: int) -> range: ...  # pragma: no cover - protocol
+
+    def _start_background(self) -> None: ...  # pragma: no cover - protocol
+
+
+# -- in-flight sync calls ----------------------------------------------------------------------
+# Code objects of the sync wrappers, found on thread stacks, with the name of the closure
+# variable that identifies the owner: "dts" (the fast wrappers' duration buffer) or "record"
+# (the general wrapper's bound CallBuffers.record).
+_SYNC_CODES: dict[Any, str] = {}
+
+
+def _register_sync_code(fn: Callable[..., Any], owner: str) -> None:
+    code = fn.__code__
+    if _START not in code.co_varnames or owner not in code.co_freevars:
+        raise RuntimeError(
+            f"mlmon: the sync wrapper {code.co_name} no longer has the local {_START!r} and the "
+            f"closure variable {owner!r} that in-flight detection reads"
+        )
+    _SYNC_CODES[code] = owner
+
+
+def sync_calls_in_flight(buffers: CallBuffers) -> list[int]:
+    """Start times (ns) of the sync calls of ``buffers``' monitor now running on any thread."""
+    starts: list[int] = []
+    mine = {"dts": buffers.dts, "record": buffers.record}
+    codes = _SYNC_CODES
+    for frame in sys._current_frames().values():
+        f: Any = frame
+        while f is not None:
+            owner = codes.get(f.f_code)
+            if owner is not None:
+                loc = f.f_locals
+                t0 = loc.get(_START)
+                ref = loc.get(owner)
+                if t0 is not None and (ref is mine[owner] or (owner == "record" and ref == mine[owner])):
+                    starts.append(t0)
+            f = f.f_back
+    return starts
+
+
+# -- the wrappers ------------------------------------------------------------------------------
+def fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, is_async: bool) -> Callable[..., Any]:
+    """The wrapper for ``@mon.track`` without features, ids or an output extractor."""
+    # Everything the call needs is hoisted into closure locals: each attribute lookup counts.
+    b = mon._buffers
+    perf = mon._perf
+    dts = b.dts
+    errs = b.errs
+    add_dt = dts.append
+    add_num: Callable[[Any], None] = b.nums.append
+    add_number = b.add_number
+    add_obj = b.add_obj
+    add_err = errs.append
+    soft = b.soft_cap
+    full = b.full
+    err_full = b.err_full
+    numeric = _NUMERIC
+
+    if is_async:
+        next_id = mon._ids.__next__
+        inflight = mon._inflight
+        pop = inflight.pop
+
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            # A suspended coroutine is on no thread's stack: async calls use the in-flight dict.
+            cid = next_id()
+            t0 = perf()
+            inflight[cid] = t0
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                dt = perf() - t0
+                pop(cid, None)
+                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+                raise
+            dt = perf() - t0
+            pop(cid, None)
+            if not record_outputs:
+                add_dt(dt) if len(dts) < soft else full(dt, NO_OUTPUT)
+            elif len(dts) < soft:
+                add_dt(dt)
+                try:
+                    add_num(result) if result.__class__ in numeric else add_obj(result)
+                except Exception:  # an int beyond float range
+                    add_number(result)
+            else:
+                full(dt, result)
+            return result
+
+        return awrapper
+
+    if record_outputs:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = perf()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                dt = perf() - t0
+                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+                raise
+            dt = perf() - t0
+            if len(dts) < soft:
+                add_dt(dt)
+                try:
+                    add_num(result) if result.__class__ in numeric else add_obj(result)
+                except Exception:  # an int beyond float range
+                    add_number(result)
+            else:
+                full(dt, result)
+            return result
+
+        _register_sync_code(wrapper, "dts")
+        return wrapper
+
+    def nowrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = perf()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            dt = perf() - t0
+            add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+            raise
+        dt = perf() - t0
+        add_dt(dt) if len(dts) < soft else full(dt, NO_OUTPUT)
+        return result
+
+    _register_sync_code(nowrapper, "dts")
+    return nowrapper
+
+
+def _arg_getter(func: Callable[..., Any], name: str | None, what: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any] | None:
+    if name is None:
+        return None
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params]
+    if name not in names:
+        raise ValueError(f"track({what}={name!r}): {func.__qualname__} has no argument {name!r}")
+    p = params[names.index(name)]
+    index = names.index(name) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else None
+
+    def get(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if index is not None and index < len(args):
+            return args[index]
+        return kwargs.get(name, p.default if p.default is not p.empty else None)
+
+    return get
+
+
+def general_wrapper(
+    mon: Monitor,
+    func: Callable[..., Any],
+    features: str | None,
+    ids: str | None,
+    outputs: bool | Callable[[Any], Any],
+    is_async: bool,
+) -> Callable[..., Any]:
+    """The wrapper for ``@mon.track(features=..., ids=..., outputs=callable)``."""
+    get_features = _arg_getter(func, features, "features")
+    get_ids = _arg_getter(func, ids, "ids")
+    extract = outputs if callable(outputs) and not isinstance(outputs, bool) else None
+    record_outputs = outputs is not False
+    b = mon._buffers
+    perf = mon._perf
+    inflight = mon._inflight
+    next_id = mon._ids.__next__
+    record = b.record
+    gen = b.gen
+    add_gen = gen.append
+    soft = b.soft_cap
+    internal = mon._internal_error
+    immutable = _IMMUTABLE
+    copy = copy_value
+
+    def out_of(result: Any) -> Any:
+        try:
+            if extract is None:
+                return result if result.__class__ in immutable else copy(result)
+            return copy(extract(result))
+        except Exception as exc:
+            internal("outputs", exc)
+            return None
+
+    def inputs_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            f = copy(get_features(args, kwargs)) if get_features is not None else None
+            i = copy(get_ids(args, kwargs)) if get_ids is not None else None
+            return f, i
+        except Exception as exc:  # never let our own bug reach predict
+            internal("track", exc)
+            return None, None
+
+    if is_async:
+
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            f, i = inputs_of(args, kwargs)
+            cid = next_id()
+            t0 = perf()
+            inflight[cid] = t0
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                dt = perf() - t0
+                inflight.pop(cid, None)
+                record((dt, exc.__class__, None, f, i, 0))
+                raise
+            end = perf()
+            inflight.pop(cid, None)
+            record((end - t0, None, out_of(result) if record_outputs else None, f, i, end))
+            return result
+
+        return awrapper
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        f, i = inputs_of(args, kwargs)
+        t0 = perf()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            record((perf() - t0, exc.__class__, None, f, i, 0))
+            raise
+        end = perf()
+        rec = (end - t0, None, out_of(result) if record_outputs else None, f, i, end)
+        add_gen(rec) if len(gen) < soft else record(rec)
+        return result
+
+    _register_sync_code(wrapper, "record")
+    return wrapper
+
+
+# -- the public objects ------------------------------------------------------------------------
+_ROWS_PER_CALL_ID = 1 << 20
+
+
+def call_ids(mon: Monitor, cid: int, n: int) -> range:
+    """Generated prediction ids of one call: ``cid * 2**20 + row``, unique without a lock."""
+    if 0 <= cid and n <= _ROWS_PER_CALL_ID:
+        start = cid * _ROWS_PER_CALL_ID
+        return range(start, start + n)
+    return mon._generate_ids(n)  # a disabled monitor, or a batch over 2**20 rows
+
+
+class Call:
+    """One call being tracked with ``with mon.track(...) as call:``.
+
+    >>> import mlmon
+    >>> mon = mlmon.Monitor("doc_call")
+    >>> with mon.track() as call:
+    ...     call.outputs([0.1, 0.9, 0.4])
+    >>> len(call.ids)  # generated ids, one per output row
+    3
+    >>> mon.snapshot().get("mlmon_rows_total")
+    3.0
+    >>> mon.close()
+    """
+
+    __slots__ = ("_cid", "_features", "_ids", "_mon", "_out", "_t0")
+
+    def __init__(self, mon: Monitor, features: Any, ids: Any) -> None:
+        self._mon = mon
+        self._features = features
+        self._ids = ids
+        self._out: Any = None
+        self._cid = -1
+        self._t0 = 0
+        if features is not None or ids is not None:
+            try:
+                self._features = features if features is None else copy_value(features)
+                self._ids = ids if ids is None else copy_value(ids)
+            except Exception as exc:  # an object whose copy() raises
+                mon._internal_error("track", exc)
+
+    def outputs(self, values: Any) -> None:
+        """Record the model's outputs for this call (copied; the caller may reuse the array)."""
+        try:
+            self._out = copy_value(values)
+        except Exception as exc:
+            self._mon._internal_error("outputs", exc)
+
+    @property
+    def ids(self) -> Any:
+        """The prediction ids: those given to ``track(ids=...)``, else generated integers.
+
+        Generated ids are a ``range`` with one id per row (rows from the features if given,
+        else from the outputs recorded so far, else 1), unique within this monitor.
+        """
+        if self._ids is None:
+            n = feature_rows(self._features) if self._features is not None else output_rows(self._out)
+            self._ids = call_ids(self._mon, self._cid, n)
+        return self._ids
+
+
+class Track:
+    """The object ``mon.track(...)`` returns: a decorator and a context manager in one.
+
+    As a decorator, ``features`` and ``ids`` name the arguments of the wrapped function that
+    hold them; as a context manager they are the values themselves.
+
+    >>> import mlmon
+    >>> mon = mlmon.Monitor("doc_track")
+    >>> @mon.track
+    ... def predict(x):
+    ...     return x * 0.5
+    >>> predict(3.0)
+    1.5
+    >>> @mon.track(outputs=False)
+    ... async def apredict(x):
+    ...     return x
+    >>> mon.snapshot().get("mlmon_calls_total")
+    1.0
+    >>> mon.close()
+    """
+
+    __slots__ = ("_call", "_features", "_ids", "_mon", "_outputs")
+
+    def __init__(
+        self,
+        mon: Monitor,
+        features: Any = None,
+        ids: Any = None,
+        outputs: bool | Callable[[Any], Any] = True,
+    ) -> None:
+        if not (isinstance(outputs, bool) or callable(outputs)):
+            raise TypeError(f"outputs must be True, False or a callable, got {outputs!r}")
+        self._mon = mon
+        self._features = features
+        self._ids = ids
+        self._outputs = outputs
+        self._call: Call | None = None
+
+    # -- decorator -------------------------------------------------------------------------
+    def __call__(self, func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"track() decorates a callable, got {func!r}")
+        mon = self._mon
+        if not mon.enabled:
+            return func
+        for arg in (self._features, self._ids):
+            if arg is not None and not isinstance(arg, str):
+                raise TypeError(
+                    "as a decorator, track(features=..., ids=...) take argument names (str), "
+                    f"got {arg!r}; pass values with the context-manager form"
+                )
+        mon._start_background()
+        is_async = inspect.iscoroutinefunction(func)
+        if self._features is None and self._ids is None and isinstance(self._outputs, bool):
+            wrapper = fast_wrapper(mon, func, self._outputs, is_async)
+        else:
+            wrapper = general_wrapper(mon, func, self._features, self._ids, self._outputs, is_async)
+        return cast(F, functools.wraps(func)(wrapper))
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> Call:
+        mon = self._mon
+        call = Call(mon, self._features, self._ids)
+        if mon.enabled:
+            if mon._scheduler is None:
+                mon._start_background()
+            call._cid = cid = next(mon._ids)
+            call._t0 = t0 = mon._perf()
+            mon._inflight[cid] = t0
+        self._call = call
+        return call
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        call = self._call
+        if call is None or call._cid < 0:
+            return
+        self._call = None
+        mon = call._mon
+        end = mon._perf()
+        dt = end - call._t0
+        mon._inflight.pop(call._cid, None)
+        try:
+            if exc_type is None and call._ids is None:
+                # Ids are joined at drain time, so they exist from here on even if never read.
+                n = feature_rows(call._features) if call._features is not None else output_rows(call._out)
+                call._ids = call_ids(mon, call._cid, n)
+            rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids, end)
+            b = mon._buffers
+            gen = b.gen
+            if len(gen) < b.soft_cap:
+                gen.append(rec)
+            else:
+                b.record(rec)
+        except Exception as err:
+            mon._internal_error("track", err)
