@@ -573,12 +573,23 @@ tasks = st.sampled_from(
 
 @settings(max_examples=100, deadline=None)
 @given(task=tasks, calls=st.lists(st.tuples(junk, junk, st.integers(0, 5)), max_size=5))
-def test_ingest_never_raises_on_bad_data(task: Task | None, calls: list[Any]) -> None:
-    q = Parts(task, window=10.0, now=0.0)
-    q.ingest(
-        batch(1.0, [o for o, _, _ in calls], [i for _, i, _ in calls], [n for _, _, n in calls])
-    )
-    read(q, 1.0)
+def test_bad_data_costs_only_its_own_call(task: Task | None, calls: list[Any]) -> None:
+    # Ingesting the calls together counts exactly what ingesting each alone counts: a call
+    # that cannot be read costs itself (counted as invalid), never its batch-mates.
+    counted = ("mlmon_output_count", "mlmon_output_invalid_total", "mlmon_pending_predictions")
+
+    def counts(cs: list[Any]) -> list[float]:
+        q = Parts(task, window=10.0, now=0.0)
+        q.ingest(batch(1.0, [o for o, _, _ in cs], [i for _, i, _ in cs], [n for _, _, n in cs]))
+        r = read(q, 1.0)
+        return [get(r, name) or 0.0 for name in counted]
+
+    together = counts(calls)
+    alone = [counts([c]) for c in calls]
+    assert together == [sum(c[k] for c in alone) for k in range(len(counted))]
+    for (out, _, _), (valid, invalid, _) in zip(calls, alone, strict=True):
+        if out is not None and not (hasattr(out, "__len__") and len(out) == 0):
+            assert valid + invalid >= 1, out  # every recorded, non-empty output is seen or counted
 
 
 def is_single(v: Any) -> bool:

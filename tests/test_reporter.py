@@ -60,15 +60,26 @@ def test_flush_emits_to_every_emitter_and_isolates_failures() -> None:
     assert mon.snapshot().get("mlmon_internal_errors_total", stage="close") == 1
 
 
-def test_reporter_emits_every_flush_interval() -> None:
-    mem = InMemoryEmitter()
-    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=0.05, window=1.0)
-    mon.track(lambda: 1.0)()  # starts the reporter
-    deadline = time.monotonic() + 10
-    while len(mem.snapshots) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(mem.snapshots) >= 3
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    ev = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        ev.wait(0.01)
+    return False
+
+
+def test_the_background_thread_emits_every_flush_interval_of_the_monitors_clock() -> None:
+    clock, mem = FakeClock(), InMemoryEmitter()
+    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=10.0, window=60.0, clock=clock)
+    mon.track(lambda: 1.0)()  # starts the background thread
+    assert mon._scheduler is not None
+    for n in (1, 2, 3):
+        clock.advance(10.0)
+        mon._scheduler.wake()
+        assert wait_for(lambda n=n: len(mem.snapshots) == n)
     assert mem.snapshots[-1].get("mlmon_calls_total") == 1
+    assert [s.timestamp - clock.time() for s in mem.snapshots] == [-20.0, -10.0, 0.0]
     mon.close()
 
 
@@ -99,12 +110,79 @@ def test_a_hanging_emitter_blocks_neither_predict_nor_snapshot() -> None:
 
 
 def test_close_is_idempotent_and_stops_the_reporter_thread() -> None:
-    mon = mlmon.Monitor("m_close", flush_interval=0.05, window=1.0)
+    mon = mlmon.Monitor("m_close", clock=FakeClock())
     mon.track(lambda: 1)()
     assert any(t.name == "mlmon-reporter-m_close" for t in threading.enumerate())
     mon.close()
     mon.close()
     assert not any(t.name == "mlmon-reporter-m_close" for t in threading.enumerate())
+
+
+def test_concurrent_close_emits_once_and_closes_each_emitter_once() -> None:
+    class Counting(InMemoryEmitter):
+        closes = 0
+
+        def close(self) -> None:
+            Counting.closes += 1
+            super().close()
+
+    mem = Counting()
+    mon = mlmon.Monitor("m_cc", emitters=[mem], clock=FakeClock())
+    mon.track(lambda: 1)()
+    threads = [threading.Thread(target=mon.close) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert (len(mem.snapshots), Counting.closes) == (1, 1)
+
+
+def test_flush_after_close_emits_nothing_to_the_closed_emitters() -> None:
+    mem = InMemoryEmitter()
+    mon = mlmon.Monitor("m_fac", emitters=[mem], clock=FakeClock())
+    mon.track(lambda: 1)()
+    mon.close()
+    snap = mon.flush()
+    assert snap.get("mlmon_calls_total") == 1
+    assert len(mem.snapshots) == 1
+
+
+def test_a_hanging_emitter_starves_neither_the_others_nor_close() -> None:
+    blocking, mem = Blocking(), InMemoryEmitter()
+    mon = mlmon.Monitor("m_hang", emitters=[blocking, mem], emit_timeout=0.2, close_timeout=1.0, clock=FakeClock())
+    mon.track(lambda: 1)()
+    for _ in range(3):
+        mon.flush()  # each waits at most emit_timeout for the hanging emitter
+    assert len(mem.snapshots) == 3
+    snap = mon.snapshot()
+    assert snap.get("mlmon_emit_errors_total", emitter="blocking") == 1  # the first cycle timed out
+    assert snap.get("mlmon_dropped_total", buffer="emit:blocking") == 2  # later cycles skipped it
+    t0 = time.monotonic()
+    mon.close()
+    assert time.monotonic() - t0 < 3.0
+    assert len(mem.snapshots) == 4 and mem.closed
+    blocking.release.set()
+
+
+@pytest.mark.parametrize("exc", [SystemExit(2), KeyboardInterrupt(), RuntimeError("x")])
+def test_an_emitter_raising_any_exception_is_counted_and_keeps_getting_snapshots(exc: BaseException) -> None:
+    class Raiser:
+        name = "raiser"
+        emits = 0
+
+        def emit(self, snapshot: Snapshot) -> None:
+            Raiser.emits += 1
+            raise exc
+
+        def close(self) -> None:
+            pass
+
+    mon = mlmon.Monitor("m_raise", emitters=[Raiser()], clock=FakeClock())
+    mon.flush()
+    mon.flush()
+    assert Raiser.emits == 2
+    assert mon.snapshot().get("mlmon_emit_errors_total", emitter="raiser") == 2
+    mon.close()
 
 
 def test_interpreter_exit_flushes_what_was_not_emitted(tmp_path: Path) -> None:
@@ -127,8 +205,8 @@ def test_interpreter_exit_flushes_what_was_not_emitted(tmp_path: Path) -> None:
 
 
 def test_reporter_survives_a_failing_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
-    mem = InMemoryEmitter()
-    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=0.05, window=1.0)
+    clock, mem = FakeClock(), InMemoryEmitter()
+    mon = mlmon.Monitor("m", emitters=[mem], flush_interval=10.0, window=60.0, clock=clock)
     calls: list[Any] = []
     real = mon._build_locked
 
@@ -140,9 +218,12 @@ def test_reporter_survives_a_failing_cycle(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(mon, "_build_locked", flaky)
     mon.track(lambda: 1)()
-    deadline = time.monotonic() + 10
-    while not mem.snapshots and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert mem.snapshots, "the reporter died after one failing cycle"
+    assert mon._scheduler is not None
+    sched = mon._scheduler
+    for i in (1, 2):
+        clock.advance(10.0)
+        sched.wake()
+        assert wait_for(lambda i=i: sched.ticks >= i)
+    assert wait_for(lambda: bool(mem.snapshots)), "the reporter died after one failing cycle"
     assert mem.snapshots[-1].get("mlmon_internal_errors_total", stage="reporter") == 1
     mon.close()
