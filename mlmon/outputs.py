@@ -33,6 +33,9 @@ QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 """The quantiles emitted for outputs and label delays."""
 
 _NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
+_EMPTY = np.empty(0)
+_EMPTY_CLASSES = np.empty(0, dtype=np.int64)
+_EMPTY_VALID = np.empty(0, dtype=np.bool_)
 
 
 def map_calls(
@@ -46,22 +49,28 @@ def map_calls(
         The calls' mapped rows concatenated in call order, and each call's number of mapped
         rows (0 when its outputs were None or unusable).
     """
-    arr = None
-    if all(o.__class__ in _NUMBER_TYPES for o in outputs):
-        arr = np.fromiter(outputs, dtype=np.float64, count=len(outputs))
-    elif not _scores_only(task) and all(o.__class__ is str for o in outputs):
-        arr = np.array(outputs, dtype=str)
-    if arr is not None:
-        # Single-row calls with scalar outputs, the common case: one array, one mapping.
-        mapped = map_scores(arr) if _scores_only(task) else task.map_outputs(arr)  # type: ignore[union-attr]
-        return mapped, [1] * len(outputs)
+    try:
+        arr = None
+        if all(o.__class__ in _NUMBER_TYPES for o in outputs):
+            arr = np.fromiter(outputs, dtype=np.float64, count=len(outputs))
+        elif not _scores_only(task) and all(o.__class__ is str for o in outputs):
+            arr = np.array(outputs, dtype=str)
+        if arr is not None:
+            # Single-row calls with scalar outputs, the common case: one array, one mapping.
+            mapped = map_scores(arr) if _scores_only(task) else task.map_outputs(arr)  # type: ignore[union-attr]
+            return mapped, [1] * len(outputs)
+    except Exception:
+        pass  # one value numpy cannot read (an int beyond float range): map call by call
     parts: list[MappedOutputs] = []
     lengths: list[int] = []
     for out, n in zip(outputs, rows, strict=True):
         if out is None:
             lengths.append(0)
             continue
-        m = map_scores(out) if _scores_only(task) else task.map_outputs(out, n)  # type: ignore[union-attr]
+        try:
+            m = map_scores(out) if _scores_only(task) else task.map_outputs(out, n)  # type: ignore[union-attr]
+        except Exception:  # an output this task cannot read costs only itself
+            m = MappedOutputs(_EMPTY, None if _scores_only(task) else _EMPTY_CLASSES, _EMPTY_VALID, max(1, int(n)))
         parts.append(m)
         lengths.append(int(m.values.size))
     if not parts:

@@ -115,7 +115,7 @@ def _any_label(v: object) -> float:
         return math.nan
     try:
         return math.nan if math.isnan(v) else 0.0  # type: ignore[arg-type]
-    except TypeError:
+    except (TypeError, ValueError, OverflowError):  # a string, an int beyond float range
         return 0.0
 
 
@@ -270,20 +270,32 @@ class QualityComponent:
                 f"and {len(label_batch)} labels"
             )
         if len(id_batch) == 1:
-            code = self._map_label(label_batch[0])
+            code = self._label_code(label_batch[0])
             hit = self.store.join_one(id_batch[0], code, now)
             if hit is not None:
                 self._labels.current(now).add_one(hit[0], code, hit[1])
             return
-        arr = label_array(label_batch)
-        if self.task is None:
-            codes = np.fromiter((_any_label(v) for v in arr.tolist()), np.float64, arr.size)
+        try:
+            arr = label_array(label_batch)
+            if self.task is None:
+                codes = np.fromiter((_any_label(v) for v in arr.tolist()), np.float64, arr.size)
+                valid = ~np.isnan(codes)
+            else:
+                codes, valid = self.task.map_labels(arr)
+        except Exception:
+            # One label numpy cannot read costs only itself: map them one by one.
+            codes = np.fromiter((self._label_code(v) for v in label_batch), np.float64, len(label_batch))
             valid = ~np.isnan(codes)
-        else:
-            codes, valid = self.task.map_labels(arr)
         joined = self.store.join(id_batch, codes, valid, now)
         if joined.preds.size:
             self._labels.current(now).add(*joined)
+
+    def _label_code(self, v: object) -> float:
+        """One label's code, NaN (invalid) when the task cannot read it."""
+        try:
+            return float(self._map_label(v))
+        except Exception:
+            return math.nan
 
     # -- read side ---------------------------------------------------------------------------
     def samples(self, now: float) -> Iterator[Triple]:

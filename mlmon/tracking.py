@@ -43,6 +43,16 @@ _NUMERIC: frozenset[type] = frozenset(
 )  # fmt: skip
 NO_OUTPUT: Any = object()  # a fast-path call whose output is not recorded
 
+
+class _Unreadable:
+    """Stands for an output that could not even be copied: the drain counts it as invalid."""
+
+    def __repr__(self) -> str:
+        return "<unreadable output>"
+
+
+UNREADABLE = _Unreadable()
+
 # The local names sync_calls_in_flight() reads from the sync wrappers' frames: the start time,
 # and a closure variable that tells whose buffers the call belongs to.
 _START = "t0"
@@ -216,7 +226,7 @@ class CallBuffers:
             if self.obj_rows > self.max_rows:
                 self.drain_inline()
         except Exception as exc:
-            self.objs.append(None)  # keeps outputs aligned with durations; counted below
+            self.objs.append(UNREADABLE)  # keeps outputs aligned with durations; counted invalid
             self.internal_error("outputs", exc)
 
     def err_full(self, dt: int, cls: type) -> None:
@@ -469,7 +479,7 @@ def general_wrapper(
             return copy(extract(result))
         except Exception as exc:
             internal("outputs", exc)
-            return None
+            return UNREADABLE
 
     def inputs_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         try:
@@ -565,6 +575,7 @@ class Call:
         try:
             self._out = copy_value(values)
         except Exception as exc:
+            self._out = UNREADABLE
             self._mon._internal_error("outputs", exc)
 
     @property

@@ -1,0 +1,158 @@
+"""Nothing mlmon does on the caller's thread raises into it, and one bad item costs only itself."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mlmon
+from mlmon.testing import FakeClock
+
+
+class Shaped:
+    """Array-like objects whose shape numpy-style code cannot use (TensorFlow, dask)."""
+
+    def __init__(self, shape: tuple[Any, ...]) -> None:
+        self.shape = shape
+
+    def copy(self) -> Shaped:
+        return self
+
+
+class Hostile:
+    """An object whose len(), copy() and attributes all raise."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("len")
+
+    def copy(self) -> Hostile:
+        raise RuntimeError("copy")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"attribute {name}")
+
+
+class LazyFrame:
+    """Like polars.LazyFrame: columns, but no length until collected."""
+
+    columns = ["a", "b"]
+
+    def __len__(self) -> int:
+        raise TypeError("a lazy frame has no length")
+
+
+HOSTILE = [Shaped((None, 3)), Shaped((math.nan, 3)), Shaped(()), Hostile(), LazyFrame(), 10**400, "x" * 10_000]
+
+
+@pytest.fixture
+def mon() -> Any:
+    m = mlmon.Monitor("hard", clock=FakeClock(), task=mlmon.BinaryClassification())
+    yield m
+    m.close()
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_a_predict_returning_a_huge_int_returns_it_and_counts_it_invalid(mon: Any, value: int) -> None:
+    assert mon.track(lambda: value)() == value
+
+    async def apredict() -> int:
+        return value
+
+    assert asyncio.run(mon.track(apredict)()) == value
+    snap = mon.snapshot()
+    assert (snap.get("mlmon_calls_total"), snap.get("mlmon_output_invalid_total")) == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("obj", HOSTILE, ids=lambda o: type(o).__name__)
+def test_hostile_features_ids_and_outputs_never_reach_the_caller(mon: Any, obj: Any) -> None:
+    with mon.track(features=obj, ids=obj) as call:
+        call.outputs(obj)
+    _ = call.ids
+    predict = mon.track(features="x", ids="i", outputs=lambda r: obj)(lambda x, i: 0.5)
+    assert predict(obj, obj) == 0.5
+    assert mon.track(lambda: obj)() is obj
+    assert mon.snapshot().get("mlmon_calls_total") == 3.0
+
+
+@pytest.mark.parametrize("obj", HOSTILE, ids=lambda o: type(o).__name__)
+def test_one_hostile_call_among_many_costs_only_itself(obj: Any) -> None:
+    def run(with_bad: bool) -> Any:
+        m = mlmon.Monitor("many", clock=FakeClock(), task=mlmon.BinaryClassification())
+        predict = m.track(features="x", ids="i")(lambda x, i, out: out)
+        for i in range(501):
+            bad = with_bad and i == 250
+            predict(obj if bad else np.array([0.1, i % 7]), i, obj if bad else 0.25 + (i % 2) / 2)
+        m.log_feedback(list(range(501)), [i % 2 for i in range(501)])
+        snap = m.snapshot()
+        m.close()
+        return snap
+
+    clean, dirty = run(False), run(True)
+    assert dirty.get("mlmon_calls_total") == 501.0
+    assert dirty.get("mlmon_output_count") == clean.get("mlmon_output_count") - 1
+    assert dirty.get("mlmon_output_invalid_total") == 1.0
+    assert dirty.get("mlmon_labels_total") == 500.0  # the bad call's prediction was not stored
+    assert dirty.get("mlmon_feature_mean", feature="f1") == pytest.approx(
+        np.mean([i % 7 for i in range(501) if i != 250])
+    )
+
+
+def test_one_huge_int_label_costs_only_itself_without_a_task() -> None:
+    m = mlmon.Monitor("labels", clock=FakeClock())
+    predict = m.track(ids="i")(lambda x, i: x)
+    for i in range(10):
+        predict(0.5, i)
+    m.log_feedback(list(range(10)), [0.5] * 5 + [10**400] + [0.5] * 4)
+    m.log_feedback(["missing"], [10**400])
+    snap = m.snapshot()
+    assert (snap.get("mlmon_labels_total"), snap.get("mlmon_labels_unmatched_total")) == (10.0, 1.0)
+    m.close()
+
+
+def test_one_unreadable_label_costs_only_itself_with_a_task() -> None:
+    m = mlmon.Monitor("labels2", clock=FakeClock(), task=mlmon.BinaryClassification())
+    predict = m.track(ids="i")(lambda x, i: x)
+    for i in range(10):
+        predict(0.9, i)
+    m.log_feedback(list(range(10)), [1] * 5 + [Hostile()] + [1] * 4)
+    snap = m.snapshot()
+    assert (snap.get("mlmon_labels_total"), snap.get("mlmon_labels_invalid_total")) == (9.0, 1.0)
+    m.close()
+
+
+junk = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(min_value=-(10**500), max_value=10**500),
+        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+        st.sampled_from(HOSTILE),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=2), inner, max_size=2)),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.tuples(junk, junk, junk), min_size=1, max_size=8), form=st.sampled_from(["fast", "general", "with"]))
+def test_no_output_features_or_ids_raise_and_calls_stay_exact(values: list[Any], form: str) -> None:
+    m = mlmon.Monitor("junk", clock=FakeClock(), task=mlmon.BinaryClassification())
+    fast = m.track(lambda out: out)
+    general = m.track(features="x", ids="i")(lambda out, x, i: out)
+    for out, x, i in values:
+        if form == "fast":
+            assert fast(out) is out
+        elif form == "general":
+            assert general(out, x, i) is out
+        else:
+            with m.track(features=x, ids=i) as call:
+                call.outputs(out)
+    m.log_feedback([i for _, _, i in values], [o for o, _, _ in values])
+    assert m.snapshot().get("mlmon_calls_total") == len(values)
+    m.close()
