@@ -43,7 +43,7 @@ class Hostile:
 class LazyFrame:
     """Like polars.LazyFrame: columns, but no length until collected."""
 
-    columns = ["a", "b"]
+    columns = ("a", "b")
 
     def __len__(self) -> int:
         raise TypeError("a lazy frame has no length")
