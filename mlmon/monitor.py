@@ -53,7 +53,15 @@ from mlmon.scheduler import Scheduler
 from mlmon.service import ServiceComponent
 from mlmon.snapshot import Snapshot, samples_from
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
-from mlmon.tracking import Call, CallBuffers, Track, feature_rows, output_rows, sync_calls_in_flight
+from mlmon.tracking import (
+    Call,
+    CallBuffers,
+    Omitted,
+    Track,
+    feature_rows,
+    output_rows,
+    sync_calls_in_flight,
+)
 
 __all__ = ["Call", "Monitor", "Track"]
 
@@ -116,6 +124,9 @@ class Monitor:
             its own thread); an emitter still busy then is counted in
             ``mlmon_emit_errors_total`` and skipped by later cycles until it returns.
         close_timeout: seconds ``close()`` may take at most, whatever the backends do.
+        max_buffer_bytes: byte cap of the features, ids and batch outputs buffered between
+            drains (default 64 MiB). Past it a call's details are dropped (counted in
+            ``mlmon_dropped_total{buffer="details"}``); its latency, rows and errors still count.
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -156,6 +167,7 @@ class Monitor:
         alert_sinks: Sequence[AlertSink] | None = None,
         reference_values: dict[str, float] | None = None,
         max_timings: int = 10_000,
+        max_buffer_bytes: int = 64 << 20,
         emit_timeout: float = 5.0,
         close_timeout: float = 5.0,
     ) -> None:
@@ -174,6 +186,7 @@ class Monitor:
         _count("max_buffered_rows", max_buffered_rows, 1)
         _count("max_buffered_calls", max_buffered_calls, 16)
         _count("max_timings", max_timings, 1)
+        _count("max_buffer_bytes", max_buffer_bytes, 1 << 16)
         if task is not None and not isinstance(task, (BinaryClassification, MulticlassClassification, Regression)):
             raise TypeError(
                 f"task must be mlmon.BinaryClassification, MulticlassClassification, Regression or None, got {task!r}"
@@ -229,7 +242,9 @@ class Monitor:
         # -- the hot path: ids, calls in flight (async and ``with``), bounded buffers --------
         self._ids = itertools.count()
         self._inflight: dict[int, int] = {}  # id -> start ns
-        self._buffers = CallBuffers(max_buffered_calls, max_buffered_rows, self._drain_inline, self._internal_error)
+        self._buffers = CallBuffers(
+            max_buffered_calls, max_buffered_rows, self._drain_inline, self._internal_error, max_buffer_bytes
+        )
 
         self._drain_lock = threading.Lock()  # drain, snapshot; never taken by predict
         self._emit_lock = threading.Lock()  # serialises reporter cycles; never taken by predict
@@ -269,7 +284,7 @@ class Monitor:
         self._resources = ResourceSampler()
         self._deliveries = {emitter_name(e): Delivery(emitter_name(e), self._emit_failed) for e in self.emitters}
         self._alert_state: tuple[Any, ...] = ()
-        self._dropped: dict[str, int] = {"calls": 0}
+        self._dropped: dict[str, int] = {"calls": 0, "details": 0}
         self._internal: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self._next_gen_id = 0
@@ -313,7 +328,7 @@ class Monitor:
         def drain() -> None:
             mon = ref()
             if mon is not None:
-                mon._drain_inline()
+                mon._drain_background()
 
         def failed(stage: str, exc: BaseException) -> None:
             mon = ref()
@@ -327,37 +342,49 @@ class Monitor:
                     self._clock, self.flush_interval, tick, drain, on_error=failed, name=f"mlmon-reporter-{self.name}"
                 )
                 self._scheduler.start()
+                self._buffers.wake = self._scheduler.wake
 
     # -- drain -----------------------------------------------------------------------------
     def _drain_inline(self) -> None:
-        """Drain on the calling thread, unless a drain is already running elsewhere.
+        """Drain one bounded chunk on the calling thread, unless a drain runs elsewhere.
 
-        The thread that fills the buffer reduces it itself, so a predict loop that starves the
-        reporter of the GIL cannot outrun it. It never waits: if a flush holds the drain lock,
-        it returns at once.
+        The thread that fills a buffer reduces part of it itself, so a predict loop that
+        starves the background thread of the GIL cannot outrun it; the chunk is bounded (the
+        fast-path arrays, and at most ``soft_cap`` records or about 1 MiB of features), so no
+        call does unbounded work. It never waits: if a flush holds the drain lock, it returns.
         """
         lock = self._drain_lock
         if lock.acquire(blocking=False):
             try:
-                self._drain_locked()
+                self._drain_locked(chunks=1)
             finally:
                 lock.release()
 
-    def _drain_locked(self) -> None:
-        """Reduce every buffered record into the parts. Caller holds the drain lock."""
+    def _drain_background(self) -> None:
+        """The background thread's early drain (woken when a buffer fills up): all of it."""
+        with self._drain_lock:
+            self._drain_locked()
+
+    def _drain_locked(self, chunks: int | None = None) -> None:
+        """Reduce buffered records into the parts, chunk by chunk so that the memory a drain
+        needs stays bounded (all chunks, or ``chunks``). Caller holds the drain lock."""
         b = self._buffers
-        calls, rows, outputs, errors = b.take_dropped()
-        if calls or rows or outputs:
+        calls, rows, outputs, details, errors = b.take_dropped()
+        if calls or rows or outputs or details:
             self._service.add_dropped(calls, rows, errors)
             self._dropped["calls"] += calls
             self._dropped["outputs"] = self._dropped.get("outputs", 0) + outputs
-        dts, nums, objs, errs, gen = b.take()
-        if not (len(dts) or errs or gen or len(nums) or objs):
-            return
-        try:
-            self._reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
-        except Exception as exc:
-            self._internal_error("drain", exc)
+            self._dropped["details"] = self._dropped.get("details", 0) + details
+        done = 0
+        while chunks is None or done < chunks:
+            dts, nums, objs, errs, gen = b.take(b.soft_cap)
+            if not (len(dts) or errs or gen or len(nums) or objs):
+                return
+            done += 1
+            try:
+                self._reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
+            except Exception as exc:
+                self._internal_error("drain", exc)
 
     def _reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
         # No Python-level loop over fast-path calls: a loop per call would cost more than the
@@ -380,9 +407,10 @@ class Monitor:
             errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
             if ok_gen:
                 d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
-                g_outs = [g[2] for g in ok_gen]
+                # A call whose details did not fit the byte cap counts its rows and nothing else.
+                g_outs = [None if g[2].__class__ is Omitted else g[2] for g in ok_gen]
                 g_feats = [g[3] for g in ok_gen]
-                g_rows = [feature_rows(f) if f is not None else output_rows(o) for f, o in zip(g_feats, g_outs, strict=True)]
+                g_rows = [feature_rows(g[3]) if g[3] is not None else output_rows(g[2]) for g in ok_gen]
                 rows += sum(g_rows)
                 ends = np.array([g[5] for g in ok_gen], dtype=np.int64)
                 g_times = now - np.maximum(0, self._perf() - ends) / 1e9

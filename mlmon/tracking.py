@@ -78,6 +78,8 @@ def output_rows(obj: Any) -> int:
     anything whose length cannot be read."""
     if obj is None or obj.__class__ in _IMMUTABLE or isinstance(obj, dict):
         return 1
+    if obj.__class__ is Omitted:
+        return obj.rows
     try:
         shape = getattr(obj, "shape", None)
         if shape is not None:
@@ -110,9 +112,46 @@ def feature_rows(obj: Any) -> int:
         return 1
 
 
+class Omitted:
+    """Stands for the details (features, outputs, ids) of a call that did not fit the byte cap:
+    the drain counts the call, its latency and its ``rows``, and nothing else."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+
+def nbytes(obj: Any) -> int:
+    """About how many bytes a copied output, features or ids object holds (cheap, never raises)."""
+    if obj is None or obj.__class__ in _IMMUTABLE:
+        return 0
+    try:
+        n = getattr(obj, "nbytes", None)
+        if n.__class__ is int:
+            return n
+        if isinstance(obj, (list, tuple, dict)):
+            first = next(iter(obj.values() if isinstance(obj, dict) else obj), None)
+            inner = len(first) if isinstance(first, (list, tuple, dict)) else 1
+            return 64 + len(obj) * (16 + 32 * inner)
+        shape = getattr(obj, "shape", None)
+        if shape is not None:
+            size = 8
+            for d in shape:
+                size *= int(d)
+            return size
+    except Exception:
+        pass
+    return 64
+
+
 def _rows_of(rec: tuple[Any, ...]) -> int:
     f, o = rec[3], rec[2]
     return feature_rows(f) if f is not None else output_rows(o)
+
+
+def _nothing() -> None:
+    pass
 
 
 _Buf = TypeVar("_Buf", list[Any], "array.array[Any]")
@@ -131,15 +170,23 @@ class CallBuffers:
 
     The wrappers hoist these objects into their closures, so they are only ever cleared in
     place, never replaced. Below ``soft_cap`` entries a call only appends; the call that
-    reaches it asks for a drain (``drain_inline``); past ``hard_cap`` a call's details
-    (latency, outputs) are dropped and its count, rows and error type kept.
+    reaches it asks for a drain; past ``hard_cap`` a call's details (latency, outputs) are
+    dropped and its count, rows and error type kept.
+
+    Calls that carry features, ids or batch outputs are also bounded in bytes: past
+    ``soft_bytes`` the background thread is woken to drain; past half of ``max_bytes`` the
+    calling thread drains one bounded chunk itself; past ``max_bytes`` a call's features,
+    outputs and ids are not kept (counted in ``mlmon_dropped_total{buffer="details"}``), while
+    its latency, rows and error type still are.
 
     Args:
         hard_cap: most calls buffered per buffer.
         max_rows: rows of batch outputs buffered before a drain is asked for; past four times
             this, output values are dropped (their rows still count).
-        drain_inline: drains on the calling thread if no drain runs elsewhere (never waits).
+        drain_inline: drains one bounded chunk on the calling thread if no drain runs
+            elsewhere (never waits).
         internal_error: counts a failure inside mlmon (never raises).
+        max_bytes: the byte cap of buffered features, ids and outputs.
     """
 
     def __init__(
@@ -148,15 +195,22 @@ class CallBuffers:
         max_rows: int,
         drain_inline: Callable[[], None],
         internal_error: Callable[[str, BaseException], None],
+        max_bytes: int = 64 << 20,
     ) -> None:
         self.dts = array.array("q")  # fast path: durations (ns) of successful calls
         self.nums = array.array("d")  # fast path: their numeric outputs
         self.objs: list[Any] = []  # fast path: their other outputs (copied)
         self.errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
-        self.gen: list[tuple[Any, ...]] = []  # other forms: (dt, exc class, out, features, ids, end ns)
+        # other forms: (dt, exc class, out, features, ids, end ns, bytes)
+        self.gen: list[tuple[Any, ...]] = []
         self.hard_cap = hard_cap
         self.max_rows = max_rows
         self.soft_cap = max(8, min(4096, hard_cap // 4))
+        self.max_bytes = max_bytes
+        self.soft_bytes = max(1, min(max_bytes // 8, 8 << 20))
+        self.chunk_bytes = max(1, min(max_bytes // 16, 1 << 20))
+        self.bytes = 0  # approximate under threads: only a trigger
+        self.wake: Callable[[], None] = _nothing
         self.drain_inline = drain_inline
         self.internal_error = internal_error
         self.lock = threading.Lock()  # short: the dropped counts below
@@ -164,21 +218,32 @@ class CallBuffers:
         self.dropped_calls = 0
         self.dropped_rows = 0
         self.dropped_outputs = 0
+        self.dropped_details = 0
         self.dropped_errors: dict[str, int] = {}
 
     # -- slow paths of the wrappers (a buffer is at its soft cap, or an output is not a number)
     def record(self, rec: tuple[Any, ...]) -> None:
-        """Append a general record ``(dt, exc class, out, features, ids, end ns)`` (bounded)."""
-        gen = self.gen
-        if len(gen) < self.soft_cap:
-            gen.append(rec)
-            return
+        """Append a general record ``(dt, exc class, out, features, ids, end ns, bytes)``,
+        bounded in calls and bytes."""
         try:
-            if len(gen) < self.hard_cap:
-                gen.append(rec)
-            else:
+            gen = self.gen
+            n = len(gen)
+            if n >= self.hard_cap:
                 self.count_dropped(rec[1], 0 if rec[1] is not None else _rows_of(rec))
-            self.drain_inline()
+                self.drain_inline()
+                return
+            size = rec[6]
+            if size and self.bytes + size > self.max_bytes:
+                rec = (rec[0], rec[1], Omitted(0 if rec[1] is not None else _rows_of(rec)), None, None, rec[5], 0)
+                with self.lock:
+                    self.dropped_details += 1
+                size = 0
+            gen.append(rec)
+            self.bytes += size
+            if n >= self.soft_cap or self.bytes >= self.soft_bytes:
+                self.wake()
+                if n >= 2 * self.soft_cap or self.bytes >= self.max_bytes // 2:
+                    self.drain_inline()
         except Exception as exc:
             self.internal_error("buffer", exc)
 
@@ -250,25 +315,48 @@ class CallBuffers:
                 self.dropped_errors[key] = self.dropped_errors.get(key, 0) + 1
 
     # -- drain side ------------------------------------------------------------------------
-    def take_dropped(self) -> tuple[int, int, int, dict[str, int]]:
-        """Calls, rows, outputs and error types dropped since the last take."""
+    def take_dropped(self) -> tuple[int, int, int, int, dict[str, int]]:
+        """Calls, rows, outputs, details and error types dropped since the last take."""
         with self.lock:
-            out = (self.dropped_calls, self.dropped_rows, self.dropped_outputs, self.dropped_errors)
-            self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
+            out = (self.dropped_calls, self.dropped_rows, self.dropped_outputs, self.dropped_details, self.dropped_errors)
+            self.dropped_calls = self.dropped_rows = self.dropped_outputs = self.dropped_details = 0
             self.dropped_errors = {}
         return out
 
     def take(
-        self,
+        self, max_records: int | None = None
     ) -> tuple[array.array[int], array.array[float], list[Any], list[tuple[int, type]], list[tuple[Any, ...]]]:
-        """Everything buffered now: durations, numeric outputs, other outputs, errors, records."""
+        """What is buffered now: durations, numeric outputs, other outputs, errors, and the
+        oldest general records — all of them, or at most ``max_records`` and about
+        ``chunk_bytes`` of them, so one drain's work and memory stay bounded."""
         # Outputs first: a call appends its duration before its output, so every output taken
         # here belongs to a duration that is taken too (or was taken before).
         nums = _take(self.nums)
         objs = _take(self.objs)
         self.obj_rows = 0
         dts = _take(self.dts)
-        return dts, nums, objs, _take(self.errs), _take(self.gen)
+        gen = self.gen
+        n = len(gen)
+        if max_records is not None and n:
+            n = min(n, max_records)
+            size, cut = 0, 0
+            limit = self.chunk_bytes
+            for rec in gen[:n]:
+                size += rec[6]
+                cut += 1
+                if size >= limit:
+                    break
+            n = cut
+        records = gen[:n]
+        del gen[:n]
+        taken = sum(r[6] for r in records)
+        self.bytes = max(0, self.bytes - taken)
+        return dts, nums, objs, _take(self.errs), records
+
+    @property
+    def pending_records(self) -> int:
+        """General records waiting to be drained."""
+        return len(self.gen)
 
     def clear(self) -> None:
         """Forget everything buffered (in a forked child: the parent reports it)."""
@@ -276,6 +364,7 @@ class CallBuffers:
             del buf[:]
         self.lock = threading.Lock()
         self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
+        self.dropped_details = self.bytes = 0
         self.dropped_errors = {}
 
 
@@ -468,9 +557,11 @@ def general_wrapper(
     gen = b.gen
     add_gen = gen.append
     soft = b.soft_cap
+    soft_bytes = b.soft_bytes
     internal = mon._internal_error
     immutable = _IMMUTABLE
     copy = copy_value
+    sizeof = nbytes
 
     def out_of(result: Any) -> Any:
         try:
@@ -481,19 +572,19 @@ def general_wrapper(
             internal("outputs", exc)
             return UNREADABLE
 
-    def inputs_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    def inputs_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, int]:
         try:
             f = copy(get_features(args, kwargs)) if get_features is not None else None
             i = copy(get_ids(args, kwargs)) if get_ids is not None else None
-            return f, i
+            return f, i, sizeof(f) + sizeof(i)
         except Exception as exc:  # never let our own bug reach predict
             internal("track", exc)
-            return None, None
+            return None, None, 0
 
     if is_async:
 
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
-            f, i = inputs_of(args, kwargs)
+            f, i, size = inputs_of(args, kwargs)
             cid = next_id()
             t0 = perf()
             inflight[cid] = t0
@@ -502,26 +593,33 @@ def general_wrapper(
             except BaseException as exc:
                 dt = perf() - t0
                 inflight.pop(cid, None)
-                record((dt, exc.__class__, None, f, i, 0))
+                record((dt, exc.__class__, None, None, None, 0, 0))
                 raise
             end = perf()
             inflight.pop(cid, None)
-            record((end - t0, None, out_of(result) if record_outputs else None, f, i, end))
+            out = out_of(result) if record_outputs else None
+            record((end - t0, None, out, f, i, end, size + sizeof(out)))
             return result
 
         return awrapper
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        f, i = inputs_of(args, kwargs)
+        f, i, size = inputs_of(args, kwargs)
         t0 = perf()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            record((perf() - t0, exc.__class__, None, f, i, 0))
+            record((perf() - t0, exc.__class__, None, None, None, 0, 0))
             raise
         end = perf()
-        rec = (end - t0, None, out_of(result) if record_outputs else None, f, i, end)
-        add_gen(rec) if len(gen) < soft else record(rec)
+        out = out_of(result) if record_outputs else None
+        size += sizeof(out)
+        rec = (end - t0, None, out, f, i, end, size)
+        if len(gen) < soft and b.bytes + size < soft_bytes:
+            add_gen(rec)
+            b.bytes += size
+        else:
+            record(rec)
         return result
 
     _register_sync_code(wrapper, "record")
@@ -677,12 +775,17 @@ class Track:
                 # Ids are joined at drain time, so they exist from here on even if never read.
                 n = feature_rows(call._features) if call._features is not None else output_rows(call._out)
                 call._ids = call_ids(mon, call._cid, n)
-            rec = (dt, exc_type, None if exc_type else call._out, call._features, call._ids, end)
             b = mon._buffers
-            gen = b.gen
-            if len(gen) < b.soft_cap:
-                gen.append(rec)
+            if exc_type is not None:
+                rec: tuple[Any, ...] = (dt, exc_type, None, None, None, end, 0)
             else:
-                b.record(rec)
+                out, f, i = call._out, call._features, call._ids
+                size = nbytes(out) + nbytes(f) + nbytes(i)
+                rec = (dt, None, out, f, i, end, size)
+                if len(b.gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
+                    b.gen.append(rec)
+                    b.bytes += size
+                    return
+            b.record(rec)
         except Exception as err:
             mon._internal_error("track", err)

@@ -156,3 +156,48 @@ def test_no_output_features_or_ids_raise_and_calls_stay_exact(values: list[Any],
     m.log_feedback([i for _, _, i in values], [o for o, _, _ in values])
     assert m.snapshot().get("mlmon_calls_total") == len(values)
     m.close()
+
+
+# -- memory bounded in bytes, bounded work on the predict path -------------------------------
+
+
+def test_buffered_features_stay_under_the_byte_cap_and_every_call_still_counts() -> None:
+    cap = 4 << 20
+    m = mlmon.Monitor("bytes", clock=FakeClock(), max_buffer_bytes=cap)
+    predict = m.track(features="X")(lambda X: X[:, 0])
+    batch = np.ones((100, 20))  # 16 KB of features and 800 B of outputs per call
+    with m._drain_lock:  # a drain held up elsewhere: nothing can be drained
+        for _ in range(2000):  # 33 MB offered
+            predict(batch)
+        buffered = m._buffers.bytes
+    assert buffered <= cap
+    snap = m.snapshot()
+    assert (snap.get("mlmon_calls_total"), snap.get("mlmon_rows_total")) == (2000.0, 200_000.0)
+    dropped = snap.get("mlmon_dropped_total", buffer="details")
+    kept = snap.get("mlmon_output_count")
+    assert dropped is not None and dropped > 0
+    assert kept == (2000 - dropped) * 100
+    assert snap.get("mlmon_latency_seconds_count") == 2000.0  # latency is never dropped for bytes
+    m.close()
+
+
+def test_a_call_that_fills_the_buffer_drains_one_bounded_chunk_not_everything() -> None:
+    m = mlmon.Monitor("chunk", clock=FakeClock(), max_buffer_bytes=8 << 20)
+    predict = m.track(features="X")(lambda X: 0.5)
+    b = m._buffers
+    batch = np.ones((100, 20))
+    with m._drain_lock:
+        for _ in range(300):  # about 4.9 MB: past half the cap, so the next call drains inline
+            predict(batch)
+    before = b.pending_records
+    predict(batch)  # the lock is free now: this call drains one chunk inline
+    after = b.pending_records
+    assert before - after + 1 <= b.chunk_bytes // batch.nbytes + 1  # at most about 1 MiB of work
+    assert after > 0  # the rest is left to the background thread
+    assert m.snapshot().get("mlmon_calls_total") == 301.0
+    m.close()
+
+
+def test_the_byte_cap_is_checked_at_configuration() -> None:
+    with pytest.raises(ValueError, match="max_buffer_bytes"):
+        mlmon.Monitor("cap", max_buffer_bytes=1000)
