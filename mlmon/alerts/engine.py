@@ -25,8 +25,9 @@ from typing import Any, Protocol
 
 import attrs
 
+from mlmon.alerts._checks import LabelPairs
 from mlmon.alerts.events import AlertEvent, AlertState
-from mlmon.alerts.rules import COUNT_METRICS, LabelPairs, Rule
+from mlmon.alerts.rules import COUNT_METRICS, Rule
 from mlmon.alerts.sinks import AlertSink, LoggingSink, sink_name
 from mlmon.snapshot import Sample, Snapshot
 
