@@ -19,13 +19,13 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
 
 from mlmon.alerts._checks import LabelPairs
+from mlmon.alerts._state import FIRING, INACTIVE, PENDING, Compiled, Instance, Trail
 from mlmon.alerts.events import AlertEvent, AlertState
 from mlmon.alerts.reference import ReferenceValue, reference_lookup
 from mlmon.alerts.rules import COUNT_METRICS, Rule
@@ -41,102 +41,12 @@ Triple = tuple[str, float, Mapping[str, str]]
 NOTIFICATIONS = "mlmon_alert_notifications_total"
 """``{sink, outcome}``: events each sink delivered, failed on, or dropped (see ``sinks.OUTCOMES``)."""
 _ALERT_NAMES = frozenset({"mlmon_alert_firing", "mlmon_alerts_firing", NOTIFICATIONS})
-_INACTIVE, _PENDING, _FIRING = "inactive", "pending", "firing"
+_INACTIVE, _PENDING, _FIRING = INACTIVE, PENDING, FIRING
 _THIN = 240  # a trailing baseline records at most this many values per period
-_FORGET = 3600.0  # seconds an unseen, inactive instance is remembered (longer for trailing)
 
 
 class _Clock(Protocol):
     def monotonic(self) -> float: ...  # pragma: no cover - protocol
-
-
-class _Trail:
-    """The values behind a trailing baseline: queued until they are old enough, then averaged."""
-
-    __slots__ = ("last_t", "n_sum", "queued", "v_sum", "within")
-
-    def __init__(self) -> None:
-        self.queued: deque[tuple[float, float, float]] = deque()
-        self.within: deque[tuple[float, float, float]] = deque()
-        self.v_sum = 0.0
-        self.n_sum = 0.0
-        self.last_t = -math.inf
-
-    def mean(self, lo: float, hi: float, need: float) -> tuple[float, float] | None:
-        """Mean value and mean count of the values recorded in [lo, hi], if they span ``need``."""
-        queued, within = self.queued, self.within
-        while queued and queued[0][0] <= hi:
-            item = queued.popleft()
-            within.append(item)
-            self.v_sum += item[1]
-            self.n_sum += item[2]
-        while within and within[0][0] < lo:
-            _, v, n = within.popleft()
-            self.v_sum -= v
-            self.n_sum -= n
-        if not within:
-            self.v_sum = self.n_sum = 0.0  # no drift from rounding when it empties
-            return None
-        if hi - within[0][0] < need:
-            return None
-        k = len(within)
-        return self.v_sum / k, self.n_sum / k
-
-    def record(self, t: float, value: float, n: float, spacing: float) -> None:
-        if t - self.last_t >= spacing:
-            self.queued.append((t, value, n))
-            self.last_t = t
-
-
-class _Instance:
-    """The state of one alert instance (one rule, one series)."""
-
-    __slots__ = ("baseline", "changed_at", "counter", "false_since", "fired_at", "key_labels",
-                 "last_seen", "limit", "measure", "pin", "pinned", "resolved_at", "series_labels",
-                 "since", "state", "trail", "value")  # fmt: skip
-
-    def __init__(self, key_labels: LabelPairs, series_labels: LabelPairs) -> None:
-        self.key_labels = key_labels
-        self.series_labels = series_labels
-        self.state = _INACTIVE
-        self.since: float | None = None
-        self.false_since: float | None = None
-        self.fired_at: float | None = None
-        self.resolved_at: float | None = None
-        self.last_seen = -math.inf
-        self.value: float | None = None
-        self.baseline: float | None = None
-        self.measure: float | None = None
-        self.limit: float | None = None
-        self.pin: list[tuple[float, float, float]] = []
-        self.pinned: tuple[float, float] | None = None
-        self.trail: _Trail | None = None
-        self.counter: float | None = None
-        self.changed_at: float | None = None
-
-
-class _Compiled:
-    """A rule with its selector taken apart, and its instances."""
-
-    __slots__ = ("fixed", "fixed_keys", "forget", "instances", "present", "rule", "warned")
-
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-        self.fixed = tuple((k, v) for k, v in rule.labels if v != "*")
-        self.fixed_keys = frozenset(k for k, _ in self.fixed)
-        self.present = tuple(k for k, v in rule.labels if v == "*")
-        self.instances: dict[LabelPairs, _Instance] = {}
-        self.warned = False
-        base = rule.baseline_spec
-        trailing = base.seconds if base is not None and base.seconds is not None else 0.0
-        self.forget = _FORGET + trailing  # keep a trailing history through a long gap
-
-    def matches(self, labels: LabelPairs) -> bool:
-        have = dict(labels)
-        for k, v in self.fixed:
-            if have.get(k) != v:
-                return False
-        return all(k in have for k in self.present)
 
 
 def _check_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -224,7 +134,7 @@ class AlertEngine:
         self._mono = clock.monotonic if clock is not None else time.monotonic
         self._last_log: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._compiled = [_Compiled(r) for r in self.rules]
+        self._compiled = [Compiled(r) for r in self.rules]
         self._needed = {r.metric for r in self.rules}
         self._samples: tuple[Triple, ...] = self._zero_samples()
         self._active: tuple[AlertEvent, ...] = ()
@@ -315,7 +225,7 @@ class AlertEngine:
     def reset(self) -> None:
         """Forget every instance, baseline and state (for a forked child)."""
         with self._lock:
-            self._compiled = [_Compiled(r) for r in self.rules]
+            self._compiled = [Compiled(r) for r in self.rules]
             self._samples = self._zero_samples()
             self._active = ()
 
@@ -345,19 +255,19 @@ class AlertEngine:
         counts[source] = n
         return n
 
-    def _instance(self, c: _Compiled, key: LabelPairs, series: LabelPairs) -> _Instance | None:
+    def _instance(self, c: Compiled, key: LabelPairs, series: LabelPairs) -> Instance | None:
         inst = c.instances.get(key)
         if inst is None:
             if len(c.instances) >= self.max_instances:
                 stage = f"instances:{c.rule.name}"
                 self.errors[stage] = self.errors.get(stage, 0) + 1
                 return None
-            inst = c.instances[key] = _Instance(key, series)
+            inst = c.instances[key] = Instance(key, series)
         return inst
 
     def _eval_rule(
         self,
-        c: _Compiled,
+        c: Compiled,
         snapshot: Snapshot,
         index: dict[str, list[Sample]],
         counts: dict[str | None, float],
@@ -398,7 +308,7 @@ class AlertEngine:
                 del c.instances[key]
 
     def _baseline(
-        self, c: _Compiled, inst: _Instance, s: Sample, n: float, now: float, window: float
+        self, c: Compiled, inst: Instance, s: Sample, n: float, now: float, window: float
     ) -> tuple[float | None, float | None]:
         spec = c.rule.baseline_spec
         if spec is None:
@@ -432,7 +342,7 @@ class AlertEngine:
         # trailing
         assert spec.seconds is not None
         if inst.trail is None:
-            inst.trail = _Trail()
+            inst.trail = Trail()
         exclude = window if spec.exclude is None else spec.exclude
         hi = now - exclude
         got = inst.trail.mean(hi - spec.seconds, hi, spec.min_coverage * spec.seconds)
@@ -441,7 +351,7 @@ class AlertEngine:
 
     def _eval_absent(
         self,
-        c: _Compiled,
+        c: Compiled,
         snapshot: Snapshot,
         index: dict[str, list[Sample]],
         now: float,
@@ -479,8 +389,8 @@ class AlertEngine:
 
     def _silent(
         self,
-        c: _Compiled,
-        inst: _Instance,
+        c: Compiled,
+        inst: Instance,
         value: float | None,
         now: float,
         snapshot: Snapshot,
@@ -504,8 +414,8 @@ class AlertEngine:
 
     def _step(
         self,
-        c: _Compiled,
-        inst: _Instance,
+        c: Compiled,
+        inst: Instance,
         cond: bool | None,
         now: float,
         since: float | None,
@@ -546,7 +456,7 @@ class AlertEngine:
                 inst.since = inst.false_since = None
 
     def _event(
-        self, c: _Compiled, inst: _Instance, state: AlertState, now: float, snapshot: Snapshot
+        self, c: Compiled, inst: Instance, state: AlertState, now: float, snapshot: Snapshot
     ) -> AlertEvent:
         rule = c.rule
         return AlertEvent(
