@@ -493,10 +493,10 @@ class WebhookSink:
         timer.daemon = True
         with self._lock:
             self._conn = conn
-        if self._abort.is_set():
-            raise _Failure("failed", "closing", False)
-        timer.start()
         try:
+            if self._abort.is_set():
+                raise OSError("the sink is closing")
+            timer.start()
             conn.connect()  # bounded by the socket timeout, which is the whole deadline
             if expired.is_set() or self._abort.is_set():
                 raise OSError("deadline passed while connecting")

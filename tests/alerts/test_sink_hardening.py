@@ -171,7 +171,7 @@ def test_close_is_bounded_and_counts_the_in_flight_and_queued_events_as_dropped(
     t0 = time.monotonic()
     sink.close(timeout=0.5)
     took = time.monotonic() - t0
-    assert took < 0.5 + 0.1, took
+    assert took < 0.5 + 0.25, took  # the documented bound, and scheduling slack
     wait_until(lambda: sum(sink.counts().values()) == 3, timeout=2.0)
     assert 3 == sink.dropped
     assert 0 == sink.sent
