@@ -24,9 +24,17 @@ from mlmon.alerts.rules import (
     VarianceChange,
     default_min_samples,
 )
-from mlmon.alerts.sinks import AlertSink, CallbackSink, LoggingSink, WebhookSink
+from mlmon.alerts.sinks import (
+    OUTCOMES,
+    AlertSink,
+    CallbackError,
+    CallbackSink,
+    LoggingSink,
+    WebhookSink,
+)
 
 __all__ = [
+    "OUTCOMES",
     "SEVERITIES",
     "STATES",
     "Absent",
@@ -34,6 +42,7 @@ __all__ = [
     "AlertEvent",
     "AlertSink",
     "Baseline",
+    "CallbackError",
     "CallbackSink",
     "LoggingSink",
     "PercentChange",

@@ -19,14 +19,16 @@ import logging
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
+from mlmon.alerts._checks import LabelPairs
+from mlmon.alerts._state import FIRING, INACTIVE, PENDING, Compiled, Instance, Trail
 from mlmon.alerts.events import AlertEvent, AlertState
-from mlmon.alerts.rules import COUNT_METRICS, LabelPairs, Rule
+from mlmon.alerts.reference import ReferenceValue, reference_lookup
+from mlmon.alerts.rules import COUNT_METRICS, Rule
 from mlmon.alerts.sinks import AlertSink, LoggingSink, sink_name
 from mlmon.snapshot import Sample, Snapshot
 
@@ -34,108 +36,17 @@ __all__ = ["AlertEngine", "ReferenceValue", "reference_lookup"]
 
 log = logging.getLogger("mlmon.alerts")
 
-ReferenceValue = Callable[[str, Mapping[str, str]], "float | None"]
-"""``reference_value(metric, labels) -> float | None``: the reference (training) value."""
-
 Triple = tuple[str, float, Mapping[str, str]]
 
-_ALERT_NAMES = frozenset({"mlmon_alert_firing", "mlmon_alerts_firing"})
-_INACTIVE, _PENDING, _FIRING = "inactive", "pending", "firing"
+NOTIFICATIONS = "mlmon_alert_notifications_total"
+"""``{sink, outcome}``: events each sink delivered, failed on, or dropped (see ``sinks.OUTCOMES``)."""
+_ALERT_NAMES = frozenset({"mlmon_alert_firing", "mlmon_alerts_firing", NOTIFICATIONS})
+_INACTIVE, _PENDING, _FIRING = INACTIVE, PENDING, FIRING
 _THIN = 240  # a trailing baseline records at most this many values per period
-_FORGET = 3600.0  # seconds an unseen, inactive instance is remembered (longer for trailing)
 
 
 class _Clock(Protocol):
     def monotonic(self) -> float: ...  # pragma: no cover - protocol
-
-
-class _Trail:
-    """The values behind a trailing baseline: queued until they are old enough, then averaged."""
-
-    __slots__ = ("last_t", "n_sum", "queued", "v_sum", "within")
-
-    def __init__(self) -> None:
-        self.queued: deque[tuple[float, float, float]] = deque()
-        self.within: deque[tuple[float, float, float]] = deque()
-        self.v_sum = 0.0
-        self.n_sum = 0.0
-        self.last_t = -math.inf
-
-    def mean(self, lo: float, hi: float, need: float) -> tuple[float, float] | None:
-        """Mean value and mean count of the values recorded in [lo, hi], if they span ``need``."""
-        queued, within = self.queued, self.within
-        while queued and queued[0][0] <= hi:
-            item = queued.popleft()
-            within.append(item)
-            self.v_sum += item[1]
-            self.n_sum += item[2]
-        while within and within[0][0] < lo:
-            _, v, n = within.popleft()
-            self.v_sum -= v
-            self.n_sum -= n
-        if not within:
-            self.v_sum = self.n_sum = 0.0  # no drift from rounding when it empties
-            return None
-        if hi - within[0][0] < need:
-            return None
-        k = len(within)
-        return self.v_sum / k, self.n_sum / k
-
-    def record(self, t: float, value: float, n: float, spacing: float) -> None:
-        if t - self.last_t >= spacing:
-            self.queued.append((t, value, n))
-            self.last_t = t
-
-
-class _Instance:
-    """The state of one alert instance (one rule, one series)."""
-
-    __slots__ = ("baseline", "changed_at", "counter", "false_since", "fired_at", "key_labels",
-                 "last_seen", "limit", "measure", "pin", "pinned", "resolved_at", "series_labels",
-                 "since", "state", "trail", "value")  # fmt: skip
-
-    def __init__(self, key_labels: LabelPairs, series_labels: LabelPairs) -> None:
-        self.key_labels = key_labels
-        self.series_labels = series_labels
-        self.state = _INACTIVE
-        self.since: float | None = None
-        self.false_since: float | None = None
-        self.fired_at: float | None = None
-        self.resolved_at: float | None = None
-        self.last_seen = -math.inf
-        self.value: float | None = None
-        self.baseline: float | None = None
-        self.measure: float | None = None
-        self.limit: float | None = None
-        self.pin: list[tuple[float, float, float]] = []
-        self.pinned: tuple[float, float] | None = None
-        self.trail: _Trail | None = None
-        self.counter: float | None = None
-        self.changed_at: float | None = None
-
-
-class _Compiled:
-    """A rule with its selector taken apart, and its instances."""
-
-    __slots__ = ("fixed", "fixed_keys", "forget", "instances", "present", "rule", "warned")
-
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-        self.fixed = tuple((k, v) for k, v in rule.labels if v != "*")
-        self.fixed_keys = frozenset(k for k, _ in self.fixed)
-        self.present = tuple(k for k, v in rule.labels if v == "*")
-        self.instances: dict[LabelPairs, _Instance] = {}
-        self.warned = False
-        base = rule.baseline_spec
-        trailing = base.seconds if base is not None and base.seconds is not None else 0.0
-        self.forget = _FORGET + trailing  # keep a trailing history through a long gap
-
-    def matches(self, labels: LabelPairs) -> bool:
-        have = dict(labels)
-        for k, v in self.fixed:
-            if have.get(k) != v:
-                return False
-        return all(k in have for k in self.present)
 
 
 def _check_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -208,6 +119,12 @@ class AlertEngine:
         for s in self.sinks:
             if not isinstance(s, AlertSink):
                 raise TypeError(f"sinks must have send(event) and close(), got {s!r}")
+        self._sink_names = tuple(sink_name(s) for s in self.sinks)
+        # Sinks without counts(): the engine counts their send() calls itself.
+        self._tally = [
+            None if callable(getattr(s, "counts", None)) else {"sent": 0, "failed": 0}
+            for s in self.sinks
+        ]
         if isinstance(max_instances, bool) or not isinstance(max_instances, int) or max_instances < 1:
             raise ValueError(f"max_instances must be an int >= 1, got {max_instances!r}")
         self.reference_value = reference_value
@@ -217,7 +134,7 @@ class AlertEngine:
         self._mono = clock.monotonic if clock is not None else time.monotonic
         self._last_log: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._compiled = [_Compiled(r) for r in self.rules]
+        self._compiled = [Compiled(r) for r in self.rules]
         self._needed = {r.metric for r in self.rules}
         self._samples: tuple[Triple, ...] = self._zero_samples()
         self._active: tuple[AlertEvent, ...] = ()
@@ -245,19 +162,49 @@ class AlertEngine:
                         self._eval_absent(c, snapshot, index, now, events)
                     else:
                         self._eval_rule(c, snapshot, index, counts, now, events)
-                except Exception as exc:
+                except BaseException as exc:  # a reference_value of yours, say: never out
                     self._error(f"rule:{c.rule.name}", exc)
             triples, active = self._collect(snapshot, now)
             self._samples = triples
             self._active = active
         self._dispatch(events)
         kept = tuple(s for s in snapshot.samples if s.name not in _ALERT_NAMES)
+        triples = self._notifications() + triples
         added = tuple(Sample(name, tuple(sorted(labels.items())), float(v)) for name, v, labels in triples)
         return attrs.evolve(snapshot, samples=kept + added, alerts=active)
 
     def samples(self) -> tuple[Triple, ...]:
-        """``(name, value, labels)`` alert samples of the last evaluation (zeros before it)."""
-        return self._samples
+        """``(name, value, labels)`` alert samples of the last evaluation (zeros before it),
+        and ``mlmon_alert_notifications_total{sink, outcome}`` as it is now."""
+        return self._notifications() + self._samples
+
+    def notifications(self) -> dict[tuple[str, str], int]:
+        """Events by ``(sink name, outcome)``, summed over sinks of the same name.
+
+        From each sink's ``counts()`` (the shipped sinks have it: ``sent``, ``failed``, and for
+        the webhook ``redirected``, ``timeout`` and ``dropped``), else from the engine's own
+        count of the sink's ``send`` calls that returned (``sent``) or raised (``failed``).
+        """
+        out: dict[tuple[str, str], int] = {}
+        for sink, name, tally in zip(self.sinks, self._sink_names, self._tally, strict=True):
+            if tally is not None:
+                counts: Mapping[str, int] = dict(tally)
+            else:
+                try:
+                    counts = dict(sink.counts())  # type: ignore[attr-defined]
+                except BaseException as exc:  # a sink of yours: counted, never raised
+                    self._error(f"sink:{name}", exc)
+                    continue
+            for outcome, n in counts.items():
+                key = (name, str(outcome))
+                out[key] = out.get(key, 0) + int(n)
+        return out
+
+    def _notifications(self) -> tuple[Triple, ...]:
+        return tuple(
+            (NOTIFICATIONS, float(n), {"sink": name, "outcome": outcome})
+            for (name, outcome), n in sorted(self.notifications().items())
+        )
 
     def alerts(self) -> tuple[AlertEvent, ...]:
         """The pending and firing instances at the last evaluation."""
@@ -278,7 +225,7 @@ class AlertEngine:
     def reset(self) -> None:
         """Forget every instance, baseline and state (for a forked child)."""
         with self._lock:
-            self._compiled = [_Compiled(r) for r in self.rules]
+            self._compiled = [Compiled(r) for r in self.rules]
             self._samples = self._zero_samples()
             self._active = ()
 
@@ -287,11 +234,11 @@ class AlertEngine:
         if self._closed:
             return
         self._closed = True
-        for s in self.sinks:
+        for s, name in zip(self.sinks, self._sink_names, strict=True):
             try:
                 s.close()
-            except Exception as exc:
-                self._error(f"sink:{sink_name(s)}", exc)
+            except BaseException as exc:
+                self._error(f"sink:{name}", exc)
 
     # -- evaluation ------------------------------------------------------------------------
     def _count(self, source: str | None, snapshot: Snapshot, counts: dict[str | None, float]) -> float:
@@ -308,19 +255,19 @@ class AlertEngine:
         counts[source] = n
         return n
 
-    def _instance(self, c: _Compiled, key: LabelPairs, series: LabelPairs) -> _Instance | None:
+    def _instance(self, c: Compiled, key: LabelPairs, series: LabelPairs) -> Instance | None:
         inst = c.instances.get(key)
         if inst is None:
             if len(c.instances) >= self.max_instances:
                 stage = f"instances:{c.rule.name}"
                 self.errors[stage] = self.errors.get(stage, 0) + 1
                 return None
-            inst = c.instances[key] = _Instance(key, series)
+            inst = c.instances[key] = Instance(key, series)
         return inst
 
     def _eval_rule(
         self,
-        c: _Compiled,
+        c: Compiled,
         snapshot: Snapshot,
         index: dict[str, list[Sample]],
         counts: dict[str | None, float],
@@ -361,7 +308,7 @@ class AlertEngine:
                 del c.instances[key]
 
     def _baseline(
-        self, c: _Compiled, inst: _Instance, s: Sample, n: float, now: float, window: float
+        self, c: Compiled, inst: Instance, s: Sample, n: float, now: float, window: float
     ) -> tuple[float | None, float | None]:
         spec = c.rule.baseline_spec
         if spec is None:
@@ -395,7 +342,7 @@ class AlertEngine:
         # trailing
         assert spec.seconds is not None
         if inst.trail is None:
-            inst.trail = _Trail()
+            inst.trail = Trail()
         exclude = window if spec.exclude is None else spec.exclude
         hi = now - exclude
         got = inst.trail.mean(hi - spec.seconds, hi, spec.min_coverage * spec.seconds)
@@ -404,7 +351,7 @@ class AlertEngine:
 
     def _eval_absent(
         self,
-        c: _Compiled,
+        c: Compiled,
         snapshot: Snapshot,
         index: dict[str, list[Sample]],
         now: float,
@@ -442,8 +389,8 @@ class AlertEngine:
 
     def _silent(
         self,
-        c: _Compiled,
-        inst: _Instance,
+        c: Compiled,
+        inst: Instance,
         value: float | None,
         now: float,
         snapshot: Snapshot,
@@ -467,8 +414,8 @@ class AlertEngine:
 
     def _step(
         self,
-        c: _Compiled,
-        inst: _Instance,
+        c: Compiled,
+        inst: Instance,
         cond: bool | None,
         now: float,
         since: float | None,
@@ -509,7 +456,7 @@ class AlertEngine:
                 inst.since = inst.false_since = None
 
     def _event(
-        self, c: _Compiled, inst: _Instance, state: AlertState, now: float, snapshot: Snapshot
+        self, c: Compiled, inst: Instance, state: AlertState, now: float, snapshot: Snapshot
     ) -> AlertEvent:
         rule = c.rule
         return AlertEvent(
@@ -562,11 +509,16 @@ class AlertEngine:
 
     def _dispatch(self, events: list[AlertEvent]) -> None:
         for e in events:
-            for s in self.sinks:
+            for s, name, tally in zip(self.sinks, self._sink_names, self._tally, strict=True):
                 try:
                     s.send(e)
-                except Exception as exc:
-                    self._error(f"sink:{sink_name(s)}", exc)
+                except BaseException as exc:  # SystemExit in a sink of yours included
+                    self._error(f"sink:{name}", exc)
+                    if tally is not None:
+                        tally["failed"] += 1
+                else:
+                    if tally is not None:
+                        tally["sent"] += 1
 
     def _error(self, stage: str, exc: BaseException) -> None:
         self.errors[stage] = self.errors.get(stage, 0) + 1
@@ -576,53 +528,4 @@ class AlertEngine:
             log.warning("mlmon alerts: %s failed: %r", stage, exc)
 
     def __repr__(self) -> str:
-        return f"AlertEngine({len(self.rules)} rules, sinks={[sink_name(s) for s in self.sinks]})"
-
-
-# --------------------------------------------------------------------------- reference values
-
-
-def reference_lookup(
-    reference: Any = None, values: Mapping[str, float] | None = None
-) -> ReferenceValue:
-    """Build ``reference_value(metric, labels)`` from a ``Reference`` and/or fixed values.
-
-    From a :class:`mlmon.Reference`: ``mlmon_feature_mean``, ``_variance``, ``_min``, ``_max``
-    and ``_missing_ratio`` per ``feature``, and ``mlmon_output_mean``, ``_variance`` and
-    ``_stddev`` from its output profile. ``values`` adds metrics the reference does not hold
-    (``{"mlmon_precision": 0.82}``, from validation), whatever the labels; it wins over the
-    reference.
-
-    >>> import mlmon
-    >>> ref = mlmon.Reference.from_data([[1.0], [3.0]], feature_names=["age"], outputs=[0.2, 0.4])
-    >>> lookup = reference_lookup(ref, {"mlmon_precision": 0.82})
-    >>> lookup("mlmon_feature_mean", {"feature": "age"}), lookup("mlmon_precision", {})
-    (2.0, 0.82)
-    >>> round(lookup("mlmon_output_variance", {}), 6), lookup("mlmon_recall", {}) is None
-    (0.01, True)
-    """
-    table: dict[tuple[str, str | None], float] = {}
-    for p in getattr(reference, "features", None) or ():
-        name = getattr(p, "name", None)
-        rows = getattr(p, "rows", 0) or 0
-        if rows:
-            table[("mlmon_feature_missing_ratio", name)] = float(p.missing) / rows
-        if getattr(p, "kind", None) == "numeric" and getattr(p, "count", 0):
-            for metric, attr in (("mean", "mean"), ("variance", "variance"), ("min", "min"), ("max", "max")):
-                table[(f"mlmon_feature_{metric}", name)] = float(getattr(p, attr))
-    out: Any = getattr(reference, "outputs", None)
-    if out is not None and out.count:
-        table[("mlmon_output_mean", None)] = float(out.mean)
-        table[("mlmon_output_variance", None)] = float(out.variance)
-        table[("mlmon_output_stddev", None)] = math.sqrt(float(out.variance))
-    fixed = {str(k): float(v) for k, v in (values or {}).items()}
-
-    def reference_value(metric: str, labels: Mapping[str, str]) -> float | None:
-        hit = fixed.get(metric)
-        if hit is not None:
-            return hit
-        if metric.startswith("mlmon_feature_"):
-            return table.get((metric, labels.get("feature")))
-        return table.get((metric, None))
-
-    return reference_value
+        return f"AlertEngine({len(self.rules)} rules, sinks={list(self._sink_names)})"

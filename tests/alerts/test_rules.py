@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import pytest
@@ -264,3 +265,89 @@ def test_descriptions_read_as_conditions() -> None:
         == PercentChange("mlmon_outcome_rate", labels={"outcome": "click"}, percent=50, baseline=0.05).describe()
     )
     assert "mlmon_calls_total has not increased for 5m" == Absent().describe()
+
+
+# -- one declaration of the common fields: keyword-only, each checked by its own validator ---------
+COMMON = ("metric", "labels", "name", "severity", "for_", "resolve_after", "cooldown", "min_samples", "summary")
+ALL_RULES = [
+    Threshold("mlmon_error_ratio", above=0.1),
+    PercentDrop("mlmon_precision", percent=10),
+    PercentChange("mlmon_outcome_rate", labels={"outcome": "click"}, percent=30),
+    VarianceChange("mlmon_output_variance", factor=2.0),
+    Absent(),
+]
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: type(r).__name__)
+def test_every_rule_has_the_common_fields_once_and_keyword_only(rule: object) -> None:
+    fields = attrs.fields(type(rule))
+    names = [f.name for f in fields]
+    assert list(COMMON) == names[: len(COMMON)]
+    assert len(names) == len(set(names))
+    assert all(f.kw_only for f in fields)
+    assert all(f.validator is not None for f in fields if f.name in COMMON)
+
+
+def test_common_fields_cannot_be_passed_positionally() -> None:
+    with pytest.raises(TypeError):
+        Threshold("mlmon_error_ratio", 0.1)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        PercentDrop("mlmon_precision", 10)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        VarianceChange("mlmon_output_variance", 2.0)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Absent("mlmon_calls_total", 600)  # type: ignore[misc]
+    rule = Threshold("mlmon_error_ratio", above=0.1, for_=60, resolve_after=5)
+    # attrs' own initialiser takes keywords only: swapping for_ and resolve_after by position
+    # cannot happen anywhere.
+    with pytest.raises(TypeError):
+        rule.__attrs_init__("mlmon_error_ratio", (), "x", "warning", 5.0, 60.0)  # type: ignore[misc,call-arg]
+    assert (60.0, 5.0) == (rule.for_, rule.resolve_after)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: type(r).__name__)
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("metric", "mlmon_nope"),
+        ("labels", (("nope", "x"),)),
+        ("name", "has space"),
+        ("severity", "page"),
+        ("for_", -3.5),
+        ("resolve_after", math.inf),
+        ("cooldown", "5m"),
+        ("min_samples", -2),
+        ("summary", b"bytes"),
+    ],
+)
+def test_each_common_validator_names_its_field_and_the_value(rule: object, field: str, bad: object) -> None:
+    with pytest.raises(ValueError) as info:
+        attrs.evolve(rule, **{field: bad})
+    message = str(info.value)
+    assert message.startswith(field), message
+    assert repr(bad) in message, message
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "bad"),
+    [
+        (lambda v: Threshold("mlmon_error_ratio", above=v), "above", math.nan),
+        (lambda v: Threshold("mlmon_error_ratio", below=v), "below", "low"),
+        (lambda v: Threshold("mlmon_error_ratio", above=1, hysteresis=v), "hysteresis", "wide"),
+        (lambda v: PercentDrop("mlmon_precision", percent=v), "percent", "10"),
+        (lambda v: PercentChange("mlmon_outcome_rate", percent=v), "percent", math.inf),
+        (lambda v: PercentDrop("mlmon_precision", percent=10, clear_ratio=v), "clear_ratio", 2.5),
+        (lambda v: PercentDrop("mlmon_precision", percent=10, baseline=v), "baseline", "yesterday"),
+        (lambda v: VarianceChange("mlmon_output_variance", factor=v), "factor", "2"),
+        (lambda v: VarianceChange("mlmon_output_variance", factor=2, alpha=v), "alpha", 1.5),
+        (lambda v: VarianceChange("mlmon_output_variance", factor=2, test=v), "test", "ks"),
+        (lambda v: VarianceChange("mlmon_output_variance", factor=2, clear_ratio=v), "clear_ratio", 0.0),
+        (lambda v: Absent(for_=v), "for_", None),
+    ],
+)
+def test_each_rule_validator_names_its_field_and_the_value(make: Any, field: str, bad: object) -> None:
+    with pytest.raises(ValueError) as info:
+        make(bad)
+    message = str(info.value)
+    assert message.startswith(field), message
+    assert repr(bad) in message, message
