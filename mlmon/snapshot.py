@@ -179,6 +179,10 @@ _CATALOG_LIST = [
     # alerts
     _m("mlmon_alert_firing", "gauge", "1", "1 while the rule is firing.", ("rule",)),
     _m("mlmon_alerts_firing", "gauge", "1", "Rules firing."),
+    _m(
+        "mlmon_alert_notifications_total", "counter", "1",
+        "Alert notifications by sink and outcome (sent, failed, redirected, timeout, dropped).", ("sink", "outcome"),
+    ),
     # self
     _m("mlmon_dropped_total", "counter", "1", "Records dropped because a bounded buffer was full.", ("buffer",)),
     _m("mlmon_internal_errors_total", "counter", "1", "Failures inside mlmon, by stage.", ("stage",)),
