@@ -58,6 +58,7 @@ from mlmon.tracking import (
     CallBuffers,
     Omitted,
     Track,
+    call_ids,
     feature_rows,
     output_rows,
     sync_calls_in_flight,
@@ -416,7 +417,7 @@ class Monitor:
                 g_times = now - np.maximum(0, self._perf() - ends) / 1e9
                 outs.extend(g_outs)
                 feats.extend(g_feats)
-                ids.extend([g[4] for g in ok_gen])
+                ids.extend([self._ids_of(g[4], n) if g[4].__class__ is Call else g[4] for g, n in zip(ok_gen, g_rows, strict=True)])
                 rows_list.extend(g_rows)
                 times = np.concatenate((np.array(times), g_times))
         secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
@@ -432,6 +433,14 @@ class Monitor:
                     part.ingest(batch)
                 except Exception as exc:
                     self._internal_error("ingest", exc)
+
+    def _ids_of(self, call: Call, rows: int) -> Any:
+        """The ids of a ``with`` call that was given none: those the caller read, else ids
+        generated now when a task is set (predictions are stored to meet their labels), else
+        None — nobody holds ids to label them with, so nothing is stored."""
+        if call._ids is None and self.task is not None:
+            call._ids = call_ids(self, call._cid, rows)
+        return call._ids
 
     # -- read side -------------------------------------------------------------------------
     def _inflight_state(self) -> tuple[int, float]:

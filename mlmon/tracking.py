@@ -174,7 +174,8 @@ class CallBuffers:
     dropped and its count, rows and error type kept.
 
     Calls that carry features, ids or batch outputs are also bounded in bytes: past
-    ``soft_bytes`` the background thread is woken to drain; past half of ``max_bytes`` the
+    ``soft_bytes`` the background thread is woken to drain them (many small records are
+    reduced by the calling thread instead: that is cheap); past half of ``max_bytes`` the
     calling thread drains one bounded chunk itself; past ``max_bytes`` a call's features,
     outputs and ids are not kept (counted in ``mlmon_dropped_total{buffer="details"}``), while
     its latency, rows and error type still are.
@@ -240,10 +241,12 @@ class CallBuffers:
                 size = 0
             gen.append(rec)
             self.bytes += size
-            if n >= self.soft_cap or self.bytes >= self.soft_bytes:
-                self.wake()
-                if n >= 2 * self.soft_cap or self.bytes >= self.max_bytes // 2:
-                    self.drain_inline()
+            if self.bytes >= self.max_bytes // 2:
+                self.drain_inline()  # the background thread cannot keep up: one bounded chunk
+            elif self.bytes >= self.soft_bytes:
+                self.wake()  # big records: reduced on the background thread
+            elif n >= self.soft_cap:
+                self.drain_inline()  # many small records: cheap to reduce here
         except Exception as exc:
             self.internal_error("buffer", exc)
 
@@ -768,24 +771,28 @@ class Track:
         self._call = None
         mon = call._mon
         end = mon._perf()
-        dt = end - call._t0
         mon._inflight.pop(call._cid, None)
         try:
-            if exc_type is None and call._ids is None:
-                # Ids are joined at drain time, so they exist from here on even if never read.
-                n = feature_rows(call._features) if call._features is not None else output_rows(call._out)
-                call._ids = call_ids(mon, call._cid, n)
             b = mon._buffers
             if exc_type is not None:
-                rec: tuple[Any, ...] = (dt, exc_type, None, None, None, end, 0)
-            else:
-                out, f, i = call._out, call._features, call._ids
-                size = nbytes(out) + nbytes(f) + nbytes(i)
-                rec = (dt, None, out, f, i, end, size)
-                if len(b.gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
-                    b.gen.append(rec)
+                b.record((end - call._t0, exc_type, None, None, None, end, 0))
+                return
+            out, f = call._out, call._features
+            # Without ids of its own the record carries the call: the drain takes the ids the
+            # caller read (call.ids), or generates them if predictions are to be stored.
+            i = call._ids if call._ids is not None else call
+            size = 0 if out.__class__ in _IMMUTABLE else nbytes(out)
+            if f is not None:
+                size += nbytes(f)
+            if i is not call:
+                size += nbytes(i)
+            rec = (end - call._t0, None, out, f, i, end, size)
+            gen = b.gen
+            if len(gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
+                gen.append(rec)
+                if size:
                     b.bytes += size
-                    return
-            b.record(rec)
+            else:
+                b.record(rec)
         except Exception as err:
             mon._internal_error("track", err)
