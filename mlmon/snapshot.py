@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import attrs
 
+from mlmon.jsonl_format import parse_record, record_dict
+
 __all__ = [
     "CATALOG",
     "MetricInfo",
@@ -306,20 +308,19 @@ class Snapshot:
         return len(self.samples)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite values become None)."""
-        return {
-            "mlmon": 1,
-            "model": self.model,
-            "version": self.version,
-            "instance": self.instance,
-            "timestamp": self.timestamp,
-            "window": self.window,
-            "samples": [
-                [s.name, dict(s.labels), s.value if math.isfinite(s.value) else None]
-                for s in self.samples
-            ],
-            "alerts": [a.to_dict() if hasattr(a, "to_dict") else repr(a) for a in self.alerts],
-        }
+        """A JSON-ready dict, one line of the JSON-lines format (:mod:`mlmon.jsonl_format`).
+
+        Non-finite values become None.
+        """
+        return record_dict(
+            self.model,
+            self.version,
+            self.instance,
+            self.timestamp,
+            self.window,
+            ((s.name, dict(s.labels), s.value) for s in self.samples),
+            self.alerts,
+        )
 
     def to_json(self) -> str:
         """One compact JSON line (see :meth:`to_dict`)."""
@@ -327,19 +328,29 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        """Inverse of :meth:`to_dict` (alerts are kept as plain dicts)."""
-        samples = tuple(
-            Sample(str(name), _labels_key(labels), float("nan") if value is None else float(value))
-            for name, labels, value in data["samples"]
-        )
+        """Inverse of :meth:`to_dict` (alerts are kept as plain dicts; a None value is NaN).
+
+        Validation is that of :func:`mlmon.jsonl_format.parse_record`; a dict without the
+        ``"mlmon"`` format field is read as format version 1.
+
+        Raises:
+            mlmon.jsonl_format.LineError: ``data`` is not a valid snapshot (a ``ValueError``
+                naming what is wrong), or was written by a newer mlmon.
+
+        >>> Snapshot.from_dict({"model": "m", "timestamp": 2, "samples": [["x", {}, None]]}).samples
+        (Sample(name='x', labels=(), value=nan),)
+        """
+        rec = parse_record(data, require_version=False)
         return cls(
-            model=str(data["model"]),
-            version=data.get("version"),
-            instance=str(data.get("instance", "")),
-            timestamp=float(data["timestamp"]),
-            window=float(data.get("window", 0.0)),
-            samples=samples,
-            alerts=tuple(data.get("alerts", ())),
+            model=rec.model,
+            version=rec.version,
+            instance=rec.instance,
+            timestamp=rec.timestamp,
+            window=rec.window,
+            samples=tuple(
+                Sample(name, labels, math.nan if value is None else value) for name, labels, value in rec.samples
+            ),
+            alerts=rec.alerts,
         )
 
 
