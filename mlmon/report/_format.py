@@ -183,6 +183,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         pad = abs(lo) * 0.1 if lo else 1.0
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(1, n)
+    if not (1e-300 < raw < 1e300):  # a span too small or too large for round steps
+        return [lo, hi] if hi > lo else [lo - 1.0, lo + 1.0]
     mag = 10.0 ** math.floor(math.log10(raw))
     step = mag
     for m in (1.0, 2.0, 2.5, 5.0, 10.0):
@@ -204,11 +206,12 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     >>> _log_ticks(3.0, 40.0)
     [2.0, 5.0, 10.0, 20.0, 50.0]
     """
-    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    if b == a:
-        b += 1
+    # Decades from 1e-300 to 1e300 (10.0**k under- or overflows beyond), at most ten ticks.
+    a = max(-300, math.floor(math.log10(lo)))
+    b = min(300, max(a + 1, math.ceil(math.log10(hi))))
     if b - a > 2:
-        return [10.0**k for k in range(a, b + 1)]
+        every = max(1, math.ceil((b - a) / 9))
+        return [10.0**k for k in range(a, b + every, every)]
     ticks = [m * 10.0**k for k in range(a, b + 1) for m in (1.0, 2.0, 5.0)]
     below = [t for t in ticks if t <= lo]
     above = [t for t in ticks if t >= hi]
@@ -237,6 +240,8 @@ def time_ticks(t0: float, t1: float, n: int = 6) -> tuple[list[float], str]:
         if span / s <= n:
             step = s
             break
+    if span / step > n:  # more than a few years: whole multiples of a year
+        step = _TIME_STEPS[-1] * math.ceil(span / step / n)
     first = math.ceil(t0 / step - 1e-9)
     ticks = []
     i = first

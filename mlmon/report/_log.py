@@ -121,7 +121,8 @@ class Log:
         self.malformed_why: dict[str, list[int]] = {}  # reason -> [count, first line numbers...]
         self.newer: dict[int, int] = {}
         self.duplicates = 0
-        self.dropped_series = 0  # samples of series beyond MAX_SERIES
+        self.max_series = MAX_SERIES
+        self.dropped_series = 0  # samples of series beyond max_series
         self.models: dict[str, int] = {}
         self.instances: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
@@ -195,7 +196,7 @@ class Log:
             key = (name, tuple((clean(k), clean(v)) for k, v in labels), instance)
             xs = self._t.get(key)
             if xs is None:
-                if len(self._t) >= MAX_SERIES:
+                if len(self._t) >= self.max_series:
                     self.dropped_series += 1
                     continue
                 xs = self._t[key] = array("d")

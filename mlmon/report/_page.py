@@ -11,8 +11,8 @@ import numpy as np
 
 from mlmon.jsonl_format import FORMAT_VERSION
 from mlmon.report import _svg
-from mlmon.report._format import duration, esc, utc
-from mlmon.report._log import FloatArray, Labels, Log
+from mlmon.report._format import clean, duration, esc, utc
+from mlmon.report._log import FloatArray, Labels, Log, listed
 from mlmon.report._sections import (
     ALERT_COLORS,
     ALERT_NOTE,
@@ -196,7 +196,7 @@ class Page:
             cov = self.latest("mlmon_label_coverage_ratio", agg=min)
             cards.append(("Labels joined", _svg.fmt_number(labels_total), f"coverage {_svg.fmt_ratio(cov)} (latest)" if cov is not None else "", ""))
         if self.alert_rows is not None:
-            firing_now = sorted({r.rule for r in self.alert_rows if r.firing_at_end})
+            firing_now = sorted({r.rule for r in self.alert_rows if r.firing_at_end})[:5]
             episodes = sum(1 for r in self.alert_rows for e in r.episodes if e.state == "firing")
             sub = ("firing at the end: " + ", ".join(firing_now)) if firing_now else f"{len(self.alert_rules)} rule{'s' if len(self.alert_rules) != 1 else ''} evaluated"
             cards.append(("Alerts fired", str(episodes), sub, "bad" if firing_now else ("warn" if episodes else "")))
@@ -272,7 +272,7 @@ class Page:
         parts = []
         if active:
             tl_rows = []
-            for r in active:
+            for r in active[:MAX_TIMELINE_ROWS]:
                 spans = [
                     _svg.Span(e.start, e.end, e.state, f"{self.row_label(r)}: {e.state} {utc(e.start, self.when)}–{utc(e.end, self.when)} UTC"
                               + (" (still at the end of the log)" if e.open else "") + (f" · {e.message}" if e.message else ""))
@@ -284,12 +284,14 @@ class Page:
                 '<figure class="card wide"><figcaption><h3>When each rule was pending or firing</h3>'
                 '<p class="metric">mlmon_alert_firing{rule}, alert events</p></figcaption>' + svg + "</figure>"
             )
+            if len(active) > MAX_TIMELINE_ROWS:
+                parts.append(f'<p class="note wide">{len(active) - MAX_TIMELINE_ROWS} more alert rows not drawn (at most {MAX_TIMELINE_ROWS}).</p>')
             parts.append(self.alert_table(active))
         else:
             parts.append('<div class="card wide"><p>No rule was pending or firing in this log.</p></div>')
         if quiet:
             parts.append(
-                f'<p class="note wide">Rules evaluated that never went pending or firing: {esc(", ".join(quiet))}.</p>'
+                f'<p class="note wide">Rules evaluated that never went pending or firing: {esc(listed(quiet, 20))}.</p>'
             )
         return self.section("alerts", "Alert timeline", ALERT_NOTE, "".join(parts), full=True)
 
@@ -391,7 +393,7 @@ class Page:
             self.notes.append(f"Skipped {log.malformed} malformed line{'s' if log.malformed > 1 else ''} — {whys}.")
         if log.newer:
             n = sum(log.newer.values())
-            versions = ", ".join(str(v) for v in sorted(log.newer))
+            versions = listed((str(v) for v in sorted(log.newer)), 5)
             self.notes.append(
                 f"Skipped {n} line{'s' if n > 1 else ''} written by a newer mlmon (format version {versions}); "
                 f"this mlmon reads format version {FORMAT_VERSION}. Upgrade mlmon to report on them."
@@ -400,15 +402,20 @@ class Page:
             self.notes.append(f"Ignored {log.duplicates} duplicate line{'s' if log.duplicates > 1 else ''} (a snapshot seen before).")
         others = {m: n for m, n in log.models.items() if m != log.model}
         if others:
-            listed = ", ".join(f"{m} ({n} snapshot{'s' if n > 1 else ''})" for m, n in others.items())
-            self.notes.append(f"This log also holds other models: {listed}. Pick one with --model NAME.")
+            models = listed(f"{m} ({n} snapshot{'s' if n > 1 else ''})" for m, n in others.items())
+            self.notes.append(f"This log also holds other models: {models}. Pick one with --model NAME.")
         if log.hidden:
             self.notes.append(
-                f"Showing instance {', '.join(log.instances)} only; hidden by --instance: {', '.join(log.hidden)}."
+                f"Showing instance {listed(log.instances)} only; hidden by --instance: {listed(log.hidden)}."
             )
         if len(log.versions) > 1:
-            listed = ", ".join(f"{v} ({n})" for v, n in log.versions.items())
-            self.notes.append(f"Several model versions in this log (snapshots): {listed}.")
+            versions = listed(f"{v} ({n})" for v, n in log.versions.items())
+            self.notes.append(f"Several model versions in this log (snapshots): {versions}.")
+        if log.dropped_series:
+            self.notes.append(
+                f"Dropped {log.dropped_series:,} samples of series beyond the first {log.max_series:,} "
+                "(distinct metric, labels and instance): the log has more series than a page can show."
+            )
 
     def html(self) -> str:
         log = self.log
@@ -422,7 +429,7 @@ class Page:
             body.append(self.chart_section(sid, title, empty, charts))
         cards = self.cards()
         versions = [v for v in log.versions if v != "–"]
-        version = f'<span class="version">version {esc(", ".join(versions))}</span>' if versions else ""
+        version = f'<span class="version">version {esc(listed(versions, 5))}</span>' if versions else ""
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         nav = "".join(
             f'<a href="#{sid}"{EMPTY_CLASS if sid in self.omitted else ""}>{esc(SECTION_TITLES[sid])}</a>'
@@ -435,7 +442,7 @@ class Page:
         internal_text = ", ".join(f"{label} {_svg.fmt_number(v)}" for label, v in internal if v is not None)
         from mlmon import __version__
 
-        return "".join((
+        page = "".join((
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
             # No network, no script: even a label that slipped past escaping could not run.
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">",
@@ -449,11 +456,13 @@ class Page:
             f'<section id="summary" data-section="summary" class="cards">{cards}</section>',
             *body,
             f'<footer>Generated by mlmon {esc(__version__)} at {esc(utc(time.time()))} UTC from {esc(self.source)} · '
-            f"{len(log.instances)} instance{'s' if len(log.instances) > 1 else ''}: {esc(', '.join(log.instances))}"
+            f"{len(log.instances)} instance{'s' if len(log.instances) > 1 else ''}: {esc(listed(log.instances, 20))}"
             + (f" · mlmon itself: {esc(internal_text)}" if internal_text else "")
             + f" · charts show at most {self.max_points} points per series (min and max kept)</footer>",
             "</body></html>\n",
         ))  # fmt: skip
+        # Every text was escaped and cleaned on its way in; this pass makes sure of it.
+        return clean(page)
 
 
 @attrs.define(slots=True)

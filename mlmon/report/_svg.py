@@ -35,6 +35,8 @@ from mlmon.report._format import (
     time_ticks,
 )
 
+_LIMIT = 1e300
+
 __all__ = [
     "PALETTE",
     "HeatRow",
@@ -165,6 +167,9 @@ def line_chart(
     t0, t1 = x_range
     if not t1 > t0:
         t0, t1 = t0 - 1.0, t0 + 1.0
+    # Values beyond +-1e300 are drawn as gaps, like non-finite ones: an axis spanning them
+    # would overflow (1e308 - -1e308 is inf), and no metric mlmon writes gets there.
+    series = [attrs.evolve(s, ys=[y if abs(y) < _LIMIT else math.nan for y in s.ys]) for s in series]
     finite = [y for s in series for y in s.ys if math.isfinite(y)]
     positive = [y for y in finite if y > 0]
     log = y_scale == "log" or (
