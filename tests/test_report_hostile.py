@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlmon import report
-from mlmon.jsonl_format import LineError, NewerFormat, parse_line
+from mlmon.snapshot import LineError, NewerFormat, parse_line
 
 START = 1_700_000_000.0
 GOOD_VALUES = (3.0, 7.5, 1.25)

@@ -23,9 +23,9 @@ See ``docs/report.md``.
 
 from __future__ import annotations
 
-from mlmon.jsonl_format import FORMAT_VERSION
 from mlmon.report._api import build, render, write
 from mlmon.report._cli import main
 from mlmon.report._info import MAX_POINTS, ReportError, ReportInfo
+from mlmon.snapshot import FORMAT_VERSION
 
 __all__ = ["FORMAT_VERSION", "MAX_POINTS", "ReportError", "ReportInfo", "build", "main", "render", "write"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from mlmon.jsonl_format import FORMAT_VERSION
 from mlmon.report._format import duration, fmt_bytes
+from mlmon.snapshot import FORMAT_VERSION
 
 __all__ = ["FORMAT_VERSION", "MAX_POINTS", "ReportError", "ReportInfo"]
 

@@ -1,6 +1,6 @@
 """Reading the log: JSON lines in, the chosen model's time series out (:class:`Log`).
 
-Each line goes through :func:`mlmon.jsonl_format.parse_line`, the one definition of the format;
+Each line goes through :func:`mlmon.snapshot.parse_line`, the one definition of the format;
 a line it refuses is skipped and counted by reason, never raised.
 """
 
@@ -16,17 +16,17 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from mlmon.jsonl_format import (
-    FORMAT_VERSION,
-    MAX_STRING,
-    LineError,
-    NewerFormat,
-    Record,
-    parse_line,
-)
 from mlmon.report._format import clean
 from mlmon.report._info import ReportError
 from mlmon.report._sections import USED
+from mlmon.snapshot import (
+    FORMAT_VERSION,
+    MAX_STRING,
+    JsonlRecord,
+    LineError,
+    NewerFormat,
+    parse_line,
+)
 
 Source = Union[str, "os.PathLike[str]", Iterable[str]]
 """A log: a path, or an iterable of its lines."""
@@ -167,7 +167,7 @@ class Log:
             return
         self._take(rec, hash(text))
 
-    def _take(self, rec: Record, digest: int) -> None:
+    def _take(self, rec: JsonlRecord, digest: int) -> None:
         # The line is valid: count it, then decide whether it belongs to the report.
         model = clean(rec.model)
         self.models[model] = self.models.get(model, 0) + 1

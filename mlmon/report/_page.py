@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 import numpy as np
 
-from mlmon.jsonl_format import FORMAT_VERSION
 from mlmon.report import _svg
 from mlmon.report._format import clean, duration, esc, utc
 from mlmon.report._log import FloatArray, Labels, Log, listed
@@ -29,6 +28,7 @@ from mlmon.report._sections import (
     qsort,
 )
 from mlmon.report._series import counter_total, heat_cells, rate, thin
+from mlmon.snapshot import FORMAT_VERSION
 
 MAX_CHART_SERIES = 24  # lines per chart; more would make the legend unreadable
 MAX_HEAT_ROWS = 40
