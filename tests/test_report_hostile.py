@@ -296,3 +296,19 @@ def test_any_text_line_never_raises(text: str) -> None:
     page, info = report.build([good[0], *text.splitlines(), good[1], good[2]])
     check_page(page)
     assert info.snapshots >= 3
+
+
+def test_alerts_on_ever_new_labels_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlmon.report import _page
+
+    monkeypatch.setattr(_page, "MAX_ALERT_ROWS", 100)
+    lines = good_lines()
+    for i in range(300):
+        event = {"rule": "drift", "state": "firing", "labels": {"feature": f"f{i}"}, "message": f"m{i}"}
+        lines.append(line(timestamp=START + 30 + i, alerts=[event]))
+    page, info = report.build(lines)
+    check_page(page)
+    assert 303 == info.snapshots
+    assert "Ignored 200 alert events of alert instances beyond the first 100" in page
+    assert 60 == page.count('class="timeline-row"')
+    assert "more alert rows not drawn (at most 60)" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ MAX_HEAT_ROWS = 40
 MAX_HEAT_BINS = 120
 MAX_SPANS = 400  # spans per alert row
 MAX_TIMELINE_ROWS = 60  # rows of the alert timeline
+MAX_ALERT_ROWS = 5_000  # alert instances (rule, labels, instance) followed
 MAX_EPISODES = 200  # rows of the alert table
 
 
@@ -58,6 +60,7 @@ class Page:
         self.notes: list[str] = []
         self.alert_rows: list[_AlertRow] | None = None
         self.alert_rules: list[str] = []
+        self.dropped_events = 0
 
     # -- series ------------------------------------------------------------------------------
     def chart_series(self, chart: Chart) -> tuple[list[_svg.Series], int]:
@@ -239,6 +242,9 @@ class Page:
             for t, v in zip(xs.tolist(), ys.tolist(), strict=True):
                 if v >= 0.5:
                     row.states[t] = "firing"
+        by_rule: dict[tuple[str, str], list[_AlertRow]] = {}
+        for row in rows.values():
+            by_rule.setdefault((row.instance, row.rule), []).append(row)
         joined: dict[tuple[str, str, Labels], _AlertRow] = {}
         for e in log.events:
             best = joined.get((e.instance, e.rule, e.labels))
@@ -246,11 +252,15 @@ class Page:
                 # The firing sample carries the labels that tell instances of a rule apart; the
                 # event carries all the series' labels. Join on the sample's being a subset.
                 ev_pairs = set(e.labels)
-                for (r_inst, r_rule, r_labels), row in rows.items():
-                    if r_inst == e.instance and r_rule == e.rule and set(r_labels) <= ev_pairs and (best is None or len(r_labels) > len(best.labels)):
+                for row in by_rule.get((e.instance, e.rule), ()):
+                    if set(row.labels) <= ev_pairs and (best is None or len(row.labels) > len(best.labels)):
                         best = row
                 if best is None:
-                    best = rows.setdefault((e.instance, e.rule, e.labels), _AlertRow(e.rule, e.instance, e.labels))
+                    if len(rows) >= MAX_ALERT_ROWS:  # a log with alerts on ever new labels
+                        self.dropped_events += 1
+                        continue
+                    best = rows[(e.instance, e.rule, e.labels)] = _AlertRow(e.rule, e.instance, e.labels)
+                    by_rule.setdefault((e.instance, e.rule), []).append(best)
                 joined[(e.instance, e.rule, e.labels)] = best
             if e.state == "firing" or best.states.get(e.t) != "firing":
                 best.states[e.t] = e.state
@@ -411,6 +421,11 @@ class Page:
         if len(log.versions) > 1:
             versions = listed(f"{v} ({n})" for v, n in log.versions.items())
             self.notes.append(f"Several model versions in this log (snapshots): {versions}.")
+        if self.dropped_events:
+            self.notes.append(
+                f"Ignored {self.dropped_events:,} alert events of alert instances beyond the first "
+                f"{MAX_ALERT_ROWS:,} (rule, labels and instance)."
+            )
         if log.dropped_series:
             self.notes.append(
                 f"Dropped {log.dropped_series:,} samples of series beyond the first {log.max_series:,} "
@@ -488,20 +503,31 @@ class _AlertRow:
         self.firing_at_end = False
 
     def finish(self, stamps: Sequence[float]) -> None:
-        """Turn per-snapshot states into episodes: runs of one state, ended by the next snapshot."""
-        times = sorted(set(stamps) | set(self.states))
+        """Turn per-snapshot states into episodes: runs of one state, ended by the next snapshot.
+
+        ``stamps`` (sorted) are the instance's snapshot times; a snapshot without a state here
+        is "ok". Cost: O(states x log(stamps)), however long the log.
+        """
         current: _Episode | None = None
-        for t in times:
-            state = self.states.get(t, "ok")
-            if current is not None and state != current.state:
-                current.end, current.open = t, False
-                current = None
-            if current is None and state != "ok":
+        for t in sorted(self.states):
+            state = self.states[t]
+            if current is not None:
+                i = bisect.bisect_right(stamps, current.end)
+                if i < len(stamps) and stamps[i] < t:  # an "ok" snapshot came in between
+                    current.end, current.open = stamps[i], False
+                    current = None
+                elif state != current.state:
+                    current.end, current.open = t, False
+                    current = None
+            if current is None:
                 current = _Episode(state, t, t, True, "")
                 self.episodes.append(current)
-            if current is not None:
-                current.end = t
-                current.message = self.messages.get(t, current.message)
+            current.end = t
+            current.message = self.messages.get(t, current.message)
+        if current is not None:
+            i = bisect.bisect_right(stamps, current.end)
+            if i < len(stamps):
+                current.end, current.open = stamps[i], False
         self.firing_at_end = bool(self.episodes) and self.episodes[-1].open and self.episodes[-1].state == "firing"
 
 
