@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-import attrs
 import numpy as np
 
 from mlmon.report import _svg
+from mlmon.report._alerts import AlertRow
 from mlmon.report._format import clean, duration, esc, utc
 from mlmon.report._log import FloatArray, Labels, Log, listed
 from mlmon.report._sections import (
@@ -29,6 +28,7 @@ from mlmon.report._sections import (
     qsort,
 )
 from mlmon.report._series import counter_total, heat_cells, rate, thin
+from mlmon.report._style import CSS
 from mlmon.snapshot import FORMAT_VERSION
 
 MAX_CHART_SERIES = 24  # lines per chart; more would make the legend unreadable
@@ -58,7 +58,7 @@ class Page:
         self.sections: list[str] = []
         self.omitted: list[str] = []
         self.notes: list[str] = []
-        self.alert_rows: list[_AlertRow] | None = None
+        self.alert_rows: list[AlertRow] | None = None
         self.alert_rules: list[str] = []
         self.dropped_events = 0
 
@@ -233,19 +233,19 @@ class Page:
         if not keys and not log.events:
             self.alert_rows = None
             return
-        rows: dict[tuple[str, str, Labels], _AlertRow] = {}
+        rows: dict[tuple[str, str, Labels], AlertRow] = {}
         for key in keys:
             rule = dict(key[1]).get("rule", "?")
             series_labels = tuple(kv for kv in key[1] if kv[0] != "rule")
-            row = rows.setdefault((key[2], rule, series_labels), _AlertRow(rule, key[2], series_labels))
+            row = rows.setdefault((key[2], rule, series_labels), AlertRow(rule, key[2], series_labels))
             xs, ys = log.series[key]
             for t, v in zip(xs.tolist(), ys.tolist(), strict=True):
                 if v >= 0.5:
                     row.states[t] = "firing"
-        by_rule: dict[tuple[str, str], list[_AlertRow]] = {}
+        by_rule: dict[tuple[str, str], list[AlertRow]] = {}
         for row in rows.values():
             by_rule.setdefault((row.instance, row.rule), []).append(row)
-        joined: dict[tuple[str, str, Labels], _AlertRow] = {}
+        joined: dict[tuple[str, str, Labels], AlertRow] = {}
         for e in log.events:
             best = joined.get((e.instance, e.rule, e.labels))
             if best is None:
@@ -259,7 +259,7 @@ class Page:
                     if len(rows) >= MAX_ALERT_ROWS:  # a log with alerts on ever new labels
                         self.dropped_events += 1
                         continue
-                    best = rows[(e.instance, e.rule, e.labels)] = _AlertRow(e.rule, e.instance, e.labels)
+                    best = rows[(e.instance, e.rule, e.labels)] = AlertRow(e.rule, e.instance, e.labels)
                     by_rule.setdefault((e.instance, e.rule), []).append(best)
                 joined[(e.instance, e.rule, e.labels)] = best
             if e.state == "firing" or best.states.get(e.t) != "firing":
@@ -305,12 +305,12 @@ class Page:
             )
         return self.section("alerts", "Alert timeline", ALERT_NOTE, "".join(parts), full=True)
 
-    def row_label(self, r: _AlertRow) -> str:
+    def row_label(self, r: AlertRow) -> str:
         sel = ",".join(f"{k}={v}" for k, v in r.labels)
         text = r.rule + (f"{{{sel}}}" if sel else "")
         return f"{text} · {r.instance}" if self.multi else text
 
-    def alert_table(self, rows: Sequence[_AlertRow]) -> str:
+    def alert_table(self, rows: Sequence[AlertRow]) -> str:
         episodes = sorted(((e, r) for r in rows for e in r.episodes), key=lambda er: er[0].start)
         body = []
         for e, r in episodes[:MAX_EPISODES]:
@@ -463,7 +463,7 @@ class Page:
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f'<meta name="generator" content="mlmon {esc(__version__)}">',
-            f"<title>mlmon report: {esc(log.model)}</title><style>{_CSS}</style></head><body>",
+            f"<title>mlmon report: {esc(log.model)}</title><style>{CSS}</style></head><body>",
             f'<header><h1>mlmon report: <span class="model">{esc(log.model)}</span> {version}</h1>',
             f'<p class="range">{esc(utc(log.start))} – {esc(utc(log.end))} UTC · {esc(self.source)}</p>',
             f"<nav>{nav}</nav></header>",
@@ -478,100 +478,3 @@ class Page:
         ))  # fmt: skip
         # Every text was escaped and cleaned on its way in; this pass makes sure of it.
         return clean(page)
-
-
-@attrs.define(slots=True)
-class _Episode:
-    state: str
-    start: float
-    end: float
-    open: bool
-    message: str
-
-
-class _AlertRow:
-    """One alert instance (rule, series labels, process) and its states at each snapshot."""
-
-    def __init__(self, rule: str, instance: str, labels: Labels) -> None:
-        self.rule = rule
-        self.instance = instance
-        self.labels = labels
-        self.severity = ""
-        self.states: dict[float, str] = {}
-        self.messages: dict[float, str] = {}
-        self.episodes: list[_Episode] = []
-        self.firing_at_end = False
-
-    def finish(self, stamps: Sequence[float]) -> None:
-        """Turn per-snapshot states into episodes: runs of one state, ended by the next snapshot.
-
-        ``stamps`` (sorted) are the instance's snapshot times; a snapshot without a state here
-        is "ok". Cost: O(states x log(stamps)), however long the log.
-        """
-        current: _Episode | None = None
-        for t in sorted(self.states):
-            state = self.states[t]
-            if current is not None:
-                i = bisect.bisect_right(stamps, current.end)
-                if i < len(stamps) and stamps[i] < t:  # an "ok" snapshot came in between
-                    current.end, current.open = stamps[i], False
-                    current = None
-                elif state != current.state:
-                    current.end, current.open = t, False
-                    current = None
-            if current is None:
-                current = _Episode(state, t, t, True, "")
-                self.episodes.append(current)
-            current.end = t
-            current.message = self.messages.get(t, current.message)
-        if current is not None:
-            i = bisect.bisect_right(stamps, current.end)
-            if i < len(stamps):
-                current.end, current.open = stamps[i], False
-        self.firing_at_end = bool(self.episodes) and self.episodes[-1].open and self.episodes[-1].state == "firing"
-
-
-_CSS = """
-:root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9;--card:#fff;--bad:#dc2626;--warn:#d97706}
-*{box-sizing:border-box}
-body{margin:0;padding:0 24px 32px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:var(--bg)}
-header{padding:18px 0 6px}
-h1{font-size:22px;margin:0 0 4px;font-weight:600}
-h1 .version{font-size:14px;color:var(--muted);font-weight:400;margin-left:8px}
-h2{font-size:17px;margin:26px 0 10px;padding-bottom:4px;border-bottom:2px solid var(--line)}
-h3{font-size:14px;margin:0;font-weight:600}
-.range,.metric,.note,.sub,footer{color:var(--muted)}
-.range{margin:0 0 8px}
-nav a{display:inline-block;margin:0 14px 0 0;color:#2563eb;text-decoration:none;font-size:13px}
-nav a.empty{color:var(--muted)}
-.notes{background:#fffbeb;border:1px solid #fcd34d;border-radius:8px;padding:10px 14px 10px 30px;margin:8px 0}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;margin-top:14px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px}
-.stat .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}
-.stat .value{font-size:24px;font-weight:600;margin:2px 0;font-variant-numeric:tabular-nums}
-.stat .sub{font-size:12px}
-.stat.bad{border-left:4px solid var(--bad)}.stat.bad .value{color:var(--bad)}
-.stat.warn{border-left:4px solid var(--warn)}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}
-.charts.full{grid-template-columns:1fr}
-figure{margin:0}
-figcaption{margin-bottom:6px}
-.metric{font:11px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;margin:2px 0 0}
-svg.chart{width:100%;height:auto;display:block;font:11px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fill:#374151}
-svg .plot-bg{fill:#fcfcfd}
-svg .grid{stroke:#eceef1;stroke-width:1}
-svg .axis-line,svg .tick{stroke:#9ca3af;stroke-width:1}
-svg .band{fill:#f9fafb}svg .band.odd{fill:#fff}
-svg .scale-note{fill:#9ca3af;font-style:italic}
-section.empty .note{margin:0}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{color:var(--muted);font-weight:500}
-tr.firing td:nth-child(3){color:var(--bad);font-weight:600}
-tr.pending td:nth-child(3){color:var(--warn)}
-tr.status-drift td:last-child{color:var(--bad);font-weight:600}
-tr.status-warning td:last-child{color:var(--warn)}
-.table-card{margin-top:12px;overflow-x:auto}
-footer{margin-top:30px;font-size:12px;border-top:1px solid var(--line);padding-top:10px}
-"""
-
