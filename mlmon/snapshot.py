@@ -533,25 +533,30 @@ def _label_value(value: Any) -> str | None:
 
 
 def _sample(s: Any) -> RawSample:
-    if not (isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and isinstance(s[1], dict)):
+    if not (isinstance(s, list) and len(s) == 3):
         raise LineError("bad sample")
     name, raw_labels, raw_value = s
+    if not (isinstance(name, str) and isinstance(raw_labels, dict)):
+        raise LineError("bad sample")
     if not name or len(name) > MAX_STRING:
         raise LineError("bad sample name")
-    labels = []
-    for k, v in raw_labels.items():
-        text = _label_value(v)
-        if text is None or not k:
-            raise LineError("bad sample label")
-        if len(k) > MAX_STRING or len(text) > MAX_STRING:
-            raise LineError(f"sample label longer than {MAX_STRING} characters")
-        labels.append((k, text))
+    labels: Labels = ()
+    if raw_labels:
+        pairs = []
+        for k, v in raw_labels.items():
+            text = v if isinstance(v, str) else _label_value(v)
+            if text is None or not k:
+                raise LineError("bad sample label")
+            if len(k) > MAX_STRING or len(text) > MAX_STRING:
+                raise LineError(f"sample label longer than {MAX_STRING} characters")
+            pairs.append((k, text))
+        labels = tuple(sorted(pairs)) if len(pairs) > 1 else tuple(pairs)
     if raw_value is None:
-        return name, tuple(sorted(labels)), None
-    value = _float(raw_value)
+        return name, labels, None
+    value = raw_value if type(raw_value) is float else _float(raw_value)
     if value is None:
         raise LineError("bad sample value")
-    return name, tuple(sorted(labels)), value if math.isfinite(value) else None
+    return name, labels, value if math.isfinite(value) else None
 
 
 def parse_record(obj: Any, *, require_version: bool = True) -> JsonlRecord:

@@ -130,6 +130,7 @@ class Log:
         self.stamps: dict[str, list[float]] = {}
         self.events: list[_Event] = []
         self._seen: set[tuple[str, float, int]] = set()
+        self._labels: dict[Labels, Labels] = {}  # labels as read -> cleaned (they repeat every line)
         self._t: dict[Key, array[float]] = {}
         self._v: dict[Key, array[float]] = {}
         self.by_name: dict[str, list[Key]] = {}
@@ -193,7 +194,12 @@ class Log:
         for name, labels, value in rec.samples:
             if value is None or name not in USED:
                 continue
-            key = (name, tuple((clean(k), clean(v)) for k, v in labels), instance)
+            clean_labels = self._labels.get(labels)
+            if clean_labels is None:
+                clean_labels = tuple((clean(k), clean(v)) for k, v in labels)
+                if len(self._labels) < MAX_SERIES:
+                    self._labels[labels] = clean_labels
+            key = (name, clean_labels, instance)
             xs = self._t.get(key)
             if xs is None:
                 if len(self._t) >= self.max_series:
