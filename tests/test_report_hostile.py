@@ -312,3 +312,15 @@ def test_alerts_on_ever_new_labels_stay_bounded(monkeypatch: pytest.MonkeyPatch)
     assert "Ignored 200 alert events of alert instances beyond the first 100" in page
     assert 60 == page.count('class="timeline-row"')
     assert "more alert rows not drawn (at most 60)" in page
+
+
+def test_lines_that_are_bytes_or_not_text(tmp_path: Path) -> None:
+    good = good_lines()
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(good) + "\n")
+    with open(path, "rb") as f:  # a file opened in binary mode works like a path
+        assert 3 == report.build(f)[1].snapshots
+    page, info = report.build([good[0], None, 42, b"\xff\xfe", good[1], good[2]])  # type: ignore[list-item]
+    check_page(page)
+    assert (3, 3) == (info.snapshots, info.malformed)
+    assert "not a line of text: 2" in page

@@ -146,6 +146,8 @@ class Log:
 
     def feed(self, lineno: int, text: object) -> None:
         """Take line number ``lineno``; a bad line is counted by reason, never raised."""
+        if isinstance(text, (bytes, bytearray)):  # a file opened in binary mode
+            text = bytes(text).decode("utf-8", errors="replace")
         if not isinstance(text, str):
             self.lines += 1
             self._bad(lineno, "not a line of text")
