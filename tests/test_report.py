@@ -18,6 +18,7 @@ import mlmon
 from mlmon import report
 from mlmon.alerts import AlertEngine, Threshold
 from mlmon.emitters import JsonlEmitter
+from mlmon.report._format import esc
 from mlmon.snapshot import Snapshot
 from mlmon.testing import FakeClock
 
@@ -243,7 +244,7 @@ def test_the_alert_timeline_shows_when_each_rule_fired(page: str) -> None:
 def test_the_drift_heat_map_colours_the_drifting_feature(page: str) -> None:
     svg = svg_of(page, "drift-heatmap")
     rows = dict(re.findall(r'<g class="heat-row" data-row="([^"]*)">(.*?)</g>', svg, flags=re.S))
-    drifting = rows[f"{report.esc(SCRIPT)} · web-1:101"]
+    drifting = rows[f"{esc(SCRIPT)} · web-1:101"]
     steady = rows["age · web-1:101"]
     values = [float(v) for v in re.findall(r'data-value="([^"]+)"', drifting)]
     assert max(values) > 0.25
@@ -476,14 +477,23 @@ def test_the_command_names_the_report_after_the_log_and_reads_rotated_files(tmp_
     assert out.startswith(f"wrote {tmp_path / 'm.html'}") and "2 snapshots from 1 instance" in out
 
 
-@pytest.mark.parametrize("extra", [["--max-points", "3"], ["-o", "{log}"]])
-def test_bad_arguments_exit_2(tmp_path: Path, extra: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-points", "3"], "--max-points must be at least 10, got 3"),
+        (["-o", "{log}"], "would overwrite a log it reads"),
+        (["--max-points", "many"], "invalid int value: 'many'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "x.jsonl"
     log.write_text(calls_line(START, 1) + "\n")
-    with pytest.raises(SystemExit) as exc:
-        report.main([str(log), *(a.format(log=log) for a in extra)])
-    assert 2 == exc.value.code
+    assert 2 == report.main([str(log), *(a.format(log=log) for a in extra)])
+    err = capsys.readouterr().err
+    assert "usage: python -m mlmon report" in err and message in err
     assert calls_line(START, 1) + "\n" == log.read_text()
+    assert ["x.jsonl"] == [p.name for p in tmp_path.iterdir()]
 
 
 def test_the_report_stands_alone(page: str) -> None:
@@ -494,7 +504,7 @@ def test_the_report_stands_alone(page: str) -> None:
 
 @pytest.mark.parametrize("t0,t1", [(START, START + 20), (START, START + 3600 * 5), (START, START + 86400 * 9)])
 def test_time_axes_have_round_ticks(t0: float, t1: float) -> None:
-    from mlmon import _svg
+    from mlmon.report import _format as _svg
 
     ticks, fmt = _svg.time_ticks(t0, t1)
     assert 2 <= len(ticks) <= 7 and all(t0 <= t <= t1 for t in ticks)

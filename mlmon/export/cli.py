@@ -18,35 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from mlmon._files import atomic_write
+from mlmon.cli import new_parser, run_parser
 
-__all__ = ["main"]
+__all__ = ["add_commands", "add_parser", "load_rules", "main"]
 
 PROG = "python -m mlmon export"
+DESCRIPTION = "Export mlmon configuration to other systems."
 
 
-class _Usage(Exception):
-    """A command-line mistake: exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would exit the interpreter
-        raise _Usage(f"{self.prog}: {message}\n\n{self.format_usage()}")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Export mlmon configuration to other systems.")
-    sub = parser.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
-    # Listed for --help; its arguments are parsed by mlmon.export.grafana.main.
-    sub.add_parser("grafana", help="a Grafana dashboard (JSON) for mlmon's metrics (see --help)")
-    prom = sub.add_parser(
-        "prometheus-rules",
-        help="Prometheus alerting rules (YAML) equivalent to your mlmon alert rules",
-        description=(
-            "Write the Prometheus alerting rules equivalent to a list of mlmon alert rules. "
-            "Rules PromQL cannot express (pinned baselines, F-tests, reference baselines "
-            "without a number) are listed in comments and on stderr."
-        ),
-    )
+def _prometheus_arguments(prom: argparse.ArgumentParser) -> None:
     prom.add_argument(
         "--rules",
         required=True,
@@ -87,13 +67,41 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit with status 1 if any rule is left out"
     )
     prom.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    prom.set_defaults(run=_prometheus_rules)
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """Add the export commands (``grafana``, ``prometheus-rules``) to ``parser``."""
+    from mlmon.export.grafana import _cli as grafana_cli
+
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    grafana_cli.add_parser(sub)
+    prom = new_parser(
+        "",
+        parent=sub,
+        name="prometheus-rules",
+        help="Prometheus alerting rules (YAML) equivalent to your mlmon alert rules",
+        description=(
+            "Write the Prometheus alerting rules equivalent to a list of mlmon alert rules. "
+            "Rules PromQL cannot express (pinned baselines, F-tests, reference baselines "
+            "without a number) are listed in comments and on stderr."
+        ),
+    )
+    _prometheus_arguments(prom)
+
+
+def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """Add the ``export`` command to the subparsers ``sub`` of ``python -m mlmon``."""
+    parser = new_parser(PROG, DESCRIPTION, parent=sub, name="export",
+                        help="export grafana ... | export prometheus-rules ... (see export --help)")  # fmt: skip
+    add_commands(parser)
     return parser
 
 
 def _import(spec: str) -> Any:
     module_part, sep, attr = spec.rpartition(":")
     if not sep or not module_part or not attr:
-        raise _Usage(f"{PROG}: --rules must look like MODULE:ATTR, got {spec!r}")
+        raise ValueError(f"--rules must look like MODULE:ATTR, got {spec!r}")
     if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
         path = Path(module_part)
         if not path.is_file():
@@ -136,6 +144,19 @@ def load_rules(spec: str) -> list[Any]:
 
 
 def _prometheus_rules(args: argparse.Namespace) -> int:
+
+    parser: argparse.ArgumentParser = args.parser
+    module_part, sep, attr = args.rules.rpartition(":")
+    if not sep or not module_part or not attr:
+        parser.error(f"--rules must look like MODULE:ATTR, got {args.rules!r}")
+    try:
+        return _write_prometheus_rules(args)
+    except (ImportError, SyntaxError, LookupError, TypeError, ValueError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)  # rules that cannot be loaded, a file not written
+        return 1
+
+
+def _write_prometheus_rules(args: argparse.Namespace) -> int:
     from mlmon.alerts.engine import reference_lookup
     from mlmon.export.prometheus_rules import export_prometheus_rules
 
@@ -176,27 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 on success; 1 when the rules cannot be loaded or exported (or, with ``--strict``,
-        when a rule is left out); 2 on a usage error.
-    """
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] == "grafana":
-        from mlmon.export import grafana
+        when a rule is left out) or a file cannot be written; 2 on a usage error.
 
-        return grafana.main(args_list[1:])
-    parser = _parser()
-    try:
-        if not args_list or args_list[0] in ("-h", "--help"):
-            parser.print_help()
-            return 0 if args_list else 2
-        args = parser.parse_args(args_list)
-        if args.what == "prometheus-rules":
-            return _prometheus_rules(args)
-        raise _Usage(f"{PROG}: unknown export {args.what!r}\n\n{parser.format_usage()}")
-    except _Usage as exc:
-        print(str(exc).rstrip("\n"), file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help of a subcommand
-        return int(exc.code) if isinstance(exc.code, int) else 0
-    except (ImportError, LookupError, TypeError, ValueError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+    >>> main(["prometheus-rules"])
+    2
+    """
+    parser = new_parser(PROG, DESCRIPTION)
+    add_commands(parser)
+    return run_parser(parser, argv)

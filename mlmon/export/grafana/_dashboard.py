@@ -1,0 +1,191 @@
+"""The public API: :func:`dashboard`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from mlmon.export.grafana._common import (
+    _GRAPHITE_PREFIX_RE,
+    _MODEL_RE,
+    DATASOURCES,
+    SCHEMA_VERSION,
+    TASKS,
+    VIAS,
+    Json,
+)
+from mlmon.export.grafana._graphite import _Graphite
+from mlmon.export.grafana._model import _Builder, _datasource_variable
+from mlmon.export.grafana._prometheus import _Prometheus
+from mlmon.export.grafana._queries import _Queries
+from mlmon.export.grafana._rows import (
+    _alerts_row,
+    _features_row,
+    _outputs_row,
+    _quality_row,
+    _resources_row,
+    _service_row,
+)
+from mlmon.naming import check_collisions
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_features(features: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(features, str):
+        raise TypeError(
+            f"features must be a sequence of feature names, not a string; got {features!r}"
+        )
+    names = tuple(features)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"feature names must be non-empty strings, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"feature names must be unique, got {list(names)!r}")
+    check_collisions(names, what="feature name")
+    return names
+
+
+def dashboard(
+    datasource: str,
+    model: str | None,
+    *,
+    prefix: str = "",
+    via: str = "direct",
+    features: Sequence[str] = (),
+    task: str | None = "binary",
+    title: str | None = None,
+) -> Json:
+    """A Grafana dashboard (classic JSON model) over mlmon's metrics for one backend.
+
+    Rows: service health, resources, model outputs, quality (left out for ``task="none"``),
+    features (left out without ``features``) and alerts. Every query aggregates across
+    processes the way ``docs/scale-out.md`` says is right (see ``docs/dashboards.md``).
+
+    Args:
+        datasource: ``"graphite"`` or ``"prometheus"``.
+        model: the model selected when the dashboard opens (the ``model`` variable lists all);
+            None selects the first one found.
+        prefix: Graphite only: the ``prefix`` given to ``GraphiteEmitter``/``StatsdEmitter``
+            (``*`` allowed in a segment, e.g. ``ml.*`` for per-host StatsD prefixes).
+        via: Graphite only: ``"direct"`` (``GraphiteEmitter``, per-process paths) or
+            ``"statsd"`` (``StatsdEmitter`` through a StatsD daemon, legacy namespace).
+        features: feature names for the features row (drift and missing values per feature).
+        task: ``"binary"``, ``"multiclass"``, ``"regression"`` or ``"none"`` (None is "none").
+        title: dashboard title; default ``"mlmon: <model>"``.
+
+    Returns:
+        The dashboard as a dict, ready for ``json.dumps``.
+
+    Raises:
+        ValueError: an unknown datasource, via or task, a bad model name or prefix, ``prefix``
+            or ``via="statsd"`` with Prometheus, or feature names that are not unique.
+        TypeError: ``features`` given as one string.
+
+    >>> d = dashboard("prometheus", "fraud", features=["age", "income"])
+    >>> [p["title"] for p in d["panels"] if p["type"] == "row"]
+    ['Service health', 'Resources', 'Model outputs', 'Quality', 'Features', 'Alerts']
+    >>> [v["name"] for v in d["templating"]["list"]]
+    ['DS', 'model', 'instance', 'feature']
+    >>> calls = next(p for p in d["panels"] if p["title"] == "Throughput")
+    >>> calls["targets"][0]["expr"]
+    'sum by (model) (rate(mlmon_calls_total{model="$model", instance=~"$instance"}[$__rate_interval]))'
+    >>> g = dashboard("graphite", "fraud", prefix="ml", task="none")
+    >>> [p["title"] for p in g["panels"] if p["type"] == "row"]
+    ['Service health', 'Resources', 'Model outputs', 'Alerts']
+    >>> dashboard("influxdb", "fraud")
+    Traceback (most recent call last):
+    ...
+    ValueError: datasource must be 'graphite' or 'prometheus', got 'influxdb'
+    """
+    if datasource not in DATASOURCES:
+        raise ValueError(f"datasource must be 'graphite' or 'prometheus', got {datasource!r}")
+    if via not in VIAS:
+        raise ValueError(f"via must be 'direct' or 'statsd', got {via!r}")
+    task_name = "none" if task is None else task
+    if task_name not in TASKS:
+        raise ValueError(
+            f"task must be 'binary', 'multiclass', 'regression' or 'none', got {task!r}"
+        )
+    if model is not None and (not isinstance(model, str) or not _MODEL_RE.fullmatch(model)):
+        raise ValueError(f"model must match [A-Za-z0-9_-]+ or be None, got {model!r}")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {prefix!r}")
+    names = _check_features(features)
+
+    queries: _Queries
+    if datasource == "prometheus":
+        if prefix:
+            raise ValueError(
+                f"prefix applies to Graphite paths only (Prometheus names have none), got {prefix!r}"
+            )
+        if via != "direct":
+            raise ValueError(f"via={via!r} needs datasource='graphite' (StatsD writes to Graphite)")
+        queries = _Prometheus()
+    else:
+        if prefix and not _GRAPHITE_PREFIX_RE.fullmatch(prefix):
+            raise ValueError(
+                "prefix must be dot-separated segments of [A-Za-z0-9_-] (or *), like 'ml' or "
+                f"'ml.*', got {prefix!r}"
+            )
+        queries = _Graphite(prefix, via)
+
+    b = _Builder(queries)
+    _service_row(b)
+    _resources_row(b)
+    _outputs_row(b, task_name)
+    if task_name != "none":
+        _quality_row(b, task_name)
+    if names:
+        _features_row(b)
+    _alerts_row(b)
+
+    shown = title if title is not None else f"mlmon: {model}" if model else "mlmon"
+    key = json.dumps([datasource, via, prefix, model, title], separators=(",", ":"))
+    uid = "mlmon-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    source = "StatsD → Graphite" if via == "statsd" else datasource.capitalize()
+    return {
+        "id": None,
+        "uid": uid,
+        "title": shown,
+        "description": f"mlmon model monitoring ({source}); generated by "
+        "python -m mlmon export grafana",
+        "tags": ["mlmon", datasource] + (["statsd"] if via == "statsd" else []),
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "time": {"from": "now-1h", "to": "now"},
+        "timepicker": {},
+        "refresh": "30s",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "weekStart": "",
+        "links": [],
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "templating": {
+            "list": [_datasource_variable(queries.datasource_type), *queries.variables(model, names)]
+        },
+        "panels": b.panels,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------

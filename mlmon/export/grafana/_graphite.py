@@ -1,0 +1,237 @@
+"""Graphite functions for every panel, for GraphiteEmitter paths or StatsD's namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlmon.export.grafana._common import (
+    _GAP_POINTS,
+    _LATENCY_QUANTILES,
+    _OUTPUT_QUANTILES,
+    _SLO_BOUNDS,
+    Json,
+    Query,
+    _quote,
+    _short,
+)
+from mlmon.export.grafana._model import _custom_variable, _query_variable
+from mlmon.export.grafana._queries import _Queries
+from mlmon.naming import le_segment, quantile_segment, sanitize_segment
+
+
+class _Graphite(_Queries):
+    """Graphite functions over dotted paths, written directly (per-process paths) or by StatsD.
+
+    Direct: ``[prefix.]model.instance.metric[.label]`` holding cumulative counters and gauges.
+    StatsD (legacy namespace): ``stats.<path>`` (counter per second), ``stats_counts.<path>``
+    (counter per flush), ``stats.gauges.<path>`` with ``<path>`` = ``[prefix.]model.metric``.
+    """
+
+    datasource_type = "graphite"
+
+    def __init__(self, prefix: str, via: str) -> None:
+        self.prefix = [p for p in prefix.split(".") if p]
+        self.via = via
+        self.per_process = via == "direct"
+
+    def target(self, expr: str, legend: str, ref: str, ds: Json) -> Json:
+        # textEditor: the visual editor cannot show nested functions; the legend is in the query.
+        return {"refId": ref, "datasource": ds, "target": expr, "textEditor": True}
+
+    def variables(self, model: str | None, features: Sequence[str]) -> list[Json]:
+        root = ".".join(self.prefix)
+        if self.via == "direct":
+            models = f"{root}.*" if root else "*"
+        else:
+            models = ".".join(["stats_counts", *self.prefix, "*"])
+        out = [_query_variable("model", "Model", models, model, multi=False)]
+        if self.via == "direct":
+            instances = ".".join([*self.prefix, "$model", "*"])
+            out.append(
+                _query_variable("instance", "Instance", instances, None, multi=True, all_value="*")
+            )
+        if features:
+            names = [sanitize_segment(f) for f in features]
+            out.append(_custom_variable("feature", "Feature", names))
+        return out
+
+    # paths ------------------------------------------------------------------------------------
+    def _segments(self, root: Sequence[str]) -> list[str]:
+        base = [*root, *self.prefix, "$model"]
+        if self.via == "direct":
+            base.append("$instance")
+        return base
+
+    def _gauge(self, metric: str, *labels: str) -> str:
+        root = ("stats", "gauges") if self.via == "statsd" else ()
+        return ".".join([*self._segments(root), metric, *labels])
+
+    def _metric_node(self) -> int:
+        return len(self._segments(("stats", "gauges") if self.via == "statsd" else ()))
+
+    def _process_nodes(self) -> list[int]:
+        """Nodes of a gauge path that differ between processes (instance, globbed prefix parts)."""
+        root = ("stats", "gauges") if self.via == "statsd" else ()
+        segments = self._segments(root)
+        return [i for i, s in enumerate(segments) if s == "$instance" or "*" in s]
+
+    def _rates(self, metric: str, *labels: str) -> str:
+        """Per-second rate of a counter, one series per process (or per StatsD path)."""
+        if self.via == "statsd":
+            return ".".join(["stats", *self.prefix, "$model", metric, *labels])
+        path = ".".join([*self._segments(()), metric, *labels])
+        return f"perSecond(keepLastValue({path}, {_GAP_POINTS}))"
+
+    def _rate(self, metric: str, *labels: str) -> str:
+        return f"sumSeries({self._rates(metric, *labels)})"
+
+    @staticmethod
+    def _held(path: str) -> str:
+        # A process whose point for this step is missing (jitter, a late flush) would make a
+        # sum dip or a maximum drop for one step: hold its last value for a few steps.
+        return f"keepLastValue({path}, {_GAP_POINTS})"
+
+    def _by_process(self, path: str, name: str, *extra_nodes: int) -> str:
+        nodes = [*self._process_nodes(), *extra_nodes]
+        if nodes:
+            return f"aliasByNode({path}, {', '.join(str(n) for n in nodes)})"
+        return f"alias({path}, {_quote(name)})"
+
+    # panels -----------------------------------------------------------------------------------
+    def throughput(self) -> list[Query]:
+        return [
+            (f"alias({self._rate('mlmon_calls_total')}, 'calls/s')", ""),
+            (f"alias({self._rate('mlmon_rows_total')}, 'rows/s')", ""),
+        ]
+
+    def calls_rate(self) -> list[Query]:
+        return [(f"alias({self._rate('mlmon_calls_total')}, 'calls/s')", "")]
+
+    def _errors_or_zero(self) -> str:
+        # No error series exist before the first error: adding calls x 0 keeps a 0 line.
+        errors = self._rates("mlmon_errors_total", "*")
+        return f"sumSeries({errors}, scale({self._rates('mlmon_calls_total')}, 0))"
+
+    def error_ratio(self) -> list[Query]:
+        calls = self._rate("mlmon_calls_total")
+        return [(f"alias(divideSeries({self._errors_or_zero()}, {calls}), 'error ratio')", "")]
+
+    def availability(self) -> list[Query]:
+        if self.via == "statsd":
+            # Per-process availability gauges overwrite each other in StatsD; from counters,
+            # 1 - (errors + slow) / calls is exact unless errored calls are also slow (then low).
+            errors = self._rates("mlmon_errors_total", "*")
+            bad = f"sumSeries({errors}, {self._rates('mlmon_slow_calls_total')})"
+            ratio = f"divideSeries({bad}, {self._rate('mlmon_calls_total')})"
+            return [(f"alias(offset(scale({ratio}, -1), 1), 'availability (lower bound)')", "")]
+        pair = self._gauge("{mlmon_availability_ratio,mlmon_calls_per_second}")
+        products = f"multiplySeriesWithWildcards({pair}, {self._metric_node()})"
+        weighted = f"sumSeries({self._held(products)})"
+        calls = f"sumSeries({self._held(self._gauge('mlmon_calls_per_second'))})"
+        return [(f"alias(divideSeries({weighted}, {calls}), 'availability')", "")]
+
+    def processes(self) -> list[Query]:
+        if self.via == "statsd":
+            return []
+        return [(f"alias(sumSeries({self._held(self._gauge('mlmon_up'))}), 'processes')", "")]
+
+    def latency(self) -> list[Query]:
+        where = "max over instances" if self.via == "direct" else "last process to flush"
+        out = []
+        for q in _LATENCY_QUANTILES:
+            seg = quantile_segment(q)
+            assert seg is not None
+            path = self._gauge("mlmon_latency_seconds", seg)
+            out.append((f"alias(maxSeries({self._held(path)}), '{seg} ({where})')", ""))
+        total = self._rate("mlmon_latency_seconds_sum")
+        count = self._rate("mlmon_latency_seconds_count")
+        out.append((f"alias(divideSeries({total}, {count}), 'mean')", ""))
+        return out
+
+    def latency_p99_by_process(self) -> list[Query]:
+        if self.via == "statsd":
+            return []
+        return [(self._by_process(self._gauge("mlmon_latency_seconds", "p99"), "p99"), "")]
+
+    def latency_within(self) -> list[Query]:
+        inf = le_segment("+Inf")
+        assert inf is not None
+        total = self._rate("mlmon_latency_seconds_bucket", inf)
+        out = []
+        for le, text in _SLO_BOUNDS:
+            seg = le_segment(le)
+            assert seg is not None
+            part = self._rate("mlmon_latency_seconds_bucket", seg)
+            out.append((f"alias(divideSeries({part}, {total}), '≤ {text}')", ""))
+        return out
+
+    def inflight(self) -> list[Query]:
+        path = self._held(self._gauge("mlmon_inflight_calls"))
+        return [(f"alias(sumSeries({path}), 'in flight')", "")]
+
+    def oldest_inflight(self) -> list[Query]:
+        path = self._held(self._gauge("mlmon_oldest_inflight_seconds"))
+        return [(f"alias(maxSeries({path}), 'oldest in flight')", "")]
+
+    def slow_calls(self) -> list[Query]:
+        return [(f"alias({self._rate('mlmon_slow_calls_total')}, 'slow calls/s')", "")]
+
+    def resource(self, metric: str, legend: str) -> list[Query]:
+        return [(self._by_process(self._gauge(metric), legend), "")]
+
+    def output_mean(self) -> list[Query]:
+        return [(self._by_process(self._gauge("mlmon_output_mean"), "mean score"), "")]
+
+    def output_variance(self) -> list[Query]:
+        return [(self._by_process(self._gauge("mlmon_output_variance"), "variance"), "")]
+
+    def output_quantiles(self) -> list[Query]:
+        segs = ",".join(s for s in (quantile_segment(q) for q in _OUTPUT_QUANTILES) if s)
+        path = self._gauge("mlmon_output", "{" + segs + "}")
+        nodes = [*self._process_nodes(), self._metric_node() + 1]
+        return [(f"aliasByNode({path}, {', '.join(str(n) for n in nodes)})", "")]
+
+    def class_ratio(self) -> list[Query]:
+        path = self._gauge("mlmon_output_class_ratio", "*")
+        nodes = [*self._process_nodes(), self._metric_node() + 1]
+        return [(f"aliasByNode({path}, {', '.join(str(n) for n in nodes)})", "")]
+
+    def quality(self, metrics: Sequence[str], average: str | None) -> list[Query]:
+        labels = [f"average_{average}"] if average else []
+        node = self._metric_node()
+        return [(self._by_process(self._gauge(m, *labels), _short(m), node), "") for m in metrics]
+
+    def estimated_vs_realized(self) -> list[Query]:
+        node = self._metric_node()
+        return [
+            (self._by_process(self._gauge("mlmon_f1"), "realized F1", node), ""),
+            (self._by_process(self._gauge("mlmon_estimated_f1"), "estimated F1", node), ""),
+        ]
+
+    def label_coverage(self) -> list[Query]:
+        return [(self._by_process(self._gauge("mlmon_label_coverage_ratio"), "coverage"), "")]
+
+    def labels_rate(self) -> list[Query]:
+        return [
+            (f"alias({self._rate('mlmon_labels_total')}, 'joined/s')", ""),
+            (f"alias({self._rate('mlmon_labels_unmatched_total')}, 'unmatched/s')", ""),
+        ]
+
+    def label_delay(self) -> list[Query]:
+        segs = ",".join(s for s in (quantile_segment(q) for q in _OUTPUT_QUANTILES) if s)
+        path = self._gauge("mlmon_label_delay_seconds", "{" + segs + "}")
+        return [(f"groupByNode({self._held(path)}, {self._metric_node() + 1}, 'max')", "")]
+
+    def feature_worst(self, metric: str) -> list[Query]:
+        path = self._held(self._gauge(metric, "feature_$feature"))
+        grouped = f"groupByNode({path}, {self._metric_node() + 1}, 'max')"
+        return [(f"aliasSub({grouped}, '^feature_', '')", "")]
+
+    def alerts_firing(self) -> list[Query]:
+        path = self._held(self._gauge("mlmon_alerts_firing"))
+        return [(f"alias(sumSeries({path}), 'rules firing')", "")]
+
+    def alert_by_rule(self) -> list[Query]:
+        path = self._held(self._gauge("mlmon_alert_firing", "*"))
+        grouped = f"groupByNode({path}, {self._metric_node() + 1}, 'max')"
+        return [(f"aliasSub({grouped}, '^rule_', '')", "")]

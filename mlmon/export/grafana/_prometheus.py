@@ -1,0 +1,186 @@
+"""PromQL for every panel: rates per process summed, quantiles from ``le`` buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlmon.export.grafana._common import (
+    _LATENCY_QUANTILES,
+    _OUTPUT_QUANTILES,
+    _SLO_BOUNDS,
+    Json,
+    Query,
+    _pct,
+    _prom_name,
+    _short,
+)
+from mlmon.export.grafana._model import _custom_variable, _query_variable
+from mlmon.export.grafana._queries import _Queries
+
+
+class _Prometheus(_Queries):
+    """PromQL over the series ``PrometheusEmitter`` exposes, scraped from every process."""
+
+    datasource_type = "prometheus"
+
+    def target(self, expr: str, legend: str, ref: str, ds: Json) -> Json:
+        return {
+            "refId": ref,
+            "datasource": ds,
+            "editorMode": "code",
+            "expr": expr,
+            "legendFormat": legend,
+            "range": True,
+        }
+
+    def variables(self, model: str | None, features: Sequence[str]) -> list[Json]:
+        out = [
+            _query_variable(
+                "model", "Model", "label_values(mlmon_up, model)", model, multi=False
+            ),
+            _query_variable(
+                "instance",
+                "Instance",
+                'label_values(mlmon_up{model="$model"}, instance)',
+                None,
+                multi=True,
+                all_value=".*",
+            ),
+        ]
+        if features:
+            out.append(_custom_variable("feature", "Feature", list(features)))
+        return out
+
+    @staticmethod
+    def _sel(metric: str, **labels: str) -> str:
+        parts = ['model="$model"', 'instance=~"$instance"']
+        for key, value in labels.items():
+            op = "=~" if key.endswith("_re") else "="
+            parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
+        return f"{_prom_name(metric)}{{{', '.join(parts)}}}"
+
+    def _rate(self, metric: str, **labels: str) -> str:
+        return f"rate({self._sel(metric, **labels)}[$__rate_interval])"
+
+    def _sum_rate(self, metric: str, **labels: str) -> str:
+        return f"sum by (model) ({self._rate(metric, **labels)})"
+
+    def _weighted(self, value: str, weight: str) -> str:
+        # Exact fleet value of a window ratio: each process's ratio weighted by its own traffic
+        # over the same window (ratio x rate = events per second), summed, divided by the rate.
+        v, w = self._sel(value), self._sel(weight)
+        return f"sum by (model) ({v} * {w}) / sum by (model) ({w} and {v})"
+
+    def throughput(self) -> list[Query]:
+        return [
+            (self._sum_rate("mlmon_calls_total"), "calls/s"),
+            (self._sum_rate("mlmon_rows_total"), "rows/s"),
+        ]
+
+    def calls_rate(self) -> list[Query]:
+        return [(self._sum_rate("mlmon_calls_total"), "calls/s")]
+
+    def error_ratio(self) -> list[Query]:
+        errors, calls = self._sum_rate("mlmon_errors_total"), self._sum_rate("mlmon_calls_total")
+        # mlmon_errors_total has no series before the first error: "or 0 * calls" keeps a 0 line.
+        return [(f"({errors} or 0 * {calls}) / {calls}", "error ratio")]
+
+    def availability(self) -> list[Query]:
+        return [
+            (self._weighted("mlmon_availability_ratio", "mlmon_calls_per_second"), "availability")
+        ]
+
+    def processes(self) -> list[Query]:
+        return [(f"sum by (model) ({self._sel('mlmon_up')})", "processes")]
+
+    def latency(self) -> list[Query]:
+        buckets = self._rate("mlmon_latency_seconds_bucket")
+        out = [
+            (f"histogram_quantile({q}, sum by (le, model) ({buckets}))", f"p{_pct(q)}")
+            for q in _LATENCY_QUANTILES
+        ]
+        total, count = self._sum_rate("mlmon_latency_seconds_sum"), self._sum_rate(
+            "mlmon_latency_seconds_count"
+        )
+        out.append((f"{total} / {count}", "mean"))
+        return out
+
+    def latency_p99_by_process(self) -> list[Query]:
+        return [(self._sel("mlmon_latency_seconds", quantile="0.99"), "{{instance}}")]
+
+    def latency_within(self) -> list[Query]:
+        total = self._sum_rate("mlmon_latency_seconds_bucket", le="+Inf")
+        return [
+            (f"{self._sum_rate('mlmon_latency_seconds_bucket', le=le)} / {total}", f"≤ {text}")
+            for le, text in _SLO_BOUNDS
+        ]
+
+    def inflight(self) -> list[Query]:
+        return [(f"sum by (model) ({self._sel('mlmon_inflight_calls')})", "in flight")]
+
+    def oldest_inflight(self) -> list[Query]:
+        return [
+            (f"max by (model) ({self._sel('mlmon_oldest_inflight_seconds')})", "oldest in flight")
+        ]
+
+    def slow_calls(self) -> list[Query]:
+        return [(self._sum_rate("mlmon_slow_calls_total"), "slow calls/s")]
+
+    def resource(self, metric: str, legend: str) -> list[Query]:
+        return [(self._sel(metric), "{{instance}}")]
+
+    def output_mean(self) -> list[Query]:
+        return [(self._weighted("mlmon_output_mean", "mlmon_output_count"), "mean score")]
+
+    def output_variance(self) -> list[Query]:
+        return [(self._sel("mlmon_output_variance"), "{{instance}}")]
+
+    def output_quantiles(self) -> list[Query]:
+        quantiles = "|".join(_OUTPUT_QUANTILES)
+        return [(self._sel("mlmon_output", quantile_re=quantiles), "{{instance}} q{{quantile}}")]
+
+    def class_ratio(self) -> list[Query]:
+        ratio, rows = self._sel("mlmon_output_class_ratio"), self._sel("mlmon_rows_per_second")
+        expr = (
+            f"sum by (model, class) ({ratio} * ignoring (class) group_left {rows})"
+            f" / ignoring (class) group_left sum by (model) ({rows})"
+        )
+        return [(expr, "{{class}}")]
+
+    def quality(self, metrics: Sequence[str], average: str | None) -> list[Query]:
+        labels = {"average": average} if average else {}
+        return [
+            (self._sel(m, **labels), f"{_short(m)} {{{{instance}}}}") for m in metrics
+        ]
+
+    def estimated_vs_realized(self) -> list[Query]:
+        return [
+            (self._sel("mlmon_f1"), "realized F1 {{instance}}"),
+            (self._sel("mlmon_estimated_f1"), "estimated F1 {{instance}}"),
+        ]
+
+    def label_coverage(self) -> list[Query]:
+        return [
+            (self._weighted("mlmon_label_coverage_ratio", "mlmon_rows_per_second"), "coverage")
+        ]
+
+    def labels_rate(self) -> list[Query]:
+        return [
+            (self._sum_rate("mlmon_labels_total"), "joined/s"),
+            (self._sum_rate("mlmon_labels_unmatched_total"), "unmatched/s"),
+        ]
+
+    def label_delay(self) -> list[Query]:
+        quantiles = "|".join(_OUTPUT_QUANTILES)
+        sel = self._sel("mlmon_label_delay_seconds", quantile_re=quantiles)
+        return [(f"max by (model, quantile) ({sel})", "q{{quantile}} (max over instances)")]
+
+    def feature_worst(self, metric: str) -> list[Query]:
+        sel = self._sel(metric, feature_re="$feature")
+        return [(f"max by (model, feature) ({sel})", "{{feature}}")]
+
+    def alerts_firing(self) -> list[Query]:
+        return [(f"sum by (model) ({self._sel('mlmon_alerts_firing')})", "rules firing")]
+
+    def alert_by_rule(self) -> list[Query]:
+        return [(f"max by (model, rule) ({self._sel('mlmon_alert_firing')})", "{{rule}}")]

@@ -1,0 +1,98 @@
+"""The queries of every panel: the interface, one method per panel concept (:class:`Queries`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlmon.export.grafana._common import Json, Query
+
+
+class _Queries:
+    """The queries of every panel; a method returns ``[]`` when the backend cannot answer."""
+
+    datasource_type = ""
+    per_process = True  # processes are told apart (instance variable, per-process panels)
+
+    def target(self, expr: str, legend: str, ref: str, ds: Json) -> Json:
+        raise NotImplementedError
+
+    def variables(self, model: str | None, features: Sequence[str]) -> list[Json]:
+        raise NotImplementedError
+
+    # service
+    def throughput(self) -> list[Query]:
+        raise NotImplementedError
+
+    def calls_rate(self) -> list[Query]:
+        raise NotImplementedError
+
+    def error_ratio(self) -> list[Query]:
+        raise NotImplementedError
+
+    def availability(self) -> list[Query]:
+        raise NotImplementedError
+
+    def processes(self) -> list[Query]:
+        raise NotImplementedError
+
+    def latency(self) -> list[Query]:
+        raise NotImplementedError
+
+    def latency_p99_by_process(self) -> list[Query]:
+        raise NotImplementedError
+
+    def latency_within(self) -> list[Query]:
+        raise NotImplementedError
+
+    def inflight(self) -> list[Query]:
+        raise NotImplementedError
+
+    def oldest_inflight(self) -> list[Query]:
+        raise NotImplementedError
+
+    def slow_calls(self) -> list[Query]:
+        raise NotImplementedError
+
+    # resources
+    def resource(self, metric: str, legend: str) -> list[Query]:
+        raise NotImplementedError
+
+    # outputs
+    def output_mean(self) -> list[Query]:
+        raise NotImplementedError
+
+    def output_variance(self) -> list[Query]:
+        raise NotImplementedError
+
+    def output_quantiles(self) -> list[Query]:
+        raise NotImplementedError
+
+    def class_ratio(self) -> list[Query]:
+        raise NotImplementedError
+
+    # quality
+    def quality(self, metrics: Sequence[str], average: str | None) -> list[Query]:
+        raise NotImplementedError
+
+    def estimated_vs_realized(self) -> list[Query]:
+        raise NotImplementedError
+
+    def label_coverage(self) -> list[Query]:
+        raise NotImplementedError
+
+    def labels_rate(self) -> list[Query]:
+        raise NotImplementedError
+
+    def label_delay(self) -> list[Query]:
+        raise NotImplementedError
+
+    # features
+    def feature_worst(self, metric: str) -> list[Query]:
+        raise NotImplementedError
+
+    # alerts
+    def alerts_firing(self) -> list[Query]:
+        raise NotImplementedError
+
+    def alert_by_rule(self) -> list[Query]:
+        raise NotImplementedError

@@ -1,0 +1,269 @@
+"""The dashboard's rows: which panels each holds, with which queries and units."""
+
+from __future__ import annotations
+
+from mlmon.export.grafana._common import _GRID_WIDTH
+from mlmon.export.grafana._model import _QUALITY_BY_TASK, _Builder
+
+
+def _service_row(b: _Builder) -> None:
+    q = b.q
+    fleet = "Summed over processes from cumulative counters (rates first, then the sum)."
+    b.row("Service health")
+    n_stats = 4 if q.processes() else 3
+    w = _GRID_WIDTH // n_stats
+    b.stat("Calls / s", q.calls_rate(), unit="reqps", description=fleet, w=w)
+    b.stat(
+        "Error ratio",
+        q.error_ratio(),
+        unit="percentunit",
+        description="Errors / calls over every process, both from counters.",
+        steps=((None, "green"), (0.01, "orange"), (0.05, "red")),
+        w=w,
+    )
+    b.stat(
+        "Availability",
+        q.availability(),
+        unit="percentunit",
+        description=_AVAILABILITY_DOC[q.datasource_type if q.per_process else "statsd"],
+        steps=((None, "red"), (0.99, "orange"), (0.999, "green")),
+        w=w,
+    )
+    b.stat(
+        "Processes reporting",
+        q.processes(),
+        unit="short",
+        description="Processes whose monitor is running (mlmon_up summed).",
+        w=w,
+    )
+    b.timeseries("Throughput", q.throughput(), unit="reqps", description=fleet)
+    b.timeseries(
+        "Error ratio and availability",
+        q.error_ratio() + q.availability(),
+        unit="percentunit",
+        description="Error ratio from counters; availability: "
+        + _AVAILABILITY_DOC[q.datasource_type if q.per_process else "statsd"],
+        ratio=True,
+    )
+    b.timeseries(
+        "Slow calls / s",
+        q.slow_calls(),
+        unit="reqps",
+        description="Calls over the latency budget, summed over processes from counters.",
+    )
+    by_process = q.latency_p99_by_process()
+    w = 8 if by_process else 12
+    b.timeseries(
+        "Latency",
+        q.latency(),
+        unit="s",
+        description=_LATENCY_DOC[q.datasource_type if q.per_process else "statsd"],
+        w=w,
+    )
+    b.timeseries(
+        "Share of calls within latency",
+        q.latency_within(),
+        unit="percentunit",
+        description="Calls at or under each bound / all calls, from the cumulative le buckets "
+        "summed over processes (an exact fleet SLO view).",
+        w=w,
+        ratio=True,
+    )
+    b.timeseries(
+        "p99 latency by process (window)",
+        by_process,
+        unit="s",
+        description="Each process's own window p99: spot the slow replica. Never averaged.",
+        w=w,
+    )
+    b.timeseries(
+        "In flight",
+        q.inflight(),
+        unit="short",
+        description="Calls started and not finished, summed over processes.",
+        w=12,
+    )
+    b.timeseries(
+        "Oldest in flight",
+        q.oldest_inflight(),
+        unit="s",
+        description="Age of the oldest unfinished call, the maximum over processes: a hung "
+        "call shows while it hangs.",
+        w=12,
+    )
+
+
+_AVAILABILITY_DOC = {
+    "prometheus": "Each process's window availability weighted by its calls per second, "
+    "summed and divided by the total: the fleet's share of calls that succeeded within budget.",
+    "graphite": "Each process's window availability weighted by its calls per second "
+    "(multiplySeriesWithWildcards), summed and divided by the total calls per second.",
+    "statsd": "1 - (errors + slow calls) / calls from counters summed by StatsD; a lower bound "
+    "when errored calls are also slow (gauges of several processes overwrite each other).",
+}
+
+_LATENCY_DOC = {
+    "prometheus": "Fleet quantiles from the le buckets summed over processes "
+    "(histogram_quantile); mean = latency sum / count. Quantiles are never averaged.",
+    "graphite": "Each quantile is the maximum over processes of their window quantile: an upper "
+    "bound of the fleet quantile (an average of p99s is not a p99). Mean = sum / count of "
+    "the cumulative counters.",
+    "statsd": "Quantile gauges of the last process to flush (exact with one process); the mean "
+    "is the fleet's, from the sum and count counters summed by StatsD.",
+}
+
+
+def _resources_row(b: _Builder) -> None:
+    q = b.q
+    per = "Per process: a process's own reading, not meaningful summed."
+    b.row("Resources")
+    for title, metric, unit, legend in (
+        ("Process CPU", "mlmon_process_cpu_percent", "percent", "cpu %"),
+        ("Resident memory", "mlmon_process_resident_memory_bytes", "bytes", "rss"),
+        ("Threads", "mlmon_process_threads", "short", "threads"),
+        ("Open file descriptors", "mlmon_process_open_fds", "short", "fds"),
+    ):
+        b.timeseries(title, q.resource(metric, legend), unit=unit, description=per, w=6)
+
+
+def _outputs_row(b: _Builder, task: str) -> None:
+    q = b.q
+    prom = q.datasource_type == "prometheus"
+    b.row("Model outputs")
+    b.timeseries(
+        "Mean score",
+        q.output_mean(),
+        unit="none",
+        description=(
+            "Each process's window mean weighted by its number of outputs: the fleet mean."
+            if prom
+            else "Window mean of the scores, per process."
+        ),
+        w=6,
+    )
+    b.timeseries(
+        "Score variance",
+        q.output_variance(),
+        unit="none",
+        description="Window variance of the scores, per process (variances do not add up).",
+        w=6,
+    )
+    b.timeseries(
+        "Score quantiles",
+        q.output_quantiles(),
+        unit="none",
+        description="Window quantiles of the scores, per process.",
+        w=6 if task in ("binary", "multiclass") else 12,
+    )
+    if task in ("binary", "multiclass"):
+        b.timeseries(
+            "Predicted class ratio",
+            q.class_ratio(),
+            unit="percentunit",
+            description=(
+                "Each process's class shares weighted by its rows per second: the fleet's share."
+                if prom
+                else "Share of the window's predictions per class, per process."
+            ),
+            w=6,
+            ratio=True,
+        )
+
+
+def _quality_row(b: _Builder, task: str) -> None:
+    q = b.q
+    metrics, average = _QUALITY_BY_TASK[task]
+    b.row("Quality")
+    what = "Precision / recall / F1" if task != "regression" else "MAE / RMSE"
+    if average:
+        what += f" ({average} average)"
+    b.timeseries(
+        what,
+        q.quality(metrics, average),
+        unit="percentunit" if task != "regression" else "none",
+        description="Over each process's labelled predictions in its window. Per process: "
+        "these ratios cannot be rebuilt from other series.",
+        ratio=task != "regression",
+    )
+    if task == "binary":
+        b.timeseries(
+            "F1: estimated vs realized",
+            q.estimated_vs_realized(),
+            unit="percentunit",
+            description="Estimated from calibrated scores at prediction time, realized once "
+            "labels arrive. A growing gap means the scores are no longer calibrated.",
+            ratio=True,
+        )
+    prom = q.datasource_type == "prometheus"
+    b.timeseries(
+        "Label coverage",
+        q.label_coverage(),
+        unit="percentunit",
+        description=(
+            "Each process's coverage weighted by its rows per second: the fleet's share of "
+            "predictions that got a label."
+            if prom
+            else "Share of the window's predictions that got a label, per process."
+        ),
+        w=8,
+        ratio=True,
+    )
+    b.timeseries(
+        "Labels / s",
+        q.labels_rate(),
+        unit="reqps",
+        description="Labels joined to a prediction and labels matching none, summed over "
+        "processes from counters.",
+        w=12 if task == "binary" else 8,
+    )
+    b.timeseries(
+        "Label delay",
+        q.label_delay(),
+        unit="s",
+        description="Window quantiles of the delay between prediction and label, the maximum "
+        "over processes (an upper bound of the fleet quantile).",
+        w=12 if task == "binary" else 24,
+    )
+
+
+def _features_row(b: _Builder) -> None:
+    q = b.q
+    worst = "The maximum over processes per feature: a drifting replica is not averaged away."
+    b.row("Features")
+    b.timeseries(
+        "Missing ratio by feature",
+        q.feature_worst("mlmon_feature_missing_ratio"),
+        unit="percentunit",
+        description="Share of rows with the feature missing or invalid. " + worst,
+        w=12,
+        ratio=True,
+    )
+    b.timeseries(
+        "Drift (PSI) by feature",
+        q.feature_worst("mlmon_feature_drift_psi"),
+        unit="none",
+        description="Population stability index against the reference (0.1: watch, 0.2: "
+        "drift). " + worst,
+        w=12,
+    )
+
+
+def _alerts_row(b: _Builder) -> None:
+    q = b.q
+    b.row("Alerts")
+    b.stat(
+        "Rules firing",
+        q.alerts_firing(),
+        unit="short",
+        description="mlmon alert rules firing, summed over processes (0 without rules).",
+        steps=((None, "green"), (1, "red")),
+        w=6,
+        h=8,
+    )
+    b.timeseries(
+        "Firing by rule",
+        q.alert_by_rule(),
+        unit="short",
+        description="1 while the rule fires in any process (maximum over processes).",
+        w=18,
+    )
