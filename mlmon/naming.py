@@ -311,8 +311,8 @@ def check_collisions(names: Iterable[str], *, what: str = "name") -> None:
     """
     seen: dict[str, str] = {}
     for name in names:
-        check_name(name if not isinstance(name, (int, float)) else str(name), what=what)
         original = str(name)
+        check_name(original, what=what)
         seg = sanitize_segment(original)
         other = seen.setdefault(seg, original)
         if other != original:
