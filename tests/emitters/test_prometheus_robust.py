@@ -398,3 +398,32 @@ def test_hostile_metric_name_and_non_numeric_value_are_skipped() -> None:
         assert em.stats["bad_series"] == 2
     finally:
         em.close()
+
+
+def test_https_push_to_a_peer_that_never_answers_the_handshake_stops_at_the_deadline() -> None:
+    deaf = SlowServer(mode="deaf")  # accepts, never sends a ServerHello
+    em = PrometheusEmitter(port=0, push_url=f"https://127.0.0.1:{deaf.port}", push_timeout=0.8)
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError, match="push to"):
+            em.emit(snap(Sample.make("mlmon_calls_total", 3)))
+        assert 0.7 <= time.monotonic() - start < 1.5
+        assert em.stats["push_failures"] == 1
+    finally:
+        em.close()
+        deaf.close()
+
+
+def test_push_to_a_closed_port_fails_fast_and_is_counted() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    em = PrometheusEmitter(port=0, push_url=f"http://127.0.0.1:{port}", push_timeout=5)
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError, match="push to"):
+            em.emit(snap(Sample.make("mlmon_calls_total", 3)))
+        assert time.monotonic() - start < 1.0
+        assert em.stats["push_failures"] == 1
+    finally:
+        em.close()
