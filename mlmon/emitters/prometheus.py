@@ -514,13 +514,15 @@ class PrometheusEmitter(_ForkAware):
         with self._lock:
             if self._closed:
                 return
-            if ident not in self._opened:
-                last = True
-            else:
+            known = ident in self._opened
+            last = False
+            if known:
                 self._opened.remove(ident)
                 self._forget_series(ident)
                 last = not self._opened
-        if last:
+        if not known:
+            self.close()  # e.g. a forked child's monitor, whose instance changed
+        elif last:
             self._shutdown()
 
     def _forget_series(self, ident: Identity) -> None:

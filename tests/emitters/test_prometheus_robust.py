@@ -427,3 +427,15 @@ def test_push_to_a_closed_port_fails_fast_and_is_counted() -> None:
         assert em.stats["push_failures"] == 1
     finally:
         em.close()
+
+
+def test_release_of_an_identity_never_opened_ends_one_opener_only() -> None:
+    em = PrometheusEmitter(port=0)
+    em.open("fraud", None, "h:1")
+    em.open("churn", None, "h:1")
+    em.release("fraud", None, "h:999")  # e.g. a forked child's monitor: its instance changed
+    em.emit(snap(Sample.make("mlmon_calls_total", 1), model="churn"))
+    assert "mlmon_calls_total" in scrape(em)
+    em.release("other", None, "h:1")
+    with pytest.raises(RuntimeError):
+        em.emit(snap(Sample.make("mlmon_calls_total", 1), model="churn"))
