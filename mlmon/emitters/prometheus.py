@@ -424,8 +424,8 @@ class PrometheusEmitter(_ForkAware):
     def _ensure_started(self) -> None:
         # Called with self._lock held: a forked child's endpoint, on first need.
         if self._lazy and not self._closed:
+            self._start(0)  # if this fails, the next emit tries again
             self._lazy = False
-            self._start(0)
 
     def _current_body(self) -> bytes:
         return self._body
