@@ -35,18 +35,22 @@ from typing import Literal
 from mlmon.snapshot import CATALOG, Labels
 
 __all__ = [
+    "MAX_NAME_CHARS",
     "PathRenderer",
     "PrometheusRenderer",
     "Style",
     "check_collisions",
+    "check_name",
     "escape_help",
     "escape_label_value",
     "format_number",
     "format_prometheus_value",
     "le_segment",
+    "name_problem",
     "quantile_segment",
     "sanitize_segment",
     "sanitize_tag_value",
+    "series_problem",
 ]
 
 log = logging.getLogger("mlmon.emitters")
@@ -195,8 +199,105 @@ def _le_tag(value: str) -> str | None:
     return _positional(b)
 
 
+MAX_NAME_CHARS = 1024
+"""The longest model name, version, instance, label value or feature name any backend gets."""
+
+
+def name_problem(value: object) -> str | None:
+    r"""Why ``value`` cannot be a name or label value in every backend, or None when it can.
+
+    A name must be a ``str`` of at most :data:`MAX_NAME_CHARS` characters that UTF-8 can encode
+    (no unpaired surrogate, which ``json.loads`` of a request body can produce) and without NUL.
+    Newlines, quotes and other punctuation are fine: every renderer escapes or replaces them.
+
+    >>> name_problem("âge"), name_problem("a\nb")
+    (None, None)
+    >>> name_problem("\ud800")
+    'is not valid Unicode (unpaired surrogate at index 0)'
+    >>> name_problem("a\x00b")
+    'contains NUL'
+    """
+    if not isinstance(value, str):
+        return f"is not a string ({type(value).__name__})"
+    if len(value) > MAX_NAME_CHARS:
+        return f"is longer than {MAX_NAME_CHARS} characters ({len(value)})"
+    if "\x00" in value:
+        return "contains NUL"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"is not valid Unicode (unpaired surrogate at index {exc.start})"
+    return None
+
+
+def check_name(value: object, *, what: str = "name") -> None:
+    r"""Raise ValueError naming ``what`` and the value when :func:`name_problem` finds one.
+
+    >>> check_name("age", what="feature name")
+    >>> check_name("bad\udc80", what="feature name")
+    Traceback (most recent call last):
+    ...
+    ValueError: feature name 'bad\udc80' is not valid Unicode (unpaired surrogate at index 3)
+    """
+    problem = name_problem(value)
+    if problem is not None:
+        shown = (
+            repr(value)
+            if not isinstance(value, str) or len(value) <= 80
+            else repr(value[:80]) + "..."
+        )
+        raise ValueError(f"{what} {shown} {problem}")
+
+
+def _text_ok(value: str) -> bool:
+    # The hot path of series_problem: ASCII without NUL is the common case.
+    if len(value) > MAX_NAME_CHARS or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def series_problem(name: object, labels: Iterable[tuple[object, object]], value: object) -> bool:
+    r"""True when a sample cannot be rendered in every backend (see :func:`name_problem`).
+
+    Emitters skip such a series (and count it) instead of failing the whole snapshot. The value
+    must be a float (NaN and infinities are allowed here; each backend decides what it does with
+    them).
+
+    >>> series_problem("mlmon_feature_mean", (("feature", "age"),), 1.0)
+    False
+    >>> series_problem("mlmon_feature_mean", (("feature", "\ud800"),), 1.0)
+    True
+    """
+    if not isinstance(name, str) or not _text_ok(name):
+        return True
+    if not isinstance(value, (float, int)) or isinstance(value, bool):
+        return True
+    for k, v in labels:
+        if not isinstance(k, str) or not isinstance(v, str) or not _text_ok(k) or not _text_ok(v):
+            return True
+    return False
+
+
+def identity_problem(model: object, version: object, instance: object) -> bool:
+    """True when a snapshot's model, version or instance cannot be rendered (every series is bad)."""
+    if not isinstance(model, str) or not _text_ok(model):
+        return True
+    if version is not None and (not isinstance(version, str) or not _text_ok(version)):
+        return True
+    return not isinstance(instance, str) or not _text_ok(instance)
+
+
 def check_collisions(names: Iterable[str], *, what: str = "name") -> None:
-    """Raise ValueError if two different names would become the same StatsD/Graphite segment.
+    """Raise ValueError if a name cannot be rendered (:func:`check_name`: unpaired surrogate,
+    NUL, longer than :data:`MAX_NAME_CHARS`), or if two different names would become the same
+    StatsD/Graphite segment.
 
     Call it when a monitor is configured, with its model/version, feature names, classes or
     outcome names: the strictest sanitiser (dotted path segments) is used, so names that pass
@@ -211,6 +312,7 @@ def check_collisions(names: Iterable[str], *, what: str = "name") -> None:
     seen: dict[str, str] = {}
     for name in names:
         original = str(name)
+        check_name(original, what=what)
         seg = sanitize_segment(original)
         other = seen.setdefault(seg, original)
         if other != original:

@@ -380,3 +380,109 @@ class _UdpLink:
             return done, exc
         self.down = False
         return done, None
+
+
+# --------------------------------------------------------------------------- HTTP with a deadline
+
+
+def _wait_io(sock: socket.socket, write: bool, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    r, w, _ = select.select([] if write else [sock], [sock] if write else [], [], remaining)
+    if not (r or w):
+        raise TimeoutError("deadline passed")
+
+
+def _http_request(
+    url: str,
+    method: str,
+    body: bytes,
+    headers: dict[str, str],
+    deadline: float,
+    resolver: _Resolver | None = None,
+    max_response: int = 64 * 1024,
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request that finishes before ``deadline`` (monotonic), whatever the peer does.
+
+    Resolution (on a helper thread), connection, TLS handshake, sending and reading all share
+    the one deadline: a server that trickles its answer a byte at a time, or never reads, costs
+    at most the time left, then ``TimeoutError``. Returns ``(status, head of the response)``.
+    The socket is non-blocking throughout and every wait is a ``select`` bounded by the deadline.
+    """
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    if resolver is None or resolver.host != parts.hostname or resolver.port != port:
+        resolver = _Resolver(parts.hostname, port, socket.SOCK_STREAM)
+    family, addr = resolver.get(deadline - time.monotonic())
+    raw = socket.socket(family, socket.SOCK_STREAM)
+    sock: socket.socket = raw
+    try:
+        raw.setblocking(False)
+        err = raw.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            raise OSError(err, os.strerror(err))
+        if err:
+            _wait_io(raw, True, deadline)
+            err = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+        if tls:
+            ctx = ssl.create_default_context()
+            sock = ctx.wrap_socket(
+                raw, server_hostname=parts.hostname, do_handshake_on_connect=False
+            )
+            while True:
+                try:
+                    sock.do_handshake()  # type: ignore[attr-defined]
+                    break
+                except ssl.SSLWantReadError:
+                    _wait_io(sock, False, deadline)
+                except ssl.SSLWantWriteError:
+                    _wait_io(sock, True, deadline)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host_header = parts.netloc.rsplit("@", 1)[-1]
+        head = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head.append(f"Content-Length: {len(body)}")
+        data = memoryview(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += sock.send(data[sent : sent + _TCP_CHUNK])
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                _wait_io(sock, True, deadline)
+            except ssl.SSLWantReadError:
+                _wait_io(sock, False, deadline)
+        reply = b""
+        while b"\r\n" not in reply and len(reply) < max_response:
+            try:
+                chunk = sock.recv(4096)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                _wait_io(sock, False, deadline)
+                continue
+            except ssl.SSLWantWriteError:
+                _wait_io(sock, True, deadline)
+                continue
+            if not chunk:
+                break
+            reply += chunk
+            if time.monotonic() >= deadline:
+                raise TimeoutError("deadline passed")
+    except BaseException:
+        _close(sock)
+        raise
+    _close(sock)
+    status_line = reply.split(b"\r\n", 1)[0]
+    fields = status_line.split(None, 2)
+    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
+        raise ConnectionError(f"not an HTTP response: {status_line[:80]!r}")
+    return int(fields[1]), reply

@@ -7,16 +7,29 @@ without stopping the other emitters.
 
 An emitter that drops data of its own (a full send buffer, say) reports it through the optional
 ``self_metrics()`` method; the reporter adds those samples to the next snapshot.
+
+Optional hooks, looked up by name (an emitter without them works as before):
+
+* ``after_fork()``: called by the monitor in a forked child, before anything else touches the
+  emitter (forget the parent's sockets, threads and state; start nothing that an ``exec``
+  would leak: start lazily at the first emit).
+* ``open(model, version, instance)``: called once by each monitor that uses the emitter, when
+  the monitor is constructed (:func:`open_emitter`). An emitter shared by several monitors
+  (``PrometheusEmitter``) counts its openers, refuses with ValueError an identity that is
+  already open (two monitors would overwrite each other's series), and releases its resources
+  only when the last opener closes.
+* ``release(model, version, instance)``: the monitor with that identity is done
+  (:func:`close_emitter`); without it, ``close()`` is called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from mlmon.snapshot import Snapshot
 
-__all__ = ["Emitter", "SelfMetric", "emitter_name"]
+__all__ = ["Emitter", "SelfMetric", "close_emitter", "emitter_name", "open_emitter"]
 
 SelfMetric = tuple[str, float, Mapping[str, str]]
 """``(canonical metric name, value, labels)``, e.g. ``("mlmon_dropped_total", 3, {"buffer": "graphite"})``."""
@@ -55,3 +68,33 @@ def self_metrics(emitter: object) -> Iterable[SelfMetric]:
     if fn is None:
         return ()
     return list(fn())
+
+
+def open_emitter(emitter: object, model: str, version: str | None, instance: str) -> None:
+    """Call the emitter's optional ``open(model, version, instance)`` hook, if it has one.
+
+    A monitor calls this once per emitter at construction; the ValueError of an identity that
+    is already open propagates (it is a configuration error).
+
+    >>> from mlmon.emitters.memory import InMemoryEmitter
+    >>> open_emitter(InMemoryEmitter(), "fraud", None, "web1:7")  # no hook: nothing to do
+    """
+    hook = getattr(emitter, "open", None)
+    if hook is not None and callable(hook):
+        hook(model, version, instance)
+
+
+def close_emitter(emitter: object, model: str, version: str | None, instance: str) -> None:
+    """End one monitor's use of the emitter: ``release(model, version, instance)`` when the
+    emitter has it (a shared emitter then stops only after its last opener), else ``close()``.
+
+    >>> from mlmon.emitters.memory import InMemoryEmitter
+    >>> mem = InMemoryEmitter()
+    >>> close_emitter(mem, "fraud", None, "web1:7"); mem.closed
+    True
+    """
+    hook = getattr(emitter, "release", None)
+    if hook is not None and callable(hook):
+        hook(model, version, instance)
+        return
+    cast(Emitter, emitter).close()

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import threading
 import time
 from typing import TextIO
 
+from mlmon.emitters._net import _check_seconds
+from mlmon.emitters._stream import StreamWriter
+from mlmon.naming import name_problem
 from mlmon.snapshot import Snapshot
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(text: object) -> str:
+    """A name as one line of the table: control characters and unpaired surrogates escaped."""
+    s = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+    if not s.isascii():
+        s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
+
 
 __all__ = ["ConsoleEmitter"]
 
@@ -37,6 +52,13 @@ class ConsoleEmitter:
     Args:
         stream: where to write (default ``sys.stdout``, looked up at each emit).
         name: the ``emitter`` label.
+        timeout: with a stream that is a pipe or a socket, the longest one emit may wait for
+            the reader, seconds; a table that could not be written in time is dropped and
+            counted (``mlmon_dropped_total{buffer=name}``).
+
+    Names are shown with control characters escaped; a feature or rule name that cannot be
+    encoded (unpaired surrogate, NUL, over 1024 characters) is left out and counted in
+    ``mlmon_dropped_total{buffer="<name>_series"}``.
 
     >>> import io, mlmon
     >>> out = io.StringIO()
@@ -47,17 +69,25 @@ class ConsoleEmitter:
     >>> mon.close()
     """
 
-    def __init__(self, stream: TextIO | None = None, name: str = "console") -> None:
+    def __init__(
+        self, stream: TextIO | None = None, name: str = "console", *, timeout: float = 1.0
+    ) -> None:
+        _check_seconds(timeout=timeout)
         self._stream = stream
         self.name = name
+        self.timeout = float(timeout)
         self._lock = threading.Lock()
+        self._writer = StreamWriter()
+        self._bad_series = 0
 
     def render(self, snap: Snapshot) -> str:
         """The text one emit writes."""
         g = snap.get
         stamp = time.strftime("%H:%M:%S", time.localtime(snap.timestamp))
-        head = f"── mlmon {snap.model}" + (f" v{snap.version}" if snap.version else "")
-        head += f" · {snap.instance} · {stamp} · window {snap.window:.0f}s "
+        head = f"── mlmon {_shown(snap.model)}" + (
+            f" v{_shown(snap.version)}" if snap.version else ""
+        )
+        head += f" · {_shown(snap.instance)} · {stamp} · window {snap.window:.0f}s "
         lines = [head.ljust(78, "─")]
         lines.append(
             f" calls {_num(g('mlmon_calls_total'))} ({_num(g('mlmon_calls_per_second'))}/s)"
@@ -107,22 +137,52 @@ class ConsoleEmitter:
                 quality.append(f"coverage {_num(cov, '%')}")
             lines.append(" quality " + "  ".join(quality))
         drift = sorted(
-            ((s.value, s.label("feature") or "?") for s in snap.select("mlmon_feature_drift_psi")),
+            (
+                (s.value, s.label("feature") or "?")
+                for s in snap.select("mlmon_feature_drift_psi")
+                if self._displayable(s.label("feature"))
+            ),
             reverse=True,
         )
         if drift:
-            lines.append(" drift psi " + "  ".join(f"{f} {v:.3f}" for v, f in drift[:5]))
-        firing = [s.label("rule") for s in snap.select("mlmon_alert_firing") if s.value > 0]
+            lines.append(" drift psi " + "  ".join(f"{_shown(f)} {v:.3f}" for v, f in drift[:5]))
+        firing = [
+            s.label("rule")
+            for s in snap.select("mlmon_alert_firing")
+            if s.value > 0 and self._displayable(s.label("rule"))
+        ]
         if firing:
-            lines.append(" ALERTS firing: " + ", ".join(str(r) for r in firing))
+            lines.append(" ALERTS firing: " + ", ".join(_shown(r) for r in firing))
         return "\n".join(lines) + "\n"
 
+    def _displayable(self, name: str | None) -> bool:
+        if name is None or name_problem(name) is None:
+            return True
+        self._bad_series += 1
+        return False
+
     def emit(self, snapshot: Snapshot) -> None:
+        """Write the table; raises (after counting) when the stream's reader is too slow."""
         text = self.render(snapshot)
         stream = self._stream if self._stream is not None else sys.stdout
         with self._lock:
-            stream.write(text)
-            stream.flush()
+            self._writer.write(stream, text, self.timeout)
+
+    def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Tables the stream's reader did not take in time (``mlmon_dropped_total{buffer=name}``)
+        and names left out (``buffer="<name>_series"``)."""
+        return [
+            ("mlmon_dropped_total", float(self._writer.dropped), {"buffer": self.name}),
+            ("mlmon_dropped_total", float(self._bad_series), {"buffer": f"{self.name}_series"}),
+        ]
+
+    def after_fork(self) -> None:
+        """A forked child starts with a fresh lock and nothing pending."""
+        self._lock = threading.Lock()
+        self._writer = StreamWriter()
+        self._bad_series = 0
 
     def close(self) -> None:
-        """Nothing to release (the stream belongs to the caller)."""
+        """Nothing of the caller's is closed (the stream belongs to the caller)."""
+        with self._lock:
+            self._writer.close()

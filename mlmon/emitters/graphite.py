@@ -23,7 +23,7 @@ from mlmon.emitters._net import (
     _rewrap,
     _TcpLink,
 )
-from mlmon.naming import PathRenderer, format_number
+from mlmon.naming import PathRenderer, format_number, identity_problem, series_problem
 from mlmon.snapshot import Snapshot
 
 __all__ = ["GraphiteEmitter"]
@@ -71,8 +71,8 @@ class GraphiteEmitter(_ForkAware):
             single process writes these paths: cumulative counters of two processes on one
             path overwrite each other.
         version_in_path: put the model version after the model name (tags always carry it).
-        timeout: longest time one emit (or close) may spend connecting and sending, seconds;
-            a peer that accepts but never reads costs at most this.
+        timeout: the total deadline of one emit (or close), seconds: resolving, connecting and
+            sending together; a peer that accepts but never reads costs at most this.
         buffer_lines: how many unsent lines to keep.
         reconnect_min, reconnect_max: reconnection backoff bounds, seconds.
         name: the ``emitter``/``buffer`` label in mlmon's own metrics.
@@ -143,6 +143,7 @@ class GraphiteEmitter(_ForkAware):
         self._buffer: deque[_Item] = deque()
         super().__init__()  # self._lock and self._pid: see _ForkAware
         self._dropped = 0
+        self._bad_series = 0
         self._sent_lines = 0
         self._sent_bytes = 0
         self._closed = False
@@ -157,6 +158,7 @@ class GraphiteEmitter(_ForkAware):
         self._resolver.reset_after_fork()
         self._buffer = deque()
         self._dropped = 0
+        self._bad_series = 0
         self._sent_lines = self._sent_bytes = 0
 
     @property
@@ -173,6 +175,7 @@ class GraphiteEmitter(_ForkAware):
             "connects": self._link.connects,
             "dropped": self._dropped,
             "buffered": len(self._buffer),
+            "bad_series": self._bad_series,
         }
 
     def _items(self, snapshot: Snapshot) -> list[_Item]:
@@ -181,10 +184,18 @@ class GraphiteEmitter(_ForkAware):
         ts = int(snapshot.timestamp)
         items: list[_Item] = []
         pickled = self.protocol == "pickle"
+        if identity_problem(model, version, instance):
+            self._bad_series += len(snapshot.samples)
+            return items
         for s in snapshot.samples:
             value = s.value
+            if series_problem(s.name, s.labels, value):
+                self._bad_series += 1  # this series alone: the rest of the snapshot goes out
+                continue
             if not math.isfinite(value):
-                continue  # carbon drops NaN; inf is not a number it can store
+                if not math.isnan(value):
+                    self._bad_series += 1  # inf is not a number carbon can store
+                continue  # NaN means "no data"
             key, _ = render(model, version, instance, s.name, s.labels)
             if pickled:
                 items.append((key, (ts, value)))
@@ -251,8 +262,13 @@ class GraphiteEmitter(_ForkAware):
             self._flush(time.monotonic() + self.timeout)
 
     def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
-        """Lines dropped from the full buffer (``mlmon_dropped_total``) and name collisions."""
-        return _loss_metrics(self.name, self._dropped, self._renderer.collisions)
+        """Lines dropped from the full buffer (``mlmon_dropped_total{buffer=name}``), name
+        collisions, and series that could not be rendered (``buffer="<name>_series"``)."""
+        out = _loss_metrics(self.name, self._dropped, self._renderer.collisions)
+        out.append(
+            ("mlmon_dropped_total", float(self._bad_series), {"buffer": f"{self.name}_series"})
+        )
+        return out
 
     def close(self) -> None:
         """Send what is buffered (within ``timeout``, ignoring the backoff), then disconnect.

@@ -7,6 +7,11 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+import attrs
+
+from mlmon.emitters._net import _check_seconds
+from mlmon.emitters._stream import StreamWriter
+from mlmon.naming import identity_problem, series_problem
 from mlmon.snapshot import Snapshot
 
 __all__ = ["JsonlEmitter"]
@@ -19,7 +24,15 @@ class JsonlEmitter:
         target: a file path (opened for append) or a text stream.
         max_bytes: with a path, rotate when the file would grow past this size.
         backups: rotated files kept (``path.1`` newest .. ``path.N``); older ones are deleted.
+        timeout: with a stream that is a pipe or a socket, the longest one emit may wait for
+            the reader, seconds; a line that could not be written in time is dropped and
+            counted (``mlmon_dropped_total{buffer=name}``), one that was partly written is
+            finished first at the next emit, so readers only ever see whole lines.
         name: the ``emitter`` label.
+
+    A series whose name or label values cannot be encoded (an unpaired surrogate, NUL, more
+    than 1024 characters) is left out of the line and counted in
+    ``mlmon_dropped_total{buffer="<name>_series"}``.
 
     The file can never grow past ``max_bytes`` plus one line, and disk use stays under
     ``(backups + 1) * max_bytes``. Each line is flushed when written, so a reader (``tail -f``,
@@ -40,11 +53,17 @@ class JsonlEmitter:
         max_bytes: int = 10 * 2**20,
         backups: int = 3,
         name: str = "jsonl",
+        *,
+        timeout: float = 1.0,
     ) -> None:
         if not isinstance(max_bytes, int) or max_bytes < 1024:
             raise ValueError(f"max_bytes must be an int >= 1024, got {max_bytes!r}")
         if not isinstance(backups, int) or backups < 0:
             raise ValueError(f"backups must be an int >= 0, got {backups!r}")
+        _check_seconds(timeout=timeout)
+        self.timeout = float(timeout)
+        self._writer = StreamWriter()
+        self._bad_series = 0
         self.name = name
         self.max_bytes = max_bytes
         self.backups = backups
@@ -83,12 +102,23 @@ class JsonlEmitter:
             if src.exists():
                 os.replace(src, dst)
 
+    def _clean(self, snapshot: Snapshot) -> Snapshot:
+        if identity_problem(snapshot.model, snapshot.version, snapshot.instance):
+            self._bad_series += len(snapshot.samples)
+            raise ValueError("snapshot identity cannot be encoded; every series skipped")
+        samples = snapshot.samples
+        good = [s for s in samples if not series_problem(s.name, s.labels, s.value)]
+        if len(good) == len(samples):
+            return snapshot
+        self._bad_series += len(samples) - len(good)
+        return attrs.evolve(snapshot, samples=tuple(good))
+
     def emit(self, snapshot: Snapshot) -> None:
-        line = snapshot.to_json() + "\n"
+        """Append one line; raises (after counting) when the stream's reader is too slow."""
         with self._lock:
+            line = self._clean(snapshot).to_json() + "\n"
             if self._stream is not None:
-                self._stream.write(line)
-                self._stream.flush()
+                self._writer.write(self._stream, line, self.timeout)
                 return
             f = self._open()
             n = len(line.encode("utf-8"))
@@ -99,13 +129,25 @@ class JsonlEmitter:
             f.flush()
             self._size += n
 
+    def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
+        """Lines the stream's reader did not take in time (``mlmon_dropped_total{buffer=name}``)
+        and series left out (``buffer="<name>_series"``)."""
+        return [
+            ("mlmon_dropped_total", float(self._writer.dropped), {"buffer": self.name}),
+            ("mlmon_dropped_total", float(self._bad_series), {"buffer": f"{self.name}_series"}),
+        ]
+
     def close(self) -> None:
+        """Close the file (a stream is the caller's and stays open)."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            self._writer.close()
 
     def after_fork(self) -> None:
         """A forked child reopens the file itself (appends stay whole lines)."""
         self._file = None
         self._lock = threading.Lock()
+        self._writer = StreamWriter()  # a partial line pending is the parent's to finish
+        self._bad_series = 0

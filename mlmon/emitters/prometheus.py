@@ -12,21 +12,32 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
-import urllib.error
-import urllib.request
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
+
 from mlmon._files import atomic_write
-from mlmon.emitters._net import _check_name, _check_seconds, _close, _ForkAware
+from mlmon.emitters._net import (
+    _check_name,
+    _check_seconds,
+    _close,
+    _ForkAware,
+    _http_request,
+    _Resolver,
+)
 from mlmon.naming import (
     PrometheusRenderer,
     escape_help,
     format_prometheus_value,
+    identity_problem,
+    series_problem,
 )
 from mlmon.snapshot import CATALOG, Labels, Snapshot
 
@@ -38,6 +49,25 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of the text exposition format the endpoint serves."""
 
 _MAX_IDENTITIES = 64
+_LOG_INTERVAL = 60.0  # seconds between two log lines about failing scrapes
+
+Identity = tuple[str, str | None, str]
+
+
+def _clean(snapshot: Snapshot) -> tuple[Snapshot, int]:
+    """The snapshot without the series no exposition can carry, and how many were removed.
+
+    A name or label value with an unpaired surrogate (``json.loads`` of a request body can
+    produce one), a NUL or more than ``MAX_NAME_CHARS`` characters, or a value that is not a
+    number: that series alone is left out, never the whole snapshot.
+    """
+    if identity_problem(snapshot.model, snapshot.version, snapshot.instance):
+        return attrs.evolve(snapshot, samples=()), len(snapshot.samples)
+    samples = snapshot.samples
+    good = [s for s in samples if not series_problem(s.name, s.labels, s.value)]
+    if len(good) == len(samples):
+        return snapshot, 0
+    return attrs.evolve(snapshot, samples=tuple(good)), len(samples) - len(good)
 
 
 class _Family:
@@ -69,7 +99,8 @@ def render_exposition(
     ``+Inf`` bucket equal to ``_count``; window quantiles form ``summary`` families (the latency
     quantiles as ``mlmon_latency_window_seconds``, since the histogram owns
     ``mlmon_latency_seconds``). Every series carries ``model``, ``version`` (when not None) and
-    ``instance``.
+    ``instance``. A series whose name or label values cannot be encoded (unpaired surrogate,
+    NUL, over 1024 characters) or whose value is not a number is left out.
 
     >>> from mlmon.snapshot import Sample, Snapshot
     >>> snap = Snapshot("fraud", None, "web1:7", 0.0, 60.0, (
@@ -91,6 +122,7 @@ def render_exposition(
     r = renderer if renderer is not None else PrometheusRenderer()
     fams: dict[str, _Family] = {}
     for snap in snapshots:
+        snap, _ = _clean(snap)  # a series no exposition can carry is left out, alone
         model, version, instance = snap.model, snap.version, snap.instance
         for s in snap.samples:
             fam_name, type_, sample_name = r.family(s.name, s.labels)
@@ -208,17 +240,56 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # scrapes every few seconds must not fill the application's stderr
 
 
+# A client that goes away mid-answer (a scraper timing out, a health check closing early) is
+# not an error of ours: counted, never logged.
+_DISCONNECTS = (ConnectionError, TimeoutError)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, addr: tuple[Any, ...], family: int, metrics_path: str, body: Callable[[], bytes]
+        self,
+        addr: tuple[Any, ...],
+        family: int,
+        metrics_path: str,
+        body: Callable[[], bytes],
+        name: str,
     ) -> None:
         self.address_family = family
         self.metrics_path = metrics_path
         self.body = body
+        self.emitter_name = name
+        self.disconnects = 0
+        self.errors = 0
+        self._logged_at = -math.inf
+        self._unlogged = 0
+        self._count_lock = threading.Lock()
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Replaces socketserver's default, which prints a traceback to stderr per failure.
+        exc = sys.exc_info()[1]
+        with self._count_lock:
+            if isinstance(exc, _DISCONNECTS):
+                self.disconnects += 1
+                return
+            self.errors += 1
+            now = time.monotonic()
+            if now - self._logged_at < _LOG_INTERVAL:
+                self._unlogged += 1
+                return
+            self._logged_at, skipped, self._unlogged = now, self._unlogged, 0
+        log.warning(
+            "mlmon: %s endpoint failed to answer %s (%d more failures not logged in the last "
+            "%.0fs)",
+            self.emitter_name,
+            client_address,
+            skipped,
+            _LOG_INTERVAL,
+            exc_info=exc,
+        )
 
 
 class PrometheusEmitter(_ForkAware):
@@ -239,14 +310,28 @@ class PrometheusEmitter(_ForkAware):
             snapshot to ``/metrics/job/<job>/model/<model>/instance/<instance>`` (values
             base64-encoded), replacing that group.
         job: the ``job`` grouping label for pushes.
-        push_timeout: seconds one push may take.
+        push_timeout: the total deadline of one push, seconds: resolving, connecting, TLS,
+            sending and reading the answer together (a Pushgateway that answers a byte per
+            second costs at most this, and the push counts as failed).
         file_sd_dir: a directory watched by a Prometheus ``file_sd_configs`` entry; each
             process writes ``mlmon-<pid>.json`` naming its endpoint, and removes it at close.
         name: the ``emitter``/``buffer`` label in mlmon's own metrics.
 
     In a forked child (a pre-fork server's worker) the inherited endpoint belongs to the parent:
-    the child starts its own on a free port at its first emit (and writes its ``file_sd``
-    file), so every process is scraped on its own.
+    the child starts its own on a free port at its first emit, or when it is asked for its
+    :attr:`port` or :attr:`url` (and only then writes its ``file_sd`` file), so every process is
+    scraped on its own, and a child that only execs another program
+    (``subprocess.run(..., preexec_fn=...)``) leaves nothing behind.
+
+    Sharing: each monitor that uses the emitter calls :meth:`open` with its identity (two
+    monitors with the same model, version and instance would overwrite each other's series, so
+    the second is refused), and the endpoint stops only when the last of them closes
+    (:meth:`release`, or :meth:`close` once per opener). An emitter never opened closes at its
+    first :meth:`close`.
+
+    Series whose name or label values cannot be encoded (an unpaired surrogate, NUL, more than
+    1024 characters) or whose value is not a number are left out and counted in
+    ``mlmon_dropped_total{buffer="<name>_series"}``; the rest of the snapshot is served.
 
     >>> import urllib.request
     >>> from mlmon.snapshot import Sample, Snapshot
@@ -277,8 +362,8 @@ class PrometheusEmitter(_ForkAware):
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
         if push_url is not None:
-            scheme = urlsplit(push_url).scheme
-            if scheme not in ("http", "https"):
+            parts = urlsplit(push_url) if isinstance(push_url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"push_url must be an http(s) URL, got {push_url!r}")
         if not isinstance(job, str) or not job:
             raise ValueError(f"job must be a non-empty string, got {job!r}")
@@ -294,15 +379,26 @@ class PrometheusEmitter(_ForkAware):
         self.file_sd_dir = os.fspath(file_sd_dir) if file_sd_dir is not None else None
         self.name = name
         self._renderer = PrometheusRenderer()
-        self._snapshots: OrderedDict[tuple[str, str | None, str], Snapshot] = OrderedDict()
+        self._snapshots: OrderedDict[Identity, Snapshot] = OrderedDict()
         self._body = b""
         super().__init__()  # self._lock and self._pid: see _ForkAware
         self._push_failures = 0
         self._pushes = 0
+        self._bad_series = 0
+        self._push_resolver: _Resolver | None = None
+        if self.push_url is not None:
+            pu = urlsplit(self.push_url)
+            assert pu.hostname is not None
+            pport = pu.port or (443 if pu.scheme == "https" else 80)
+            self._push_resolver = _Resolver(pu.hostname, pport, socket.SOCK_STREAM)
         self._closed = False
+        self._opened: list[Identity] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sd_file: str | None = None
+        self._lazy = False  # a forked child starts its endpoint when first needed
+        self._old_disconnects = 0
+        self._old_errors = 0
         self._port = port
         self._start(port)
 
@@ -313,7 +409,7 @@ class PrometheusEmitter(_ForkAware):
             self.host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
         family, _, _, _, addr = infos[0]
-        server = _Server(addr, family, self.path, self._current_body)
+        server = _Server(addr, family, self.path, self._current_body, self.name)
         self._server = server
         self._port = int(server.server_address[1])
         self._thread = threading.Thread(
@@ -325,6 +421,12 @@ class PrometheusEmitter(_ForkAware):
         self._thread.start()
         self._write_sd_file()
 
+    def _ensure_started(self) -> None:
+        # Called with self._lock held: a forked child's endpoint, on first need.
+        if self._lazy and not self._closed:
+            self._start(0)  # if this fails, the next emit tries again
+            self._lazy = False
+
     def _current_body(self) -> bytes:
         return self._body
 
@@ -332,7 +434,9 @@ class PrometheusEmitter(_ForkAware):
     def port(self) -> int:
         """The port the endpoint listens on (the chosen one when constructed with ``port=0``)."""
         self._check_fork()
-        return self._port
+        with self._lock:
+            self._ensure_started()
+            return self._port
 
     @property
     def url(self) -> str:
@@ -355,24 +459,84 @@ class PrometheusEmitter(_ForkAware):
         self._sd_file = final
 
     def after_fork(self) -> None:
-        """Serve this forked child on a port of its own (the monitor calls this in the child)."""
+        """Let go of the parent's endpoint (the monitor calls this in a forked child).
+
+        Nothing is started here: the child's endpoint and ``file_sd`` file come at its first
+        emit (or :attr:`port`/:attr:`url`), so a child that execs right away leaves nothing.
+        """
         self._check_fork()
 
     def _forget_parent(self) -> None:
         # A forked child: the serving thread did not survive the fork and the listening socket
         # is the parent's. Close our copy (never shutdown(): it would wait for a thread that
-        # does not exist here) and serve this process on a port of its own.
+        # does not exist here); this process gets an endpoint of its own when it needs one.
         if self._server is not None:
             _close(self._server.socket)
         self._server = None
+        self._thread = None
         self._sd_file = None  # the parent's file stays the parent's
         self._snapshots = OrderedDict()
         self._body = b""
-        self._push_failures = self._pushes = 0
-        if not self._closed:
-            self._start(0)
+        self._push_failures = self._pushes = self._bad_series = 0
+        self._old_disconnects = self._old_errors = 0
+        if self._push_resolver is not None:
+            self._push_resolver.reset_after_fork()
+        self._lazy = not self._closed
+
+    # -- sharing -----------------------------------------------------------------------------
+
+    def open(self, model: str, version: str | None, instance: str) -> None:
+        """A monitor starts using this emitter (the monitor calls it once, at construction).
+
+        Raises ValueError when a monitor with the same model, version and instance already has
+        it open (their series would overwrite each other), RuntimeError when it is closed.
+        """
+        self._check_fork()
+        ident = (model, version, instance)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("PrometheusEmitter is closed")
+            if ident in self._opened:
+                shown = model if version is None else f"{model} version {version}"
+                raise ValueError(
+                    f"model {shown!r} (instance {instance!r}) already uses this "
+                    f"PrometheusEmitter: two monitors of one model, version and instance would "
+                    f"overwrite each other's series; give them different versions or emitters"
+                )
+            self._opened.append(ident)
+
+    def release(self, model: str, version: str | None, instance: str) -> None:
+        """The monitor that opened with this identity is done: drop its series, and stop the
+        endpoint when no other monitor has it open. Without a matching :meth:`open`, this is
+        :meth:`close`."""
+        self._check_fork()
+        ident = (model, version, instance)
+        with self._lock:
+            if self._closed:
+                return
+            known = ident in self._opened
+            last = False
+            if known:
+                self._opened.remove(ident)
+                self._forget_series(ident)
+                last = not self._opened
+        if not known:
+            self.close()  # e.g. a forked child's monitor, whose instance changed
+        elif last:
+            self._shutdown()
+
+    def _forget_series(self, ident: Identity) -> None:
+        # Called with self._lock held.
+        drop = [k for k in self._snapshots if k[0] == ident[0] and k[1] == ident[1]]
+        for k in drop:
+            del self._snapshots[k]
+        if drop:
+            self._body = self._render_all()
 
     # -- emitter protocol --------------------------------------------------------------------
+
+    def _render_all(self) -> bytes:
+        return render_exposition(self._snapshots.values(), self._renderer).encode("utf-8")
 
     def emit(self, snapshot: Snapshot) -> None:
         """Render the snapshot for the next scrapes (and push it, when ``push_url`` is set)."""
@@ -380,65 +544,129 @@ class PrometheusEmitter(_ForkAware):
         with self._lock:
             if self._closed:
                 raise RuntimeError("PrometheusEmitter is closed")
+            self._ensure_started()
+            snapshot, bad = _clean(snapshot)
+            self._bad_series += bad
             ident = (snapshot.model, snapshot.version, snapshot.instance)
+            previous = self._snapshots.get(ident)
             self._snapshots[ident] = snapshot
             self._snapshots.move_to_end(ident)
             while len(self._snapshots) > _MAX_IDENTITIES:
                 self._snapshots.popitem(last=False)
-            text = render_exposition(self._snapshots.values(), self._renderer)
-            self._body = text.encode("utf-8")
+            try:
+                self._body = self._render_all()
+            except Exception:
+                # Never let one snapshot freeze the endpoint for every monitor sharing it.
+                if previous is None:
+                    del self._snapshots[ident]
+                else:
+                    self._snapshots[ident] = previous
+                self._bad_series += len(snapshot.samples)
+                raise
             if self.push_url is not None:
                 self._push(snapshot)
 
     def _push(self, snapshot: Snapshot) -> None:
         assert self.push_url is not None
+        deadline = time.monotonic() + self.push_timeout
         body = render_exposition([snapshot], self._renderer).encode("utf-8")
         url = (
             f"{self.push_url}/metrics/job@base64/{_b64(self.job)}"
             f"/model@base64/{_b64(snapshot.model)}/instance@base64/{_b64(snapshot.instance)}"
         )
-        req = urllib.request.Request(
-            url, data=body, method="PUT", headers={"Content-Type": CONTENT_TYPE}
-        )
         try:
-            with urllib.request.urlopen(req, timeout=self.push_timeout) as resp:
-                resp.read()
-        except (OSError, urllib.error.URLError) as exc:
+            status, _ = _http_request(
+                url, "PUT", body, {"Content-Type": CONTENT_TYPE}, deadline, self._push_resolver
+            )
+            if status >= 300:
+                raise ConnectionError(f"HTTP {status}")
+        except (OSError, ValueError) as exc:
             self._push_failures += 1
-            raise OSError(f"push to {self.push_url} failed: {exc}") from exc
+            raise OSError(
+                f"push to {self.push_url} failed (deadline {self.push_timeout:g}s): {exc}"
+            ) from exc
         self._pushes += 1
 
     def render(self) -> str:
         """The text the endpoint serves now."""
         return self._body.decode("utf-8")
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts since construction (or fork): pushes made and failed, series left out,
+        scrapes whose client went away early, scrapes that failed on our side."""
+        server = self._server
+        return {
+            "pushes": self._pushes,
+            "push_failures": self._push_failures,
+            "bad_series": self._bad_series,
+            "disconnects": self._old_disconnects + (server.disconnects if server else 0),
+            "scrape_errors": self._old_errors + (server.errors if server else 0),
+        }
+
     def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
-        """Failed pushes (``mlmon_dropped_total{buffer="<name>_push"}``), when pushing."""
-        if self.push_url is None:
-            return []
-        return [
-            ("mlmon_dropped_total", float(self._push_failures), {"buffer": f"{self.name}_push"})
+        """Failed pushes (``mlmon_dropped_total{buffer="<name>_push"}``, when pushing), series
+        left out (``buffer="<name>_series"``), scrapes that failed on our side
+        (``mlmon_internal_errors_total{stage="<name>_scrape"}``) and clients that went away
+        before their answer was written (``stage="<name>_disconnect"``)."""
+        st = self.stats
+        out: list[tuple[str, float, dict[str, str]]] = [
+            ("mlmon_dropped_total", float(st["bad_series"]), {"buffer": f"{self.name}_series"}),
+            (
+                "mlmon_internal_errors_total",
+                float(st["scrape_errors"]),
+                {"stage": f"{self.name}_scrape"},
+            ),
+            (
+                "mlmon_internal_errors_total",
+                float(st["disconnects"]),
+                {"stage": f"{self.name}_disconnect"},
+            ),
         ]
+        if self.push_url is not None:
+            out.append(
+                ("mlmon_dropped_total", float(self._push_failures), {"buffer": f"{self.name}_push"})
+            )
+        return out
 
     def close(self) -> None:
-        """Stop the endpoint and remove the ``file_sd`` file. Idempotent."""
+        """Stop the endpoint and remove the ``file_sd`` file. Idempotent.
+
+        When monitors opened the emitter (:meth:`open`), each ``close()`` ends one of them
+        (the most recently opened; :meth:`release` names which) and only the last one stops
+        the endpoint.
+        """
         self._check_fork()
         with self._lock:
             if self._closed:
                 return
+            if self._opened:
+                self._opened.pop()
+                if self._opened:
+                    return
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            self._lazy = False
             server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+            sd_file, self._sd_file = self._sd_file, None
         if server is not None:
+            self._old_disconnects += server.disconnects
+            self._old_errors += server.errors
             server.shutdown()
             server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        if self._sd_file is not None:
+        if thread is not None:
+            thread.join(timeout=5.0)
+        if sd_file is not None:
             try:
-                os.unlink(self._sd_file)
+                os.unlink(sd_file)
             except OSError:
                 pass
-            self._sd_file = None
 
     def __repr__(self) -> str:
         return f"PrometheusEmitter(host={self.host!r}, port={self._port}, path={self.path!r})"

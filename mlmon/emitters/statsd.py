@@ -1,13 +1,15 @@
 """StatsD emitter: counters as exact deltas, window values as gauges, over UDP or TCP.
 
 The resolver and the UDP and TCP links it sends through live in :mod:`mlmon.emitters._net`,
-shared with the Graphite emitter.
+shared with the Graphite emitter. An application that already configured the ``statsd``
+package (pystatsd) can hand its client over instead (``client=``): see :class:`_ClientLink`.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import select
 import socket
 import time
 from collections import OrderedDict
@@ -19,6 +21,7 @@ from mlmon.emitters._net import (
     _check_name,
     _check_port,
     _check_seconds,
+    _close,
     _ForkAware,
     _loss_metrics,
     _Resolver,
@@ -26,7 +29,14 @@ from mlmon.emitters._net import (
     _TcpLink,
     _UdpLink,
 )
-from mlmon.naming import PathRenderer, Style, format_number
+from mlmon.naming import (
+    PathRenderer,
+    Style,
+    _validate_prefix,
+    format_number,
+    identity_problem,
+    series_problem,
+)
 from mlmon.snapshot import CATALOG, Snapshot
 
 __all__ = ["StatsdEmitter"]
@@ -56,6 +66,152 @@ class _Unit:
         self.commit = commit
 
 
+class _ClientLink:
+    """Sending through an application's pystatsd client (``statsd.StatsClient``,
+    ``TCPStatsClient`` or ``UnixSocketStatsClient``).
+
+    UDP (``StatsClient``): each datagram goes through the client's own ``_send`` (what its
+    ``pipeline()`` calls), which swallows socket errors: a datagram it could not send is
+    invisible, so what it was handed is counted as sent (and in ``stats["unconfirmed"]``).
+    Datagrams are packed up to the client's ``maxudpsize``.
+
+    Streams (TCP, Unix socket): mlmon writes on the client's socket itself, so that connecting
+    and sending share one total deadline (pystatsd's own ``timeout`` is per operation, and None
+    by default) and so that it knows how many bytes went out: lines not written whole keep
+    their counter deltas for the next flush, exactly as with ``protocol="tcp"``. After a
+    failure the client is closed, so its next send (mlmon's or the application's) reconnects.
+    """
+
+    def __init__(self, client: Any) -> None:
+        import statsd
+
+        if isinstance(client, statsd.StatsClient):
+            self.stream = False
+        elif isinstance(client, (statsd.TCPStatsClient, statsd.UnixSocketStatsClient)):
+            self.stream = True
+        else:
+            raise TypeError(
+                "client must be a statsd.StatsClient, statsd.TCPStatsClient or "
+                f"statsd.UnixSocketStatsClient (the pystatsd package), got {client!r}"
+            )
+        needed: tuple[str, ...] = ("_prefix", "_send", "_sock")
+        needed += ("_timeout",) if self.stream else ("_maxudpsize",)
+        missing = [a for a in needed if not hasattr(client, a)]
+        if missing:
+            raise TypeError(
+                f"client {type(client).__name__} lacks {', '.join(missing)}: this pystatsd "
+                "version is not supported (statsd>=4.0 is)"
+            )
+        self.unix = isinstance(client, statsd.UnixSocketStatsClient)
+        self.client = client
+        self.max_packet = int(getattr(client, "_maxudpsize", 65507) or 65507)
+        self.resolver: _Resolver | None = None
+        if self.stream and not self.unix:
+            self.resolver = _Resolver(
+                str(client._host), int(client._port), socket.SOCK_STREAM, getaddrinfo=_lookup
+            )
+        self.connects = 0
+        self.unconfirmed = 0
+
+    def describe(self) -> str:
+        c = self.client
+        if self.unix:
+            return f"pystatsd unix://{c._socket_path}"
+        if self.stream:
+            return f"pystatsd tcp://{c._host}:{c._port}"
+        return f"pystatsd udp://{c._addr[0]}:{c._addr[1]}"
+
+    def forget_parent(self) -> None:
+        # A forked child must not write into the parent's stream; datagrams may share a socket.
+        if self.stream and self.client._sock is not None:
+            _close(self.client._sock)
+            self.client._sock = None
+        if self.resolver is not None:
+            self.resolver.reset_after_fork()
+
+    # -- UDP -------------------------------------------------------------------------------
+
+    def send_packets(
+        self, payloads: Sequence[bytes], deadline: float
+    ) -> tuple[int, OSError | None]:
+        """Hand datagrams to the client's ``_send`` in order: ``(datagrams handed, error)``."""
+        done = 0
+        for payload in payloads:
+            if time.monotonic() >= deadline:
+                return done, TimeoutError("send deadline passed")
+            if self.client._sock is None:
+                return done, ConnectionError("the pystatsd client is closed")
+            try:
+                self.client._send(payload.decode("ascii"))
+            except (UnicodeError, AttributeError, TypeError) as exc:
+                return done, OSError(f"the pystatsd client could not send: {exc!r}")
+            done += 1
+        return done, None
+
+    # -- streams ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _peer_closed(sock: socket.socket) -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(4096, socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def _connect(self, deadline: float) -> socket.socket:
+        c = self.client
+        sock = c._sock
+        if sock is not None and not self._peer_closed(sock):
+            return sock  # type: ignore[no-any-return]
+        if sock is not None:
+            c.close()
+        family: int
+        addr: Any
+        if self.unix:
+            family, addr = socket.AF_UNIX, c._socket_path
+        else:
+            assert self.resolver is not None
+            family, addr = self.resolver.get(deadline - time.monotonic())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no time left to connect")
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(addr)
+            sock.settimeout(c._timeout)  # the application's sends behave as pystatsd's own
+        except BaseException:
+            sock.close()
+            if self.resolver is not None:
+                self.resolver.failed()
+            raise
+        c._sock = sock
+        self.connects += 1
+        return sock
+
+    def send_stream(self, data: bytes, deadline: float) -> tuple[int, OSError | None]:
+        """Write ``data`` on the client's connection before ``deadline``: ``(bytes, error)``."""
+        sent = 0
+        sock: socket.socket | None = None
+        try:
+            sock = self._connect(deadline)
+            view = memoryview(data)
+            while sent < len(view):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("send deadline passed (peer not reading?)")
+                sock.settimeout(remaining)
+                sent += sock.send(view[sent : sent + 65536])
+            sock.settimeout(self.client._timeout)
+        except OSError as exc:
+            # A partial line dies with the connection: reconnect at the next send.
+            self.client.close()
+            return sent, exc
+        return sent, None
+
+
 class StatsdEmitter(_ForkAware):
     """Send snapshots to a StatsD daemon: counters as deltas (``|c``), gauges (``|g``).
 
@@ -81,7 +237,15 @@ class StatsdEmitter(_ForkAware):
             path overwrite each other (see docs/scale-out.md).
         version_in_path: put the model version after the model name (path style only; the tag
             styles always carry it).
-        timeout: longest time one emit may spend resolving, connecting and sending, seconds.
+        timeout: the total deadline of one emit, seconds: resolving, connecting and sending
+            together (a TCP peer that accepts but never reads costs at most this).
+        client: an application's pystatsd client (``statsd.StatsClient``, ``TCPStatsClient``
+            or ``UnixSocketStatsClient``) to send through instead of a socket of mlmon's own;
+            then ``host``, ``port`` and ``protocol`` must be left out, the client's prefix comes
+            before ``prefix``, and :meth:`close` leaves the client open (it is the
+            application's). Lines are rendered as without it. Through a UDP client, lost
+            datagrams cannot be seen (pystatsd swallows socket errors), so the counter deltas
+            they carried are lost, not carried over; see docs/emitters.md.
         name: the ``emitter``/``buffer`` label in mlmon's own metrics.
 
     Failures (unresolvable host, ECONNREFUSED, a TCP peer that does not read) never block the
@@ -119,8 +283,30 @@ class StatsdEmitter(_ForkAware):
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
         probe_timeout: float = 0.02,
+        client: Any = None,
         name: str = "statsd",
     ) -> None:
+        link: _ClientLink | None = None
+        if client is not None:
+            if (host, port, protocol) != ("127.0.0.1", 8125, "udp"):
+                raise ValueError(
+                    "client= sends through the given pystatsd client: leave host, port and "
+                    f"protocol out (got host={host!r}, port={port!r}, protocol={protocol!r})"
+                )
+            link = _ClientLink(client)
+            client_prefix = link.client._prefix
+            if client_prefix is not None and not isinstance(client_prefix, str):
+                raise TypeError(f"client prefix must be a string, got {client_prefix!r}")
+            try:
+                _validate_prefix(client_prefix or "")
+            except ValueError:
+                raise ValueError(
+                    "client prefix must be dot-separated segments of [A-Za-z0-9_-], got "
+                    f"{client_prefix!r}"
+                ) from None
+            if isinstance(prefix, str) and client_prefix:
+                prefix = f"{client_prefix}.{prefix}" if prefix else client_prefix
+            protocol = "tcp" if link.stream else "udp"
         _check_host(host)
         _check_port(port)
         if protocol not in ("udp", "tcp"):
@@ -174,9 +360,14 @@ class StatsdEmitter(_ForkAware):
         )
         self._udp = _UdpLink(self._resolver, float(probe_timeout))
         self._tcp = _TcpLink(self._resolver, float(reconnect_min), float(reconnect_max))
+        self._client = link
+        self.client = client
+        if link is not None:
+            self.max_packet = min(max_packet, max(64, link.max_packet))
         super().__init__()  # self._lock and self._pid: see _ForkAware
         self._last: OrderedDict[tuple[str, str | None, str], dict[Any, float]] = OrderedDict()
         self._dropped = 0
+        self._bad_series = 0
         self._sent_lines = 0
         self._sent_packets = 0
         self._sent_bytes = 0
@@ -193,8 +384,12 @@ class StatsdEmitter(_ForkAware):
         self._udp.drop()  # closes only this process's copy of the descriptors
         self._tcp.drop()
         self._resolver.reset_after_fork()
+        if self._client is not None:
+            self._client.forget_parent()
+            self._client.unconfirmed = 0
         self._last = OrderedDict()
         self._dropped = 0
+        self._bad_series = 0
         self._sent_lines = self._sent_packets = self._sent_bytes = 0
 
     def _state(self, snapshot: Snapshot) -> dict[Any, float]:
@@ -216,9 +411,17 @@ class StatsdEmitter(_ForkAware):
         model, version, instance = snapshot.model, snapshot.version, snapshot.instance
         state = self._state(snapshot)
         units: list[_Unit] = []
+        if identity_problem(model, version, instance):
+            self._bad_series += len(snapshot.samples)
+            return units
         for s in snapshot.samples:
             value = s.value
+            if series_problem(s.name, s.labels, value):
+                self._bad_series += 1  # this series alone: the rest of the snapshot goes out
+                continue
             if not math.isfinite(value):
+                if not math.isnan(value):
+                    self._bad_series += 1  # StatsD has no infinity; NaN means "no data"
                 continue
             key, tail = render(model, version, instance, s.name, s.labels)
             info = CATALOG.get(s.name)
@@ -282,14 +485,25 @@ class StatsdEmitter(_ForkAware):
 
     def _send(self, units: Sequence[_Unit], deadline: float) -> tuple[int, OSError | None]:
         """Send units in order; ``(units sent, error or None)``."""
+        link = self._client
         if self.protocol == "udp":
             packets = self._packets(units)
-            done, err = self._udp.send([p for p, _, _ in packets], deadline)
+            payloads = [p for p, _, _ in packets]
+            if link is not None:
+                done, err = link.send_packets(payloads, deadline)
+                link.unconfirmed += sum(
+                    u.lines for u in units[: packets[done - 1][2] if done else 0]
+                )
+            else:
+                done, err = self._udp.send(payloads, deadline)
             self._sent_packets += done
             self._sent_bytes += sum(len(p) for p, _, _ in packets[:done])
             return (packets[done - 1][2] if done else 0), err
         encoded = [(u.text + "\n").encode("utf-8") for u in units]
-        sent, err = self._tcp.send(b"".join(encoded), deadline)
+        if link is not None:
+            sent, err = link.send_stream(b"".join(encoded), deadline)
+        else:
+            sent, err = self._tcp.send(b"".join(encoded), deadline)
         self._sent_bytes += sent
         self._sent_packets += 1 if sent else 0
         pos = 0
@@ -324,29 +538,41 @@ class StatsdEmitter(_ForkAware):
         lost = sum(u.lines for u in units[done:] if u.commit is None)
         self._dropped += lost
         if err is not None:
+            where = (
+                self._client.describe()
+                if self._client is not None
+                else f"{self.protocol}://{self.host}:{self.port}"
+            )
             raise _rewrap(
                 err,
-                f"statsd {self.protocol}://{self.host}:{self.port}: {len(units) - done} of "
+                f"statsd {where}: {len(units) - done} of "
                 f"{len(units)} lines not sent ({lost} lost, counter deltas kept for the next "
                 f"flush): {err}",
             )
 
     def self_metrics(self) -> list[tuple[str, float, dict[str, str]]]:
-        """Lines lost (``mlmon_dropped_total``) and name collisions, as ``(name, value, labels)``."""
-        return _loss_metrics(self.name, self._dropped, self._renderer.collisions)
+        """Lines lost (``mlmon_dropped_total{buffer=name}``), series that could not be rendered
+        (``buffer="<name>_series"``) and name collisions, as ``(name, value, labels)``."""
+        series = ("mlmon_dropped_total", float(self._bad_series), {"buffer": f"{self.name}_series"})
+        return [series, *_loss_metrics(self.name, self._dropped, self._renderer.collisions)]
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts since construction: lines, datagrams (or TCP writes) and bytes sent, lines lost."""
+        """Counts since construction: lines, datagrams (or TCP writes) and bytes sent, lines
+        lost, series that could not be rendered, and lines handed to a pystatsd UDP client
+        (``unconfirmed``: it swallows send errors, so their delivery is unknown)."""
         return {
             "lines": self._sent_lines,
             "packets": self._sent_packets,
             "bytes": self._sent_bytes,
             "dropped": self._dropped,
+            "bad_series": self._bad_series,
+            "unconfirmed": self._client.unconfirmed if self._client is not None else 0,
         }
 
     def close(self) -> None:
-        """Release the socket. Idempotent; nothing is buffered, so nothing is flushed."""
+        """Release the socket (never a ``client=``'s: it is the application's). Idempotent;
+        nothing is buffered, so nothing is flushed."""
         self._check_fork()
         with self._lock:
             self._closed = True
@@ -354,6 +580,10 @@ class StatsdEmitter(_ForkAware):
             self._tcp.drop()
 
     def __repr__(self) -> str:
+        if self._client is not None:
+            return (
+                f"StatsdEmitter(client={self.client!r}, prefix={self.prefix!r}, tags={self.tags!r})"
+            )
         return (
             f"StatsdEmitter(host={self.host!r}, port={self.port}, prefix={self.prefix!r}, "
             f"protocol={self.protocol!r}, tags={self.tags!r})"

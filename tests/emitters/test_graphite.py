@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -349,3 +350,105 @@ def test_forked_child_does_not_resend_the_parents_buffer(carbon: Carbonish) -> N
 def test_bad_configuration_raises_naming_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         GraphiteEmitter(**kwargs)  # type: ignore[arg-type]
+
+
+HOSTILE = ["\ud800", "a\x00b", "x" * 5000, "bad\udfff tail"]
+
+
+@pytest.mark.parametrize("protocol", ["plaintext", "pickle"])
+def test_hostile_series_are_skipped_and_counted_alone(protocol: str) -> None:
+    carbon = Carbonish()
+    em = GraphiteEmitter("127.0.0.1", carbon.port, protocol=protocol)  # type: ignore[arg-type]
+    try:
+        samples = [s("mlmon_feature_mean", 1, feature=v) for v in HOSTILE]
+        samples += [
+            s("mlmon_feature_mean", 2, feature="new\nline"),
+            s("mlmon_feature_mean", math.nan, feature="nan"),
+            s("mlmon_feature_mean", math.inf, feature="inf"),
+            s("mlmon_calls_total", 3),
+        ]
+        em.emit(snap(*samples))
+        em.emit(snap(s("mlmon_calls_total", 1), model="\ud800"))  # a whole snapshot is bad
+        em.emit(snap(s("mlmon_calls_total", 4)))
+        assert em.stats["bad_series"] == len(HOSTILE) + 1 + 1  # + inf, + the bad model's series
+        assert ("mlmon_dropped_total", 6.0, {"buffer": "graphite_series"}) in em.self_metrics()
+        deadline = time.monotonic() + 3
+        want = [
+            f"fraud.web1_7.mlmon_feature_mean.feature_new_line 2 {TS}",
+            f"fraud.web1_7.mlmon_calls_total 3 {TS}",
+            f"fraud.web1_7.mlmon_calls_total 4 {TS}",
+        ]
+        got: list[str] = []
+        while len(got) < 3 and time.monotonic() < deadline:
+            if protocol == "plaintext":
+                got = carbon.read(3, timeout=0.2)
+            else:
+                got = _unpickle_lines(_read_raw(carbon.server, 0.2))
+        assert got == want
+    finally:
+        em.close()
+        carbon.close()
+
+
+_RAW: dict[int, bytes] = {}
+
+
+def _read_raw(server: socket.socket, timeout: float) -> bytes:
+    """Everything received so far on the server's connections (pickle frames are binary)."""
+    key = id(server)
+    data = _RAW.get(key, b"")
+    server.settimeout(timeout)
+    try:
+        conn, _ = server.accept()
+    except TimeoutError:
+        return data
+    conn.settimeout(timeout)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            chunk = conn.recv(1 << 20)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    conn.close()
+    _RAW[key] = data
+    return data
+
+
+def _unpickle_lines(data: bytes) -> list[str]:
+    out = []
+    while len(data) >= 4:
+        (n,) = struct.unpack("!L", data[:4])
+        if len(data) < 4 + n:
+            break
+        for path, (ts, value) in pickle.loads(data[4 : 4 + n]):
+            out.append(f"{path} {value:g} {ts}")
+        data = data[4 + n :]
+    return out
+
+
+def test_each_emit_to_a_peer_that_never_reads_stops_at_the_deadline() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts (backlog), never reads
+        em = GraphiteEmitter(
+            "127.0.0.1", int(server.getsockname()[1]), timeout=0.5, buffer_lines=1_000_000
+        )
+        big = snap(*(s("mlmon_feature_mean", i, feature="x" * 200 + str(i)) for i in range(20_000)))
+        em._items(big)  # render once: names are cached, so emits below cost their sends
+        timeouts = 0
+        for _ in range(40):  # ~4.6 MB each: the socket buffers fill within a few emits
+            t0 = time.monotonic()
+            try:
+                em.emit(big)
+            except TimeoutError:
+                timeouts += 1
+                assert time.monotonic() - t0 < 0.5 + 0.3
+                break
+            assert time.monotonic() - t0 < 0.5 + 0.3
+        assert timeouts == 1
+        assert em.buffered > 0
+        t1 = time.monotonic()
+        em.close()  # close tries once more, bounded by the same deadline
+        assert time.monotonic() - t1 < 0.5 + 0.3
+        assert em.buffered == 0  # sent to a fresh connection's buffers, or counted as dropped

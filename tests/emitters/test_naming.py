@@ -13,13 +13,16 @@ from mlmon.naming import (
     PathRenderer,
     PrometheusRenderer,
     check_collisions,
+    check_name,
     escape_label_value,
     format_number,
     format_prometheus_value,
     le_segment,
+    name_problem,
     quantile_segment,
     sanitize_segment,
     sanitize_tag_value,
+    series_problem,
 )
 from mlmon.snapshot import CATALOG
 
@@ -308,4 +311,62 @@ def test_prometheus_label_clashing_with_identity_is_renamed() -> None:
     r = PrometheusRenderer()
     assert (
         r.labels("m", None, "i", (("model", "x"),)) == '{model="m",instance="i",exported_model="x"}'
+    )
+
+
+# -- names no backend can carry ---------------------------------------------------------------
+
+UNENCODABLE = ["\ud800", "ok\udfffok", "a\x00b", "x" * 1025]
+
+
+@pytest.mark.parametrize("name", UNENCODABLE)
+def test_check_collisions_rejects_names_that_cannot_be_encoded(name: str) -> None:
+    with pytest.raises(ValueError, match=r"^feature name '"):
+        check_collisions(["age", name], what="feature name")
+
+
+@pytest.mark.parametrize("name", ["new\nline", "tab\there", "âge", "名前", "x" * 1024, 'q"uote'])
+def test_check_name_accepts_what_renderers_escape(name: str) -> None:
+    check_name(name, what="feature name")
+    assert name_problem(name) is None
+    assert not series_problem("mlmon_feature_mean", (("feature", name),), 1.0)
+
+
+def test_check_name_says_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"unpaired surrogate at index 2"):
+        check_name("ab\ud800", what="class label")
+    with pytest.raises(ValueError, match="contains NUL"):
+        check_name("a\x00", what="class label")
+    with pytest.raises(ValueError, match="longer than 1024"):
+        check_name("y" * 2000, what="class label")
+    with pytest.raises(ValueError, match="not a string"):
+        check_name(3, what="class label")
+
+
+def test_series_problem_flags_names_labels_and_values() -> None:
+    assert series_problem("mlmon_x\x00", (), 1.0)
+    assert series_problem("mlmon_x", (("k\ud800", "v"),), 1.0)
+    assert series_problem("mlmon_x", (("k", "v"),), "1")
+    assert not series_problem("mlmon_x", (("k", "v"),), math.nan)
+    assert not series_problem("mlmon_x", (("k", "v"),), math.inf)
+
+
+@given(st.text(max_size=40))
+def test_every_label_value_is_either_flagged_or_renders_as_utf8(value: str) -> None:
+    from mlmon.emitters.prometheus import render_exposition
+    from mlmon.snapshot import Sample, Snapshot
+
+    snap = Snapshot(
+        "m",
+        None,
+        "i",
+        0.0,
+        1.0,
+        (Sample.make("mlmon_feature_mean", 1.0, feature=value), Sample.make("mlmon_up", 1)),
+    )
+    text = render_exposition([snap])
+    text.encode("utf-8")  # never raises: a bad series is left out
+    assert "mlmon_up{" in text
+    assert ("mlmon_feature_mean{" in text) != series_problem(
+        "mlmon_feature_mean", (("feature", value),), 1.0
     )

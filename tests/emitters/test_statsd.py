@@ -164,6 +164,8 @@ def test_lines_are_packed_up_to_max_packet(udp: socket.socket) -> None:
         "packets": len(got),
         "bytes": sum(len(d) for d in got),
         "dropped": 0,
+        "bad_series": 0,
+        "unconfirmed": 0,
     } == em.stats
     em.close()
 
@@ -344,6 +346,7 @@ def test_closed_udp_port_is_noticed_counted_and_raised() -> None:
     with pytest.raises(ConnectionRefusedError):
         em.emit(snap(c("mlmon_calls_total", 10), c("mlmon_up", 1), c("mlmon_error_ratio", 0)))
     assert em.self_metrics() == [
+        ("mlmon_dropped_total", 0.0, {"buffer": "statsd_series"}),
         ("mlmon_dropped_total", 2.0, {"buffer": "statsd"}),
         ("mlmon_internal_errors_total", 0.0, {"stage": "statsd_naming"}),
     ]

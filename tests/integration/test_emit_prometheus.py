@@ -162,7 +162,9 @@ def pushgateway(tmp_path: Any) -> Iterator[str]:
     if binary is None:
         from conftest import skip_or_fail
 
-        skip_or_fail("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
+        skip_or_fail(
+            "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
+        )
     port = servers.free_port()
     log = open(tmp_path / "pushgateway.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
@@ -212,3 +214,45 @@ def test_push_to_a_real_pushgateway(pushgateway: str) -> None:
         'mlmon_latency_seconds_bucket{instance="web1:7",job="mlmon",model="fraud",le="+Inf"} 50'
         in text
     )
+
+
+def test_hostile_names_never_stop_a_shared_endpoint(
+    prometheus_factory: Callable[..., servers.Prometheus], promtool: servers.Promtool
+) -> None:
+    em = PrometheusEmitter(port=0)
+    em.open("fraud", None, "h:1")
+    em.open("churn", None, "h:1")
+    try:
+        hostile = ["\ud800", "a\x00b", "x" * 5000, "tail\udfff"]
+        em.emit(
+            Snapshot(
+                "fraud",
+                None,
+                "h:1",
+                time.time(),
+                60.0,
+                (
+                    *(Sample.make("mlmon_feature_mean", 1.0, feature=v) for v in hostile),
+                    Sample.make("mlmon_feature_mean", 2.0, feature='new\nline "q"'),
+                    Sample.make("mlmon_calls_total", 7),
+                ),
+            )
+        )
+        em.emit(
+            Snapshot(
+                "churn", None, "h:1", time.time(), 60.0, (Sample.make("mlmon_calls_total", 5),)
+            )
+        )
+        text = scrape(em.url)
+        ok, output = promtool.check_metrics(text)
+        assert ok, output
+        assert em.stats["bad_series"] == len(hostile)
+        prometheus = prometheus_factory([f"127.0.0.1:{em.port}"])
+        prometheus.wait_for_value("sum(mlmon_calls_total)", 12)
+        weird = prometheus.query("mlmon_feature_mean")
+        assert [w["metric"]["feature"] for w in weird] == ['new\nline "q"']
+        em.release("fraud", None, "h:1")  # fraud's monitor closes: churn keeps its endpoint
+        assert 'model="fraud"' not in scrape(em.url)
+        prometheus.wait_for_value("sum(mlmon_calls_total)", 5)
+    finally:
+        em.release("churn", None, "h:1")
