@@ -41,9 +41,9 @@ from mlmon._component import CallBatch, Component, Triple
 from mlmon.alerts import AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.delivery import Delivery
 from mlmon.drift import DriftConfig
-from mlmon.emitters.base import Emitter, emitter_name, self_metrics
+from mlmon.emitters.base import Emitter, close_emitter, emitter_name, open_emitter, self_metrics
 from mlmon.features import FeatureComponent
-from mlmon.naming import check_collisions
+from mlmon.naming import check_collisions, check_name
 from mlmon.outcomes import OutcomeComponent
 from mlmon.outputs import OutputComponent
 from mlmon.quality import QualityComponent
@@ -177,6 +177,12 @@ class Monitor:
             raise ValueError(f"name must match [A-Za-z0-9_-]+, got {name!r}")
         if version is not None and (not isinstance(version, str) or not version or "\n" in version):
             raise ValueError(f"version must be a non-empty one-line string or None, got {version!r}")
+        if version is not None:
+            check_name(version, what="version")
+        if instance is not None:
+            if not isinstance(instance, str) or not instance or "\n" in instance:
+                raise ValueError(f"instance must be a non-empty one-line string or None, got {instance!r}")
+            check_name(instance, what="instance")
         _seconds("window", window)
         _seconds("flush_interval", flush_interval)
         if flush_interval > window:
@@ -254,8 +260,19 @@ class Monitor:
         self._scheduler: Scheduler | None = None
         self._closed = False
         self._build_parts()
-        for e in emitter_list:
-            _open_emitter(e, self)
+        opened: list[Emitter] = []
+        try:
+            for e in emitter_list:
+                open_emitter(e, self.name, self.version, self.instance)
+                opened.append(e)
+        except BaseException:
+            for e in opened:  # a monitor that fails to build holds nothing open
+                try:
+                    close_emitter(e, self.name, self.version, self.instance)
+                except Exception:
+                    pass
+            self._closed = True
+            raise
         _lifecycle.register(self)
 
     # -- parts -----------------------------------------------------------------------------
@@ -640,7 +657,7 @@ class Monitor:
     def _closer(self, emitter: Emitter) -> Callable[[], None]:
         def close() -> None:
             try:
-                emitter.close()
+                close_emitter(emitter, self.name, self.version, self.instance)
             except BaseException as exc:
                 self._internal_error("close", exc)
 
@@ -725,12 +742,6 @@ class Monitor:
 
 def _emit_job(emitter: Emitter, snap: Snapshot) -> Callable[[], None]:
     return lambda: emitter.emit(snap)
-
-
-def _open_emitter(emitter: Emitter, mon: Monitor) -> None:
-    hook = getattr(emitter, "open", None)
-    if hook is not None:
-        hook(mon.name, mon.version, mon.instance)
 
 
 def monitors() -> Iterable[Monitor]:

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("public API", ("mlmon._default", "mlmon.testing", "mlmon")),
     (
         "applications",
-        ("mlmon.integrations", "mlmon.export", "mlmon.report", "mlmon._svg", "mlmon.demo", "mlmon.cli", "mlmon.__main__"),
+        ("mlmon.integrations", "mlmon.export", "mlmon.report", "mlmon._command", "mlmon.demo", "mlmon.cli", "mlmon.__main__"),
     ),
 ]
 

@@ -440,7 +440,7 @@ def _http_request(
             )
             while True:
                 try:
-                    sock.do_handshake()  # type: ignore[attr-defined]
+                    sock.do_handshake()
                     break
                 except ssl.SSLWantReadError:
                     _wait_io(sock, False, deadline)

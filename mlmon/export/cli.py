@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlmon._command import new_parser, run_parser
 from mlmon._files import atomic_write
-from mlmon.cli import new_parser, run_parser
 
 __all__ = ["add_commands", "add_parser", "load_rules", "main"]
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlmon.cli import new_parser, run_parser
+from mlmon._command import new_parser, run_parser
 from mlmon.report._api import build_text, write_text
 from mlmon.report._format import clean
 from mlmon.report._info import MAX_POINTS, ReportError

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mlmon._command import new_parser, run_parser
 from mlmon._files import atomic_write
-from mlmon.cli import new_parser, run_parser
 from mlmon.export.grafana._dashboard import dashboard
 
 __all__ = ["add_arguments", "add_parser", "main", "run"]
