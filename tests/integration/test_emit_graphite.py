@@ -255,11 +255,13 @@ def test_carbon_restart_mid_run_loses_nothing_that_was_buffered(
 def test_evil_names_reach_carbon_only_as_safe_paths(carbon: servers.Carbon) -> None:
     with pytest.raises(ValueError, match="name"):
         mlmon.Monitor("fraud model\nevil.metric 1 0")
+    with pytest.raises(ValueError, match="instance"):
+        mlmon.Monitor("fraud", instance="web 1\nevil.metric 1 0")
     em = GraphiteEmitter(carbon.host, carbon.line_port, prefix="ml", version_in_path=True)
     mon = mlmon.Monitor(
         "fraud",
         version="v 1;x=y",
-        instance="web 1;x=y\nevil.metric 1 0",
+        instance="web 1;x=y evil.metric 1 0",
         emitters=[em],
         flush_interval=60.0,
         window=60.0,
