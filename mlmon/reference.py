@@ -26,7 +26,6 @@ import importlib
 import itertools
 import json
 import math
-import numbers
 import os
 import re
 from collections import Counter
@@ -38,6 +37,13 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._files import atomic_write
+from mlmon._values import (
+    category_key,
+    is_numeric_column,
+    is_pandas,
+    object_column_to_float,
+    to_float,
+)
 
 __all__ = [
     "CategoricalProfile",
@@ -110,71 +116,6 @@ def check_feature_names(names: Iterable[object], field: str = "feature_names") -
 
 
 # --------------------------------------------------------------------------- values
-
-
-def _is_na_object(v: object) -> bool:
-    # pandas.NA and pandas.NaT without importing pandas.
-    return type(v).__name__ in ("NAType", "NaTType")
-
-
-def category_key(value: object) -> str | None:
-    """The category a value stands for, as a string; None when the value is missing.
-
-    Integral numbers lose their ``.0`` so that a column read as floats (pandas does this when a
-    column has NaN) still matches the integers of the reference.
-
-    >>> category_key("red"), category_key(3), category_key(3.0), category_key(True)
-    ('red', '3', '3', 'True')
-    >>> category_key(None) is None, category_key(float("nan")) is None
-    (True, True)
-    """
-    if type(value) is str:
-        return value
-    if isinstance(value, str):  # numpy.str_ and other subclasses: plain str in files and labels
-        return str(value)
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        if math.isnan(f):
-            return None
-        if math.isfinite(f) and f.is_integer():
-            return str(int(f))
-        return repr(f)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if _is_na_object(value):
-        return None
-    return str(value)
-
-
-def to_float(value: object) -> float:
-    """A numeric feature value as a float; NaN for anything that is not a real number.
-
-    Strings are never parsed: a string in a numeric feature is missing.
-    """
-    if isinstance(value, (float, int, np.floating, np.integer, np.bool_)):
-        try:
-            return float(value)
-        except OverflowError:  # an int beyond float range
-            return math.nan
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return to_float(value.item())
-    if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except (OverflowError, TypeError, ValueError):
-            return math.nan
-    return math.nan
-
-
-def object_column_to_float(column: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    """Convert an object column with :func:`to_float` (non-finite results stay as they are)."""
-    return np.fromiter((to_float(v) for v in column), dtype=np.float64, count=len(column))
 
 
 def binned_counts(
@@ -536,18 +477,13 @@ FeatureProfile = NumericProfile | CategoricalProfile
 # --------------------------------------------------------------------------- input columns
 
 
-def _is_pandas(obj: object, cls_name: str) -> bool:
-    t = type(obj)
-    return t.__name__ == cls_name and t.__module__.split(".")[0] == "pandas"
-
-
 def _columns(
     X: Any, feature_names: Sequence[str] | None
 ) -> tuple[list[str], list[npt.NDArray[Any]]]:
     """Column names and 1-D columns (float64 or object) of the reference data."""
     names: list[str] | None = None
     cols: list[npt.NDArray[Any]]
-    if _is_pandas(X, "DataFrame"):
+    if is_pandas(X, "DataFrame"):
         # Only reached when the caller already has pandas.
         pd: Any = importlib.import_module("pandas")
 
@@ -614,21 +550,6 @@ def _columns(
     if names is None:
         names = [f"f{j}" for j in range(len(cols))]
     return names, cols
-
-
-def is_numeric_column(col: npt.NDArray[Any]) -> bool:
-    """True unless most non-missing values are not real numbers (strings, objects)."""
-    if col.dtype.kind in "biuf":
-        return True
-    numeric = other = 0
-    for v in col:
-        if category_key(v) is None:
-            continue  # missing says nothing about the kind
-        if isinstance(v, (bool, np.bool_, numbers.Real)) and not isinstance(v, str):
-            numeric += 1
-        else:
-            other += 1
-    return numeric >= other
 
 
 # --------------------------------------------------------------------------- Reference
