@@ -1,21 +1,27 @@
 """Per-feature data quality and drift over the rolling window, in bounded memory.
 
-The package, one idea per module (each layer usable alone):
+One idea per module, each usable alone:
 
-- :mod:`~mlmon.features.schema`: :class:`FeatureSchema` fixes the feature order, which features are categorical and, when a
-  :class:`~mlmon.reference.Reference` is given, the reference bins every window histogram uses.
-- :mod:`~mlmon.features.inputs`: :func:`convert` turns whatever a user passed to ``track(features=...)`` into a float64 matrix
-  of the numeric features plus an object matrix of the categorical ones, counting (never
-  raising on) what it cannot use. It runs at drain time, on the monitor's copies.
-- :mod:`~mlmon.features.accumulator`: :class:`FeatureAccumulator` holds, for every feature at once (vectorised over features), the
-  window statistics: rows, missing, mean/variance (Chan merge), min, max, and histogram counts
-  on the reference cells (underflow, bins, overflow; categories, "other"). It has ``merge`` and
-  ``reset``, so it lives in a :class:`~mlmon.window.RollingWindow`.
+- :mod:`mlmon.features.schema`: :class:`FeatureSchema` fixes the feature order, which features
+  are categorical and, when a :class:`~mlmon.reference.Reference` is given, the reference bins
+  every window histogram uses.
+- :mod:`mlmon.features.inputs`: :func:`convert` turns whatever a user passed to
+  ``track(features=...)`` into a float64 matrix of the numeric features plus a matrix of
+  category keys, one call at a time and all or nothing: a call that cannot be read counts its
+  rows as invalid and costs nothing else. It runs at drain time, on the monitor's copies.
+- :mod:`mlmon.features.infer`: :func:`infer_schema` names the features of a monitor without a
+  reference from the first features it sees.
+- :mod:`mlmon.features.accumulator`: :class:`FeatureAccumulator` holds, for every feature at
+  once (vectorised over features), the window statistics: rows, missing, mean/variance (Chan
+  merge), min, max, and histogram counts on the reference cells (underflow, bins, overflow;
+  categories, "other"). It has ``merge`` and ``reset``, so it lives in a
+  :class:`~mlmon.window.RollingWindow`.
+- :mod:`mlmon.features.component`: :class:`FeatureComponent` puts them together behind the
+  monitor's :class:`~mlmon._component.Component` protocol and emits the ``mlmon_feature_*``
+  samples, ``mlmon_output_drift_psi`` and the cumulative counters of what it could not use.
 
-:mod:`~mlmon.features.infer`: :func:`infer_schema` names the features of a monitor without a
-reference. :mod:`~mlmon.features.component`: :class:`FeatureComponent` puts them together behind the monitor's
-:class:`~mlmon._component.Component` protocol and emits the ``mlmon_feature_*`` samples and
-``mlmon_output_drift_psi``.
+Value coercion (what is a number, what is a category, what is missing) lives in
+:mod:`mlmon._values`, shared with :mod:`mlmon.reference`.
 
 What counts as missing: ``None``, NaN, ``inf``/``-inf`` (an infinite value would poison the mean
 and variance, so it is treated as invalid), strings or any other non-number in a numeric feature,

@@ -39,6 +39,11 @@ class Converted(NamedTuple):
         categorical: ``(n, n_categorical)`` category keys (``str``, or None = missing).
         invalid: rows that could not be read at all (wrong number of columns, unknown type).
         unknown: dict keys / DataFrame cells under names that are not features.
+
+    >>> convert([[1.0, "x"], [2.0, None]], FeatureSchema(["a", "c"], categorical=["c"]))
+    Converted(numeric=array([[1.],
+           [2.]]), categorical=array([['x'],
+           [None]], dtype=object), invalid=0, unknown=0)
     """
 
     numeric: F64
