@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from mlmon._values import category_key
 from mlmon.features.schema import F64, I64, FeatureSchema, Obj
@@ -123,22 +122,27 @@ class FeatureAccumulator:
         m2 = np.einsum("ij,ij->i", d, d)
         self._combine(cnt, mean, m2, lo, hi)
         if self.schema.hist_size:
-            self._bin(xt, valid)
+            self._bin(xt)
 
-    def _bin(self, xt: F64, valid: npt.NDArray[np.bool_]) -> None:
+    def _bin(self, xt: F64) -> None:
+        """Count the batch on the reference cells of every binned feature.
+
+        Each feature's row is sorted once (SIMD sorts cost a few ns per value, a binary
+        search per value costs several times that); the cell counts are then differences of
+        ``m + 3`` positions found by one ``searchsorted`` of the schema's bounds per feature:
+        ``[-max, e0 .. e(m-1), next(e(m)), inf)`` with ``side="left"``, so -inf, +inf and NaN
+        (sorted last) fall outside every cell and the maximum belongs to the last bin.
+        """
         schema = self.schema
         rows = schema.binned
-        size = schema.hist_size
-        cells = np.empty((len(rows), xt.shape[1]), dtype=np.intp)
-        for k, j in enumerate(rows):
-            cells[k] = np.searchsorted(schema.bin_edges[k], xt[j], side="right")
-        sub = xt[rows]
-        # The last bin is closed: the maximum (or a point bin at it) takes the last edge's value.
-        np.copyto(cells, schema.bin_last[:, None], where=sub == schema.edge_last[:, None])
-        cells += schema.bin_shift[:, None]
-        # Missing values go to a spare cell past the end, dropped below.
-        np.copyto(cells, size, where=~valid[rows])
-        self.hist += np.bincount(cells.ravel(), minlength=size + 1)[:size]
+        sub = xt if len(rows) == xt.shape[0] else xt[rows]
+        srt = np.sort(sub, axis=1)
+        pos = schema.bin_pos
+        keys = schema.bin_keys
+        bounds = np.empty(pos[-1], dtype=np.intp)
+        for k in range(len(rows)):
+            bounds[pos[k] : pos[k + 1]] = np.searchsorted(srt[k], keys[k], side="left")
+        self.hist += np.diff(bounds)[schema.bin_take]
 
     def update_categorical(self, C: Obj) -> None:
         """Add rows of the categorical features: ``C`` is ``(n, n_categorical)`` of objects."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -31,9 +32,9 @@ class FeatureSchema:
     """
 
     __slots__ = (
-        "bin_edges",
-        "bin_last",
-        "bin_shift",
+        "bin_keys",
+        "bin_pos",
+        "bin_take",
         "binned",
         "cat_cells",
         "cat_lut",
@@ -41,7 +42,6 @@ class FeatureSchema:
         "cat_pos",
         "cat_ref",
         "categorical_names",
-        "edge_last",
         "edges",
         "hist_offsets",
         "hist_size",
@@ -104,12 +104,23 @@ class FeatureSchema:
         self.binned: npt.NDArray[np.intp] = np.array(
             [j for j, e in enumerate(self.edges) if e is not None], dtype=np.intp
         )
-        self.bin_edges: list[F64] = [e for e in self.edges if e is not None]
-        self.edge_last: F64 = np.array([e[-1] for e in self.bin_edges], dtype=np.float64)
-        self.bin_last: npt.NDArray[np.intp] = np.array(
-            [len(e) - 1 for e in self.bin_edges], dtype=np.intp
-        )
-        self.bin_shift: npt.NDArray[np.intp] = self.hist_offsets[self.binned]
+        # Per binned feature, the m + 3 bounds of its m + 2 cells as "first position >= bound"
+        # in the sorted batch: cell c holds positions [bound c, bound c + 1). -inf sorts before
+        # the first bound, +inf and NaN at or after the last, the maximum before next(e[m]).
+        self.bin_keys: list[F64] = [
+            np.concatenate(
+                ([np.nextafter(-np.inf, 0.0)], e[:-1], [np.nextafter(e[-1], np.inf)], [np.inf])
+            )
+            for e in self.edges
+            if e is not None
+        ]
+        self.bin_pos: npt.NDArray[np.intp] = np.concatenate(
+            ([0], np.cumsum([len(k) for k in self.bin_keys], dtype=np.intp))
+        ).astype(np.intp)
+        # np.diff of all bounds, less the differences across two features: the flat histogram.
+        self.bin_take: npt.NDArray[np.intp] = np.concatenate(
+            [np.arange(a, b - 1) for a, b in itertools.pairwise(self.bin_pos)] or [np.empty(0)]
+        ).astype(np.intp)
 
         # Categorical cells, flat: the kept reference categories, then "other".
         self.cat_lut: list[dict[str, int] | None] = []
