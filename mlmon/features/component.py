@@ -183,18 +183,18 @@ class FeatureComponent:
                     scores.append(s)
         if not any_features and not scores:
             return
-        conv = b.finish()
+        parts = b.parts()
         with self._lock:
             acc = window.current(batch.now)
-            if conv.numeric.shape[0]:
-                acc.update_batch(conv.numeric)
+            for x, c in parts:
+                acc.update_batch(x)
                 if schema.n_categorical:
-                    acc.update_categorical(conv.categorical)
-            acc.update_invalid(conv.invalid)
+                    acc.update_categorical(c)
+            acc.update_invalid(b.invalid)
             if scores:
                 acc.update_outputs(np.concatenate(scores))
-            self.invalid_rows += conv.invalid
-            self.unknown_keys += conv.unknown
+            self.invalid_rows += b.invalid
+            self.unknown_keys += b.unknown
 
     def merged(self, now: float) -> FeatureAccumulator | None:
         """The window's accumulator at ``now`` (a fresh merge of every slice); None before

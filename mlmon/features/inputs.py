@@ -23,6 +23,8 @@ __all__ = ["Converted", "convert"]
 
 _FAST_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
 _CONTAINERS = (Mapping, list, tuple, set, frozenset, np.ndarray)
+BLOCK_ROWS = 256
+"""Blocks of at least this many rows are reduced on their own, not stacked with others."""
 MAX_ROWS_HINT = 2**53
 """Largest row count one call may claim (beyond it, the count itself is wrong)."""
 
@@ -215,6 +217,26 @@ class _Builder:
                 c[:, j] = _column_to_keys(_column(col, n))
         self.blocks_x.append(x)
         self.blocks_c.append(c)
+
+    def parts(self) -> list[tuple[F64, Obj]]:
+        """The rows in blocks to reduce: every large block as it is (no copy; a batch that
+        fits in cache is reduced faster alone), the small blocks and single rows stacked."""
+        big: list[tuple[F64, Obj]] = []
+        small_x: list[F64] = []
+        small_c: list[Obj] = []
+        for x, c in zip(self.blocks_x, self.blocks_c, strict=True):
+            if x.shape[0] >= BLOCK_ROWS:
+                big.append((x, c))
+            elif x.shape[0]:
+                small_x.append(x)
+                small_c.append(c)
+        if small_x or self.rows_x:
+            rest = _Builder(self.schema)
+            rest.blocks_x, rest.blocks_c = small_x, small_c
+            rest.rows_x, rest.rows_c = self.rows_x, self.rows_c
+            conv = rest.finish()
+            big.append((conv.numeric, conv.categorical))
+        return big
 
     def finish(self) -> Converted:
         s = self.schema
