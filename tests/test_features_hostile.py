@@ -281,3 +281,23 @@ def test_any_number_of_hostile_calls_anywhere(seed: int, n: int, hostile: list[A
     assert_same_window(dirty, clean, invalid)
     assert dirty.invalid_rows == invalid
     assert dirty.errors == 0
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [["a", "b", "c"], ["c", "a", "b"], ["b", "zzz", "a"], ["a"], ["b", "b2", "c", "a"]],
+)
+def test_an_all_numeric_frame_reads_like_its_dict_of_columns(columns: list[str]) -> None:
+    """The one-copy path for all-numeric frames gives what the per-column path gives."""
+    schema = FeatureSchema(["a", "b", "c"])
+    rng = np.random.default_rng(len(columns))
+    data = {name: rng.normal(size=6) for name in columns}
+    data[columns[0]][2] = np.nan
+    frame = pd.DataFrame(data)
+    if "b" in frame:
+        frame["b"] = np.arange(6)  # an int column among floats
+    got = convert(frame, schema)
+    want = convert({k: frame[k].to_numpy(dtype=float) for k in frame.columns}, schema)
+    np.testing.assert_array_equal(got.numeric, want.numeric)
+    assert (got.invalid, got.unknown) == (want.invalid, want.unknown)
+    assert got.unknown == 6 * sum(c not in schema.index for c in columns)

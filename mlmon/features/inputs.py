@@ -397,12 +397,19 @@ def _read_list(builder: _Builder, features: Sequence[Any]) -> None:
 
 
 def _read_frame(
-    builder: _Builder, names: list[str], n: int, column: Any, positional: Any
+    builder: _Builder,
+    names: list[str],
+    n: int,
+    column: Any,
+    positional: Any,
+    as_float: Any = None,
 ) -> None:
     """A data frame: columns by name, or by position when no column name is a feature name.
 
     ``column(i, numeric)`` gives column ``i`` as float64 (NaN for nulls) when ``numeric`` and
-    the column is numeric, else as objects; ``positional()`` gives the whole frame as an array.
+    the column is numeric, else as objects; ``positional()`` gives the whole frame as an array;
+    ``as_float()``, when given, the whole frame as one float64 matrix, or None unless every
+    column is numeric (one copy instead of one per column).
     """
     s = builder.schema
     if n == 0:
@@ -415,6 +422,21 @@ def _read_frame(
             builder.invalid += n
         return
     builder.unknown += n * (len(names) - len(matched))
+    if s.n_categorical == 0 and as_float is not None:
+        whole = as_float()
+        if whole is not None:
+            first: dict[str, int] = {}
+            for i, name in enumerate(names):
+                first.setdefault(name, i)
+            pairs = [(j, first[nm]) for j, nm in enumerate(s.numeric_names) if nm in first]
+            if len(pairs) == whole.shape[1] == s.n_numeric and all(j == i for j, i in pairs):
+                x = whole  # the frame's columns are the features, in order
+            else:
+                x = np.full((n, s.n_numeric), np.nan)
+                x[:, [j for j, _ in pairs]] = whole[:, [i for _, i in pairs]]
+            builder.blocks_x.append(x)
+            builder.blocks_c.append(np.empty((n, 0), dtype=object))
+            return
     cols: dict[str, Any] = {}
     categorical = set(s.categorical_names)
     for i, name in enumerate(names):
@@ -438,9 +460,17 @@ def _read_pandas(builder: _Builder, df: Any) -> None:
             return np.asarray(df.to_numpy(dtype=object))
         return np.asarray(df.to_numpy(dtype=np.float64))
 
+    def as_float() -> npt.NDArray[np.float64] | None:
+        if any(getattr(d, "kind", "O") not in "biuf" for d in df.dtypes):
+            return None
+        out = np.asarray(df.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+        if out.shape != (len(df), len(labels)):
+            raise InvalidCall("a DataFrame that does not read as a matrix")
+        return out
+
     if len(set(labels)) != len(labels):
         raise InvalidCall("a DataFrame with repeated column names")
-    _read_frame(builder, names, len(df), column, positional)
+    _read_frame(builder, names, len(df), column, positional, as_float)
 
 
 def _read_polars(builder: _Builder, df: Any) -> None:
