@@ -23,8 +23,8 @@ __all__ = ["Converted", "convert"]
 
 _FAST_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_})
 _CONTAINERS = (Mapping, list, tuple, set, frozenset, np.ndarray)
-BLOCK_ROWS = 256
-"""Blocks of at least this many rows are reduced on their own, not stacked with others."""
+PART_VALUES = 2**17
+"""Feature values (128 Ki, 1 MiB of float64) from which blocks are reduced without stacking more."""
 MAX_ROWS_HINT = 2**53
 """Largest row count one call may claim (beyond it, the count itself is wrong)."""
 
@@ -219,24 +219,45 @@ class _Builder:
         self.blocks_c.append(c)
 
     def parts(self) -> list[tuple[F64, Obj]]:
-        """The rows in blocks to reduce: every large block as it is (no copy; a batch that
-        fits in cache is reduced faster alone), the small blocks and single rows stacked."""
-        big: list[tuple[F64, Obj]] = []
-        small_x: list[F64] = []
-        small_c: list[Obj] = []
+        """The rows in parts to reduce, each about :data:`PART_VALUES` values or more.
+
+        Consecutive blocks are stacked until a part is that large (one reduction costs a few
+        dozen numpy calls whatever its size), and no larger than they come (a part that fits
+        in cache is reduced faster than one big stack, and is not copied to be stacked).
+        """
+        s = self.schema
+        width = max(len(s.names), 1)
+        out: list[tuple[F64, Obj]] = []
+        group_x: list[F64] = []
+        group_c: list[Obj] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if len(group_x) == 1:
+                out.append((group_x[0], group_c[0]))
+            elif group_x:
+                out.append((np.concatenate(group_x, axis=0), np.concatenate(group_c, axis=0)))
+            group_x.clear()
+            group_c.clear()
+            size = 0
+
         for x, c in zip(self.blocks_x, self.blocks_c, strict=True):
-            if x.shape[0] >= BLOCK_ROWS:
-                big.append((x, c))
-            elif x.shape[0]:
-                small_x.append(x)
-                small_c.append(c)
-        if small_x or self.rows_x:
-            rest = _Builder(self.schema)
-            rest.blocks_x, rest.blocks_c = small_x, small_c
-            rest.rows_x, rest.rows_c = self.rows_x, self.rows_c
-            conv = rest.finish()
-            big.append((conv.numeric, conv.categorical))
-        return big
+            if not x.shape[0]:
+                continue
+            group_x.append(x)
+            group_c.append(c)
+            size += x.shape[0] * width
+            if size >= PART_VALUES:
+                flush()
+        if self.rows_x:
+            rows = _Builder(s)
+            rows.rows_x, rows.rows_c = self.rows_x, self.rows_c
+            conv = rows.finish()
+            group_x.append(conv.numeric)
+            group_c.append(conv.categorical)
+        flush()
+        return out
 
     def finish(self) -> Converted:
         s = self.schema
