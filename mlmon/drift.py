@@ -99,9 +99,10 @@ def psi(reference: npt.ArrayLike, window: npt.ArrayLike, epsilon: float = 1e-4) 
     0.040547
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _psi(*pair, epsilon)
+
+
+def _psi(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64], epsilon: float) -> float:
     p = np.maximum(r / r.sum(), epsilon)
     q = np.maximum(w / w.sum(), epsilon)
     return float(np.sum((q - p) * np.log(q / p)))
@@ -114,9 +115,10 @@ def js_distance(reference: npt.ArrayLike, window: npt.ArrayLike) -> float:
     (1.0, 0.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _js(*pair)
+
+
+def _js(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> float:
     p = r / r.sum()
     q = w / w.sum()
     m = 0.5 * (p + q)
@@ -138,9 +140,10 @@ def wasserstein_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> float
     0.5
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _wasserstein(*pair)
+
+
+def _wasserstein(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> float:
     width = r / r.sum()
     upper_u = np.cumsum(width)
     upper_q = np.cumsum(w / w.sum())
@@ -170,9 +173,10 @@ def ks_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> tuple[float, f
     (0.0, 1.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan, math.nan
-    r, w = pair
+    return (math.nan, math.nan) if pair is None else _ks(*pair)
+
+
+def _ks(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> tuple[float, float]:
     d = float(np.max(np.abs(np.cumsum(r / r.sum()) - np.cumsum(w / w.sum()))))
     d = min(1.0, d)
     if d <= 1e-12:
@@ -219,9 +223,10 @@ def chi2_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> tuple[float,
     (0.0, 1.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan, math.nan
-    r, w = pair
+    return (math.nan, math.nan) if pair is None else _chi2(*pair)
+
+
+def _chi2(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> tuple[float, float]:
     keep = (r + w) > 0
     if keep.sum() < 2:
         return 0.0, 1.0
@@ -279,18 +284,27 @@ class DriftScores:
 def drift_scores(
     reference: npt.ArrayLike, window: npt.ArrayLike, ordered: bool, epsilon: float = 1e-4
 ) -> DriftScores:
-    """Every score for one feature. ``ordered`` is True for numeric cells, False for categories."""
+    """Every score for one feature. ``ordered`` is True for numeric cells, False for categories.
+
+    The counts are checked once (see :func:`psi`); NaN scores when either side is empty.
+    """
     r = np.asarray(reference, dtype=np.float64)
     w = np.asarray(window, dtype=np.float64)
-    if ordered:
-        ks, pvalue = ks_binned(r, w)
-        wd = wasserstein_binned(r, w)
+    pair = _pair(r, w)
+    nan = math.nan
+    if pair is None:
+        ps = js = ks = wd = pvalue = nan
     else:
-        ks, wd = math.nan, math.nan
-        _, pvalue = chi2_binned(r, w)
+        ps, js = _psi(*pair, epsilon), _js(*pair)
+        if ordered:
+            ks, pvalue = _ks(*pair)
+            wd = _wasserstein(*pair)
+        else:
+            ks, wd = nan, nan
+            _, pvalue = _chi2(*pair)
     return DriftScores(
-        psi=psi(r, w, epsilon),
-        js=js_distance(r, w),
+        psi=ps,
+        js=js,
         ks=ks,
         wasserstein=wd,
         pvalue=pvalue,
