@@ -11,12 +11,19 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
-from mlmon.drift import DriftConfig, DriftScores, decide, drift_scores, psi
+from mlmon.drift import (
+    DriftConfig,
+    DriftScores,
+    decide,
+    drift_scores,
+    drift_scores_ordered,
+    psi,
+)
 from mlmon.features.accumulator import FeatureAccumulator
 from mlmon.features.infer import infer_schema
 from mlmon.features.inputs import _add, _Builder, _scores, rows_hint
-from mlmon.features.schema import F64, FeatureSchema
-from mlmon.reference import NumericProfile, Reference
+from mlmon.features.schema import F64, I64, FeatureSchema
+from mlmon.reference import Reference
 from mlmon.window import RollingWindow
 
 __all__ = ["FeatureComponent"]
@@ -221,6 +228,7 @@ class FeatureComponent:
             return out
         cfg = self.drift
         drift_of: list[tuple[str, DriftScores]] = []
+        numeric_drift: list[tuple[str, I64, I64]] = []
         variance = acc.variance()
 
         def emit(name: str, value: float, feature: str) -> None:
@@ -244,11 +252,14 @@ class FeatureComponent:
             cells = acc.cells(j)
             emit("mlmon_feature_out_of_range_ratio", (cells[0] + cells[-1]) / n, name)
             if n >= cfg.min_rows:
-                prof = schema.reference[name] if schema.reference is not None else None
-                assert isinstance(prof, NumericProfile)
-                drift_of.append(
-                    (name, drift_scores(prof.cells(), cells, ordered=True, epsilon=cfg.epsilon))
-                )
+                ref_cells = schema.num_ref_cells[j]
+                assert ref_cells is not None
+                numeric_drift.append((name, ref_cells, cells))
+        # Every numeric feature's scores at once (vectorised over features).
+        scores = drift_scores_ordered(
+            [r for _, r, _ in numeric_drift], [w for _, _, w in numeric_drift], cfg.epsilon
+        )
+        drift_of.extend(zip([name for name, _, _ in numeric_drift], scores, strict=True))
 
         for j, name in enumerate(schema.categorical_names):
             n = int(acc.cat_count[j])

@@ -48,6 +48,7 @@ class FeatureSchema:
         "index",
         "names",
         "num_pos",
+        "num_ref_cells",
         "numeric_names",
         "output_edges",
         "output_ref",
@@ -86,15 +87,19 @@ class FeatureSchema:
 
         # Numeric histogram cells, flat: feature j owns hist[hist_offsets[j] : hist_offsets[j + 1]].
         self.edges: list[F64 | None] = []
+        self.num_ref_cells: list[I64 | None] = []  # the reference's counts on the same cells
+        profiles = {} if reference is None else {p.name: p for p in reference.features}
         sizes = []
         for name in self.numeric_names:
-            prof = reference[name] if reference is not None else None
+            prof = profiles.get(name)
             if isinstance(prof, NumericProfile) and prof.count > 0:
                 e = np.array(prof.edges, dtype=np.float64)
                 self.edges.append(e)
+                self.num_ref_cells.append(prof.cells())
                 sizes.append(len(e) + 1)  # m bins + underflow + overflow
             else:
                 self.edges.append(None)
+                self.num_ref_cells.append(None)
                 sizes.append(0)
         self.hist_offsets: npt.NDArray[np.intp] = np.concatenate(
             ([0], np.cumsum(sizes, dtype=np.intp))
@@ -127,7 +132,7 @@ class FeatureSchema:
         self.cat_ref: list[CategoricalProfile | None] = []
         cat_sizes = []
         for name in self.categorical_names:
-            prof = reference[name] if reference is not None else None
+            prof = profiles.get(name)
             if isinstance(prof, CategoricalProfile):
                 self.cat_lut.append({c: k for k, c in enumerate(prof.categories)})
                 self.cat_ref.append(prof)
