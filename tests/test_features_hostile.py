@@ -301,3 +301,15 @@ def test_an_all_numeric_frame_reads_like_its_dict_of_columns(columns: list[str])
     np.testing.assert_array_equal(got.numeric, want.numeric)
     assert (got.invalid, got.unknown) == (want.invalid, want.unknown)
     assert got.unknown == 6 * sum(c not in schema.index for c in columns)
+
+
+def test_without_a_reference_a_hostile_first_call_does_not_stop_the_schema_being_learnt() -> None:
+    """The schema comes from the first readable call; the hostile one before it is invalid."""
+    good = [({"x": 1.0, "kind": "a"}, 1), ({"x": 3.0, "kind": "b"}, 1)]
+    for hostile in ({"x": 1.0, "kind": RaisingStr()}, RaisingAttributes(), SymbolicTensor()):
+        comp = FeatureComponent(None, window=60.0, now=0.0)
+        comp.ingest(CallBatch(now=1.0, wall=0.0, features=[hostile, *(f for f, _ in good)], rows=[1, 1, 1]))
+        assert comp.feature_names == ("x", "kind") and comp.errors == 0
+        assert comp.invalid_rows == 1
+        acc = comp.merged(1.0)
+        assert acc is not None and acc.mean.tolist() == [2.0] and acc.cat_count.tolist() == [2]

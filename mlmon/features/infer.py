@@ -32,18 +32,17 @@ def infer_schema(features: Any) -> FeatureSchema | None:
     """
     try:
         names, cols = _infer_columns(features)
-    except Exception:
-        return None
-    if not names:
-        return None
-    try:
+        if not names:
+            return None
         check_feature_names(names)
-    except (TypeError, ValueError):
+        categorical = [
+            n
+            for n, c in zip(names, cols, strict=True)
+            if c is not None and not is_numeric_column(c)
+        ]
+        return FeatureSchema(names, categorical=categorical)
+    except Exception:  # unreadable, unnamable, or values whose str() raises: learn from later
         return None
-    categorical = [
-        n for n, c in zip(names, cols, strict=True) if c is not None and not is_numeric_column(c)
-    ]
-    return FeatureSchema(names, categorical=categorical)
 
 
 def _infer_columns(features: Any) -> tuple[list[Any], list[npt.NDArray[Any] | None]]:
