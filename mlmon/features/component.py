@@ -169,7 +169,7 @@ class FeatureComponent:
             any_features = True
             if (
                 stack_rows
-                and feats.__class__ is np.ndarray
+                and type(feats) is np.ndarray
                 and feats.ndim == 1
                 and feats.shape[0] == n_feat
                 and feats.dtype.kind in "biuf"
