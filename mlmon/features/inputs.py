@@ -56,8 +56,11 @@ class Converted(NamedTuple):
 
 def rows_hint(value: object) -> int:
     """The row count a call claims, clamped to ``[0, MAX_ROWS_HINT]``; 1 unless an int."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return min(max(int(value), 0), MAX_ROWS_HINT)
+    try:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return min(max(int(value), 0), MAX_ROWS_HINT)
+    except Exception:  # an int subclass whose conversion raises
+        pass
     return 1
 
 
