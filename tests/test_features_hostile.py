@@ -345,3 +345,13 @@ def test_without_a_reference_a_hostile_first_call_does_not_stop_the_schema_being
         assert comp.invalid_rows == 1
         acc = comp.merged(1.0)
         assert acc is not None and acc.mean.tolist() == [2.0] and acc.cat_count.tolist() == [2]
+
+
+def test_a_failure_of_mlmon_itself_is_counted_emitted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    comp = FeatureComponent(REF, window=60.0, now=0.0)
+    with caplog.at_level("WARNING", logger="mlmon"):
+        for _ in range(3):
+            comp.ingest(None)  # type: ignore[arg-type]  # not a CallBatch: mlmon's own code fails
+    assert comp.errors == 3
+    assert len([r for r in caplog.records if "feature ingest failed" in r.getMessage()]) == 1
+    assert emitted(comp)["mlmon_feature_errors_total"] == 3

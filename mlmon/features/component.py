@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,6 +29,11 @@ from mlmon.reference import Reference
 from mlmon.window import RollingWindow
 
 __all__ = ["FeatureComponent"]
+
+log = logging.getLogger("mlmon")
+
+LOG_INTERVAL = 60.0
+"""Seconds between two logged ingest failures (every failure is counted)."""
 
 
 class _Empty:
@@ -112,6 +119,7 @@ class FeatureComponent:
         self.errors = 0
         """Failures of mlmon's own code while ingesting (cumulative)."""
         self._seen = False
+        self._logged = -math.inf
 
     def _configure(self, schema: FeatureSchema) -> None:
         window, slices, now = self._window_args
@@ -131,6 +139,15 @@ class FeatureComponent:
             self._ingest(batch)
         except Exception:
             self.errors += 1
+            now = time.monotonic()
+            if now - self._logged >= LOG_INTERVAL:
+                self._logged = now
+                log.warning(
+                    "mlmon: feature ingest failed (%d failures so far; logged at most once "
+                    "a minute)",
+                    self.errors,
+                    exc_info=True,
+                )
 
     def _ingest(self, batch: CallBatch) -> None:
         rows = list(batch.rows)
