@@ -1,11 +1,14 @@
 """Feature monitoring speed and memory: ``python benchmarks/bench_features.py``.
 
-Prints a markdown table of medians over repeated runs:
+Prints markdown tables of medians over repeated runs:
 
-- feature update throughput on batches of 1000 rows x 20 numeric features, through the
-  accumulator alone and through ``FeatureComponent.ingest`` (conversion included);
-- whylogs profiling the same batches in the same run, when whylogs is installed
-  (``pip install whylogs``); the column is skipped, and the table says so, when it is not;
+- capture throughput as a user runs it: ``@mon.track(features="X")`` around a predict
+  function, ``with mon.track(features=X)`` (numpy and pandas), on batches of 1000 rows x 200
+  and 1000 x 20 numeric features against a reference, the drain by ``mon.snapshot()``
+  included (one snapshot per ``--calls`` calls), in ns per feature value and rows/s;
+- whylogs ``why.log(pandas=df)`` on the same 1000 x 20 batches in the same run, when whylogs
+  is installed (``pip install whylogs``); the column says so when it is not;
+- feature update throughput through the accumulator alone and ``FeatureComponent.ingest``;
 - the time to compute every drift score for 20 features from the window's bins, against scipy
   (``ks_2samp`` + ``wasserstein_distance``) on the raw reference and window values;
 - memory per monitored feature for a 5-minute window of 10 slices.
@@ -69,23 +72,117 @@ def bench_updates(ref: Reference, batches: list[np.ndarray], repeats: int) -> di
     }
 
 
+def whylogs_version() -> str | None:
+    try:
+        import whylogs as why
+    except Exception:  # not installed, or installed but broken
+        return None
+    return str(getattr(why, "__version__", "?"))
+
+
 def bench_whylogs(batches: list[np.ndarray], repeats: int) -> float | str:
+    """Rows/s of ``why.log(pandas=df)`` per batch (what a whylogs user runs per request)."""
     try:
         import pandas as pd
-        import whylogs as why  # noqa: F401 - imported for the version and to fail early
-        from whylogs.core import DatasetProfile
+        import whylogs as why
     except Exception as e:  # not installed, or installed but broken
         return f"skipped: whylogs unavailable ({type(e).__name__}: {e})"
-    names = [f"f{j}" for j in range(N_FEATURES)]
+    names = [f"f{j}" for j in range(batches[0].shape[1])]
     frames = [pd.DataFrame(b, columns=names) for b in batches]  # built outside the timing
     rows = sum(len(b) for b in batches)
 
     def profile() -> None:
-        prof = DatasetProfile()
         for df in frames:
-            prof.track(pandas=df)
+            why.log(pandas=df)
 
     return rows / median_seconds(profile, repeats)
+
+
+def bench_capture(cols: int, calls: int, repeats: int) -> dict[str, float]:
+    """Seconds per run of ``calls`` tracked calls of 1000 x ``cols`` plus one ``snapshot()``.
+
+    A fresh monitor (with a reference of ``cols`` numeric features, a FakeClock so no reporter
+    thread runs) per run; the timing covers the calls and the drain, not the monitor's
+    creation.
+    """
+    import pandas as pd
+
+    import mlmon
+    from mlmon.testing import FakeClock
+
+    rng = np.random.default_rng(cols)
+    ref = Reference.from_data(rng.normal(size=(5000, cols)))
+    batches = [rng.normal(size=(BATCH_ROWS, cols)) for _ in range(calls)]
+    names = list(ref.feature_names)
+    frames = [pd.DataFrame(b, columns=names) for b in batches]
+    out: dict[str, float] = {}
+
+    def timed(mode: str) -> float:
+        times = []
+        for r in range(repeats + 1):
+            mon = mlmon.Monitor("bench", reference=ref, clock=FakeClock(), window=300.0)
+            predict = mon.track(features="X", outputs=False)(lambda X: None)
+            gc.collect()
+            t0 = time.perf_counter()
+            if mode == "decorator":
+                for X in batches:
+                    predict(X)
+            elif mode == "with":
+                for X in batches:
+                    with mon.track(features=X):
+                        pass
+            else:
+                for df in frames:
+                    with mon.track(features=df):
+                        pass
+            snap = mon.snapshot()
+            elapsed = time.perf_counter() - t0
+            assert snap.get("mlmon_feature_mean", feature=names[0]) is not None
+            mon.close()
+            if r:  # the first run warms up
+                times.append(elapsed)
+        return statistics.median(times)
+
+    for mode in ("decorator", "with", "with_dataframe"):
+        out[mode] = timed(mode)
+    return out
+
+
+def print_capture(calls: int, repeats: int) -> None:
+    wl_version = whylogs_version()
+    rng = np.random.default_rng(7)
+    wl_batches = [rng.normal(size=(BATCH_ROWS, N_FEATURES)) for _ in range(max(5, calls // 2))]
+    wl = bench_whylogs(wl_batches, repeats)
+    print(
+        f"## capture: {calls} tracked calls then one `mon.snapshot()`, median of {repeats} runs\n"
+    )
+    print("| batch | how | ns per value | rows/s | vs whylogs `why.log` |")
+    print("|---|---|---|---|---|")
+    for cols in (200, N_FEATURES):
+        res = bench_capture(cols, calls, repeats)
+        for mode, label in (
+            ("decorator", '`@mon.track(features="X")`'),
+            ("with", "`with mon.track(features=X)`"),
+            ("with_dataframe", "`with mon.track(features=df)` (pandas)"),
+        ):
+            sec = res[mode]
+            rows_s = calls * BATCH_ROWS / sec
+            ns = sec / (calls * BATCH_ROWS * cols) * 1e9
+            ratio = (
+                f"{rows_s / wl:,.0f}x"
+                if isinstance(wl, float) and cols == N_FEATURES
+                else ""
+            )
+            print(f"| {BATCH_ROWS}x{cols} | {label} | {ns:.1f} | {rows_s:,.0f} | {ratio} |")
+    if isinstance(wl, float):
+        ns = 1e9 / (wl * N_FEATURES)
+        print(
+            f"| {BATCH_ROWS}x{N_FEATURES} | whylogs {wl_version} `why.log(pandas=df)` | {ns:,.0f} | "
+            f"{wl:,.0f} | 1x |"
+        )
+    else:
+        print(f"| {BATCH_ROWS}x{N_FEATURES} | whylogs | | | {wl} |")
+    print()
 
 
 def bench_drift(
@@ -179,7 +276,19 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50, help="batches of 1000 x 20 per run")
     parser.add_argument("--repeats", type=int, default=7, help="runs per measurement (median)")
     parser.add_argument("--window-rows", type=int, default=100_000, help="rows in the drift window")
+    parser.add_argument("--calls", type=int, default=20, help="tracked calls per snapshot (capture)")
+    parser.add_argument(
+        "--capture-only", action="store_true", help="only the capture table (the user-facing numbers)"
+    )
     args = parser.parse_args()
+
+    print(
+        f"# mlmon feature monitoring benchmark\n\npython {platform.python_version()}, numpy {np.__version__}, "
+        f"{platform.machine()}\n"
+    )
+    print_capture(args.calls, args.repeats)
+    if args.capture_only:
+        return
 
     rng = np.random.default_rng(42)
     ref_raw = rng.normal(size=(100_000, N_FEATURES))
@@ -195,10 +304,7 @@ def main() -> None:
     dr = bench_drift(ref_raw, ref, window_raw, args.repeats)
     mem = bench_memory(ref, cat_ref)
 
-    print(
-        f"# mlmon feature monitoring benchmark\n\npython {platform.python_version()}, numpy {np.__version__}, "
-        f"{platform.machine()}, median of {args.repeats} runs\n"
-    )
+    print(f"## parts, median of {args.repeats} runs\n")
     print("| measurement | mlmon | comparison | ratio |")
     print("|---|---|---|---|")
     if isinstance(wl, float):

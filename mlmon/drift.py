@@ -50,6 +50,7 @@ __all__ = [
     "chi2_binned",
     "decide",
     "drift_scores",
+    "drift_scores_ordered",
     "js_distance",
     "ks_binned",
     "ks_pvalue",
@@ -99,9 +100,10 @@ def psi(reference: npt.ArrayLike, window: npt.ArrayLike, epsilon: float = 1e-4) 
     0.040547
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _psi(*pair, epsilon)
+
+
+def _psi(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64], epsilon: float) -> float:
     p = np.maximum(r / r.sum(), epsilon)
     q = np.maximum(w / w.sum(), epsilon)
     return float(np.sum((q - p) * np.log(q / p)))
@@ -114,9 +116,10 @@ def js_distance(reference: npt.ArrayLike, window: npt.ArrayLike) -> float:
     (1.0, 0.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _js(*pair)
+
+
+def _js(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> float:
     p = r / r.sum()
     q = w / w.sum()
     m = 0.5 * (p + q)
@@ -138,9 +141,10 @@ def wasserstein_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> float
     0.5
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan
-    r, w = pair
+    return math.nan if pair is None else _wasserstein(*pair)
+
+
+def _wasserstein(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> float:
     width = r / r.sum()
     upper_u = np.cumsum(width)
     upper_q = np.cumsum(w / w.sum())
@@ -170,9 +174,10 @@ def ks_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> tuple[float, f
     (0.0, 1.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan, math.nan
-    r, w = pair
+    return (math.nan, math.nan) if pair is None else _ks(*pair)
+
+
+def _ks(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> tuple[float, float]:
     d = float(np.max(np.abs(np.cumsum(r / r.sum()) - np.cumsum(w / w.sum()))))
     d = min(1.0, d)
     if d <= 1e-12:
@@ -219,9 +224,10 @@ def chi2_binned(reference: npt.ArrayLike, window: npt.ArrayLike) -> tuple[float,
     (0.0, 1.0)
     """
     pair = _pair(reference, window)
-    if pair is None:
-        return math.nan, math.nan
-    r, w = pair
+    return (math.nan, math.nan) if pair is None else _chi2(*pair)
+
+
+def _chi2(r: npt.NDArray[np.float64], w: npt.NDArray[np.float64]) -> tuple[float, float]:
     keep = (r + w) > 0
     if keep.sum() < 2:
         return 0.0, 1.0
@@ -279,24 +285,121 @@ class DriftScores:
 def drift_scores(
     reference: npt.ArrayLike, window: npt.ArrayLike, ordered: bool, epsilon: float = 1e-4
 ) -> DriftScores:
-    """Every score for one feature. ``ordered`` is True for numeric cells, False for categories."""
+    """Every score for one feature. ``ordered`` is True for numeric cells, False for categories.
+
+    The counts are checked once (see :func:`psi`); NaN scores when either side is empty.
+    """
     r = np.asarray(reference, dtype=np.float64)
     w = np.asarray(window, dtype=np.float64)
-    if ordered:
-        ks, pvalue = ks_binned(r, w)
-        wd = wasserstein_binned(r, w)
+    pair = _pair(r, w)
+    nan = math.nan
+    if pair is None:
+        ps = js = ks = wd = pvalue = nan
     else:
-        ks, wd = math.nan, math.nan
-        _, pvalue = chi2_binned(r, w)
+        ps, js = _psi(*pair, epsilon), _js(*pair)
+        if ordered:
+            ks, pvalue = _ks(*pair)
+            wd = _wasserstein(*pair)
+        else:
+            ks, wd = nan, nan
+            _, pvalue = _chi2(*pair)
     return DriftScores(
-        psi=psi(r, w, epsilon),
-        js=js_distance(r, w),
+        psi=ps,
+        js=js,
         ks=ks,
         wasserstein=wd,
         pvalue=pvalue,
         n_reference=int(r.sum()),
         n_window=int(w.sum()),
     )
+
+
+def drift_scores_ordered(
+    references: Sequence[npt.ArrayLike], windows: Sequence[npt.ArrayLike], epsilon: float = 1e-4
+) -> list[DriftScores]:
+    """:func:`drift_scores` of many numeric features at once (``ordered=True``).
+
+    The features' cells are padded with empty cells to one matrix and every score is computed
+    for all features together (a few dozen numpy calls in all instead of a few dozen per
+    feature); the values equal :func:`drift_scores` up to rounding (an empty cell on both
+    sides adds nothing to any score). Only the KS p-value is computed feature by feature.
+
+    >>> a = drift_scores_ordered([[0, 50, 50, 0], [0, 5, 5, 5, 0]], [[0, 40, 60, 0], [0, 5, 5, 5, 0]])
+    >>> [round(s.psi, 4) for s in a], a[0] == drift_scores([0, 50, 50, 0], [0, 40, 60, 0], True)
+    ([0.0405, 0.0], True)
+    """
+    k = len(references)
+    if len(windows) != k:
+        raise ValueError(f"got {k} references and {len(windows)} windows")
+    if k == 0:
+        return []
+    rs = [np.asarray(r, dtype=np.float64).ravel() for r in references]
+    ws = [np.asarray(w, dtype=np.float64).ravel() for w in windows]
+    width = max(len(r) for r in rs)
+    R = np.zeros((k, width))
+    W = np.zeros((k, width))
+    for i, (r, w) in enumerate(zip(rs, ws, strict=True)):
+        if r.shape != w.shape:
+            return [drift_scores(a, b, True, epsilon) for a, b in zip(rs, ws, strict=True)]
+        R[i, : len(r)] = r
+        W[i, : len(w)] = w
+    if not (np.isfinite(R).all() and np.isfinite(W).all()) or (R < 0).any() or (W < 0).any():
+        # Let the one-feature function raise its ValueError for the bad feature.
+        return [drift_scores(a, b, True, epsilon) for a, b in zip(rs, ws, strict=True)]
+    n_ref = R.sum(axis=1)
+    n_win = W.sum(axis=1)
+    ok = (n_ref > 0) & (n_win > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        P = R / np.where(ok, n_ref, 1.0)[:, None]
+        Q = W / np.where(ok, n_win, 1.0)[:, None]
+        # PSI, proportions floored at epsilon (empty padding: epsilon on both sides, adds 0).
+        fp = np.maximum(P, epsilon)
+        fq = np.maximum(Q, epsilon)
+        psi_v = np.sum((fq - fp) * np.log(fq / fp), axis=1)
+        # Jensen-Shannon, base 2.
+        M = 0.5 * (P + Q)
+        kl_p = np.sum(np.where(P > 0, P * np.log2(P / M), 0.0), axis=1)
+        kl_q = np.sum(np.where(Q > 0, Q * np.log2(Q / M), 0.0), axis=1)
+        js_v = np.sqrt(np.maximum(0.0, 0.5 * (kl_p + kl_q)))
+        # KS on the bin boundaries.
+        upper_u = np.cumsum(P, axis=1)
+        upper_q = np.cumsum(Q, axis=1)
+        ks_v = np.minimum(1.0, np.max(np.abs(upper_u - upper_q), axis=1))
+        # Wasserstein, exact between piecewise-linear CDFs (see wasserstein_binned).
+        lower_u = upper_u - P
+        lower_q = np.concatenate((np.zeros((k, 1)), upper_q[:, :-1]), axis=1)
+        a = lower_q - lower_u
+        b = upper_q - upper_u
+        a[np.abs(a) < 1e-12] = 0.0
+        b[np.abs(b) < 1e-12] = 0.0
+        abs_a, abs_b = np.abs(a), np.abs(b)
+        denom = np.where(abs_a + abs_b > 0, abs_a + abs_b, 1.0)
+        area = np.where(a * b >= 0, 0.5 * (abs_a + abs_b), 0.5 * (a * a + b * b) / denom) * P
+        wd_v = np.minimum(1.0, np.maximum(0.0, area.sum(axis=1)))
+    out = []
+    nan = math.nan
+    for i in range(k):
+        if not ok[i]:
+            out.append(DriftScores(nan, nan, nan, nan, nan, int(n_ref[i]), int(n_win[i])))
+            continue
+        d = float(ks_v[i])
+        if d <= 1e-12:
+            d, pvalue = 0.0, 1.0
+        else:
+            n, m = n_ref[i], n_win[i]
+            pvalue = ks_pvalue(d, n * m / (n + m))
+        out.append(
+            DriftScores(
+                psi=float(psi_v[i]),
+                js=float(js_v[i]),
+                ks=d,
+                wasserstein=float(wd_v[i]),
+                pvalue=pvalue,
+                n_reference=int(n_ref[i]),
+                n_window=int(n_win[i]),
+            )
+        )
+    return out
 
 
 def _method(_inst: object, attribute: attrs.Attribute[str], value: object) -> None:

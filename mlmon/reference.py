@@ -26,18 +26,24 @@ import importlib
 import itertools
 import json
 import math
-import numbers
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
 from mlmon._files import atomic_write
+from mlmon._values import (
+    category_key,
+    is_numeric_column,
+    is_pandas,
+    object_column_to_float,
+    to_float,
+)
 
 __all__ = [
     "CategoricalProfile",
@@ -55,6 +61,19 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the JSON file written by :meth:`Reference.save`."""
+
+MAX_BINS = 10_000
+"""Most quantile bins per numeric feature (``bins`` of :meth:`Reference.from_data`); a profile
+holds at most ``MAX_BINS + 1`` bins (a point bin at a clipped maximum)."""
+
+MAX_CATEGORIES = 100_000
+"""Most categories kept per categorical feature (``max_categories``)."""
+
+MAX_COUNT = 2**63 - 1
+"""Largest count a profile may hold: window histograms count in int64."""
+
+MAX_FILE_BYTES = 64 * 2**20
+"""Default size limit of a reference file read by :meth:`Reference.load` (64 MiB)."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -112,71 +131,6 @@ def check_feature_names(names: Iterable[object], field: str = "feature_names") -
 # --------------------------------------------------------------------------- values
 
 
-def _is_na_object(v: object) -> bool:
-    # pandas.NA and pandas.NaT without importing pandas.
-    return type(v).__name__ in ("NAType", "NaTType")
-
-
-def category_key(value: object) -> str | None:
-    """The category a value stands for, as a string; None when the value is missing.
-
-    Integral numbers lose their ``.0`` so that a column read as floats (pandas does this when a
-    column has NaN) still matches the integers of the reference.
-
-    >>> category_key("red"), category_key(3), category_key(3.0), category_key(True)
-    ('red', '3', '3', 'True')
-    >>> category_key(None) is None, category_key(float("nan")) is None
-    (True, True)
-    """
-    if type(value) is str:
-        return value
-    if isinstance(value, str):  # numpy.str_ and other subclasses: plain str in files and labels
-        return str(value)
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        if math.isnan(f):
-            return None
-        if math.isfinite(f) and f.is_integer():
-            return str(int(f))
-        return repr(f)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if _is_na_object(value):
-        return None
-    return str(value)
-
-
-def to_float(value: object) -> float:
-    """A numeric feature value as a float; NaN for anything that is not a real number.
-
-    Strings are never parsed: a string in a numeric feature is missing.
-    """
-    if isinstance(value, (float, int, np.floating, np.integer, np.bool_)):
-        try:
-            return float(value)
-        except OverflowError:  # an int beyond float range
-            return math.nan
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return to_float(value.item())
-    if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except (OverflowError, TypeError, ValueError):
-            return math.nan
-    return math.nan
-
-
-def object_column_to_float(column: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    """Convert an object column with :func:`to_float` (non-finite results stay as they are)."""
-    return np.fromiter((to_float(v) for v in column), dtype=np.float64, count=len(column))
-
-
 def binned_counts(
     values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.int64]:
@@ -227,9 +181,22 @@ def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None
         raise ValueError(f"{attribute.name} must be a non-empty str, got {value!r}")
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (file values can be huge)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond the int-to-str digit limit
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+    if (
+        not isinstance(value, (int, np.integer))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_COUNT
+    ):
+        raise ValueError(f"{attribute.name} must be an int >= 0 (at most 2**63 - 1), got {_short(value)}")
 
 
 def _float(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -238,8 +205,10 @@ def _float(_inst: object, attribute: attrs.Attribute[Any], value: object) -> Non
 
 
 def _int_tuple(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):  # type: ignore[attr-defined]
-        raise ValueError(f"{attribute.name} must hold ints >= 0, got {value!r}")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_COUNT for c in value):  # type: ignore[attr-defined]
+        raise ValueError(
+            f"{attribute.name} must hold ints >= 0 (at most 2**63 - 1), got {_short(value)}"
+        )
 
 
 def _ints(value: Iterable[Any]) -> tuple[int, ...]:
@@ -306,6 +275,11 @@ class NumericProfile:
         e = self.edges
         if len(e) < 2:
             raise ValueError(f"edges must hold at least 2 values, got {e!r}")
+        if len(e) > MAX_BINS + 2:
+            raise ValueError(
+                f"edges must hold at most {MAX_BINS + 2} values ({MAX_BINS} bins and a point "
+                f"bin), got {len(e)}"
+            )
         if not all(math.isfinite(x) for x in e):
             raise ValueError(f"edges must be finite, got {e!r}")
         # Strictly increasing, except that the last edge may repeat (a point bin at the maximum).
@@ -401,23 +375,24 @@ class NumericProfile:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NumericProfile:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, data: Mapping[str, Any], where: str = "profile") -> NumericProfile:
+        """Inverse of :meth:`to_dict`; strict about types (no value is coerced).
 
-        def f(x: Any) -> float:
-            return math.nan if x is None else float(x)
-
-        return cls(
-            name=data["name"],
-            rows=data["rows"],
-            count=data["count"],
-            edges=data["edges"],
-            counts=data["counts"],
-            min=f(data["min"]),
-            max=f(data["max"]),
-            mean=f(data["mean"]),
-            variance=f(data["variance"]),
-        )
+        Raises:
+            ValueError: a missing or invalid field, named as ``where.field``.
+        """
+        r = _Fields(data, where)
+        kw: dict[str, Any] = {
+            "name": r.name("name"),
+            "rows": r.count("rows"),
+            "count": r.count("count"),
+            "edges": r.numbers("edges", MAX_BINS + 2),
+            "counts": r.counts("counts", MAX_BINS + 1),
+        }
+        for key in ("min", "max", "mean", "variance"):
+            kw[key] = r.stat(key)
+        r.kind("numeric")
+        return r.build(cls, kw)
 
 
 @attrs.frozen(kw_only=True)
@@ -449,8 +424,12 @@ class CategoricalProfile:
     def __attrs_post_init__(self) -> None:
         if self.count > self.rows:
             raise ValueError(f"count must be <= rows ({self.rows}), got {self.count!r}")
+        if len(self.categories) > MAX_CATEGORIES:
+            raise ValueError(
+                f"categories must hold at most {MAX_CATEGORIES} values, got {len(self.categories)}"
+            )
         if not all(isinstance(c, str) for c in self.categories):
-            raise ValueError(f"categories must be str, got {self.categories!r}")
+            raise ValueError(f"categories must be str, got {_short(self.categories)}")
         if len(set(self.categories)) != len(self.categories):
             raise ValueError(f"categories must be unique, got {self.categories!r}")
         if len(self.counts) != len(self.categories):
@@ -517,28 +496,116 @@ class CategoricalProfile:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CategoricalProfile:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            name=data["name"],
-            rows=data["rows"],
-            count=data["count"],
-            categories=data["categories"],
-            counts=data["counts"],
-            other=data["other"],
-        )
+    def from_dict(cls, data: Mapping[str, Any], where: str = "profile") -> CategoricalProfile:
+        """Inverse of :meth:`to_dict`; strict about types (no value is coerced).
+
+        Raises:
+            ValueError: a missing or invalid field, named as ``where.field``.
+        """
+        r = _Fields(data, where)
+        kw = {
+            "name": r.name("name"),
+            "rows": r.count("rows"),
+            "count": r.count("count"),
+            "categories": r.strings("categories", MAX_CATEGORIES),
+            "counts": r.counts("counts", MAX_CATEGORIES),
+            "other": r.count("other"),
+        }
+        r.kind("categorical")
+        return r.build(cls, kw)
 
 
 FeatureProfile = NumericProfile | CategoricalProfile
 """The summary of one feature."""
 
 
+# --------------------------------------------------------------------------- file fields
+
+
+_P = TypeVar("_P", NumericProfile, CategoricalProfile)
+
+
+class _Fields:
+    """Strict readers of one JSON object of a reference file; errors name ``where.field``."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be a JSON object, got {_short(data)}")
+        self.data = data
+        self.where = where
+
+    def get(self, key: str) -> Any:
+        if key not in self.data:
+            raise ValueError(f"{self.where}: missing field {key!r}")
+        return self.data[key]
+
+    def fail(self, key: str, what: str, value: object) -> ValueError:
+        return ValueError(f"{self.where}.{key} must be {what}, got {_short(value)}")
+
+    def name(self, key: str) -> str:
+        v = self.get(key)
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, "a non-empty string", v)
+        return v
+
+    def count(self, key: str) -> int:
+        v = self.get(key)
+        if type(v) is not int or not 0 <= v <= MAX_COUNT:
+            raise self.fail(key, "an int >= 0 (at most 2**63 - 1)", v)
+        return v
+
+    def _list(self, key: str, limit: int) -> list[Any]:
+        v = self.get(key)
+        if not isinstance(v, list):
+            raise self.fail(key, "a list", v)
+        if len(v) > limit:
+            raise ValueError(f"{self.where}.{key} must hold at most {limit} values, got {len(v)}")
+        return v
+
+    def counts(self, key: str, limit: int) -> list[int]:
+        v = self._list(key, limit)
+        for i, c in enumerate(v):
+            if type(c) is not int or not 0 <= c <= MAX_COUNT:
+                raise self.fail(f"{key}[{i}]", "an int >= 0 (at most 2**63 - 1)", c)
+        if sum(v) > MAX_COUNT:
+            raise ValueError(f"{self.where}.{key} must sum to at most 2**63 - 1")
+        return v
+
+    def numbers(self, key: str, limit: int) -> list[float]:
+        v = self._list(key, limit)
+        for i, x in enumerate(v):
+            if type(x) not in (int, float) or not math.isfinite(x):
+                raise self.fail(f"{key}[{i}]", "a finite number", x)
+        return [float(x) for x in v]
+
+    def strings(self, key: str, limit: int) -> list[str]:
+        v = self._list(key, limit)
+        for i, x in enumerate(v):
+            if not isinstance(x, str):
+                raise self.fail(f"{key}[{i}]", "a string", x)
+        return v
+
+    def stat(self, key: str) -> float:
+        v = self.get(key)
+        if v is None:
+            return math.nan
+        if type(v) not in (int, float) or not math.isfinite(v):
+            raise self.fail(key, "a finite number or null", v)
+        return float(v)
+
+    def kind(self, want: str) -> None:
+        v = self.data.get("kind", want)
+        if v != want:
+            raise self.fail("kind", repr(want), v)
+
+    def build(self, cls: type[_P], kw: dict[str, Any]) -> _P:
+        try:
+            return cls(**kw)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{self.where}: {e}") from None
+
+
 # --------------------------------------------------------------------------- input columns
-
-
-def _is_pandas(obj: object, cls_name: str) -> bool:
-    t = type(obj)
-    return t.__name__ == cls_name and t.__module__.split(".")[0] == "pandas"
 
 
 def _columns(
@@ -547,7 +614,7 @@ def _columns(
     """Column names and 1-D columns (float64 or object) of the reference data."""
     names: list[str] | None = None
     cols: list[npt.NDArray[Any]]
-    if _is_pandas(X, "DataFrame"):
+    if is_pandas(X, "DataFrame"):
         # Only reached when the caller already has pandas.
         pd: Any = importlib.import_module("pandas")
 
@@ -614,21 +681,6 @@ def _columns(
     if names is None:
         names = [f"f{j}" for j in range(len(cols))]
     return names, cols
-
-
-def is_numeric_column(col: npt.NDArray[Any]) -> bool:
-    """True unless most non-missing values are not real numbers (strings, objects)."""
-    if col.dtype.kind in "biuf":
-        return True
-    numeric = other = 0
-    for v in col:
-        if category_key(v) is None:
-            continue  # missing says nothing about the kind
-        if isinstance(v, (bool, np.bool_, numbers.Real)) and not isinstance(v, str):
-            numeric += 1
-        else:
-            other += 1
-    return numeric >= other
 
 
 # --------------------------------------------------------------------------- Reference
@@ -722,14 +774,16 @@ class Reference:
                 :func:`check_feature_names`), unknown categorical names, bad outputs, or
                 ``bins``/``max_categories`` out of range.
         """
-        if not (isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= 10_000):
-            raise ValueError(f"bins must be an int in [1, 10000], got {bins!r}")
+        if not (isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= MAX_BINS):
+            raise ValueError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
         if not (
             isinstance(max_categories, int)
             and not isinstance(max_categories, bool)
-            and max_categories >= 1
+            and 1 <= max_categories <= MAX_CATEGORIES
         ):
-            raise ValueError(f"max_categories must be an int >= 1, got {max_categories!r}")
+            raise ValueError(
+                f"max_categories must be an int in [1, {MAX_CATEGORIES}], got {max_categories!r}"
+            )
         names, cols = _columns(X, feature_names)
         if not cols:
             raise ValueError("X has no columns: a reference needs at least one feature")
@@ -783,67 +837,107 @@ class Reference:
 
     @classmethod
     def from_dict(cls, data: Any) -> Reference:
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict`, checking everything :meth:`from_data` guarantees.
+
+        Types are strict (a count is a JSON integer, an edge a finite number, no value is
+        coerced); counts fit in int64 and add up (bins to the feature's count, every feature's
+        rows to the reference's rows); edges are finite and increasing; at most
+        :data:`MAX_BINS` bins (plus a point bin) and :data:`MAX_CATEGORIES` categories per
+        feature; kinds are known; names follow :func:`check_feature_names`.
 
         Raises:
-            ValueError: not an mlmon reference, an unsupported version, or a missing/invalid field.
+            ValueError: not an mlmon reference, an unsupported version, or a missing/invalid
+                field; the message names the field (``features[2].counts[5]``) and the value.
         """
         if not isinstance(data, Mapping) or "mlmon_reference" not in data:
             raise ValueError("not an mlmon reference: the 'mlmon_reference' version key is missing")
         version = data["mlmon_reference"]
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version != FORMAT_VERSION:
             raise ValueError(
-                f"unsupported mlmon reference version {version!r} (this mlmon reads version {FORMAT_VERSION})"
+                f"unsupported mlmon reference version {_short(version)} (this mlmon reads "
+                f"version {FORMAT_VERSION})"
             )
+        top = _Fields(data, "reference")
+        rows = top.count("rows")
+        if rows == 0:
+            raise ValueError("reference.rows must be >= 1, got 0")
+        items = top.get("features")
+        if not isinstance(items, list) or not items:
+            raise top.fail("features", "a non-empty list", items)
+        features: list[FeatureProfile] = []
+        for i, f in enumerate(items):
+            where = f"features[{i}]"
+            kind = f.get("kind") if isinstance(f, Mapping) else None
+            if kind == "numeric":
+                features.append(NumericProfile.from_dict(f, where))
+            elif kind == "categorical":
+                features.append(CategoricalProfile.from_dict(f, where))
+            else:
+                raise ValueError(
+                    f"{where}.kind must be 'numeric' or 'categorical', got {_short(kind)}"
+                )
+            if features[-1].rows != rows:
+                raise ValueError(
+                    f"{where}.rows must equal the reference rows ({rows}), got {features[-1].rows}"
+                )
+        out = data.get("outputs")
+        outputs = None if out is None else NumericProfile.from_dict(out, "outputs")
         try:
-            features: list[FeatureProfile] = []
-            for i, f in enumerate(data["features"]):
-                kind = f.get("kind")
-                if kind == "numeric":
-                    features.append(NumericProfile.from_dict(f))
-                elif kind == "categorical":
-                    features.append(CategoricalProfile.from_dict(f))
-                else:
-                    raise ValueError(
-                        f"features[{i}].kind must be 'numeric' or 'categorical', got {kind!r}"
-                    )
-            out = data.get("outputs")
-            return cls(
-                rows=data["rows"],
-                features=tuple(features),
-                outputs=None if out is None else NumericProfile.from_dict(out),
-            )
-        except KeyError as e:
-            raise ValueError(f"invalid mlmon reference: missing field {e.args[0]!r}") from None
-        except (TypeError, AttributeError) as e:
-            raise ValueError(f"invalid mlmon reference: {e}") from None
+            return cls(rows=rows, features=tuple(features), outputs=outputs)
+        except TypeError as e:  # a name that is not a string: check_feature_names
+            raise ValueError(str(e)) from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON, atomically (a reader never sees half a file)."""
         atomic_write(path, json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":")))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Reference:
+    def load(cls, path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) -> Reference:
         """Read a file written by :meth:`save`.
+
+        Args:
+            path: the file.
+            max_bytes: size limit (default :data:`MAX_FILE_BYTES`, 64 MiB; a reference of 100
+                features with the maximum 10,000 bins each is about 20 MiB). Larger files are
+                refused before they are parsed.
 
         Raises:
             OSError: the file cannot be read.
-            ValueError: the file is corrupt or truncated (invalid JSON), not an mlmon reference,
-                of an unsupported version, or has a missing or invalid field; the message names
-                the file and the problem.
+            ValueError: the file is larger than ``max_bytes``, not UTF-8, corrupt or truncated
+                (invalid JSON, nested too deep), not an mlmon reference, of an unsupported
+                version, or has a missing or invalid field (see :meth:`from_dict`); the message
+                names the file and the problem.
         """
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
+        if not (isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and max_bytes > 0):
+            raise ValueError(f"max_bytes must be an int > 0, got {max_bytes!r}")
+        name = os.fspath(path)
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)  # never more, whatever the file claims to be
+        if len(raw) > max_bytes:
             raise ValueError(
-                f"{os.fspath(path)}: not valid JSON (corrupt or truncated file?): {e}"
-            ) from None
+                f"{name}: larger than max_bytes={max_bytes} bytes; a reference file is small "
+                "(raise max_bytes= if this one is genuine)"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: not UTF-8 text (corrupt file?): {e}") from None
+        try:
+            data = json.loads(text, parse_constant=_no_constant)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{name}: not valid JSON (corrupt or truncated file?): {e}") from None
+        except RecursionError:
+            raise ValueError(f"{name}: not valid JSON (nested too deep)") from None
+        except ValueError as e:  # NaN/Infinity, or an integer with too many digits
+            raise ValueError(f"{name}: not valid JSON: {e}") from None
         try:
             return cls.from_dict(data)
         except ValueError as e:
-            raise ValueError(f"{os.fspath(path)}: {e}") from None
+            raise ValueError(f"{name}: {e}") from None
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a number in a reference file")
 
 
 def _outputs_1d(outputs: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -19,6 +19,7 @@ from mlmon.drift import (
     chi2_binned,
     decide,
     drift_scores,
+    drift_scores_ordered,
     js_distance,
     ks_binned,
     ks_pvalue,
@@ -326,3 +327,39 @@ def test_half_sigma_shift_is_detected_on_that_feature_only() -> None:
     statuses = _statuses(comp, X, 0)
     assert statuses.pop("f7") == 2.0
     assert set(statuses.values()) == {0.0}
+
+
+# --------------------------------------------------------------------------- many features at once
+
+
+def any_pairs() -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
+    """Count vectors on the same cells, either side possibly empty."""
+    return st.integers(2, 14).flatmap(
+        lambda k: st.tuples(
+            arrays(np.int64, k, elements=st.integers(0, 1000)),
+            arrays(np.int64, k, elements=st.integers(0, 1000)),
+        )
+    )
+
+
+@given(st.lists(any_pairs(), max_size=8), st.sampled_from([1e-4, 1e-6]))
+@settings(max_examples=300, deadline=None)
+def test_scores_of_many_features_equal_one_feature_at_a_time(
+    pairs: list[tuple[np.ndarray, np.ndarray]], epsilon: float
+) -> None:
+    many = drift_scores_ordered([r for r, _ in pairs], [w for _, w in pairs], epsilon)
+    assert len(many) == len(pairs)
+    for (r, w), got in zip(pairs, many, strict=True):
+        want = drift_scores(r, w, ordered=True, epsilon=epsilon)
+        assert (got.n_reference, got.n_window) == (want.n_reference, want.n_window)
+        for field in ("psi", "js", "ks", "wasserstein", "pvalue"):
+            a, b = getattr(got, field), getattr(want, field)
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12), field
+
+
+def test_scores_of_many_features_reject_bad_counts_like_one_feature() -> None:
+    with pytest.raises(ValueError, match="counts must be finite and >= 0"):
+        drift_scores_ordered([[1, 2], [1, 2]], [[1, 2], [-1, 2]])
+    with pytest.raises(ValueError, match="same cells"):
+        drift_scores_ordered([[1, 2, 3]], [[1, 2]])
+    assert drift_scores_ordered([], []) == []

@@ -54,8 +54,24 @@ def batch(t: float, *features: Any, outputs: list[Any] | None = None) -> CallBat
     )
 
 
+COUNTERS = {
+    "mlmon_feature_invalid_rows_total",
+    "mlmon_feature_unknown_keys_total",
+    "mlmon_feature_errors_total",
+}
+
+
 def as_dict(samples: list[Any]) -> dict[tuple[str, str | None], float]:
-    return {(name, labels.get("feature")): value for name, value, labels in samples}
+    """Window samples by (name, feature); the cumulative counters are left out."""
+    return {
+        (name, labels.get("feature")): value
+        for name, value, labels in samples
+        if name not in COUNTERS
+    }
+
+
+def counters(comp: FeatureComponent) -> dict[str, float]:
+    return {name: value for name, value, _ in comp.samples(0.0) if name in COUNTERS}
 
 
 # --------------------------------------------------------------------------- accumulator vs numpy
@@ -216,6 +232,7 @@ def schema() -> FeatureSchema:
 
 
 def rows_of(converted: Any) -> tuple[list[list[float]], list[list[Any]]]:
+    """Numeric rows and categorical rows; categories come out as their keys (str or None)."""
     return converted.numeric.tolist(), converted.categorical.tolist()
 
 
@@ -226,7 +243,7 @@ NAN = float("nan")
     ("features", "numeric", "categorical", "invalid", "unknown"),
     [
         # single rows
-        (np.array([1.0, 2.0, 3.0]), [[1.0, 2.0]], [[3.0]], 0, 0),
+        (np.array([1.0, 2.0, 3.0]), [[1.0, 2.0]], [["3"]], 0, 0),
         ([1, 2, "x"], [[1.0, 2.0]], [["x"]], 0, 0),
         ((1, "two", "x"), [[1.0, NAN]], [["x"]], 0, 0),  # a string in a numeric feature is missing
         ({"a": 1, "c": "x", "zz": 9, "yy": 8}, [[1.0, NAN]], [["x"]], 0, 2),  # absent b is missing
@@ -235,12 +252,12 @@ NAN = float("nan")
         (
             [2**2000, True, b"x"],
             [[NAN, 1.0]],
-            [[b"x"]],
+            [["x"]],
             0,
             0,
         ),  # an int beyond float range is missing
         # batches
-        (np.arange(6.0).reshape(2, 3), [[0.0, 1.0], [3.0, 4.0]], [[2.0], [5.0]], 0, 0),
+        (np.arange(6.0).reshape(2, 3), [[0.0, 1.0], [3.0, 4.0]], [["2"], ["5"]], 0, 0),
         ([[1, 2, "x"], (3, 4, "y")], [[1.0, 2.0], [3.0, 4.0]], [["x"], ["y"]], 0, 0),
         ([[2**2000, 2, "x"], [1, 2, "y"]], [[NAN, 2.0], [1.0, 2.0]], [["x"], ["y"]], 0, 0),
         (
@@ -328,7 +345,8 @@ def test_samples_use_catalog_names_with_the_feature_label(ref: Reference) -> Non
     samples = comp.samples(1.0)
     names = {name for name, _, _ in samples}
     assert names <= set(CATALOG)
-    assert names == {
+    assert all(CATALOG[name].kind == "counter" for name in COUNTERS)
+    assert names - COUNTERS == {
         "mlmon_feature_missing_ratio",
         "mlmon_feature_mean",
         "mlmon_feature_variance",
@@ -346,7 +364,9 @@ def test_samples_use_catalog_names_with_the_feature_label(ref: Reference) -> Non
     }
     for name, value, labels in samples:
         assert math.isfinite(value)
-        assert set(labels) == (set() if name == "mlmon_output_drift_psi" else {"feature"})
+        unlabelled = name == "mlmon_output_drift_psi" or name in COUNTERS
+        assert set(labels) == (set() if unlabelled else {"feature"})
+        assert set(labels) == set(CATALOG[name].labels)
     got = as_dict(samples)
     assert got[("mlmon_feature_mean", "a")] == pytest.approx(X[:, 0].astype(float).mean())
     assert ("mlmon_feature_drift_ks", "color") not in got  # no order among categories
@@ -447,14 +467,15 @@ def test_window_forgets_old_rows(ref: Reference) -> None:
     comp.ingest(batch(5.5, [{"a": 3.0}]))
     assert as_dict(comp.samples(9.9))[("mlmon_feature_mean", "a")] == 2.0
     assert as_dict(comp.samples(10.7))[("mlmon_feature_mean", "a")] == 3.0
-    assert comp.samples(30.0) == []
+    assert as_dict(comp.samples(30.0)) == {}
+    assert counters(comp) == dict.fromkeys(COUNTERS, 0.0)  # cumulative: still there
 
 
 def test_reset_forgets_the_window_and_counters(ref: Reference) -> None:
     comp = FeatureComponent(ref, window=10.0, now=0.0)
     comp.ingest(batch(0.5, np.zeros((2, 9))))
     comp.reset()
-    assert comp.samples(1.0) == [] and comp.invalid_rows == 0
+    assert comp.samples(1.0) == [] and comp.invalid_rows == 0  # counters restart, unseen again
 
 
 @pytest.mark.parametrize(
@@ -490,7 +511,7 @@ def test_infer_schema_reads_a_dataframe() -> None:
 
 def test_component_without_reference_learns_the_features_from_the_first_call() -> None:
     comp = FeatureComponent(None, window=60.0, now=0.0)
-    assert comp.feature_names == () and comp.samples(0.0) == []
+    assert comp.feature_names == () and comp.samples(0.0) == []  # no features given yet
     comp.ingest(batch(1.0, [], {"a-b": 1, "a_b": 2}))  # nothing to learn from: counted, not kept
     assert comp.invalid_rows == 1 and comp.feature_names == ()
     comp.ingest(
