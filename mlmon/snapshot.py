@@ -179,6 +179,9 @@ _CATALOG_LIST = [
     _m("mlmon_feature_drift_ks", "gauge", "1", "Kolmogorov-Smirnov statistic against the reference.", ("feature",)),
     _m("mlmon_feature_drift_wasserstein", "gauge", "1", "Normalised Wasserstein distance on bins.", ("feature",)),
     _m("mlmon_feature_drift_pvalue", "gauge", "1", "p-value of the drift test (KS or chi-squared).", ("feature",)),
+    _m("mlmon_feature_invalid_rows_total", "counter", "1", "Rows of calls whose features could not be read at all."),
+    _m("mlmon_feature_unknown_keys_total", "counter", "1", "Feature values given under names that are not features."),
+    _m("mlmon_feature_errors_total", "counter", "1", "Drains whose features mlmon failed to process (a bug)."),
     _m("mlmon_feature_drift_status", "gauge", "1", "0 ok, 1 warning, 2 drift (effect-size decision).", ("feature",)),
     # outcomes
     _m("mlmon_outcome_total", "counter", "1", "Downstream outcomes logged (count or summed value).", ("outcome",)),
