@@ -434,7 +434,7 @@ class Monitor:
                 g_times = now - np.maximum(0, self._perf() - ends) / 1e9
                 outs.extend(g_outs)
                 feats.extend(g_feats)
-                ids.extend([self._ids_of(g[4], n) if g[4].__class__ is Call else g[4] for g, n in zip(ok_gen, g_rows, strict=True)])
+                ids.extend([self._ids_of(g[4], n) if isinstance(g[4], Call) else g[4] for g, n in zip(ok_gen, g_rows, strict=True)])
                 rows_list.extend(g_rows)
                 times = np.concatenate((np.array(times), g_times))
         secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
@@ -567,7 +567,7 @@ class Monitor:
         Returns:
             The wrapped function, or a :class:`Track` object.
         """
-        t = Track(self, features=features, ids=ids, outputs=outputs)
+        t = Track(self, features, ids, outputs)
         if func is not None:
             return t(func)
         return t
@@ -584,6 +584,10 @@ class Monitor:
         Every emitter gets the snapshot at once, each on its own thread; ``flush`` waits for
         them at most ``emit_timeout`` seconds. After ``close()`` it emits nothing.
         """
+        return self._cycle(self.emit_timeout)
+
+    def _cycle(self, emit_timeout: float) -> Snapshot:
+        """One reporter cycle: drain, snapshot (with the cycle's latency sample), rules, emit."""
         with self._emit_lock:
             with self._drain_lock:
                 self._drain_locked()
@@ -594,7 +598,7 @@ class Monitor:
                     snap = attrs.evolve(snap, timings=sample, timings_rate=rate)
             snap = self._evaluate_rules(snap)
             if not self._closed:
-                self._emit(snap, self.emit_timeout)
+                self._emit(snap, emit_timeout)
         return snap
 
     def _evaluate_rules(self, snap: Snapshot) -> Snapshot:
@@ -630,12 +634,7 @@ class Monitor:
                 return
             deadline = time.monotonic() + self.close_timeout
             try:
-                with self._emit_lock:
-                    with self._drain_lock:
-                        self._drain_locked()
-                        snap = self._build_locked()
-                    snap = self._evaluate_rules(snap)
-                    self._emit(snap, min(self.emit_timeout, self.close_timeout * 0.6))
+                self._cycle(min(self.emit_timeout, self.close_timeout * 0.6))
             except Exception as exc:
                 self._internal_error("close", exc)
             self._closed = True
@@ -701,7 +700,8 @@ class Monitor:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Monitor({self.name!r}, version={self.version!r}, instance={self.instance!r})"
+        name, version, instance = (getattr(self, k, None) for k in ("name", "version", "instance"))
+        return f"Monitor({name!r}, version={version!r}, instance={instance!r})"
 
     def __del__(self) -> None:
         # A monitor dropped without close() flushes what it can, and says so.

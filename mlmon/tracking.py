@@ -692,11 +692,12 @@ class Call:
         return self._ids
 
 
-class Track:
+class Track(Call):
     """The object ``mon.track(...)`` returns: a decorator and a context manager in one.
 
     As a decorator, ``features`` and ``ids`` name the arguments of the wrapped function that
-    hold them; as a context manager they are the values themselves.
+    hold them; as a context manager they are the values themselves, and the ``with`` statement
+    gives back this object as the :class:`Call` (one ``mon.track(...)`` per ``with`` block).
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_track")
@@ -713,7 +714,7 @@ class Track:
     >>> mon.close()
     """
 
-    __slots__ = ("_call", "_features", "_ids", "_mon", "_outputs")
+    __slots__ = ("_active", "_given", "_record")
 
     def __init__(
         self,
@@ -722,13 +723,17 @@ class Track:
         ids: Any = None,
         outputs: bool | Callable[[Any], Any] = True,
     ) -> None:
-        if not (isinstance(outputs, bool) or callable(outputs)):
+        if outputs is not True and outputs is not False and not callable(outputs):
             raise TypeError(f"outputs must be True, False or a callable, got {outputs!r}")
         self._mon = mon
         self._features = features
         self._ids = ids
-        self._outputs = outputs
-        self._call: Call | None = None
+        self._record = outputs
+        self._given = (features, ids)
+        self._out = None
+        self._cid = -1
+        self._t0 = 0
+        self._active: Track | None = None
 
     # -- decorator -------------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -745,30 +750,42 @@ class Track:
                 )
         mon._start_background()
         is_async = inspect.iscoroutinefunction(func)
-        if self._features is None and self._ids is None and isinstance(self._outputs, bool):
-            wrapper = fast_wrapper(mon, func, self._outputs, is_async)
+        if self._features is None and self._ids is None and isinstance(self._record, bool):
+            wrapper = fast_wrapper(mon, func, self._record, is_async)
         else:
-            wrapper = general_wrapper(mon, func, self._features, self._ids, self._outputs, is_async)
+            wrapper = general_wrapper(mon, func, self._features, self._ids, self._record, is_async)
         return cast(F, functools.wraps(func)(wrapper))
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Call:
+        if self._cid >= 0:
+            # This object already tracked a block: a fresh one tracks this one, so the record
+            # of the earlier block keeps its own ids.
+            fresh = self._active = Track(self._mon, *self._given, self._record)
+            return fresh.__enter__()
         mon = self._mon
-        call = Call(mon, self._features, self._ids)
+        if self._features is not None or self._ids is not None:
+            try:
+                if self._features is not None:
+                    self._features = copy_value(self._features)
+                if self._ids is not None:
+                    self._ids = copy_value(self._ids)
+            except Exception as exc:  # an object whose copy() raises
+                mon._internal_error("track", exc)
         if mon.enabled:
             if mon._scheduler is None:
                 mon._start_background()
-            call._cid = cid = next(mon._ids)
-            call._t0 = t0 = mon._perf()
+            self._cid = cid = next(mon._ids)
+            self._t0 = t0 = mon._perf()
             mon._inflight[cid] = t0
-        self._call = call
-        return call
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        call = self._call
-        if call is None or call._cid < 0:
+        call = self
+        if call._active is not None:
+            call, self._active = call._active, None
+        if call._cid < 0:
             return
-        self._call = None
         mon = call._mon
         end = mon._perf()
         mon._inflight.pop(call._cid, None)

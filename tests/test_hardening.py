@@ -201,3 +201,18 @@ def test_a_call_that_fills_the_buffer_drains_one_bounded_chunk_not_everything() 
 def test_the_byte_cap_is_checked_at_configuration() -> None:
     with pytest.raises(ValueError, match="max_buffer_bytes"):
         mlmon.Monitor("cap", max_buffer_bytes=1000)
+
+
+def test_one_track_object_reused_for_several_blocks_keeps_each_blocks_ids() -> None:
+    m = mlmon.Monitor("reuse", clock=FakeClock(), task=mlmon.BinaryClassification())
+    t = m.track()
+    seen = []
+    for score in (0.9, 0.1, 0.8):
+        with t as call:
+            call.outputs(score)
+            seen.append(list(call.ids))
+    assert len({i for ids in seen for i in ids}) == 3
+    m.log_feedback([ids[0] for ids in seen], [1, 0, 0])
+    snap = m.snapshot()
+    assert (snap.get("mlmon_labels_total"), snap.get("mlmon_precision")) == (3.0, 0.5)
+    m.close()

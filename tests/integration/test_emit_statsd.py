@@ -166,7 +166,7 @@ def test_evil_names_reach_statsd_and_carbon_only_as_safe_paths(
     mon = mlmon.Monitor(
         "fraud",
         version="v 1;x=y",
-        instance="web 1;x=y\nevil.metric 1 0",
+        instance="web 1;x=y evil.metric 1 0",
         emitters=[em],
         flush_interval=60.0,
         window=60.0,
