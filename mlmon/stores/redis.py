@@ -88,56 +88,85 @@ _MAX_SCRIPT_KEYS = 4096
 _LOG_EVERY = 60.0
 _VALUE = struct.Struct("<dd")
 
-# KEYS: hash keys; ARGV: per key, its PEXPIREAT time in ms, n, then n field/value pairs.
+# Wire format of a row: one byte L, the L bytes of the field (an int id is b"\x00" + its int64
+# little-endian), then (writes only) the 16-byte value. KEYS[1] is the shard's key prefix
+# "<prefix>:{<ns>|<shard>}" (never created itself; every key the scripts touch shares its hash
+# tag, so its Redis Cluster slot).
+
+# ARGV: triples (suffix "<bucket>:<generation>", PEXPIREAT ms, rows).
 _WRITE = """#!lua
+local base = KEYS[1]
 local i = 1
-for k = 1, #KEYS do
-  local at = ARGV[i]
-  local n = tonumber(ARGV[i + 1])
-  i = i + 2
-  local j = 0
-  while j < n do
-    local m = math.min(n - j, 2000)
-    redis.call('HSET', KEYS[k], unpack(ARGV, i, i + 2 * m - 1))
-    i = i + 2 * m
-    j = j + m
+local args = {}
+while i <= #ARGV do
+  local key = base .. ':' .. ARGV[i]
+  local at = ARGV[i + 1]
+  local blob = ARGV[i + 2]
+  i = i + 3
+  local pos, len, n = 1, #blob, 0
+  while pos <= len do
+    local l = string.byte(blob, pos)
+    args[n + 1] = string.sub(blob, pos + 1, pos + l)
+    args[n + 2] = string.sub(blob, pos + l + 1, pos + l + 16)
+    n = n + 2
+    pos = pos + l + 17
+    if n >= 4000 then
+      redis.call('HSET', key, unpack(args, 1, n))
+      n = 0
+    end
   end
-  redis.call('PEXPIREAT', KEYS[k], at)
+  if n > 0 then
+    redis.call('HSET', key, unpack(args, 1, n))
+  end
+  redis.call('PEXPIREAT', key, at)
 end
-return #KEYS
+return 1
 """
 
-# KEYS: per bucket, its generation keys newest first; ARGV[1]: generations per bucket, then per
-# bucket n and n fields. Returns per field: the stored value (claimed: replaced by the
-# tombstone), the tombstone (already claimed) or "" (not found).
+# ARGV[1] = ng, ARGV[2 .. ng+1] = generations newest first, then pairs (bucket, rows without
+# values). Returns 17 bytes per row: "J" + the stored value (claimed: replaced by the tombstone
+# "D"), "D" + 16 zero bytes (already claimed), or 17 zero bytes (not found).
 _JOIN = """#!lua flags=allow-oom
+local base = KEYS[1]
 local ng = tonumber(ARGV[1])
+local none = string.rep('\0', 17)
+local dup = 'D' .. string.rep('\0', 16)
 local out = {}
-local i = 2
-local base = 0
+local i = ng + 2
 while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  for f = 1, n do
-    local field = ARGV[i]
-    i = i + 1
-    local r = ''
-    for g = 1, ng do
-      local key = KEYS[base + g]
-      local v = redis.call('HGET', key, field)
+  local prefix = base .. ':' .. ARGV[i] .. ':'
+  local blob = ARGV[i + 1]
+  i = i + 2
+  local keys = {}
+  for g = 1, ng do
+    local key = prefix .. ARGV[1 + g]
+    if redis.call('EXISTS', key) == 1 then
+      keys[#keys + 1] = key
+    end
+  end
+  local pos, len = 1, #blob
+  while pos <= len do
+    local l = string.byte(blob, pos)
+    local field = string.sub(blob, pos + 1, pos + l)
+    pos = pos + l + 1
+    local r = none
+    for g = 1, #keys do
+      local v = redis.call('HGET', keys[g], field)
       if v then
-        if v ~= 'D' then
-          redis.call('HSET', key, field, 'D')
+        if v == 'D' then
+          r = dup
+          break
+        elseif #v == 16 then
+          redis.call('HSET', keys[g], field, 'D')
+          r = 'J' .. v
+          break
         end
-        r = v
-        break
       end
     end
     out[#out + 1] = r
   end
-  base = base + ng
 end
-return out
+return table.concat(out)
 """
 
 
@@ -244,6 +273,37 @@ class _Buffer:
         chunks, self.chunks = self.chunks, []
         self.nbytes = self.items = 0
         return chunks
+
+
+def _wire(
+    part: _Chunk, order: IntArray, values: npt.NDArray[np.uint8] | None
+) -> tuple[bytes, IntArray]:
+    """The rows of ``part`` in ``order`` in the scripts' wire format, and row offsets (n + 1)."""
+    n = len(order)
+    extra = 0 if values is None else 16
+    if isinstance(part.fields, np.ndarray):
+        size = 10 + extra
+        rec = np.empty((n, size), dtype=np.uint8)
+        rec[:, 0] = 9
+        rec[:, 1] = 0
+        rec[:, 2:10] = part.fields[order].astype("<i8").view(np.uint8).reshape(n, 8)
+        if values is not None:
+            rec[:, 10:26] = values[order]
+        offsets: IntArray = np.arange(n + 1, dtype=np.int64) * size
+        return rec.tobytes(), offsets
+    rows: list[bytes] = []
+    vb = None if values is None else values.tobytes()
+    fields = part.fields
+    for i in order.tolist():
+        f = fields[i]
+        fb = b"\x00" + f.to_bytes(8, "little", signed=True) if type(f) is int else f
+        row = bytes((len(fb),)) + fb
+        if vb is not None:
+            row += vb[16 * i : 16 * i + 16]
+        rows.append(row)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    return b"".join(rows), offsets
 
 
 def _redact(url: str) -> str:
@@ -401,8 +461,22 @@ class RedisStore:
             f"version={self.version!r}, ttl={self.ttl!r})"
         )
 
-    def _key(self, bucket: int, gen: int) -> str:
-        return f"{self.key_prefix}:{{{self._ns}|{bucket % SHARDS}}}:{bucket}:{gen}"
+    def _shard_key(self, shard: int) -> str:
+        """The key prefix of a shard: ``<prefix>:{<model>|<version>|<shard>}``."""
+        return f"{self.key_prefix}:{{{self._ns}|{shard}}}"
+
+    def key(self, id_: object, made_at: float) -> str | None:
+        """The Redis hash that holds the prediction of ``id_`` made at ``made_at`` (or None
+        for an unusable id): for inspection and tests.
+
+        >>> RedisStore(buckets=64, generation=3600.0).key(7, 7300.0)
+        'mlmon:{default||20}:20:2'
+        """
+        _, buckets = encode_ids([id_], self.buckets)
+        b = int(buckets[0])
+        if b < 0:
+            return None
+        return f"{self._shard_key(b % SHARDS)}:{b}:{math.floor(made_at / self.generation)}"
 
     # -- the hot paths: buffer only ---------------------------------------------------------
     def record(self, ids: object, preds: FloatArray, made_at: FloatArray) -> None:
@@ -612,8 +686,9 @@ class RedisStore:
                     self._drop_client()
                     ok = False
             if ok and preds is None and labels is None:
+                client: Any = self._client
                 try:  # nothing to do: still tell whether Redis answers (mlmon_store_up)
-                    self._client.ping()
+                    client.ping()
                 except Exception as exc:
                     self._fail("connect", exc)
                     ok = False
@@ -688,37 +763,33 @@ class RedisStore:
     def _write_part(self, part: _Chunk) -> None:
         gens = self._gens(part.times)
         buckets = part.buckets
-        fields = part.field_list()
-        rec = np.empty(len(part), dtype=[("p", "<f8"), ("t", "<f8")])
-        rec["p"] = part.values
-        rec["t"] = part.times
-        raw = rec.tobytes()
-        order = np.lexsort((gens, buckets, buckets % SHARDS))
-        shard_of = (buckets % SHARDS)[order]
-        bounds = np.flatnonzero(np.diff(shard_of)) + 1
-        groups = np.split(order, bounds)
+        shards = buckets % SHARDS
+        order = np.lexsort((gens, buckets, shards))
+        vals = np.empty((len(part), 2), dtype="<f8")
+        vals[:, 0] = part.values
+        vals[:, 1] = part.times
+        blob, offsets = _wire(part, order, vals.view(np.uint8).reshape(-1, 16))
+        s_o, b_o, g_o = shards[order], buckets[order], gens[order]
+        cut = np.flatnonzero((np.diff(s_o) != 0) | (np.diff(b_o) != 0) | (np.diff(g_o) != 0)) + 1
+        starts = np.concatenate(([0], cut)).astype(np.int64)
+        stops = np.concatenate((cut, [len(order)])).astype(np.int64)
+        expire = np.ceil(((g_o[starts] + 1) * self.generation + self.ttl) * 1000.0).astype(np.int64)
         pipe = self._client.pipeline(transaction=False)
-        ttl_ms = self.ttl * 1000.0
-        gen_ms = self.generation * 1000.0
-        for grp in groups:
-            keys: list[str] = []
-            args: list[Any] = []
-            gb = gens[grp]
-            bb = buckets[grp]
-            cut = np.flatnonzero((np.diff(gb) != 0) | (np.diff(bb) != 0)) + 1
-            for sub in np.split(grp, cut):
-                if len(keys) >= _MAX_SCRIPT_KEYS:
-                    pipe.eval(_WRITE, len(keys), *keys, *args)
-                    keys, args = [], []
-                g = int(gens[sub[0]])
-                keys.append(self._key(int(buckets[sub[0]]), g))
-                args.append(int(math.ceil((g + 1) * gen_ms + ttl_ms)))
-                args.append(len(sub))
-                for i in sub.tolist():
-                    args.append(fields[i])
-                    args.append(raw[16 * i : 16 * i + 16])
-            if keys:
-                pipe.eval(_WRITE, len(keys), *keys, *args)
+        args: list[Any] = []
+        shard = int(s_o[0]) if len(order) else 0
+        off = offsets.tolist()
+        for st, sp, b, g, at in zip(
+            starts.tolist(), stops.tolist(), b_o[starts].tolist(), g_o[starts].tolist(),
+            expire.tolist(), strict=False,
+        ):
+            sh = b % SHARDS
+            if sh != shard or len(args) >= 3 * _MAX_SCRIPT_KEYS:
+                if args:
+                    pipe.eval(_WRITE, 1, self._shard_key(shard), *args)
+                shard, args = sh, []
+            args += [f"{b}:{g}", at, blob[off[st] : off[sp]]]
+        if args:
+            pipe.eval(_WRITE, 1, self._shard_key(shard), *args)
         results = pipe.execute(raise_on_error=False)
         for r in results:
             if isinstance(r, Exception):
@@ -754,13 +825,12 @@ class RedisStore:
                 ok = False
                 break
             values, done = found
-            # done: per row, 0 not found, 1 joined (value), 2 duplicate
             part_l = labels.values[idx]
             part_t = labels.times[idx]
             hit = np.flatnonzero(done == 1)
             if len(hit):
-                rec = np.frombuffer(b"".join(values[i] for i in hit.tolist()), dtype="<f8")
-                p, made = rec[0::2], rec[1::2]
+                rec = np.ascontiguousarray(values[hit]).view("<f8").reshape(-1, 2)
+                p, made = rec[:, 0], rec[:, 1]
                 delay = part_t[hit] - made
                 fresh = delay <= self.ttl
                 counts["expired"] += int((~fresh).sum())
@@ -789,60 +859,61 @@ class RedisStore:
     def _probe_gens(self, now: float) -> list[int]:
         """Generations that may hold a joinable prediction, newest first (one of slack on
         each side for clocks that differ between hosts)."""
-        hi = int(math.floor(now / self.generation)) + 1
-        lo = int(math.floor((now - self.ttl) / self.generation)) - 1
+        hi = math.floor(now / self.generation) + 1
+        lo = math.floor((now - self.ttl) / self.generation) - 1
         return list(range(hi, lo - 1, -1))
 
-    def _join_part(self, part: _Chunk, now: float) -> tuple[list[bytes], npt.NDArray[np.int8]]:
+    def _join_part(
+        self, part: _Chunk, now: float
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int8]]:
+        """Per row: (16 value bytes, state) with state 0 not found, 1 claimed now (value),
+        2 claimed before (duplicate), -1 failed (retry)."""
         gens = self._probe_gens(now)
-        ng = len(gens)
-        fields = part.field_list()
+        head: list[Any] = [len(gens), *gens]
         buckets = part.buckets
-        order = np.lexsort((buckets, buckets % SHARDS))
-        shard_of = (buckets % SHARDS)[order]
-        groups = np.split(order, np.flatnonzero(np.diff(shard_of)) + 1)
+        shards = buckets % SHARDS
+        order = np.lexsort((buckets, shards))
+        blob, offsets = _wire(part, order, None)
+        s_o, b_o = shards[order], buckets[order]
+        cut = np.flatnonzero((np.diff(s_o) != 0) | (np.diff(b_o) != 0)) + 1
+        starts = np.concatenate(([0], cut)).astype(np.int64)
+        stops = np.concatenate((cut, [len(order)])).astype(np.int64)
         pipe = self._client.pipeline(transaction=False)
-        call_rows: list[list[int]] = []
-        per_call = max(1, _MAX_SCRIPT_KEYS // ng)
-        for grp in groups:
-            bb = buckets[grp]
-            cut = np.flatnonzero(np.diff(bb) != 0) + 1
-            keys: list[str] = []
-            args: list[Any] = [ng]
-            rows: list[int] = []
-            for sub in np.split(grp, cut):
-                if len(keys) >= per_call * ng:
-                    pipe.eval(_JOIN, len(keys), *keys, *args)
-                    call_rows.append(rows)
-                    keys, args, rows = [], [ng], []
-                b = int(buckets[sub[0]])
-                keys += [self._key(b, g) for g in gens]
-                sl = sub.tolist()
-                args.append(len(sl))
-                args += [fields[i] for i in sl]
-                rows += sl
-            if keys:
-                pipe.eval(_JOIN, len(keys), *keys, *args)
-                call_rows.append(rows)
+        calls: list[tuple[int, int]] = []  # sorted-row range of each call
+        args: list[Any] = []
+        shard = int(s_o[0]) if len(order) else 0
+        first = 0
+        off = offsets.tolist()
+        for st, sp, b in zip(starts.tolist(), stops.tolist(), b_o[starts].tolist(), strict=False):
+            sh = b % SHARDS
+            if sh != shard or len(args) >= 2 * _MAX_SCRIPT_KEYS:
+                if args:
+                    pipe.eval(_JOIN, 1, self._shard_key(shard), *head, *args)
+                    calls.append((first, st))
+                shard, args, first = sh, [], st
+            args += [b, blob[off[st] : off[sp]]]
+        if args:
+            pipe.eval(_JOIN, 1, self._shard_key(shard), *head, *args)
+            calls.append((first, len(order)))
         results = pipe.execute(raise_on_error=False)
-        values: list[bytes] = [b""] * len(part)
-        done = np.zeros(len(part), dtype=np.int8)
+        n = len(part)
+        raw = np.zeros((n, 17), dtype=np.uint8)
+        failed = np.zeros(n, dtype=np.bool_)
         failure: Exception | None = None
-        for rows, res in zip(call_rows, results):
-            if isinstance(res, Exception):
-                failure = res
-                done[rows] = -1
+        for (lo, hi), res in zip(calls, results, strict=False):
+            if isinstance(res, Exception) or not isinstance(res, bytes) or len(res) != 17 * (hi - lo):
+                failure = res if isinstance(res, Exception) else RuntimeError("bad script reply")
+                failed[order[lo:hi]] = True
                 continue
-            for i, v in zip(rows, res):
-                if v == _TOMB:
-                    done[i] = 2
-                elif v:
-                    values[i] = bytes(v)
-                    done[i] = 1
+            raw[order[lo:hi]] = np.frombuffer(res, dtype=np.uint8).reshape(-1, 17)
+        state = np.zeros(n, dtype=np.int8)
+        state[raw[:, 0] == ord("J")] = 1
+        state[raw[:, 0] == ord("D")] = 2
+        state[failed] = -1
         if failure is not None:
-            # Successful calls are final (their claims happened); failed ones (-1) are retried.
+            # Successful calls are final (their claims happened); failed ones are retried.
             self._fail("read", failure)
-        return values, done
+        return raw[:, 1:], state
 
     # -- metrics, fork, close -----------------------------------------------------------------
     def samples(self) -> Iterable[Triple]:
