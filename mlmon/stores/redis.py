@@ -583,7 +583,9 @@ class RedisStore:
 
     def _connect(self, timeout: float) -> Any:
         import redis
+        from redis.backoff import NoBackoff
         from redis.cluster import RedisCluster
+        from redis.retry import Retry
 
         kwargs = self._client_kwargs(timeout)
         cluster = self._cluster_opt
@@ -597,10 +599,9 @@ class RedisStore:
                 if cluster:
                     probe.close()
         if cluster:
-            kwargs["retry"] = None
-            client: Any = RedisCluster.from_url(
-                self._url, cluster_error_retry_attempts=1, **kwargs
-            )
+            # one retry, so that a MOVED reply (a slot migrated) is followed at once
+            kwargs["retry"] = Retry(NoBackoff(), 1)
+            client: Any = RedisCluster.from_url(self._url, **kwargs)
         elif self._client is not None:
             client = self._client
         else:
@@ -785,11 +786,11 @@ class RedisStore:
             sh = b % SHARDS
             if sh != shard or len(args) >= 3 * _MAX_SCRIPT_KEYS:
                 if args:
-                    pipe.eval(_WRITE, 1, self._shard_key(shard), *args)
+                    pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
                 shard, args = sh, []
             args += [f"{b}:{g}", at, blob[off[st] : off[sp]]]
         if args:
-            pipe.eval(_WRITE, 1, self._shard_key(shard), *args)
+            pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
         results = pipe.execute(raise_on_error=False)
         for r in results:
             if isinstance(r, Exception):
@@ -888,12 +889,12 @@ class RedisStore:
             sh = b % SHARDS
             if sh != shard or len(args) >= 2 * _MAX_SCRIPT_KEYS:
                 if args:
-                    pipe.eval(_JOIN, 1, self._shard_key(shard), *head, *args)
+                    pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), *head, *args)
                     calls.append((first, st))
                 shard, args, first = sh, [], st
             args += [b, blob[off[st] : off[sp]]]
         if args:
-            pipe.eval(_JOIN, 1, self._shard_key(shard), *head, *args)
+            pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), *head, *args)
             calls.append((first, len(order)))
         results = pipe.execute(raise_on_error=False)
         n = len(part)

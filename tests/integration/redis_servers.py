@@ -74,11 +74,14 @@ class RedisServer(servers._Daemon):
     ) -> None:
         super().__init__(workdir, startup_timeout)
         self.port = 0
+        self.bus_port = 0
         self.cluster = cluster
         self.extra = dict(extra or {})
 
     def _prepare(self) -> None:
         self.port = self._port(self.port, "tcp")
+        if self.cluster:
+            self.bus_port = self._port(self.bus_port, "tcp")
 
     def _argv(self) -> list[str]:
         argv = [
@@ -96,13 +99,14 @@ class RedisServer(servers._Daemon):
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", f"nodes-{self.port}.conf",
                 "--cluster-node-timeout", "5000",
+                "--cluster-port", str(self.bus_port),
             ]
         for k, v in self.extra.items():
             argv += [f"--{k}", v]
         return argv
 
     def _ports(self) -> list[tuple[str, int]]:
-        return [("tcp", self.port)]
+        return [("tcp", self.port)] + ([("tcp", self.bus_port)] if self.cluster else [])
 
     def _extra_ready(self) -> bool:
         try:
