@@ -693,10 +693,14 @@ class RedisStore:
                 except Exception as exc:
                     self._fail("connect", exc)
                     ok = False
-            if ok and preds is not None:
+            connected = ok
+            if connected and preds is not None:
                 preds, ok = self._write(preds, now, end, fired, counts)
-            if ok and labels is not None:
-                labels, ok = self._join(labels, now, end, fired, counts, out_p, out_l, out_d)
+            # A failed write (Redis out of memory, say) does not stop the joins: they may
+            # still run, and free memory. A timeout does (the watchdog has fired).
+            if connected and labels is not None and not fired.is_set():
+                labels, joined_ok = self._join(labels, now, end, fired, counts, out_p, out_l, out_d)
+                ok = ok and joined_ok
         except Exception as exc:  # a bug must not take the reporter thread down
             self._fail("sync", exc)
             ok = False

@@ -59,7 +59,8 @@ def missing_redis() -> str | None:
 class RedisServer(servers._Daemon):
     """One ``redis-server`` on a free loopback port, no persistence.
 
-    ``extra`` are additional ``--name value`` options (e.g. ``{"maxmemory": "2mb"}``).
+    ``extra`` are additional ``--name value`` options (e.g. ``{"maxmemory": "2mb"}``);
+    ``password`` sets ``requirepass`` (and is used by :meth:`cli` and :meth:`client`).
     """
 
     name = "redis"
@@ -70,9 +71,11 @@ class RedisServer(servers._Daemon):
         *,
         cluster: bool = False,
         extra: dict[str, str] | None = None,
+        password: str | None = None,
         startup_timeout: float = 15.0,
     ) -> None:
         super().__init__(workdir, startup_timeout)
+        self.password = password
         self.port = 0
         self.bus_port = 0
         self.cluster = cluster
@@ -101,6 +104,8 @@ class RedisServer(servers._Daemon):
                 "--cluster-node-timeout", "5000",
                 "--cluster-port", str(self.bus_port),
             ]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         for k, v in self.extra.items():
             argv += [f"--{k}", v]
         return argv
@@ -120,8 +125,9 @@ class RedisServer(servers._Daemon):
 
     def cli(self, *args: str, timeout: float = 10.0) -> str:
         """Run ``redis-cli -p PORT args...`` and return its stdout."""
+        auth = [] if self.password is None else ["--no-auth-warning", "-a", self.password]
         out = subprocess.run(
-            ["redis-cli", "-h", servers.LOOPBACK, "-p", str(self.port), *args],
+            ["redis-cli", "-h", servers.LOOPBACK, "-p", str(self.port), *auth, *args],
             capture_output=True,
             timeout=timeout,
             check=True,
@@ -132,7 +138,9 @@ class RedisServer(servers._Daemon):
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(host=servers.LOOPBACK, port=self.port, socket_timeout=10)
+        return redis.Redis(
+            host=servers.LOOPBACK, port=self.port, password=self.password, socket_timeout=10
+        )
 
     def used_memory(self) -> int:
         return int(self.client().info("memory")["used_memory"])
