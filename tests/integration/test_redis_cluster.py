@@ -36,8 +36,8 @@ def test_cluster_is_detected_and_joins_exactly_across_instances(redis_cluster: R
     assert 6000 == got.counts["joined"]
     assert 0 == got.counts["unmatched"] + got.counts["duplicate"]
     # joined rows come back aligned: the prediction recorded for each id with its label
-    pairs = sorted(zip(got.labels.tolist(), got.preds.tolist()))
-    expected = sorted(zip(labels.tolist(), preds[order].tolist()))
+    pairs = sorted(zip(got.labels.tolist(), got.preds.tolist(), strict=True))
+    expected = sorted(zip(labels.tolist(), preds[order].tolist(), strict=True))
     assert expected == pairs
     assert np.allclose(got.delays, 10.0, atol=1e-3)
     assert 1.0 == dict((n, v) for n, v, _ in reader.samples())["mlmon_store_up"]

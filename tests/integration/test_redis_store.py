@@ -41,7 +41,7 @@ def test_exact_join_across_instances_with_mixed_ids(redis_server: RedisServer) -
     got = reader.sync(now + 1.0)
     assert 8 == got.counts["joined"]
     assert [7.5, 6.5, 5.5, 4.5, 3.5, 2.5, 1.5, 0.5] == sorted(got.preds.tolist(), reverse=True)
-    by_label = dict(zip(got.labels.tolist(), zip(got.preds.tolist(), got.delays.tolist())))
+    by_label = dict(zip(got.labels.tolist(), zip(got.preds.tolist(), got.delays.tolist(), strict=True), strict=True))
     for label, id_ in enumerate(label_ids):
         i = next(k for k, x in enumerate(ids) if x == id_ or (id_ == 11 and x == 11))
         assert (preds[i], pytest.approx(1.0 + i)) == by_label[float(label)]
@@ -91,7 +91,7 @@ def test_exact_join_across_spawned_processes(redis_server: RedisServer) -> None:
         p.join(60)
         assert 0 == p.exitcode
     assert [5000, 5000] == [r[2]["joined"] for r in results]
-    pairs = sorted(pair for r in results for pair in zip(r[1], r[0]))
+    pairs = sorted(pair for r in results for pair in zip(r[1], r[0], strict=True))
     assert sorted((float(i % 3), float(i % 7)) for i in range(10000)) == pairs
 
 
