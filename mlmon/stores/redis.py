@@ -93,24 +93,24 @@ _VALUE = struct.Struct("<dd")
 # "<prefix>:{<ns>|<shard>}" (never created itself; every key the scripts touch shares its hash
 # tag, so its Redis Cluster slot).
 
-# ARGV: triples (suffix "<bucket>:<generation>", PEXPIREAT ms, rows).
+# ARGV: one string per hash: "<bucket>:<generation> <PEXPIREAT ms> " then its rows.
 _WRITE = """#!lua
 local base = KEYS[1]
-local i = 1
 local args = {}
-while i <= #ARGV do
-  local key = base .. ':' .. ARGV[i]
-  local at = ARGV[i + 1]
-  local blob = ARGV[i + 2]
-  i = i + 3
-  local pos, len, n = 1, #blob, 0
+for a = 1, #ARGV do
+  local blob = ARGV[a]
+  local s1 = string.find(blob, ' ', 1, true)
+  local s2 = string.find(blob, ' ', s1 + 1, true)
+  local key = base .. ':' .. string.sub(blob, 1, s1 - 1)
+  local at = string.sub(blob, s1 + 1, s2 - 1)
+  local pos, len, n = s2 + 1, #blob, 0
   while pos <= len do
     local l = string.byte(blob, pos)
     args[n + 1] = string.sub(blob, pos + 1, pos + l)
     args[n + 2] = string.sub(blob, pos + l + 1, pos + l + 16)
     n = n + 2
     pos = pos + l + 17
-    if n >= 4000 then
+    if n >= 2000 then
       redis.call('HSET', key, unpack(args, 1, n))
       n = 0
     end
@@ -123,47 +123,79 @@ end
 return 1
 """
 
-# ARGV[1] = ng, ARGV[2 .. ng+1] = generations newest first, then pairs (bucket, rows without
-# values). Returns 17 bytes per row: "J" + the stored value (claimed: replaced by the tombstone
-# "D"), "D" + 16 zero bytes (already claimed), or 17 zero bytes (not found).
+# ARGV[1]: the generations to probe, newest first, comma-separated; then one string per bucket:
+# "<bucket>:" then its rows (no values). Returns 17 bytes per row, in order: "J" + the stored
+# value (claimed now: replaced by the tombstone "D"), "D" + 16 zero bytes (claimed before, also
+# by an earlier row of this call), or 17 zero bytes (not found).
 _JOIN = """#!lua flags=allow-oom
 local base = KEYS[1]
-local ng = tonumber(ARGV[1])
-local none = string.rep('\0', 17)
-local dup = 'D' .. string.rep('\0', 16)
+local gens = {}
+for g in string.gmatch(ARGV[1], '[^,]+') do
+  gens[#gens + 1] = g
+end
+local none = string.rep('\\0', 17)
+local dup = 'D' .. string.rep('\\0', 16)
 local out = {}
-local i = ng + 2
-while i <= #ARGV do
-  local prefix = base .. ':' .. ARGV[i] .. ':'
-  local blob = ARGV[i + 1]
-  i = i + 2
-  local keys = {}
-  for g = 1, ng do
-    local key = prefix .. ARGV[1 + g]
-    if redis.call('EXISTS', key) == 1 then
-      keys[#keys + 1] = key
-    end
-  end
-  local pos, len = 1, #blob
+local fields = {}
+for a = 2, #ARGV do
+  local blob = ARGV[a]
+  local c = string.find(blob, ':', 1, true)
+  local prefix = base .. ':' .. string.sub(blob, 1, c) -- "<base>:<bucket>:"
+  local pos, len, n = c + 1, #blob, 0
   while pos <= len do
     local l = string.byte(blob, pos)
-    local field = string.sub(blob, pos + 1, pos + l)
+    n = n + 1
+    fields[n] = string.sub(blob, pos + 1, pos + l)
     pos = pos + l + 1
-    local r = none
-    for g = 1, #keys do
-      local v = redis.call('HGET', keys[g], field)
-      if v then
-        if v == 'D' then
-          r = dup
-          break
-        elseif #v == 16 then
-          redis.call('HSET', keys[g], field, 'D')
-          r = 'J' .. v
-          break
-        end
-      end
+  end
+  local first = #out
+  local res = {}
+  local left = {}
+  for j = 1, n do
+    left[j] = j
+  end
+  local seen = {}
+  for g = 1, #gens do
+    if #left == 0 then
+      break
     end
-    out[#out + 1] = r
+    local key = prefix .. gens[g]
+    if redis.call('EXISTS', key) == 1 then
+      local still = {}
+      local lo = 1
+      while lo <= #left do
+        local hi = math.min(#left, lo + 999)
+        local ask = {}
+        for k = lo, hi do
+          ask[k - lo + 1] = fields[left[k]]
+        end
+        local vals = redis.call('HMGET', key, unpack(ask))
+        local claims = {}
+        for k = lo, hi do
+          local j = left[k]
+          local v = vals[k - lo + 1]
+          local f = fields[j]
+          if v and (v == 'D' or seen[f]) then
+            res[j] = dup
+          elseif v and #v == 16 then
+            res[j] = 'J' .. v
+            seen[f] = true
+            claims[#claims + 1] = f
+            claims[#claims + 1] = 'D'
+          else
+            still[#still + 1] = j
+          end
+        end
+        if #claims > 0 then
+          redis.call('HSET', key, unpack(claims))
+        end
+        lo = hi + 1
+      end
+      left = still
+    end
+  end
+  for j = 1, n do
+    out[first + j] = res[j] or none
   end
 end
 return table.concat(out)
@@ -785,14 +817,14 @@ class RedisStore:
         off = offsets.tolist()
         for st, sp, b, g, at in zip(
             starts.tolist(), stops.tolist(), b_o[starts].tolist(), g_o[starts].tolist(),
-            expire.tolist(), strict=False,
+            expire.tolist(), strict=True,
         ):
             sh = b % SHARDS
-            if sh != shard or len(args) >= 3 * _MAX_SCRIPT_KEYS:
+            if sh != shard or len(args) >= _MAX_SCRIPT_KEYS:
                 if args:
                     pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
                 shard, args = sh, []
-            args += [f"{b}:{g}", at, blob[off[st] : off[sp]]]
+            args.append(b"%d:%d %d " % (b, g, at) + blob[off[st] : off[sp]])
         if args:
             pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
         results = pipe.execute(raise_on_error=False)
@@ -873,8 +905,7 @@ class RedisStore:
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int8]]:
         """Per row: (16 value bytes, state) with state 0 not found, 1 claimed now (value),
         2 claimed before (duplicate), -1 failed (retry)."""
-        gens = self._probe_gens(now)
-        head: list[Any] = [len(gens), *gens]
+        gens = ",".join(map(str, self._probe_gens(now)))
         buckets = part.buckets
         shards = buckets % SHARDS
         order = np.lexsort((buckets, shards))
@@ -889,16 +920,16 @@ class RedisStore:
         shard = int(s_o[0]) if len(order) else 0
         first = 0
         off = offsets.tolist()
-        for st, sp, b in zip(starts.tolist(), stops.tolist(), b_o[starts].tolist(), strict=False):
+        for st, sp, b in zip(starts.tolist(), stops.tolist(), b_o[starts].tolist(), strict=True):
             sh = b % SHARDS
-            if sh != shard or len(args) >= 2 * _MAX_SCRIPT_KEYS:
+            if sh != shard or len(args) >= _MAX_SCRIPT_KEYS:
                 if args:
-                    pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), *head, *args)
+                    pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), gens, *args)
                     calls.append((first, st))
                 shard, args, first = sh, [], st
-            args += [b, blob[off[st] : off[sp]]]
+            args.append(b"%d:" % b + blob[off[st] : off[sp]])
         if args:
-            pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), *head, *args)
+            pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), gens, *args)
             calls.append((first, len(order)))
         results = pipe.execute(raise_on_error=False)
         n = len(part)

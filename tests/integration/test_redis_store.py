@@ -263,3 +263,17 @@ def test_close_flushes_within_its_timeout(redis_server: RedisServer) -> None:
     reader = _store(redis_server.url)
     reader.submit_labels(range(1000), np.ones(1000), now)
     assert 1000 == reader.sync(now).counts["joined"]
+
+
+def test_one_bucket_holds_thousands_of_rows(redis_server: RedisServer) -> None:
+    # buckets=1: every row in one hash, so the scripts work through it in slices
+    writer, reader = _store(redis_server.url, buckets=1), _store(redis_server.url, buckets=1)
+    now = time.time()
+    ids = [f"id-{i}" for i in range(5000)]
+    writer.record(ids, np.arange(5000, dtype=np.float64), np.full(5000, now))
+    writer.sync(now)
+    reader.submit_labels([*ids[::-1], "id-7"], np.arange(5001, dtype=np.float64), now)
+    got = reader.sync(now)
+    assert (5000, 1) == (got.counts["joined"], got.counts["duplicate"])
+    assert np.array_equal(np.sort(got.preds), np.arange(5000.0))
+    assert np.array_equal(got.preds, 4999.0 - got.labels)
