@@ -4,9 +4,10 @@ Python's ``hash()`` of a string is randomised per process, so a shared store can
 Each id becomes a *field*: the exact bytes that name it in Redis, and a *bucket*, a stable hash
 of the field modulo the number of buckets.
 
-- An integer in the int64 range (also numpy integers and bools) is the field as a Python int
-  (Redis keeps it as a compact integer); a float with an integral value is that integer, so
-  ``7.0`` joins ``7`` as in the in-process store. Its bucket is splitmix64 of the value.
+- An integer in the int64 range (also numpy integers and bools) is kept as a Python int (or an
+  int64 array for a whole batch); in Redis its field is ``b"\\x00"`` + its 8-byte little-endian
+  two's complement. A float with an integral value is that integer, so ``7.0`` joins ``7`` as in
+  the in-process store. Its bucket is splitmix64 of the value.
 - A ``str`` is ``b"s"`` + its UTF-8 bytes, ``bytes`` are ``b"b"`` + the bytes, a non-integral
   float is ``b"f"`` + its shortest ``repr``, a larger integer ``b"i"`` + its decimal digits, a
   :class:`uuid.UUID` is its canonical string (so it joins ``str(uuid)``). Their bucket is the
