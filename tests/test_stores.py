@@ -199,3 +199,23 @@ def test_bind_namespaces_keys_stably() -> None:
     b.bind("churn {model}", "v:2")
     assert key != b.key("req-1", 3600.0)
     assert a.key(None, 1.0) is None
+
+
+def test_labels_that_are_not_numbers_are_invalid_alone() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", deadline=0.5)
+    store.submit_labels([1, 2, 3], ["1", "cat", None], time.time())  # type: ignore[arg-type]
+    assert 1 == _m(store, "mlmon_store_buffered_items", buffer="store_labels")
+    assert 2 == store.sync(time.time()).counts["invalid"]
+
+
+def test_a_forked_child_never_resends_the_parents_buffer() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", deadline=0.5)
+    store.record(range(100), np.ones(100), np.full(100, time.time()))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: the monitor forgot to call after_fork()
+        store.record([1], np.ones(1), np.full(1, time.time()))
+        ok = _m(store, "mlmon_store_buffered_items", buffer="store_predictions") == 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert 0 == os.waitstatus_to_exitcode(status)
+    assert 100 == _m(store, "mlmon_store_buffered_items", buffer="store_predictions")

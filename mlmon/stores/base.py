@@ -73,6 +73,8 @@ class PredictionStore(Protocol):
     def sync(self, now: float) -> StoreJoined:
         """Write buffered predictions, look buffered labels up, return the new joins.
 
+        ``now`` is wall-clock Unix seconds, the clock of ``made_at`` and ``received_at``.
+
         Runs on a background thread, within a total deadline; never raises. Labels whose
         prediction is not found yet are retried on later syncs for a while, then counted
         ``"unmatched"``.

@@ -370,6 +370,14 @@ def _secrets(url: str) -> list[str]:
     return [s for s in out if s]
 
 
+def _as_float(x: object) -> float:
+    """``x`` as a float, NaN (invalid) when it is not a number."""
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def _escape(text: str) -> str:
     return urllib.parse.quote(text, safe="-_.~")
 
@@ -517,6 +525,8 @@ class RedisStore:
         Rows with an unusable id are counted in ``mlmon_store_invalid_ids_total``; rows that do
         not fit in the buffer in ``mlmon_dropped_total{buffer="store_predictions"}``.
         """
+        if os.getpid() != self._pid:
+            self.after_fork()
         try:
             fields, buckets = encode_ids(ids, self.buckets)
             p = np.asarray(preds, dtype=np.float64).reshape(-1)
@@ -548,14 +558,18 @@ class RedisStore:
         Raises:
             ValueError: when ``len(ids) != len(labels)``; nothing else.
         """
+        if os.getpid() != self._pid:
+            self.after_fork()
         batch = as_batch(ids)
-        lab = np.asarray(labels, dtype=np.float64).reshape(-1) if not isinstance(
-            labels, (int, float)
-        ) else np.array([float(labels)])
-        if len(batch) != len(lab):
+        raw = as_batch(labels)
+        if len(batch) != len(raw):
             raise ValueError(
-                f"ids and labels must have the same length, got {len(batch)} and {len(lab)}"
+                f"ids and labels must have the same length, got {len(batch)} and {len(raw)}"
             )
+        try:
+            lab = np.asarray(raw, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):  # not numbers: each label converted on its own
+            lab = np.array([_as_float(x) for x in raw], dtype=np.float64)
         try:
             fields, buckets = encode_ids(batch, self.buckets)
             ok = (buckets >= 0) & np.isfinite(lab)
@@ -679,9 +693,15 @@ class RedisStore:
 
     # -- sync ----------------------------------------------------------------------------------
     def sync(self, now: float) -> StoreJoined:
-        """Write buffered predictions and join buffered labels; see the class docstring.
+        """Write buffered predictions and join buffered labels; see the module docstring.
 
-        Returns within about ``deadline`` seconds; never raises.
+        Args:
+            now: wall-clock Unix seconds (``time.time()``), the clock of ``made_at`` and
+                ``received_at``: it picks the generations to probe, ends the retries of labels
+                (``retry_for``) and drops predictions older than ``ttl`` before writing.
+
+        Returns within about ``deadline`` seconds (plus the time to hand the results back);
+        never raises.
         """
         if os.getpid() != self._pid:
             self.after_fork()
@@ -986,10 +1006,11 @@ class RedisStore:
         """One last sync (within ``timeout`` seconds, at most), then close the connections."""
         if os.getpid() != self._pid:
             self.after_fork()
-        budget = max(0.05, float(timeout))
+        t0 = time.monotonic()
         got = self._sync_lock.acquire(timeout=max(0.0, float(timeout)))
         try:
             if got and not self._closed:
+                budget = max(0.05, float(timeout) - (time.monotonic() - t0))
                 self._sync(time.time(), budget)
         except Exception as exc:
             self._fail("close", exc)
