@@ -87,6 +87,7 @@ def test_int_buckets_spread_sequential_ids() -> None:
         ({"buckets": 0}, "buckets"),
         ({"cluster": "yes"}, "cluster"),
         ({"generation": -1.0}, "generation"),
+        ({"ttl": 6400.0, "generation": 99.0}, "generation"),
     ],
 )
 def test_bad_configuration_names_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -190,7 +191,8 @@ def test_after_fork_forgets_buffers_and_counters() -> None:
 
 
 def test_bind_namespaces_keys_stably() -> None:
-    a, b = RedisStore(buckets=64, generation=60.0), RedisStore(buckets=64, generation=60.0)
+    a = RedisStore(ttl=3600.0, buckets=64, generation=60.0)
+    b = RedisStore(ttl=3600.0, buckets=64, generation=60.0)
     a.bind("churn {model}", "v:1")
     b.bind("churn {model}", "v:1")
     key = a.key("req-1", 3600.0)

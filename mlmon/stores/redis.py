@@ -408,7 +408,8 @@ class RedisStore:
         key_prefix: first part of every Redis key (default ``"mlmon"``; no ``{``, ``}``).
         buckets: hashes per generation (default 4096). Size it so that one generation's
             predictions spread at most about 100 per hash (see docs/stores.md).
-        generation: seconds per generation (default ``ttl / 8``).
+        generation: seconds per generation (default ``ttl / 8``, at least ``ttl / 64``: a label
+            probes every generation within ``ttl``).
 
     Raises:
         ValueError: naming the argument and value when one is out of range.
@@ -452,6 +453,10 @@ class RedisStore:
         self.generation = (
             self.ttl / 8 if generation is None else _pos_number("generation", generation)
         )
+        if self.ttl / self.generation > 64:  # a label probes every generation within ttl
+            raise ValueError(
+                f"generation must be at least ttl / 64 = {self.ttl / 64!r} s, got {generation!r}"
+            )
         self._url = url
         self._secrets = _secrets(url)
         self._cluster_opt = cluster
@@ -509,7 +514,7 @@ class RedisStore:
         """The Redis hash that holds the prediction of ``id_`` made at ``made_at`` (or None
         for an unusable id): for inspection and tests.
 
-        >>> RedisStore(buckets=64, generation=3600.0).key(7, 7300.0)
+        >>> RedisStore(ttl=86400.0, buckets=64, generation=3600.0).key(7, 7300.0)
         'mlmon:{default||20}:20:2'
         """
         _, buckets = encode_ids([id_], self.buckets)

@@ -277,3 +277,41 @@ def test_one_bucket_holds_thousands_of_rows(redis_server: RedisServer) -> None:
     assert (5000, 1) == (got.counts["joined"], got.counts["duplicate"])
     assert np.array_equal(np.sort(got.preds), np.arange(5000.0))
     assert np.array_equal(got.preds, 4999.0 - got.labels)
+
+
+def test_record_and_submit_on_other_threads_while_syncing(redis_server: RedisServer) -> None:
+    import threading
+
+    writer, reader = _store(redis_server.url), _store(redis_server.url)
+    now = time.time()
+    n_threads, per_thread = 4, 5000
+    done = threading.Event()
+    joined = 0
+
+    def predict(k: int) -> None:
+        for lo in range(k * per_thread, (k + 1) * per_thread, 500):
+            writer.record(np.arange(lo, lo + 500), np.ones(500), np.full(500, now))
+
+    def label(k: int) -> None:
+        for lo in range(k * per_thread, (k + 1) * per_thread, 250):
+            reader.submit_labels(np.arange(lo, lo + 250), np.ones(250), now)
+
+    def reporter() -> None:
+        nonlocal joined
+        while not done.is_set():
+            writer.sync(now)
+            joined += reader.sync(now).counts["joined"]
+
+    rep = threading.Thread(target=reporter)
+    rep.start()
+    workers = [threading.Thread(target=f, args=(k,)) for k in range(n_threads) for f in (predict, label)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    done.set()
+    rep.join(60)
+    for _ in range(3):  # what the last cycle left buffered
+        writer.sync(now)
+        joined += reader.sync(now).counts["joined"]
+    assert n_threads * per_thread == joined
