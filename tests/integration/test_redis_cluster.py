@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from redis.crc import key_slot
 from redis_servers import RedisCluster
 
 from mlmon.stores import RedisStore
@@ -44,6 +43,8 @@ def test_cluster_is_detected_and_joins_exactly_across_instances(redis_cluster: R
 
 
 def test_slot_moved_mid_run_still_joins(redis_cluster: RedisCluster) -> None:
+    from redis.crc import key_slot  # redis-py is there: the fixture checked
+
     writer, reader = _store(redis_cluster, buckets=16), _store(redis_cluster, buckets=16)
     now = time.time()
     ids = np.arange(2000)
