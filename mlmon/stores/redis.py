@@ -21,7 +21,9 @@ encoding (about 20-30 bytes an entry):
 - the hash ``<prefix>:{<model>|<version>|<shard>}:<bucket>:<generation>`` holds field →
   16 bytes (prediction and ``made_at`` as two little-endian float64); ``shard`` is
   ``bucket % 256``, the hash tag that keeps the generations and buckets of a shard in one
-  Redis Cluster slot, so one Lua call per shard writes or joins a whole batch;
+  Redis Cluster slot, so one Lua call per shard writes or joins a whole batch (a write declares
+  the hashes it writes, so that a slot being migrated routes it right; a join only reads and
+  claims hashes that exist where it runs, and declares the shard's prefix);
 - every hash key expires (``PEXPIREAT``) one ``ttl`` after its generation ends: Redis does the
   expiry, nothing in Python scans;
 - a label probes its bucket in the generations that can still hold a prediction (newest first)
@@ -93,17 +95,16 @@ _VALUE = struct.Struct("<dd")
 # "<prefix>:{<ns>|<shard>}" (never created itself; every key the scripts touch shares its hash
 # tag, so its Redis Cluster slot).
 
-# ARGV: one string per hash: "<bucket>:<generation> <PEXPIREAT ms> " then its rows.
+# KEYS: the hashes written (declared, so that Redis Cluster routes a call whose slot is being
+# migrated correctly); ARGV: one string per key: "<PEXPIREAT ms> " then its rows.
 _WRITE = """#!lua
-local base = KEYS[1]
 local args = {}
-for a = 1, #ARGV do
+for a = 1, #KEYS do
+  local key = KEYS[a]
   local blob = ARGV[a]
   local s1 = string.find(blob, ' ', 1, true)
-  local s2 = string.find(blob, ' ', s1 + 1, true)
-  local key = base .. ':' .. string.sub(blob, 1, s1 - 1)
-  local at = string.sub(blob, s1 + 1, s2 - 1)
-  local pos, len, n = s2 + 1, #blob, 0
+  local at = string.sub(blob, 1, s1 - 1)
+  local pos, len, n = s1 + 1, #blob, 0
   while pos <= len do
     local l = string.byte(blob, pos)
     args[n + 1] = string.sub(blob, pos + 1, pos + l)
@@ -123,6 +124,8 @@ end
 return 1
 """
 
+# A join only reads and claims fields of hashes that exist on the node that runs it, so it
+# declares one key per shard (the shard prefix, never created); it builds the hash names.
 # ARGV[1]: the generations to probe, newest first, comma-separated; then one string per bucket:
 # "<bucket>:" then its rows (no values). Returns 17 bytes per row, in order: "J" + the stored
 # value (claimed now: replaced by the tombstone "D"), "D" + 16 zero bytes (claimed before, also
@@ -837,7 +840,8 @@ class RedisStore:
         stops = np.concatenate((cut, [len(order)])).astype(np.int64)
         expire = np.ceil(((g_o[starts] + 1) * self.generation + self.ttl) * 1000.0).astype(np.int64)
         pipe = self._client.pipeline(transaction=False)
-        args: list[Any] = []
+        keys: list[str] = []
+        args: list[bytes] = []
         shard = int(s_o[0]) if len(order) else 0
         off = offsets.tolist()
         for st, sp, b, g, at in zip(
@@ -845,13 +849,14 @@ class RedisStore:
             expire.tolist(), strict=True,
         ):
             sh = b % SHARDS
-            if sh != shard or len(args) >= _MAX_SCRIPT_KEYS:
-                if args:
-                    pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
-                shard, args = sh, []
-            args.append(b"%d:%d %d " % (b, g, at) + blob[off[st] : off[sp]])
-        if args:
-            pipe.execute_command("EVAL", _WRITE, 1, self._shard_key(shard), *args)
+            if sh != shard or len(keys) >= _MAX_SCRIPT_KEYS:
+                if keys:
+                    pipe.execute_command("EVAL", _WRITE, len(keys), *keys, *args)
+                shard, keys, args = sh, [], []
+            keys.append(f"{self._shard_key(sh)}:{b}:{g}")
+            args.append(b"%d " % at + blob[off[st] : off[sp]])
+        if keys:
+            pipe.execute_command("EVAL", _WRITE, len(keys), *keys, *args)
         results = pipe.execute(raise_on_error=False)
         for r in results:
             if isinstance(r, Exception):

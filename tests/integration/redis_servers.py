@@ -195,25 +195,47 @@ class RedisCluster:
     def node_id(self, node: RedisServer) -> str:
         return node.cli("CLUSTER", "MYID").strip()
 
-    def move_slot(self, slot: int, target: RedisServer) -> int:
-        """Move ``slot`` with its keys to ``target`` (SETSLOT/MIGRATE); returns keys moved."""
+    def begin_move(self, slot: int, target: RedisServer) -> RedisServer:
+        """Mark ``slot`` MIGRATING on its owner and IMPORTING on ``target``; returns the owner."""
         source = self.node_of_slot(slot)
         if source is target:
-            return 0
-        src_id, dst_id = self.node_id(source), self.node_id(target)
-        target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
-        source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+            raise servers.ServerError(f"slot {slot} is already on {target}")
+        target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", self.node_id(source))
+        source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", self.node_id(target))
+        return source
+
+    def migrate_keys(
+        self, slot: int, source: RedisServer, target: RedisServer, limit: int | None = None
+    ) -> int:
+        """MIGRATE up to ``limit`` (default all) keys of ``slot``; raises on any error reply
+        (BUSYKEY: the target already had a key of that name)."""
         moved = 0
-        for _ in range(10_000):
-            keys = source.cli("CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+        while limit is None or moved < limit:
+            count = 100 if limit is None else min(100, limit - moved)
+            keys = source.cli("CLUSTER", "GETKEYSINSLOT", str(slot), str(count)).split()
             if not keys:
                 break
-            source.cli(
+            reply = source.cli(
                 "MIGRATE", servers.LOOPBACK, str(target.port), "", "0", "5000", "KEYS", *keys
-            )
+            ).strip()
+            if reply not in ("OK", "NOKEY"):
+                raise servers.ServerError(f"MIGRATE of slot {slot} failed: {reply}")
             moved += len(keys)
+        return moved
+
+    def finish_move(self, slot: int, target: RedisServer) -> None:
+        """Give ``slot`` to ``target`` on every node (after all its keys were migrated)."""
+        dst_id = self.node_id(target)
         for node in self.nodes:
             node.cli("CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+
+    def move_slot(self, slot: int, target: RedisServer) -> int:
+        """Move ``slot`` with its keys to ``target`` (SETSLOT/MIGRATE); returns keys moved."""
+        if self.node_of_slot(slot) is target:
+            return 0
+        source = self.begin_move(slot, target)
+        moved = self.migrate_keys(slot, source, target)
+        self.finish_move(slot, target)
         return moved
 
     def stop(self) -> None:

@@ -69,3 +69,45 @@ def test_slot_moved_mid_run_still_joins(redis_cluster: RedisCluster) -> None:
         if joined == 2500:
             break
     assert 2500 == joined, (got_w.counts, dict((n, v) for n, v, _ in reader.samples() if "err" in n))
+
+
+def test_writes_and_joins_while_slots_are_half_migrated(redis_cluster: RedisCluster) -> None:
+    from redis.crc import key_slot
+
+    writer, reader = _store(redis_cluster, buckets=16), _store(redis_cluster, buckets=16)
+    now = time.time()
+    # four generations: four hashes per bucket, so per slot
+    made = now - (np.arange(2000) % 4) * writer.generation
+    writer.record(np.arange(2000), np.arange(2000) % 2, made)
+    writer.sync(now)
+    moves = []
+    for shard in range(16):
+        slot = key_slot(writer._shard_key(shard).encode())
+        source = redis_cluster.node_of_slot(slot)
+        target = next(n for n in redis_cluster.nodes if n is not source)
+        redis_cluster.begin_move(slot, target)
+        redis_cluster.migrate_keys(slot, source, target, limit=2)  # half of its hashes moved
+        moves.append((slot, source, target))
+    # mid-migration: new predictions (into hashes on either side) and labels for all of them
+    writer.record(np.arange(2000, 3000), np.arange(2000, 3000) % 2, np.full(1000, now))
+    reader.submit_labels(np.arange(3000), np.arange(3000) % 2, now + 1.0)
+    joined = 0
+    for _ in range(3):
+        writer.sync(now)
+        joined += reader.sync(now + 1.0).counts["joined"]
+    # the store never created a hash on the importing node that still existed on the source:
+    # finishing the migration hits no BUSYKEY
+    for slot, source, target in moves:
+        redis_cluster.migrate_keys(slot, source, target)
+        redis_cluster.finish_move(slot, target)
+    for _ in range(5):
+        writer.sync(now)
+        joined += reader.sync(now + 1.0).counts["joined"]
+        if joined == 3000:
+            break
+    assert 3000 == joined
+    assert 0 == _m_buffered(writer)
+
+
+def _m_buffered(store: RedisStore) -> float:
+    return sum(v for n, v, _ in store.samples() if n == "mlmon_store_buffered_items")
