@@ -216,26 +216,31 @@ class _Chunk:
         buckets: IntArray,
         values: FloatArray,
         times: FloatArray,
+        nbytes: int | None = None,
     ) -> None:
         self.fields = fields
         self.buckets = buckets
         self.values = values
         self.times = times
-        n = len(buckets)
-        extra = 0
-        if isinstance(fields, list):
-            extra = sum(len(f) + _OBJ_BYTES for f in fields if type(f) is bytes)
-        self.nbytes = n * _ROW_BYTES + extra
+        if nbytes is None:
+            nbytes = len(buckets) * _ROW_BYTES
+            if isinstance(fields, list):
+                nbytes += sum(len(f) + _OBJ_BYTES for f in fields if type(f) is bytes)
+        self.nbytes = nbytes
 
     def __len__(self) -> int:
         return len(self.buckets)
 
     def take(self, idx: IntArray) -> _Chunk:
+        """The rows ``idx``; their size in bytes is estimated pro rata."""
+        n = len(self.buckets)
         if isinstance(self.fields, np.ndarray):
             fields: IntArray | list[Any] = self.fields[idx]
+            nbytes = len(idx) * _ROW_BYTES
         else:
             fields = [self.fields[i] for i in idx.tolist()]
-        return _Chunk(fields, self.buckets[idx], self.values[idx], self.times[idx])
+            nbytes = -(-self.nbytes * len(idx) // n) if n else 0
+        return _Chunk(fields, self.buckets[idx], self.values[idx], self.times[idx], nbytes)
 
     def field_list(self) -> list[Any]:
         f = self.fields
@@ -256,6 +261,7 @@ def _concat(chunks: Sequence[_Chunk]) -> _Chunk:
         np.concatenate([c.buckets for c in chunks]),
         np.concatenate([c.values for c in chunks]),
         np.concatenate([c.times for c in chunks]),
+        sum(c.nbytes for c in chunks),
     )
 
 
