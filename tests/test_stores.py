@@ -99,6 +99,9 @@ def test_bad_url_is_a_value_error_without_the_password() -> None:
     with pytest.raises(ValueError, match="url") as info:
         RedisStore("not-a-url")
     assert "not-a-url" in str(info.value)
+    with pytest.raises(ValueError, match="url") as info:
+        RedisStore("redis:/:hunter2-secret@127.0.0.1")
+    assert "hunter2-secret" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -443,7 +443,8 @@ class RedisStore:
         generation: float | None = None,
     ) -> None:
         if not isinstance(url, str) or "://" not in url:
-            raise ValueError(f"url must be a redis:// or rediss:// URL, got {_redact(str(url))!r}")
+            shown = "a string with credentials" if "@" in str(url) else repr(str(url))
+            raise ValueError(f"url must be a redis:// or rediss:// URL, got {shown}")
         self.ttl = _pos_number("ttl", ttl)
         self.retry_for = _pos_number("retry_for", retry_for, allow_zero=True)
         self.deadline = _pos_number("deadline", deadline)
