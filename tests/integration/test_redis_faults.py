@@ -80,7 +80,7 @@ def test_hung_redis_sync_keeps_its_deadline_then_recovers(redis_server: RedisSer
         store.submit_labels(range(300), np.ones(300), now)
         for _ in range(3):
             took, got = _timed_sync(store, now)
-            assert took < 0.9, took
+            assert took < 1.0, took  # deadline 0.5 s, plus slack for a loaded machine
             assert 0 == got.counts["joined"]
         assert _errors(store) >= 3 and 0.0 == _m(store, "mlmon_store_up")
     finally:
@@ -97,7 +97,7 @@ def test_blackhole_deadline_bounded_buffers_and_drops_counted(blackhole: Blackho
         store.record(np.arange(k * 2000, (k + 1) * 2000), np.ones(2000), np.full(2000, now))
         store.submit_labels([f"label-{i}" for i in range(k * 500, (k + 1) * 500)], np.ones(500), now)
         took, got = _timed_sync(store, now)
-        assert took < 0.8, took
+        assert took < 0.9, took  # deadline 0.4 s, plus slack for a loaded machine
         assert 0 == got.counts["joined"]
         assert _m(store, "mlmon_store_buffered_bytes", buffer="store_predictions") <= limit / 2
         assert _m(store, "mlmon_store_buffered_bytes", buffer="store_labels") <= limit / 2
@@ -113,7 +113,7 @@ def test_close_on_a_blackhole_returns_within_its_timeout(blackhole: Blackhole) -
     store.record(range(10), np.ones(10), np.full(10, time.time()))
     t0 = time.monotonic()
     store.close(timeout=0.5)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 1.0  # timeout 0.5 s, plus slack
 
 
 def test_bad_ids_and_label_floods_are_bounded_and_counted(redis_server: RedisServer) -> None:
