@@ -495,6 +495,8 @@ class RedisStore:
         self._syncs = 0
         self._client: Any = None
         self._is_cluster = False
+        self._reload_slots = False
+        self._fired = threading.Event()
         self._last_log: dict[str, float] = {}
         self._closed = False
 
@@ -741,6 +743,7 @@ class RedisStore:
             fired.set()
             self._abort()
 
+        self._fired = fired
         timer = threading.Timer(budget, abort)
         timer.daemon = True
         timer.start()
@@ -752,6 +755,14 @@ class RedisStore:
                 except Exception as exc:
                     self._fail("connect", exc)
                     self._drop_client()
+                    ok = False
+            if ok and self._reload_slots:
+                self._reload_slots = False
+                cluster_client: Any = self._client
+                try:  # a MOVED reply last time: the slot map changed
+                    cluster_client.nodes_manager.initialize()
+                except Exception as exc:
+                    self._fail("connect", exc)
                     ok = False
             if ok and preds is None and labels is None:
                 client: Any = self._client
@@ -846,7 +857,7 @@ class RedisStore:
         starts = np.concatenate(([0], cut)).astype(np.int64)
         stops = np.concatenate((cut, [len(order)])).astype(np.int64)
         expire = np.ceil(((g_o[starts] + 1) * self.generation + self.ttl) * 1000.0).astype(np.int64)
-        pipe = self._client.pipeline(transaction=False)
+        calls: list[tuple[str, list[Any]]] = []
         keys: list[str] = []
         args: list[bytes] = []
         shard = int(s_o[0]) if len(order) else 0
@@ -858,13 +869,13 @@ class RedisStore:
             sh = b % SHARDS
             if sh != shard or len(keys) >= _MAX_SCRIPT_KEYS:
                 if keys:
-                    pipe.execute_command("EVAL", _WRITE, len(keys), *keys, *args)
+                    calls.append((keys[0], ["EVAL", _WRITE, len(keys), *keys, *args]))
                 shard, keys, args = sh, [], []
             keys.append(f"{self._shard_key(sh)}:{b}:{g}")
             args.append(b"%d " % at + blob[off[st] : off[sp]])
         if keys:
-            pipe.execute_command("EVAL", _WRITE, len(keys), *keys, *args)
-        results = pipe.execute(raise_on_error=False)
+            calls.append((keys[0], ["EVAL", _WRITE, len(keys), *keys, *args]))
+        results = self._run(calls)
         for r in results:
             if isinstance(r, Exception):
                 raise r
@@ -930,6 +941,82 @@ class RedisStore:
         keep = np.concatenate(retry)
         return (labels.take(keep) if len(keep) else None), ok
 
+    def _run(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Run commands in pipelines; one result (or exception) per command, in order.
+
+        A single node: one pipeline. A cluster: one pipeline per primary (by the slot of each
+        command's routing key); ``MOVED`` and ``ASK`` redirections are followed once, and a
+        ``MOVED`` reply makes the next sync reload the whole slot map. redis-py's own cluster
+        pipeline is not used: after a connection error it re-sends commands one by one on
+        new connections, beyond any deadline.
+        """
+        from redis.exceptions import AskError, MovedError
+
+        fired = self._fired
+        client = self._client
+        if fired.is_set():
+            raise TimeoutError(f"sync deadline of {self.deadline} s passed")
+        if not self._is_cluster:
+            pipe = client.pipeline(transaction=False)
+            for _, cmd in calls:
+                pipe.execute_command(*cmd)
+            return list(pipe.execute(raise_on_error=False))
+        from redis.crc import key_slot
+
+        results: list[Any] = [None] * len(calls)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, (key, _) in enumerate(calls):
+            node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        asks: dict[str, tuple[Any, list[tuple[int, bool]]]] = {}
+        for node, idxs in by_node.values():
+            if fired.is_set():
+                err: Exception = TimeoutError(f"sync deadline of {self.deadline} s passed")
+                for i in idxs:
+                    results[i] = err
+                continue
+            try:
+                conn = node.redis_connection or client.get_redis_connection(node)
+                pipe = conn.pipeline(transaction=False)
+                for i in idxs:
+                    pipe.execute_command(*calls[i][1])
+                out = pipe.execute(raise_on_error=False)
+            except Exception as exc:  # this node is down or hung: the others still run
+                out = [exc] * len(idxs)
+            for i, r in zip(idxs, out, strict=True):
+                results[i] = r
+                if isinstance(r, AskError):  # MovedError is one too
+                    moved = isinstance(r, MovedError)
+                    if moved:
+                        self._reload_slots = True  # the whole map, at the next sync
+                    target = client.get_node(host=r.host, port=int(r.port))
+                    if target is not None:
+                        asks.setdefault(target.name, (target, []))[1].append((i, not moved))
+        # A redirection is followed once: MOVED (the slot has a new owner) and ASK (the slot is
+        # being migrated and this key is on the target already, which needs ASKING first).
+        for node, pending in asks.values():
+            if fired.is_set():
+                break
+            try:
+                conn = node.redis_connection or client.get_redis_connection(node)
+                pipe = conn.pipeline(transaction=False)
+                for i, asking in pending:
+                    if asking:
+                        pipe.execute_command("ASKING")
+                    pipe.execute_command(*calls[i][1])
+                out = pipe.execute(raise_on_error=False)
+                replies = iter(out)
+                got = []
+                for _, asking in pending:
+                    if asking:
+                        next(replies)
+                    got.append(next(replies))
+            except Exception as exc:
+                got = [exc] * len(pending)
+            for (i, _), r in zip(pending, got, strict=True):
+                results[i] = r
+        return results
+
     def _probe_gens(self, now: float) -> list[int]:
         """Generations that may hold a joinable prediction, newest first (one of slack on
         each side for clocks that differ between hosts)."""
@@ -951,8 +1038,8 @@ class RedisStore:
         cut = np.flatnonzero((np.diff(s_o) != 0) | (np.diff(b_o) != 0)) + 1
         starts = np.concatenate(([0], cut)).astype(np.int64)
         stops = np.concatenate((cut, [len(order)])).astype(np.int64)
-        pipe = self._client.pipeline(transaction=False)
-        calls: list[tuple[int, int]] = []  # sorted-row range of each call
+        calls: list[tuple[str, list[Any]]] = []
+        ranges: list[tuple[int, int]] = []  # sorted-row range of each call
         args: list[Any] = []
         shard = int(s_o[0]) if len(order) else 0
         first = 0
@@ -961,19 +1048,21 @@ class RedisStore:
             sh = b % SHARDS
             if sh != shard or len(args) >= _MAX_SCRIPT_KEYS:
                 if args:
-                    pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), gens, *args)
-                    calls.append((first, st))
+                    key = self._shard_key(shard)
+                    calls.append((key, ["EVAL", _JOIN, 1, key, gens, *args]))
+                    ranges.append((first, st))
                 shard, args, first = sh, [], st
             args.append(b"%d:" % b + blob[off[st] : off[sp]])
         if args:
-            pipe.execute_command("EVAL", _JOIN, 1, self._shard_key(shard), gens, *args)
-            calls.append((first, len(order)))
-        results = pipe.execute(raise_on_error=False)
+            key = self._shard_key(shard)
+            calls.append((key, ["EVAL", _JOIN, 1, key, gens, *args]))
+            ranges.append((first, len(order)))
+        results = self._run(calls)
         n = len(part)
         raw = np.zeros((n, 17), dtype=np.uint8)
         failed = np.zeros(n, dtype=np.bool_)
         failure: Exception | None = None
-        for (lo, hi), res in zip(calls, results, strict=False):
+        for (lo, hi), res in zip(ranges, results, strict=False):
             if isinstance(res, Exception) or not isinstance(res, bytes) or len(res) != 17 * (hi - lo):
                 failure = res if isinstance(res, Exception) else RuntimeError("bad script reply")
                 failed[order[lo:hi]] = True

@@ -11,7 +11,8 @@ from mlmon.stores import RedisStore
 
 
 def _store(cluster: RedisCluster, **kwargs: object) -> RedisStore:
-    store = RedisStore(cluster.url, ttl=3600.0, deadline=10.0, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("deadline", 10.0)
+    store = RedisStore(cluster.url, ttl=3600.0, **kwargs)  # type: ignore[arg-type]
     store.bind("churn", "v1")
     return store
 
@@ -111,3 +112,27 @@ def test_writes_and_joins_while_slots_are_half_migrated(redis_cluster: RedisClus
 
 def _m_buffered(store: RedisStore) -> float:
     return sum(v for n, v, _ in store.samples() if n == "mlmon_store_buffered_items")
+
+
+def test_hung_cluster_node_keeps_the_deadline_then_recovers(redis_cluster: RedisCluster) -> None:
+    store = _store(redis_cluster, deadline=0.5)
+    now = time.time()
+    store.record(np.arange(3000), np.ones(3000), np.full(3000, now))
+    store.sync(now)
+    redis_cluster.nodes[1].pause()  # one master stops answering; its sockets stay open
+    try:
+        store.record(np.arange(3000, 6000), np.ones(3000), np.full(3000, now))
+        store.submit_labels(np.arange(6000), np.ones(6000), now)
+        for _ in range(2):
+            t0 = time.monotonic()
+            store.sync(now)
+            assert time.monotonic() - t0 < 1.0  # deadline 0.5 s, plus slack
+        assert 0.0 == sum(v for n, v, _ in store.samples() if n == "mlmon_store_up")
+    finally:
+        redis_cluster.nodes[1].resume()
+    joined = 0
+    for _ in range(5):
+        joined += store.sync(now).counts["joined"]
+        if joined == 6000:
+            break
+    assert 6000 == joined
