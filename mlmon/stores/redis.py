@@ -38,7 +38,8 @@ encoding (about 20-30 bytes an entry):
 Failures: ``sync`` has a total deadline (``deadline`` seconds, enforced by a watchdog that shuts
 the store's sockets when it passes); a failed or timed-out connect, write or read is counted in
 ``mlmon_store_errors_total{operation}`` and its items stay buffered (bounded) for the next sync.
-``mlmon_store_up`` is 0 after a failed sync, 1 after a good one.
+``mlmon_store_up`` is 0 after a failed sync, 1 after a good one. On a Redis Cluster the store
+sends one pipeline per primary itself and follows ``MOVED``/``ASK`` redirections once.
 
 Requires Redis 7.0 or newer (scripts use shebang flags). Every process that shares a model must
 use the same ``ttl``, ``buckets``, ``generation`` and ``key_prefix``.
@@ -751,7 +752,8 @@ class RedisStore:
         try:
             if self._client is None:
                 try:
-                    self._client = self._connect(max(0.05, end - time.monotonic()))
+                    # socket timeouts of a whole deadline: the watchdog bounds the total
+                    self._client = self._connect(self.deadline)
                 except Exception as exc:
                     self._fail("connect", exc)
                     self._drop_client()
