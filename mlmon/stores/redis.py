@@ -578,8 +578,11 @@ class RedisStore:
         """
         if os.getpid() != self._pid:
             self.after_fork()
-        batch = as_batch(ids)
-        raw = as_batch(labels)
+        try:
+            batch, raw = as_batch(ids), as_batch(labels)
+        except Exception as exc:  # an object that fails to iterate: counted, not raised
+            self._fail("submit", exc)
+            return
         if len(batch) != len(raw):
             raise ValueError(
                 f"ids and labels must have the same length, got {len(batch)} and {len(raw)}"
