@@ -673,6 +673,9 @@ class Call:
 
     def outputs(self, values: Any) -> None:
         """Record the model's outputs for this call (copied; the caller may reuse the array)."""
+        if values.__class__ in _IMMUTABLE:
+            self._out = values
+            return
         try:
             self._out = copy_value(values)
         except Exception as exc:

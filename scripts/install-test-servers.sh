@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real daemons that tests/integration runs against (DESIGN.md §6):
 #   carbon-cache (graphite-carbon), carbon-c-relay, prometheus + promtool, graphite-web,
+#   redis-server + redis-cli (redis-server, redis-tools; single node and cluster fixtures),
 #   the StatsD daemon from npm (into .test-servers/, git-ignored) and the `whisper` Python package.
 #
 # Idempotent and non-interactive; meant to run as root (CI, developer containers).
@@ -26,7 +27,8 @@ as_root() {
 }
 
 # --- Debian packages --------------------------------------------------------------------------
-APT_PACKAGES=(graphite-carbon prometheus prometheus-pushgateway carbon-c-relay graphite-web nodejs npm chromium)
+APT_PACKAGES=(graphite-carbon prometheus prometheus-pushgateway carbon-c-relay graphite-web nodejs npm chromium
+    redis-server redis-tools)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -67,7 +69,7 @@ else
 fi
 
 # --- no daemon left on its default port -------------------------------------------------------
-for svc in carbon-cache carbon-c-relay prometheus prometheus-pushgateway graphite-web; do
+for svc in carbon-cache carbon-c-relay prometheus prometheus-pushgateway graphite-web redis-server; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
@@ -77,6 +79,19 @@ for svc in carbon-cache carbon-c-relay prometheus prometheus-pushgateway graphit
 done
 if [ -f /etc/default/graphite-carbon ]; then
     as_root sed -i 's/^CARBON_CACHE_ENABLED=.*/CARBON_CACHE_ENABLED=false/' /etc/default/graphite-carbon
+fi
+
+# Debian's redis-server unit may have started before this script ran (no policy-rc.d then).
+if command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    if [ -x /etc/init.d/redis-server ]; then as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true; fi
+fi
+
+# --- redis Python client (the RedisStore tests) ------------------------------------------------
+if "$PYTHON" -c 'import redis' >/dev/null 2>&1; then
+    log "redis (Python client) importable by $PYTHON"
+else
+    log "pip install redis for $PYTHON"
+    "$PYTHON" -m pip install --quiet 'redis>=5' hiredis
 fi
 
 # --- StatsD daemon (npm) ----------------------------------------------------------------------
@@ -110,4 +125,7 @@ echo "promtool        $(first_line promtool --version)"
 echo "pushgateway     $(first_line prometheus-pushgateway --version)"
 echo "node            $(first_line node --version)"
 echo "statsd          $(node -p "require('$STATSD_DIR/node_modules/statsd/package.json').version" 2>/dev/null || echo missing)"
+echo "redis-server    $(first_line redis-server --version)"
+echo "redis-cli       $(first_line redis-cli --version)"
+echo "redis (python)  $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("redis"))' 2>/dev/null || echo missing)"
 echo "whisper         $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("whisper"))' 2>/dev/null || echo missing)"

@@ -261,3 +261,22 @@ def graphite_web_factory(
 
     yield make
     servers.stop_all(reversed(started))
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis (fixtures in redis_servers.py)
+# ---------------------------------------------------------------------------------------------
+
+from redis_servers import (  # noqa: E402
+    blackhole,  # noqa: F401
+    redis_cluster,  # noqa: F401
+    redis_factory,  # noqa: F401
+    redis_server,  # noqa: F401
+    require_redis,  # noqa: F401
+)
+
+
+@pytest.fixture
+def skip_or_fail_fixture() -> Callable[[str], None]:
+    """:func:`skip_or_fail` as a fixture, for fixture modules that cannot import conftest."""
+    return skip_or_fail

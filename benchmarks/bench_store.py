@@ -1,0 +1,189 @@
+"""RedisStore throughput and Redis memory, with the in-process FeedbackJoin as the peer.
+
+Run: ``python benchmarks/bench_store.py [--repeats 3] [--n 200000] [--batch 10000]``
+
+Starts its own ``redis-server`` (no persistence) on a free loopback port. For each id kind
+(int64 numpy arrays, ``"req-<i>"`` strings):
+
+- predictions written/s: ``record()`` in batches of ``--batch`` rows, then ``sync()`` until the
+  buffer is empty (what the reporter thread does), ``--n`` rows in all;
+- labels joined/s: ``submit_labels()`` of every id in a shuffled order, in batches, then
+  ``sync()`` through a *second* store instance (another process in production); every label
+  must join;
+- Redis memory per pending prediction: ``INFO memory`` ``used_memory`` after writing ``--pending``
+  predictions minus before, divided by ``--pending``.
+
+The peer is :class:`mlmon.feedback.FeedbackJoin` (one process, no Redis): ``record`` and ``join``
+on the same batches. Every figure is the median of ``--repeats`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mlmon.feedback import FeedbackJoin, as_batch
+from mlmon.stores import RedisStore
+
+GOAL_RATE = 200_000
+GOAL_BYTES = 100
+
+
+def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def id_sets(n: int) -> dict[str, tuple[Any, Any]]:
+    """Per id kind: the ids in order, and the same ids shuffled (for the labels)."""
+    perm = np.random.default_rng(1).permutation(n)
+    ints = np.arange(10**9, 10**9 + n, dtype=np.int64)
+    strs = [f"req-{i}" for i in range(n)]
+    return {"int64": (ints, ints[perm]), "str": (strs, [strs[i] for i in perm.tolist()])}
+
+
+def batches(ids: Any, size: int) -> list[Any]:
+    return [ids[lo : lo + size] for lo in range(0, len(ids), size)]
+
+
+def redis_rates(url: str, ids: Any, shuffled: Any, batch: int, tag: str) -> tuple[float, float]:
+    n = len(ids)
+    writer = RedisStore(url, deadline=60.0, max_buffer_bytes=512 << 20, buckets=8192)
+    reader = RedisStore(url, deadline=60.0, max_buffer_bytes=512 << 20, buckets=8192)
+    writer.bind("bench", tag)
+    reader.bind("bench", tag)
+    preds = np.ones(n)
+    now = time.time()
+    made = np.full(batch, now)
+    t0 = time.perf_counter()
+    for part in batches(ids, batch):
+        writer.record(part, preds[: len(part)], made[: len(part)])
+    writer.sync(now)
+    t_write = time.perf_counter() - t0
+    labels = np.ones(batch)
+    t0 = time.perf_counter()
+    for part in batches(shuffled, batch):
+        reader.submit_labels(part, labels[: len(part)], now)
+    got = reader.sync(now)
+    t_join = time.perf_counter() - t0
+    assert got.counts["joined"] == n, got.counts
+    writer.close(1.0)
+    reader.close(1.0)
+    return n / t_write, n / t_join
+
+
+def peer_rates(ids: Any, shuffled: Any, batch: int) -> tuple[float, float]:
+    n = len(ids)
+    store = FeedbackJoin(max_pending=max(n, 1))
+    preds = np.ones(batch)
+    t0 = time.perf_counter()
+    for part in batches(ids, batch):
+        store.record(part, preds[: len(part)], now=1.0)
+    t_write = time.perf_counter() - t0
+    labels = np.ones(batch)
+    ok = np.ones(batch, dtype=np.bool_)
+    t0 = time.perf_counter()
+    for part in batches(shuffled, batch):
+        store.join(as_batch(part), labels[: len(part)], ok[: len(part)], now=2.0)
+    t_join = time.perf_counter() - t0
+    assert store.joined == n, store.joined
+    return n / t_write, n / t_join
+
+
+def memory_per_pending(url: str, client: Any, pending: int, ids: Callable[[int], Any]) -> float:
+    client.flushall()
+    before = int(client.info("memory")["used_memory"])
+    store = RedisStore(url, deadline=60.0, max_buffer_bytes=512 << 20)  # default buckets
+    now = time.time()
+    store.record(ids(pending), np.ones(pending), np.full(pending, now))
+    store.sync(now)
+    used = int(client.info("memory")["used_memory"]) - before
+    store.close(1.0)
+    client.flushall()
+    return used / pending
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=200_000, help="ids per throughput run")
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--pending", type=int, default=300_000, help="predictions for the memory row")
+    args = ap.parse_args(argv)
+    if shutil.which("redis-server") is None:
+        print("redis-server is not installed (Debian package redis-server)", file=sys.stderr)
+        return 2
+    import redis
+
+    rows: list[tuple[str, str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="mlmon-bench-redis-") as workdir:
+        proc, port = start_redis(workdir)
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis(port=port)
+        try:
+            for kind, (ids, shuffled) in id_sets(args.n).items():
+                runs = []
+                for r in range(args.repeats):
+                    client.flushall()
+                    runs.append(redis_rates(url, ids, shuffled, args.batch, f"{kind}{r}"))
+                w = statistics.median(x[0] for x in runs)
+                j = statistics.median(x[1] for x in runs)
+                peers = [peer_rates(ids, shuffled, args.batch) for _ in range(args.repeats)]
+                pw = statistics.median(x[0] for x in peers)
+                pj = statistics.median(x[1] for x in peers)
+                rows.append((f"predictions written/s ({kind} ids)", "RedisStore", w, f">= {GOAL_RATE:,}"))
+                rows.append((f"labels joined/s ({kind} ids)", "RedisStore", j, f">= {GOAL_RATE:,}"))
+                rows.append((f"predictions recorded/s ({kind} ids)", "FeedbackJoin", pw, "peer"))
+                rows.append((f"labels joined/s ({kind} ids)", "FeedbackJoin", pj, "peer"))
+            mem_int = statistics.median(
+                memory_per_pending(url, client, args.pending, lambda n: np.arange(10**9, 10**9 + n))
+                for _ in range(args.repeats)
+            )
+            mem_str = statistics.median(
+                memory_per_pending(url, client, args.pending, lambda n: [f"req-{i}" for i in range(n)])
+                for _ in range(args.repeats)
+            )
+            rows.append((f"Redis bytes / pending prediction (int64, {args.pending:,})", "RedisStore", mem_int, f"<= {GOAL_BYTES}"))
+            rows.append((f"Redis bytes / pending prediction (str, {args.pending:,})", "RedisStore", mem_str, f"<= {GOAL_BYTES}"))
+            version = client.info("server")["redis_version"]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"RedisStore vs FeedbackJoin: n={args.n:,}, batch={args.batch:,}, "
+          f"median of {args.repeats}, redis-server {version}, buckets=8192 (memory: default 4096)")
+    print()
+    print(f"| {'measure':<52} | {'store':<12} | {'value':>12} | {'goal':<10} |")
+    print(f"|{'-' * 54}|{'-' * 14}|{'-' * 14}|{'-' * 12}|")
+    for name, store, value, goal in rows:
+        shown = f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+        print(f"| {name:<52} | {store:<12} | {shown:>12} | {goal:<10} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
