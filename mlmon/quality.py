@@ -273,7 +273,7 @@ class QualityComponent:
             code = self._label_code(label_batch[0])
             hit = self.store.join_one(id_batch[0], code, now)
             if hit is not None:
-                self._labels.current(now).add_one(hit[0], code, hit[1])
+                self.add_joined(np.array([hit[0]]), np.array([code]), np.array([hit[1]]), now)
             return
         try:
             arr = label_array(label_batch)
@@ -288,7 +288,18 @@ class QualityComponent:
             valid = ~np.isnan(codes)
         joined = self.store.join(id_batch, codes, valid, now)
         if joined.preds.size:
-            self._labels.current(now).add(*joined)
+            self.add_joined(joined.preds, joined.labels, joined.delays, now)
+
+    def add_joined(
+        self,
+        preds: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.float64],
+        delays: npt.NDArray[np.float64],
+        now: float,
+    ) -> None:
+        """Count joined (prediction, label) pairs, with their label delays, at ``now``: every
+        join — in-process or through a shared store — ends here."""
+        self._labels.current(now).add(preds, labels, delays)
 
     def _label_code(self, v: object) -> float:
         """One label's code, NaN (invalid) when the task cannot read it."""
