@@ -52,6 +52,7 @@ from mlmon.resources import ResourceSampler
 from mlmon.scheduler import Scheduler
 from mlmon.service import ServiceComponent
 from mlmon.snapshot import Snapshot, samples_from
+from mlmon.stores.base import PredictionStore
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
 from mlmon.tracking import (
     Call,
@@ -125,6 +126,10 @@ class Monitor:
             its own thread); an emitter still busy then is counted in
             ``mlmon_emit_errors_total`` and skipped by later cycles until it returns.
         close_timeout: seconds ``close()`` may take at most, whatever the backends do.
+        store: a shared prediction store (``mlmon.stores.RedisStore``) so that labels join in
+            any process of any replica: predictions with your ids are written to it by the
+            background thread, and ``log_feedback`` anywhere joins against it (the pair is
+            counted where the label arrived). None (the default) joins in this process only.
         max_buffer_bytes: byte cap of the features, ids and batch outputs buffered between
             drains (default 64 MiB). Past it a call's details are dropped (counted in
             ``mlmon_dropped_total{buffer="details"}``); its latency, rows and errors still count.
@@ -169,6 +174,7 @@ class Monitor:
         reference_values: dict[str, float] | None = None,
         max_timings: int = 10_000,
         max_buffer_bytes: int = 64 << 20,
+        store: PredictionStore | None = None,
         emit_timeout: float = 5.0,
         close_timeout: float = 5.0,
     ) -> None:
@@ -214,6 +220,8 @@ class Monitor:
         emitter_names = [emitter_name(e) for e in emitter_list]
         if len(set(emitter_names)) != len(emitter_names):
             raise ValueError(f"emitter names must be unique (set name=...), got {emitter_names!r}")
+        if store is not None and not isinstance(store, PredictionStore):
+            raise TypeError(f"store must be an mlmon.stores store (e.g. RedisStore) or None, got {store!r}")
         rule_list = list(rules or ())
         engine = None
         if rule_list:
@@ -243,6 +251,9 @@ class Monitor:
         self._max_timings = max_timings
         self._want_timings = any(float(getattr(e, "timing_rate", 0.0) or 0.0) > 0.0 for e in emitter_list)
         self._engine = engine
+        self._store = store
+        if store is not None:
+            store.bind(name, version)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._perf = self._clock.perf_counter_ns
 
@@ -288,8 +299,9 @@ class Monitor:
         )  # fmt: skip
         self._outputs = OutputComponent(self.task, window, slices, now)
         self._quality = QualityComponent(
-            self.task, window, slices, now, max_pending=self._max_pending, ttl=self._ttl, rows=self._outputs.rows
-        )
+            self.task, window, slices, now,
+            max_pending=self._max_pending, ttl=self._ttl, rows=self._outputs.rows, shared=self._store,
+        )  # fmt: skip
         self._outcomes = OutcomeComponent(window, slices, now)
         # Without a reference or names, the feature part learns the schema from the first
         # features it reads (dict keys, DataFrame columns, else f0, f1, ...).
@@ -455,7 +467,7 @@ class Monitor:
         """The ids of a ``with`` call that was given none: those the caller read, else ids
         generated now when a task is set (predictions are stored to meet their labels), else
         None — nobody holds ids to label them with, so nothing is stored."""
-        if call._ids is None and self.task is not None:
+        if call._ids is None and self.task is not None and self._store is None:
             call._ids = call_ids(self, call._cid, rows)
         return call._ids
 
@@ -520,6 +532,11 @@ class Monitor:
         triples.extend(self._self_samples())
         if self._engine is not None:
             triples.extend(self._engine.samples())
+        if self._store is not None:
+            try:
+                triples.extend(self._store.samples())
+            except Exception as exc:
+                self._internal_error("store", exc)
         return Snapshot(
             model=self.name,
             version=self.version,
@@ -587,8 +604,11 @@ class Monitor:
         return self._cycle(self.emit_timeout)
 
     def _cycle(self, emit_timeout: float) -> Snapshot:
-        """One reporter cycle: drain, snapshot (with the cycle's latency sample), rules, emit."""
+        """One reporter cycle: drain, sync the shared store, snapshot (with the cycle's latency
+        sample), rules, emit."""
         with self._emit_lock:
+            if self._store is not None:
+                self._sync_store()
             with self._drain_lock:
                 self._drain_locked()
                 snap = self._build_locked()
@@ -600,6 +620,20 @@ class Monitor:
             if not self._closed:
                 self._emit(snap, emit_timeout)
         return snap
+
+    def _sync_store(self) -> None:
+        """Write this process's predictions to the shared store and join the labels it was
+        given; the store bounds the time this takes (its ``deadline``) and never raises."""
+        store = self._store
+        assert store is not None
+        with self._drain_lock:
+            self._drain_locked()  # predictions recorded so far go out in this sync
+        try:
+            joined = store.sync(self._clock.time())
+            with self._drain_lock:
+                self._quality.take_shared(joined, self._clock.monotonic())
+        except Exception as exc:
+            self._internal_error("store", exc)
 
     def _evaluate_rules(self, snap: Snapshot) -> Snapshot:
         """Run the alert rules on a reporter cycle's snapshot (failures counted, never raised)."""
@@ -634,7 +668,7 @@ class Monitor:
                 return
             deadline = time.monotonic() + self.close_timeout
             try:
-                self._cycle(min(self.emit_timeout, self.close_timeout * 0.6))
+                self._cycle(min(self.emit_timeout, self.close_timeout * 0.4))
             except Exception as exc:
                 self._internal_error("close", exc)
             self._closed = True
@@ -649,6 +683,11 @@ class Monitor:
             if self._engine is not None:
                 try:
                     self._engine.close()
+                except Exception as exc:
+                    self._internal_error("close", exc)
+            if self._store is not None:
+                try:
+                    self._store.close(max(0.0, deadline - time.monotonic()))
                 except Exception as exc:
                     self._internal_error("close", exc)
             _lifecycle.unregister(self)
@@ -672,7 +711,7 @@ class Monitor:
         with self._drain_lock:
             self._drain_locked()
             try:
-                self._quality.log_feedback(ids, labels, self._clock.monotonic())
+                self._quality.log_feedback(ids, labels, self._clock.monotonic(), self._clock.time())
             except ValueError:
                 raise  # the one documented error: ids and labels of different lengths
             except Exception as exc:
@@ -729,6 +768,11 @@ class Monitor:
         self._build_parts()
         if self._engine is not None:
             self._engine.reset()
+        if self._store is not None:
+            try:
+                self._store.after_fork()
+            except Exception as exc:
+                self._internal_error("fork", exc)
         for e in self.emitters:
             hook = getattr(e, "after_fork", None)
             if hook is not None:

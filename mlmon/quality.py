@@ -34,6 +34,7 @@ from mlmon.outputs import QUANTILES, mapped_outputs
 from mlmon.stats.confusion import ConfusionMatrix
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.regression import RegressionErrors
+from mlmon.stores.base import REASONS, PredictionStore, StoreJoined
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
 from mlmon.window import RollingWindow
 
@@ -134,6 +135,10 @@ class QualityComponent:
         rows: returns the prediction rows in the window and the seconds it covers (the
             output part's :meth:`~mlmon.outputs.OutputComponent.rows`), for label coverage;
             None emits no coverage.
+        shared: a shared prediction store (:class:`~mlmon.stores.RedisStore`): predictions
+            with ids of the caller's go there, labels are joined there by the background
+            thread (:meth:`take_shared`), in whichever process they arrive. Predictions with
+            generated ids (which other processes cannot know) stay in the in-process store.
 
     Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
     when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
@@ -165,6 +170,7 @@ class QualityComponent:
         max_pending: int = DEFAULT_MAX_PENDING,
         ttl: float = DEFAULT_TTL,
         rows: Callable[[float], tuple[int, float]] | None = None,
+        shared: PredictionStore | None = None,
     ) -> None:
         if task is not None and not isinstance(
             task, (BinaryClassification, MulticlassClassification, Regression)
@@ -172,6 +178,8 @@ class QualityComponent:
             raise TypeError(f"task must be a task object from mlmon.tasks or None, got {task!r}")
         self.task = task
         self._rows = rows
+        self.shared = shared
+        self.shared_counts = dict.fromkeys(REASONS, 0)
         self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
         self._labels: RollingWindow[_LabelSlice] = RollingWindow(
             lambda: _LabelSlice(task), window, slices, now
@@ -194,14 +202,45 @@ class QualityComponent:
             preds = np.where(mapped.valid, mapped.classes, np.nan)
         else:
             preds = np.where(mapped.valid, mapped.values, np.nan)
-        keys, ok = self._keys(ids, lengths)
         if len(batch.times) == len(lengths):
             made = np.repeat(np.asarray(batch.times, dtype=np.float64), lengths)
         elif len(batch.times):
             made = np.repeat(np.array([batch.time_of(i) for i in range(len(lengths))]), lengths)
         else:
-            made = np.full(keys.size, now)
+            made = np.full(preds.size, now)
+        if self.shared is not None:
+            ids = self._record_shared(ids, lengths, preds, batch.wall - (now - made))
+            if not any(i is not None for i in ids):
+                return
+        keys, ok = self._keys(ids, lengths)
         self.store.record_keys(keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok])
+
+    def _record_shared(
+        self, ids: Any, lengths: list[int], preds: npt.NDArray[np.float64], made_wall: npt.NDArray[np.float64]
+    ) -> list[Any]:
+        """Hand the predictions with the caller's ids to the shared store; return the ids left
+        for the in-process store (generated ``range`` ids), None elsewhere."""
+        flat: list[Any] = []
+        rows: list[npt.NDArray[np.int64]] = []
+        left: list[Any] = []
+        start = 0
+        for i, n in zip(ids, lengths, strict=True):
+            if i is None or i.__class__ is range:
+                left.append(i)
+            else:
+                left.append(None)
+                b = as_batch(i)
+                if len(b) == n:
+                    flat.extend(b)
+                    rows.append(np.arange(start, start + n))
+                elif n:
+                    self.unjoinable += n
+            start += n
+        if flat:
+            idx = np.concatenate(rows)
+            assert self.shared is not None
+            self.shared.record(flat, preds[idx], made_wall[idx])
+        return left
 
     def _keys(
         self, ids: Any, lengths: list[int]
@@ -251,13 +290,15 @@ class QualityComponent:
         return np.concatenate(key_parts), np.concatenate(ok_parts)
 
     # -- feedback and outcomes -----------------------------------------------------------------
-    def log_feedback(self, ids: Any, labels: Any, now: float) -> None:
+    def log_feedback(self, ids: Any, labels: Any, now: float, wall: float | None = None) -> None:
         """Join true labels to stored predictions by id.
 
         Args:
             ids: one id, or a batch (list, tuple, numpy array, range, pandas Series).
             labels: one label, or a batch as long as ``ids``.
             now: the monitor's monotonic clock.
+            wall: Unix time now (the shared store's clock); with a shared store, labels are
+                handed to it and joined by the background thread.
 
         Raises:
             ValueError: when ``ids`` and ``labels`` differ in length. Nothing else: bad ids
@@ -269,6 +310,10 @@ class QualityComponent:
                 f"ids and labels must have the same length, got {len(id_batch)} ids "
                 f"and {len(label_batch)} labels"
             )
+        if self.shared is not None:
+            codes = np.fromiter((self._label_code(v) for v in label_batch), np.float64, len(label_batch))
+            self.shared.submit_labels(id_batch, codes, now if wall is None else wall)
+            return
         if len(id_batch) == 1:
             code = self._label_code(label_batch[0])
             hit = self.store.join_one(id_batch[0], code, now)
@@ -301,6 +346,13 @@ class QualityComponent:
         join — in-process or through a shared store — ends here."""
         self._labels.current(now).add(preds, labels, delays)
 
+    def take_shared(self, joined: StoreJoined, now: float) -> None:
+        """Count what a shared store's sync joined (called by the monitor's background cycle)."""
+        for reason, n in joined.counts.items():
+            self.shared_counts[reason] = self.shared_counts.get(reason, 0) + int(n)
+        if joined.preds.size:
+            self.add_joined(joined.preds, joined.labels, joined.delays, now)
+
     def _label_code(self, v: object) -> float:
         """One label's code, NaN (invalid) when the task cannot read it."""
         try:
@@ -311,19 +363,21 @@ class QualityComponent:
     # -- read side ---------------------------------------------------------------------------
     def samples(self, now: float) -> Iterator[Triple]:
         """Label and quality metrics at ``now``."""
-        store = self.store
-        yield ("mlmon_labels_total", store.joined, {})
-        yield ("mlmon_labels_unmatched_total", store.unmatched, {})
-        yield ("mlmon_labels_expired_total", store.expired, {})
-        yield ("mlmon_labels_duplicate_total", store.duplicate, {})
+        store, shared = self.store, self.shared_counts
+        yield ("mlmon_labels_total", store.joined + shared["joined"], {})
+        yield ("mlmon_labels_unmatched_total", store.unmatched + shared["unmatched"], {})
+        yield ("mlmon_labels_expired_total", store.expired + shared["expired"], {})
+        yield ("mlmon_labels_duplicate_total", store.duplicate + shared["duplicate"], {})
         yield ("mlmon_labels_evicted_total", store.evicted, {})
-        yield ("mlmon_labels_invalid_total", store.invalid, {})
+        yield ("mlmon_labels_invalid_total", store.invalid + shared["invalid"], {})
         yield ("mlmon_pending_predictions", store.pending(now), {})
+        m = self._labels.merged(now)
         rows, covered = self._rows(now) if self._rows is not None else (0, 0.0)
         if rows:
-            labelled = store.labelled_since(now - covered)
+            # With a shared store, labels joined here may judge predictions made elsewhere: the
+            # window's joined labels over its predictions, summed over processes, is the fleet's.
+            labelled = m.count if self.shared is not None else store.labelled_since(now - covered)
             yield ("mlmon_label_coverage_ratio", min(labelled / rows, 1.0), {})
-        m = self._labels.merged(now)
         yield ("mlmon_labels_window", m.count, {})
         if m.count:
             for q in QUANTILES:

@@ -198,6 +198,13 @@ _CATALOG_LIST = [
     _m("mlmon_internal_errors_total", "counter", "1", "Failures inside mlmon, by stage.", ("stage",)),
     _m("mlmon_emit_errors_total", "counter", "1", "Emitter failures.", ("emitter",)),
     _m("mlmon_emit_seconds", "gauge", "seconds", "Time the emitter took on its last emit.", ("emitter",)),
+    # shared prediction store
+    _m("mlmon_store_up", "gauge", "1", "1 when the last sync with the shared prediction store succeeded."),
+    _m("mlmon_store_errors_total", "counter", "1", "Failed shared-store operations, by operation.", ("operation",)),
+    _m("mlmon_store_invalid_ids_total", "counter", "1", "Predictions whose ids the shared store cannot key.", ("buffer",)),
+    _m("mlmon_store_buffered_bytes", "gauge", "bytes", "Bytes waiting for the next shared-store sync.", ("buffer",)),
+    _m("mlmon_store_buffered_items", "gauge", "1", "Items waiting for the next shared-store sync.", ("buffer",)),
+    _m("mlmon_store_sync_seconds", "gauge", "seconds", "Time the last shared-store sync took."),
 ]
 
 CATALOG: Mapping[str, MetricInfo] = {m.name: m for m in _CATALOG_LIST}

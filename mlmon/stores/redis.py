@@ -252,7 +252,7 @@ def _concat(chunks: Sequence[_Chunk]) -> _Chunk:
     if len(chunks) == 1:
         return chunks[0]
     if all(isinstance(c.fields, np.ndarray) for c in chunks):
-        fields: IntArray | list[Any] = np.concatenate([c.fields for c in chunks])  # type: ignore[misc]
+        fields: IntArray | list[Any] = np.concatenate([c.fields for c in chunks])
     else:
         fields = []
         for c in chunks:
