@@ -1,0 +1,168 @@
+"""Flush every monitor on ``SIGTERM``, then let the signal do what it did before.
+
+Python runs ``atexit`` (where mlmon closes its monitors) when the interpreter ends normally,
+on ``sys.exit`` or an uncaught exception, and on ``SIGINT`` (a ``KeyboardInterrupt``). Not on
+``SIGTERM``: its default action kills the process at once, and what the monitors buffered since
+their last flush is lost. ``SIGTERM`` is what ``kill``, ``docker stop``, Kubernetes, systemd
+and ``multiprocessing``'s ``Pool.terminate()`` send.
+
+:func:`install_sigterm_handler` (opt-in, from the main thread) chains a handler in front of the
+current one. On ``SIGTERM`` it closes every live monitor (a last flush to every emitter, the
+``file_sd`` target files removed), then:
+
+- if the previous handler was a Python function, calls it (your own clean-up still runs);
+- if it was ``SIG_IGN``, returns (the signal stays ignored);
+- if it was ``SIG_DFL``, restores it and raises the signal again, so the process still ends
+  "killed by SIGTERM" (exit status ``-15`` / ``143``) as its supervisor expects.
+
+Closing takes at most the sum of the live monitors' ``close_timeout`` (5 s each by default),
+whatever the backends do: the monitors are closed on a helper thread that the handler waits
+for that long, so a monitor whose lock the interrupted code holds cannot hang the exit.
+
+>>> import signal
+>>> previous = signal.getsignal(signal.SIGTERM)
+>>> install_sigterm_handler()
+>>> install_sigterm_handler()            # twice: still one link in the chain
+>>> handler = signal.getsignal(signal.SIGTERM)
+>>> handler.previous is previous
+True
+>>> uninstall_sigterm_handler()
+True
+>>> signal.getsignal(signal.SIGTERM) is previous
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+from mlmon import _lifecycle
+
+__all__ = ["close_monitors", "install_sigterm_handler", "uninstall_sigterm_handler"]
+
+log = logging.getLogger("mlmon")
+
+_DEFAULT_CLOSE_TIMEOUT = 5.0
+# Time for the helper thread to start and finish beyond the monitors' own bounds.
+_SLACK = 0.5
+
+
+def close_timeout_bound(monitors: Iterable[Any] | None = None) -> float:
+    """Seconds closing ``monitors`` (None: every live one) may take: the sum of their ``close_timeout``."""
+    total = 0.0
+    for obj in _lifecycle.live() if monitors is None else monitors:
+        value = getattr(obj, "close_timeout", _DEFAULT_CLOSE_TIMEOUT)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        total += float(value) if ok else _DEFAULT_CLOSE_TIMEOUT
+    return total
+
+
+def _close_each(monitors: list[Any]) -> None:
+    for obj in monitors:
+        try:
+            obj.close()
+        except Exception as exc:
+            log.warning("mlmon: closing %r failed: %r", obj, exc)
+
+
+def close_monitors(monitors: Iterable[Any] | None = None, timeout: float | None = None) -> bool:
+    """Close ``monitors`` (None: every live monitor) on a helper thread, waiting at most ``timeout``.
+
+    ``timeout`` None waits the sum of their ``close_timeout`` plus half a second. Returns True
+    when all were closed in time. Never raises; a failure to close is logged.
+
+    >>> import mlmon
+    >>> mon = mlmon.Monitor("doc_close_monitors")
+    >>> close_monitors([mon])
+    True
+    >>> close_monitors([mon])            # closing is idempotent
+    True
+    """
+    targets = None if monitors is None else list(monitors)
+    bound = close_timeout_bound(targets) + _SLACK if timeout is None else timeout
+    if targets is None:
+        worker = threading.Thread(target=_lifecycle.close_all, name="mlmon-close", daemon=True)
+    else:
+        worker = threading.Thread(target=_close_each, args=(targets,), name="mlmon-close", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError as exc:  # no thread can start (the interpreter is shutting down)
+        log.warning("mlmon: could not close the monitors on a thread: %r", exc)
+        return False
+    worker.join(max(0.0, bound))
+    if worker.is_alive():
+        log.warning("mlmon: closing the monitors took more than %.1f s; going on without waiting", bound)
+        return False
+    return True
+
+
+class _SigtermChain:
+    """The installed handler: close every monitor, then hand the signal to ``previous``."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self._running = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        if not self._running:  # a second SIGTERM while closing goes straight on
+            self._running = True
+            try:
+                close_monitors()
+            except BaseException as exc:  # never stop the signal from reaching its handler
+                log.warning("mlmon: closing the monitors on SIGTERM failed: %r", exc)
+            finally:
+                self._running = False
+        previous = self.previous
+        if callable(previous):
+            return previous(signum, frame)
+        if previous == signal.SIG_IGN:
+            return None
+        # SIG_DFL, or None (a handler not installed from Python): the default action.
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        # Only reached when the signal is blocked in this thread: end as the default would.
+        os._exit(128 + signum)  # pragma: no cover
+
+
+def install_sigterm_handler() -> None:
+    """Close every live monitor on ``SIGTERM``, then run the handler that was there before.
+
+    Safe to call more than once: when the current handler is already mlmon's, nothing changes.
+    Call it after any other library that replaces the ``SIGTERM`` handler without chaining
+    (mlmon's handler calls whatever it finds at install time).
+
+    Raises:
+        RuntimeError: when called from a thread other than the main thread (Python delivers
+            signals to the main thread only, and only it may set handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "install_sigterm_handler() must be called from the main thread "
+            f"(called from {threading.current_thread().name!r})"
+        )
+    current = signal.getsignal(signal.SIGTERM)
+    if isinstance(current, _SigtermChain):
+        return
+    signal.signal(signal.SIGTERM, _SigtermChain(current))
+
+
+def uninstall_sigterm_handler() -> bool:
+    """Put back the handler found at install time; False when mlmon's is not the current one.
+
+    Raises:
+        RuntimeError: when called from a thread other than the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("uninstall_sigterm_handler() must be called from the main thread")
+    current = signal.getsignal(signal.SIGTERM)
+    if not isinstance(current, _SigtermChain):
+        return False
+    previous = current.previous
+    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    return True
