@@ -241,8 +241,8 @@ def lifespan(
 
     At the server's shutdown (uvicorn, hypercorn: on ``SIGTERM`` and ``SIGINT``, in every
     worker) it closes the monitors: a last snapshot goes to every emitter and
-    ``PrometheusEmitter`` removes its ``file_sd`` target file. It takes at most the sum of their
-    ``close_timeout`` (5 s each by default).
+    ``PrometheusEmitter`` removes its ``file_sd`` target file. It takes at most their largest
+    ``close_timeout`` (5 s by default) plus half a second, whatever the backends do.
 
     Args:
         monitors: a monitor, several, or None for every monitor alive in the process at

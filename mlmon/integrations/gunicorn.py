@@ -95,7 +95,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     Put ``from mlmon.integrations.gunicorn import worker_exit`` in the gunicorn config file.
     gunicorn runs it in the worker just before the worker process ends; it closes every live
     monitor there (a last snapshot to each emitter, the ``file_sd`` target removed), waiting at
-    most the sum of their ``close_timeout``. gunicorn also calls it in the master for a worker
+    most their largest ``close_timeout`` plus half a second. gunicorn also calls it in the master for a worker
     that had already vanished: there it does nothing, so the master's own monitors stay open.
     It never raises into gunicorn.
 
@@ -119,7 +119,7 @@ def on_exit(server: Any) -> None:
     """gunicorn's ``on_exit(server)`` hook: close every monitor of the master as it ends.
 
     Only a master that created monitors (``--preload``, or anything imported before the fork)
-    has any. Bounded by their ``close_timeout``; never raises into gunicorn.
+    has any. Bounded by their largest ``close_timeout`` plus half a second; never raises.
     """
     try:
         close_monitors()

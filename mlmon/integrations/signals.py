@@ -15,9 +15,10 @@ current one. On ``SIGTERM`` it closes every live monitor (a last flush to every 
 - if it was ``SIG_DFL``, restores it and raises the signal again, so the process still ends
   "killed by SIGTERM" (exit status ``-15`` / ``143``) as its supervisor expects.
 
-Closing takes at most the sum of the live monitors' ``close_timeout`` (5 s each by default),
-whatever the backends do: the monitors are closed on a helper thread that the handler waits
-for that long, so a monitor whose lock the interrupted code holds cannot hang the exit.
+Closing takes at most the largest ``close_timeout`` of the live monitors (5 s by default) plus
+half a second, whatever the backends do: each monitor is closed on a thread of its own, and the
+handler stops waiting then, so a monitor whose lock the interrupted code holds can neither
+hang the exit nor keep the others from flushing.
 
 >>> import signal
 >>> previous = signal.getsignal(signal.SIGTERM)
@@ -38,6 +39,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any
@@ -54,28 +56,29 @@ _SLACK = 0.5
 
 
 def close_timeout_bound(monitors: Iterable[Any] | None = None) -> float:
-    """Seconds closing ``monitors`` (None: every live one) may take: the sum of their ``close_timeout``."""
-    total = 0.0
+    """Seconds closing ``monitors`` (None: every live one) may take: the largest ``close_timeout``."""
+    bound = 0.0
     for obj in _lifecycle.live() if monitors is None else monitors:
         value = getattr(obj, "close_timeout", _DEFAULT_CLOSE_TIMEOUT)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-        total += float(value) if ok else _DEFAULT_CLOSE_TIMEOUT
-    return total
+        bound = max(bound, float(value) if ok else _DEFAULT_CLOSE_TIMEOUT)
+    return bound
 
 
-def _close_each(monitors: list[Any]) -> None:
-    for obj in monitors:
-        try:
-            obj.close()
-        except Exception as exc:
-            log.warning("mlmon: closing %r failed: %r", obj, exc)
+def _close_one(obj: Any) -> None:
+    try:
+        obj.close()
+    except Exception as exc:
+        log.warning("mlmon: closing %r failed: %r", obj, exc)
 
 
 def close_monitors(monitors: Iterable[Any] | None = None, timeout: float | None = None) -> bool:
-    """Close ``monitors`` (None: every live monitor) on a helper thread, waiting at most ``timeout``.
+    """Close ``monitors`` (None: every live monitor), each on its own thread, all within ``timeout``.
 
-    ``timeout`` None waits the sum of their ``close_timeout`` plus half a second. Returns True
-    when all were closed in time. Never raises; a failure to close is logged.
+    ``timeout`` None waits the largest ``close_timeout`` among them plus half a second. Closing
+    them side by side means one that cannot close (its lock held by the very code a signal
+    interrupted, a backend that hangs) does not hold up the others. Returns True when all were
+    closed in time. Never raises; a failure to close is logged.
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_close_monitors")
@@ -84,22 +87,24 @@ def close_monitors(monitors: Iterable[Any] | None = None, timeout: float | None 
     >>> close_monitors([mon])            # closing is idempotent
     True
     """
-    targets = None if monitors is None else list(monitors)
+    targets = _lifecycle.live() if monitors is None else list(monitors)
     bound = close_timeout_bound(targets) + _SLACK if timeout is None else timeout
-    if targets is None:
-        worker = threading.Thread(target=_lifecycle.close_all, name="mlmon-close", daemon=True)
-    else:
-        worker = threading.Thread(target=_close_each, args=(targets,), name="mlmon-close", daemon=True)
-    try:
-        worker.start()
-    except RuntimeError as exc:  # no thread can start (the interpreter is shutting down)
-        log.warning("mlmon: could not close the monitors on a thread: %r", exc)
-        return False
-    worker.join(max(0.0, bound))
-    if worker.is_alive():
-        log.warning("mlmon: closing the monitors took more than %.1f s; going on without waiting", bound)
-        return False
-    return True
+    deadline = time.monotonic() + max(0.0, bound)
+    threads = []
+    for obj in targets:
+        thread = threading.Thread(target=_close_one, args=(obj,), name="mlmon-close", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread can start (the interpreter is shutting down)
+            log.warning("mlmon: could not close %r on a thread: %r", obj, exc)
+            continue
+        threads.append(thread)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = sum(thread.is_alive() for thread in threads)
+    if late:
+        log.warning("mlmon: %d monitor(s) still closing after %.1f s; going on without them", late, bound)
+    return not late and len(threads) == len(targets)
 
 
 class _SigtermChain:
