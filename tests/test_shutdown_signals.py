@@ -171,6 +171,35 @@ def test_the_flush_is_bounded_when_a_monitor_cannot_close(tmp_path: Path) -> Non
     assert 2.5 <= took < 2.5 + 3.0, took
 
 
+def test_a_sigterm_during_close_lets_that_close_finish_then_dies_by_sigterm(tmp_path: Path) -> None:
+    """Closing again from the handler would wait for the lock the interrupted close() holds."""
+    body = """
+    class Slow:
+        name = "slow"
+        def emit(self, snapshot):
+            print("ready", flush=True)    # the main thread is inside other.close() now
+            time.sleep(1.0)
+        def close(self):
+            pass
+
+    other = mlmon.Monitor("sigterm_closing", window=3600.0, flush_interval=3600.0,
+                          emitters=[Slow(), JsonlEmitter(OUT)])
+    other.track(lambda: None)()
+    install_sigterm_handler()
+    other.close()
+    for _ in range(300):
+        time.sleep(0.1)
+    print("not signalled", flush=True)
+    """
+    status, lines, stdout, took = run_until_signalled(tmp_path, body)
+    assert -signal.SIGTERM == status and "not signalled" not in stdout
+    # each monitor's final snapshot exactly once: `other` by its own close, `mon` by the handler
+    assert [("sigterm_closing", 1.0), ("sigterm_script", 37.0)] == sorted(
+        (d["model"], c) for d, c in zip(lines, calls(lines), strict=True)
+    )
+    assert took < 5.0, took
+
+
 # --------------------------------------------------------------------------- in this process
 
 

@@ -15,6 +15,10 @@ current one. On ``SIGTERM`` it closes every live monitor (a last flush to every 
 - if it was ``SIG_DFL``, restores it and raises the signal again, so the process still ends
   "killed by SIGTERM" (exit status ``-15`` / ``143``) as its supervisor expects.
 
+When the signal interrupts code that is closing monitors itself (the interpreter's exit, a
+``multiprocessing`` child's finalizers, your own ``close()``), the handler lets that close finish
+and delivers the signal again afterwards: the data is flushed once, by whoever started.
+
 Closing takes at most the largest ``close_timeout`` of the live monitors (5 s by default) plus
 half a second, whatever the backends do: each monitor is closed on a thread of its own, and the
 handler stops waiting then, so a monitor whose lock the interrupted code holds can neither
@@ -115,6 +119,16 @@ class _SigtermChain:
         self._running = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        closing = _closing_in(frame)
+        if closing:
+            # The interrupted code is closing monitors itself (at exit, in a multiprocessing
+            # child's finalizers, or your own close()): closing them here would wait for the
+            # lock it holds. Let it finish, then deliver the signal again.
+            try:
+                threading.Thread(target=_redeliver, args=(signum, closing), name="mlmon-sigterm", daemon=True).start()
+                return None
+            except RuntimeError:
+                pass  # no thread: go on below, bounded as always
         if not self._running:  # a second SIGTERM while closing goes straight on
             self._running = True
             try:
@@ -133,6 +147,33 @@ class _SigtermChain:
         signal.raise_signal(signum)
         # Only reached when the signal is blocked in this thread: end as the default would.
         os._exit(128 + signum)  # pragma: no cover
+
+
+def _closing_in(frame: FrameType | None) -> list[Any]:
+    """The monitors a ``close()`` or ``close_all()`` on the interrupted stack is closing."""
+    from mlmon.monitor import Monitor
+
+    close_code, close_all_code = Monitor.close.__code__, _lifecycle.close_all.__code__
+    found: list[Any] = []
+    depth = 0
+    while frame is not None and depth < 200:
+        if frame.f_code is close_all_code:
+            return _lifecycle.live() or found
+        if frame.f_code is close_code and frame.f_locals.get("self") is not None:
+            found.append(frame.f_locals["self"])
+        frame, depth = frame.f_back, depth + 1
+    return found
+
+
+def _redeliver(signum: int, closing: list[Any]) -> None:
+    """Wait (bounded) until ``closing`` are closed, then send ``signum`` to this process again."""
+    deadline = time.monotonic() + close_timeout_bound(closing) + _SLACK
+    while time.monotonic() < deadline:
+        live = _lifecycle.live()
+        if not any(obj in live for obj in closing):
+            break
+        time.sleep(0.01)
+    os.kill(os.getpid(), signum)
 
 
 def install_sigterm_handler() -> None:
