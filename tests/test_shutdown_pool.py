@@ -58,6 +58,10 @@ if __name__ == "__main__":
     elif pattern == "sigterm-handler":     # terminated, but each worker flushes on SIGTERM
         with multiprocessing.Pool(2, initializer=install_sigterm_handler) as pool:
             results = pool.map(work, range({calls}), chunksize=10)
+    elif pattern == "executor":            # ProcessPoolExecutor's with block waits for its workers
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as ex:
+            results = list(ex.map(work, range({calls}), chunksize=10))
     assert [2 * x for x in range({calls})] == [r for r, _ in results]
     print(sorted(set(pid for _, pid in results)))
     mon.close()
@@ -105,8 +109,11 @@ def test_close_then_join_inside_the_with_block_reports_every_call(tmp_path: Path
     assert CALLS == sum(v[0] or 0.0 for v in per_worker.values())
 
 
-def test_the_sigterm_handler_as_initializer_flushes_terminated_workers(tmp_path: Path) -> None:
-    parent, workers, by_pid = run(tmp_path, "sigterm-handler")
+@pytest.mark.parametrize("pattern", ["sigterm-handler", "executor"])
+def test_terminated_workers_with_the_handler_and_executor_workers_report_every_call(
+    tmp_path: Path, pattern: str
+) -> None:
+    parent, workers, by_pid = run(tmp_path, pattern)
     per_worker = worker_calls(parent, by_pid)
     assert set(workers) <= set(per_worker)
     assert all(1 == len(v) for v in per_worker.values()), per_worker
