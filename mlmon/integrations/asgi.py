@@ -215,7 +215,12 @@ def _monitor_list(monitors: Monitor | Iterable[Monitor] | None) -> list[Any] | N
     """None (every live monitor), or the monitors as a list; TypeError for anything else."""
     if monitors is None:
         return None
-    items: list[Any] = [monitors] if callable(getattr(monitors, "close", None)) else list(monitors)  # type: ignore[arg-type]
+    if callable(getattr(monitors, "close", None)):
+        return [monitors]
+    try:
+        items: list[Any] = list(monitors)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"monitors must be a Monitor, an iterable of Monitors or None, got {monitors!r}") from None
     for m in items:
         if not callable(getattr(m, "close", None)):
             raise TypeError(f"monitors must be a Monitor, an iterable of Monitors or None, got {m!r}")
