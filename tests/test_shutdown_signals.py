@@ -55,7 +55,7 @@ print("not signalled", flush=True)
 
 
 def run_until_signalled(
-    tmp_path: Path, body: str, sig: int = signal.SIGTERM, after: str | None = None
+    tmp_path: Path, body: str, sig: int = signal.SIGTERM, after: str | None = None, again: float | None = None
 ) -> tuple[int, list[dict[str, Any]], str, float]:
     """(exit status, JSON lines written, stdout, seconds from the signal to the exit)."""
     script = tmp_path / "script.py"
@@ -72,6 +72,9 @@ def run_until_signalled(
         assert "ready\n" == line, (line, proc.stderr.read() if proc.stderr else "")
         start = time.monotonic()
         proc.send_signal(sig)
+        if again is not None:  # a second signal while the first is being handled
+            time.sleep(again)
+            proc.send_signal(sig)
         if after is not None:  # the process lives on: wait for the flush before going on
             deadline = time.monotonic() + 10
             while not (out.exists() and out.read_text().endswith("\n")) and time.monotonic() < deadline:
@@ -111,7 +114,7 @@ def test_installing_twice_chains_once(tmp_path: Path) -> None:
 
 
 def test_the_previous_python_handler_runs_after_the_flush(tmp_path: Path) -> None:
-    body = """
+    body = textwrap.dedent("""
     def mine(signum, frame):
         # the monitor is closed already: its final line is on disk when this runs
         with open(OUT) as f:
@@ -120,7 +123,7 @@ def test_the_previous_python_handler_runs_after_the_flush(tmp_path: Path) -> Non
 
     signal.signal(signal.SIGTERM, mine)
     install_sigterm_handler()
-    """ + WAIT
+    """) + WAIT
     status, lines, stdout, _ = run_until_signalled(tmp_path, body)
     assert 3 == status
     assert "previous handler: 1 line(s) written\n" in stdout
@@ -128,14 +131,14 @@ def test_the_previous_python_handler_runs_after_the_flush(tmp_path: Path) -> Non
 
 
 def test_an_ignored_sigterm_stays_ignored_after_the_flush(tmp_path: Path) -> None:
-    body = """
+    body = textwrap.dedent("""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     install_sigterm_handler()
     print("ready", flush=True)
     sys.stdin.readline()          # the test writes a line after the signal
     predict(1)                    # after close: never emitted
     print("still running", flush=True)
-    """
+    """)
     status, lines, stdout, _ = run_until_signalled(tmp_path, body, after="go\n")
     assert 0 == status
     assert "still running\n" in stdout
@@ -146,7 +149,7 @@ def test_the_flush_is_bounded_when_a_monitor_cannot_close(tmp_path: Path) -> Non
     """A reporter cycle is stuck on a hung backend (holding that monitor's emit lock for up to
     its 30 s ``emit_timeout``) when SIGTERM arrives: the other monitor still flushes, and the
     handler stops waiting after the bound instead of the 30 s."""
-    body = """
+    body = textwrap.dedent("""
     class Hung:
         name = "hung"
         def emit(self, snapshot):
@@ -161,7 +164,7 @@ def test_the_flush_is_bounded_when_a_monitor_cannot_close(tmp_path: Path) -> Non
     for _ in range(300):          # the main thread runs Python code: the handler runs at once
         time.sleep(0.1)
     print("not signalled", flush=True)
-    """
+    """)
     status, lines, stdout, took = run_until_signalled(tmp_path, body)
     assert -signal.SIGTERM == status
     assert "not signalled" not in stdout
@@ -173,7 +176,7 @@ def test_the_flush_is_bounded_when_a_monitor_cannot_close(tmp_path: Path) -> Non
 
 def test_a_sigterm_during_close_lets_that_close_finish_then_dies_by_sigterm(tmp_path: Path) -> None:
     """Closing again from the handler would wait for the lock the interrupted close() holds."""
-    body = """
+    body = textwrap.dedent("""
     class Slow:
         name = "slow"
         def emit(self, snapshot):
@@ -190,7 +193,7 @@ def test_a_sigterm_during_close_lets_that_close_finish_then_dies_by_sigterm(tmp_
     for _ in range(300):
         time.sleep(0.1)
     print("not signalled", flush=True)
-    """
+    """)
     status, lines, stdout, took = run_until_signalled(tmp_path, body)
     assert -signal.SIGTERM == status and "not signalled" not in stdout
     # each monitor's final snapshot exactly once: `other` by its own close, `mon` by the handler
@@ -198,6 +201,27 @@ def test_a_sigterm_during_close_lets_that_close_finish_then_dies_by_sigterm(tmp_
         (d["model"], c) for d, c in zip(lines, calls(lines), strict=True)
     )
     assert took < 5.0, took
+
+
+def test_a_second_sigterm_while_closing_waits_for_the_close(tmp_path: Path) -> None:
+    body = textwrap.dedent("""
+    class Slow:
+        name = "slow"
+        def emit(self, snapshot):
+            time.sleep(1.0)
+            with open(OUT + ".slow", "w") as f:
+                f.write("delivered")
+        def close(self):
+            pass
+
+    other = mlmon.Monitor("sigterm_twice", window=3600.0, flush_interval=3600.0, emitters=[Slow()])
+    install_sigterm_handler()
+    """) + WAIT
+    status, lines, _, took = run_until_signalled(tmp_path, body, again=0.3)
+    assert -signal.SIGTERM == status
+    assert "delivered" == (tmp_path / "snapshots.jsonl.slow").read_text()  # not cut short at 0.3 s
+    assert [37.0] == calls(lines)
+    assert 1.0 <= took < 5.0, took
 
 
 # --------------------------------------------------------------------------- in this process

@@ -116,7 +116,6 @@ class _SigtermChain:
 
     def __init__(self, previous: Any) -> None:
         self.previous = previous
-        self._running = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         closing = _closing_in(frame)
@@ -129,14 +128,10 @@ class _SigtermChain:
                 return None
             except RuntimeError:
                 pass  # no thread: go on below, bounded as always
-        if not self._running:  # a second SIGTERM while closing goes straight on
-            self._running = True
-            try:
-                close_monitors()
-            except BaseException as exc:  # never stop the signal from reaching its handler
-                log.warning("mlmon: closing the monitors on SIGTERM failed: %r", exc)
-            finally:
-                self._running = False
+        try:
+            close_monitors()
+        except BaseException as exc:  # never stop the signal from reaching its handler
+            log.warning("mlmon: closing the monitors on SIGTERM failed: %r", exc)
         previous = self.previous
         if callable(previous):
             return previous(signum, frame)
@@ -150,7 +145,8 @@ class _SigtermChain:
 
 
 def _closing_in(frame: FrameType | None) -> list[Any]:
-    """The monitors a ``close()`` or ``close_all()`` on the interrupted stack is closing."""
+    """The monitors a ``close()``, ``close_all()`` or ``close_monitors()`` on the interrupted stack
+    is closing (the signal interrupted it: a second SIGTERM, or one during an exit)."""
     from mlmon.monitor import Monitor
 
     close_code, close_all_code = Monitor.close.__code__, _lifecycle.close_all.__code__
@@ -161,6 +157,8 @@ def _closing_in(frame: FrameType | None) -> list[Any]:
             return _lifecycle.live() or found
         if frame.f_code is close_code and frame.f_locals.get("self") is not None:
             found.append(frame.f_locals["self"])
+        elif frame.f_code is close_monitors.__code__:  # e.g. a gunicorn hook, or this handler
+            found.extend(frame.f_locals.get("targets") or ())
         frame, depth = frame.f_back, depth + 1
     return found
 
