@@ -16,8 +16,9 @@ current one. On ``SIGTERM`` it closes every live monitor (a last flush to every 
   "killed by SIGTERM" (exit status ``-15`` / ``143``) as its supervisor expects.
 
 When the signal interrupts code that is closing monitors itself (the interpreter's exit, a
-``multiprocessing`` child's finalizers, your own ``close()``), the handler lets that close finish
-and delivers the signal again afterwards: the data is flushed once, by whoever started.
+``multiprocessing`` child's finalizers, your own ``close()``, this handler on a first
+``SIGTERM``), the handler lets that close finish, within its bound, and delivers the signal
+again afterwards: the data is flushed once, by whoever started.
 
 Closing takes at most the largest ``close_timeout`` of the live monitors (5 s by default) plus
 half a second, whatever the backends do: each monitor is closed on a thread of its own, and the
