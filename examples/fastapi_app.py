@@ -6,9 +6,13 @@
 - ``score()`` is the model, decorated with ``@mon.track(features="X", ids="ids")``.
 - ``POST /feedback`` hands labels to ``mon.log_feedback``; ``GET /metrics`` serves what the
   monitor emits, in Prometheus' text format, on the application's own port.
+- ``lifespan=lifespan(mon)`` closes the monitor when uvicorn shuts down (its last snapshot
+  emitted). Without it a ``SIGTERM`` loses that snapshot: uvicorn raises the signal again after
+  its graceful shutdown, which ends the process before ``atexit`` runs.
 
 Run as a script, it starts uvicorn on a free loopback port in a thread, sends real HTTP requests,
-posts labels, reads ``/metrics`` back and checks it, then shuts down. To serve it yourself:
+posts labels, reads ``/metrics`` back and checks it, then shuts down and checks that the
+shutdown closed the monitor. To serve it yourself:
 ``cd examples && uvicorn fastapi_app:app`` (one worker process: see docs/integrations.md).
 
 Run: python examples/fastapi_app.py   (needs fastapi and uvicorn)
@@ -33,7 +37,12 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 import mlmon
-from mlmon.integrations.asgi import MetricsEndpoint, RequestIdMiddleware, current_request_id
+from mlmon.integrations.asgi import (
+    MetricsEndpoint,
+    RequestIdMiddleware,
+    current_request_id,
+    lifespan,
+)
 
 WEIGHTS = np.array([1.5, -2.0, 0.5])
 
@@ -65,7 +74,7 @@ class Feedback(BaseModel):
     labels: list[int]
 
 
-app = FastAPI(title="fraud scoring")
+app = FastAPI(title="fraud scoring", lifespan=lifespan(mon))  # closes `mon` at shutdown
 app.add_middleware(RequestIdMiddleware)
 app.add_route("/metrics", metrics, include_in_schema=False)
 
@@ -133,11 +142,20 @@ def main() -> None:
             raise SystemExit("uvicorn did not start")
         time.sleep(0.02)
     try:
-        check(base)
+        try:
+            check(base)
+        finally:
+            server.should_exit = True  # what SIGTERM does: a graceful shutdown, lifespan included
+            thread.join(timeout=10)
+        # The lifespan closed the monitor: the last snapshot it emitted stays served, and
+        # nothing recorded after the shutdown is emitted.
+        last = metrics.render()
+        score(np.zeros((1, 3)), ["after-shutdown"])
+        mon.flush()
+        assert metrics.render() == last, "uvicorn's shutdown did not close the monitor"
+        print("uvicorn shut down: the lifespan closed the monitor (its last snapshot emitted, nothing after)")
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        mon.close()
+        mon.close()  # a no-op when the lifespan closed it
 
 
 def check(base: str) -> None:

@@ -7,9 +7,18 @@ Prometheus emitter gives each worker an endpoint of its own on a free port and w
 ``file_sd`` target file for it (``mlmon-<pid>.json``) into ``$MLMON_TARGETS_DIR``, which is
 the directory a Prometheus ``file_sd_configs`` entry watches.
 
-Serve it yourself (from the examples directory):
+Serve it yourself (from the examples directory), with a ``gunicorn.conf.py`` holding the
+shutdown hooks (``examples/flask_gunicorn.py`` writes the same):
 
-    MLMON_TARGETS_DIR=/tmp/targets gunicorn --preload -w 3 -b 127.0.0.1:8000 flask_app:app
+    # gunicorn.conf.py
+    import os
+    from mlmon.integrations.gunicorn import child_exit_hook, on_exit, worker_exit
+    child_exit = child_exit_hook(os.environ["MLMON_TARGETS_DIR"])
+
+    MLMON_TARGETS_DIR=/tmp/targets gunicorn -c gunicorn.conf.py --preload -w 3 -b 127.0.0.1:8000 flask_app:app
+
+``worker_exit`` and ``on_exit`` close each process's monitor as it ends (its last snapshot
+emitted, its target file removed), within the monitor's ``close_timeout``.
 
 Run as a script, it answers one request through Flask's test client and prints what the
 monitor counted (no server, no fork).

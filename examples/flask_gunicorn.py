@@ -9,7 +9,9 @@ wrote, scrapes every endpoint, and checks that
   calls) and the 3 workers, each with its own ``instance`` (``host:pid``);
 - each worker's ``mlmon_calls_total`` is exactly the number of responses that came from that
   worker's pid, so ``sum(mlmon_calls_total)`` over the targets is the number of requests sent;
-- after a graceful shutdown every process has removed its target file.
+- after a graceful shutdown (``SIGTERM`` to the master) every process has removed its target
+  file: the ``worker_exit``/``on_exit`` hooks in the gunicorn config close each process's
+  monitor as it ends, and ``child_exit`` removes the target of a worker that was killed.
 
 Run: python examples/flask_gunicorn.py   (needs flask and gunicorn; POSIX only)
 """
@@ -36,6 +38,16 @@ import numpy as np
 
 WORKERS, REQUESTS = 3, 90
 HERE = Path(__file__).resolve().parent
+
+# What goes into gunicorn.conf.py: close every monitor as each worker (worker_exit) and the
+# master (on_exit) ends, and remove the file_sd target of a worker that was killed (child_exit).
+GUNICORN_CONF = """\
+import os
+
+from mlmon.integrations.gunicorn import child_exit_hook, on_exit, worker_exit  # noqa: F401
+
+child_exit = child_exit_hook(os.environ["MLMON_TARGETS_DIR"])
+"""
 
 
 def post(url: str, body: Any) -> dict[str, Any]:
@@ -89,9 +101,11 @@ def main() -> None:
         targets_dir = Path(tmp)
         env = {**os.environ, "MLMON_TARGETS_DIR": tmp, "MLMON_FLUSH_INTERVAL": "0.5"}
         log = open(targets_dir.parent / f"{targets_dir.name}.log", "w+")  # noqa: SIM115
+        conf = targets_dir.parent / f"{targets_dir.name}.conf.py"
+        conf.write_text(GUNICORN_CONF)
         cmd = [
             sys.executable, "-m", "gunicorn", "--preload", "--workers", str(WORKERS),
-            "--worker-class", "sync", "--bind", f"fd://{listener.fileno()}",
+            "--worker-class", "sync", "--bind", f"fd://{listener.fileno()}", "-c", str(conf),
             "--graceful-timeout", "10", "--chdir", str(HERE), "flask_app:app",
         ]  # fmt: skip
         server = subprocess.Popen(cmd, env=env, pass_fds=[listener.fileno()], stdout=log, stderr=log)
@@ -111,6 +125,7 @@ def main() -> None:
                     server.kill()
             log.close()
             os.unlink(log.name)
+            conf.unlink()
         left = sorted(p.name for p in targets_dir.glob("*.json"))
         assert not left, f"target files left after shutdown: {left}"
         print("after shutdown: every process removed its target file")

@@ -307,3 +307,139 @@ def test_remove_target_file_reports_whether_there_was_one(tmp_path: Path) -> Non
 def test_the_hook_needs_an_existing_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="file_sd_dir"):
         child_exit_hook(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------- shutdown (ASGI level)
+# The real servers (uvicorn with 1 and 2 workers, gunicorn) are in
+# tests/integration/test_shutdown_servers.py; these pin the protocol's edge cases.
+
+
+def drive_lifespan(app: Any, messages: list[str]) -> list[str]:
+    """Run an app's lifespan with ``messages`` from the server; the message types it answered."""
+    incoming = iter([{"type": m} for m in messages])
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    return sent
+
+
+def test_the_lifespan_closes_the_monitor_after_the_inner_lifespan_and_passes_its_state_on() -> None:
+    from contextlib import asynccontextmanager
+
+    from mlmon.integrations.asgi import lifespan
+    from mlmon.testing import InMemoryEmitter
+
+    memory = InMemoryEmitter()
+    mon = mlmon.Monitor("web_lifespan_inner", emitters=[memory])
+    events: list[tuple[str, int]] = []
+
+    @asynccontextmanager
+    async def mine(app: Any) -> Any:
+        events.append(("startup", len(memory.snapshots)))
+        yield {"model": "loaded"}
+        mon.track(lambda: None)()  # the app's own shutdown may still record
+        events.append(("shutdown", len(memory.snapshots)))
+
+    async def use() -> Any:
+        async with lifespan(mon, inner=mine)(None) as state:
+            return state
+
+    assert {"model": "loaded"} == asyncio.run(use())
+    assert [("startup", 0), ("shutdown", 0)] == events  # closed only after the app's shutdown
+    assert [1.0] == memory.values("mlmon_calls_total")
+
+
+@pytest.mark.parametrize("bad", [object(), [object()], "mon"], ids=["object", "list", "str"])
+def test_the_lifespan_and_the_middleware_refuse_what_is_not_a_monitor(bad: Any) -> None:
+    from mlmon.integrations.asgi import ShutdownMiddleware, lifespan
+
+    with pytest.raises(TypeError, match="monitors"):
+        lifespan(bad)
+    with pytest.raises(TypeError, match="monitors"):
+        ShutdownMiddleware(echo_id_app([]), bad)
+
+
+def test_the_middleware_closes_before_a_lifespan_app_answers_the_shutdown() -> None:
+    from mlmon.integrations.asgi import ShutdownMiddleware
+    from mlmon.testing import InMemoryEmitter
+
+    memory = InMemoryEmitter()
+    mon = mlmon.Monitor("web_mw_lifespan", emitters=[memory])
+    seen_at_answer: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # speaks lifespan itself
+        assert "lifespan.startup" == (await receive())["type"]
+        await send({"type": "lifespan.startup.complete"})
+        assert "lifespan.shutdown" == (await receive())["type"]
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def recording_send(message: Any) -> None:
+        seen_at_answer.append(len(memory.snapshots))
+
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Any:
+        return next(incoming)
+
+    asyncio.run(ShutdownMiddleware(app, [mon])({"type": "lifespan"}, receive, recording_send))
+    assert [0, 1] == seen_at_answer  # the final snapshot was emitted before the server heard "complete"
+
+
+def test_the_middleware_speaks_lifespan_for_an_app_that_returns_at_once() -> None:
+    from mlmon.integrations.asgi import ShutdownMiddleware
+
+    mon = mlmon.Monitor("web_mw_returns")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    sent = drive_lifespan(ShutdownMiddleware(app, mon), ["lifespan.startup", "lifespan.shutdown"])
+    assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == sent
+    assert mon not in list(mlmon.monitor.monitors())
+
+
+def test_the_middleware_reraises_a_failing_startup_and_still_closes() -> None:
+    from mlmon.integrations.asgi import ShutdownMiddleware
+
+    mon = mlmon.Monitor("web_mw_fails")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no model"})
+        raise RuntimeError("no model")
+
+    with pytest.raises(RuntimeError, match="no model"):
+        drive_lifespan(ShutdownMiddleware(app, mon), ["lifespan.startup"])
+    assert mon not in list(mlmon.monitor.monitors())
+
+
+def test_http_requests_pass_through_the_middleware() -> None:
+    from mlmon.integrations.asgi import ShutdownMiddleware
+
+    seen: list[str | None] = []
+    sent = run_asgi(ShutdownMiddleware(RequestIdMiddleware(echo_id_app(seen))), http_scope([(b"x-request-id", b"r-9")]))
+    assert ["r-9"] == seen and b"ok" == sent[1]["body"]
+
+
+# --------------------------------------------------------------------------- gunicorn hooks, in-process
+
+
+def test_worker_exit_in_the_master_leaves_its_monitors_open() -> None:
+    import types
+
+    from mlmon.integrations.gunicorn import worker_exit
+    from mlmon.testing import InMemoryEmitter
+
+    # Closing in the worker (which closes every monitor of the process) is pinned with real
+    # gunicorn in tests/integration/test_shutdown_servers.py; here, the master's call.
+    memory = InMemoryEmitter()
+    mon = mlmon.Monitor("web_worker_exit", emitters=[memory])
+    worker_exit(None, types.SimpleNamespace(pid=os.getpid() + 100_000))  # the master, for a vanished worker
+    assert [] == memory.snapshots and mon in list(mlmon.monitor.monitors())
+    mon.close()

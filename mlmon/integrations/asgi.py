@@ -10,6 +10,11 @@ framework.
 - :class:`MetricsEndpoint` is an emitter and an ASGI app in one: the monitor emits into it
   every ``flush_interval``, and the app serves the latest snapshot in Prometheus' text format
   on the application's own port (for a single-process server; see ``docs/integrations.md``).
+- :func:`lifespan` (for ``FastAPI(lifespan=...)`` / ``Starlette(lifespan=...)``) and
+  :class:`ShutdownMiddleware` (any ASGI app) close the monitors when the server shuts down.
+  uvicorn ends a worker on ``SIGTERM`` by raising the signal again after its graceful shutdown,
+  which kills the process before ``atexit`` runs: without one of these, a worker's last data
+  (and, with ``file_sd_dir``, the removal of its target file) is lost.
 
 >>> import asyncio
 >>> async def app(scope, receive, send):
@@ -29,18 +34,24 @@ framework.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmon.emitters.prometheus import CONTENT_TYPE, render_exposition
+from mlmon.integrations.signals import close_monitors
 from mlmon.snapshot import Snapshot
 
-__all__ = ["MetricsEndpoint", "RequestIdMiddleware", "current_request_id"]
+if TYPE_CHECKING:
+    from mlmon.monitor import Monitor
+
+__all__ = ["MetricsEndpoint", "RequestIdMiddleware", "ShutdownMiddleware", "current_request_id", "lifespan"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -196,3 +207,156 @@ class MetricsEndpoint:
         headers.append((b"content-length", str(len(body)).encode("ascii")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+# --------------------------------------------------------------------------- shutdown
+
+def _monitor_list(monitors: Monitor | Iterable[Monitor] | None) -> list[Any] | None:
+    """None (every live monitor), or the monitors as a list; TypeError for anything else."""
+    if monitors is None:
+        return None
+    if callable(getattr(monitors, "close", None)):
+        return [monitors]
+    try:
+        items: list[Any] = list(monitors)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"monitors must be a Monitor, an iterable of Monitors or None, got {monitors!r}") from None
+    for m in items:
+        if not callable(getattr(m, "close", None)):
+            raise TypeError(f"monitors must be a Monitor, an iterable of Monitors or None, got {m!r}")
+    return items
+
+
+async def _close(monitors: list[Any] | None) -> None:
+    # On a thread, so the event loop keeps serving the other shutdown work; bounded by the
+    # monitors' close_timeout (close_monitors stops waiting then).
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, close_monitors, monitors)
+    except Exception:  # no executor any more: close here, still bounded
+        close_monitors(monitors)
+
+
+LifespanFactory = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def lifespan(
+    monitors: Monitor | Iterable[Monitor] | None = None, *, inner: LifespanFactory | None = None
+) -> LifespanFactory:
+    """A lifespan for ``FastAPI(lifespan=...)`` or ``Starlette(lifespan=...)`` that closes monitors.
+
+    At the server's shutdown (uvicorn, hypercorn: on ``SIGTERM`` and ``SIGINT``, in every
+    worker) it closes the monitors: a last snapshot goes to every emitter and
+    ``PrometheusEmitter`` removes its ``file_sd`` target file. It takes at most their largest
+    ``close_timeout`` (5 s by default) plus half a second, whatever the backends do.
+
+    Args:
+        monitors: a monitor, several, or None for every monitor alive in the process at
+            shutdown (the simplest with workers that create their own).
+        inner: your own lifespan (a function of the app returning an async context manager);
+            it runs inside, so your shutdown code may still use the monitors, and what it
+            yields (the lifespan state) is passed on.
+
+    Raises:
+        TypeError: ``monitors`` holds something that is not a monitor.
+
+    >>> import asyncio, mlmon
+    >>> mon = mlmon.Monitor("doc_lifespan")
+    >>> async def serve():                     # what the server does around its life
+    ...     async with lifespan(mon)(app=None):
+    ...         return mon.track(lambda x: x)(1)
+    >>> asyncio.run(serve())
+    1
+    >>> mon.flush().get("mlmon_calls_total")   # closed at shutdown: it emits nothing more
+    1.0
+    """
+    targets = _monitor_list(monitors)
+    if inner is not None and not callable(inner):
+        raise TypeError(f"inner must be a lifespan function (app -> async context manager), got {inner!r}")
+
+    @contextlib.asynccontextmanager
+    async def mlmon_lifespan(app: Any) -> AsyncIterator[Any]:
+        try:
+            if inner is None:
+                yield None
+            else:
+                async with inner(app) as state:
+                    yield state
+        finally:
+            await _close(targets)
+
+    return mlmon_lifespan
+
+
+class ShutdownMiddleware:
+    """Close monitors when an ASGI server shuts the app down (the ``lifespan`` protocol).
+
+    For any ASGI app whose lifespan you cannot change (with FastAPI or Starlette,
+    :func:`lifespan` is simpler). When the app answers ``lifespan.shutdown`` the monitors are
+    closed before the answer reaches the server; when the app does not speak the lifespan
+    protocol at all, the middleware speaks it itself. HTTP and websocket requests pass
+    through untouched.
+
+    Args:
+        app: the ASGI application.
+        monitors: a monitor, several, or None for every monitor alive at shutdown.
+
+    Raises:
+        TypeError: ``monitors`` holds something that is not a monitor.
+
+    >>> import asyncio, mlmon
+    >>> mon = mlmon.Monitor("doc_shutdown_mw")
+    >>> async def app(scope, receive, send):   # an app without lifespan support
+    ...     raise RuntimeError("lifespan is not supported")
+    >>> messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    >>> sent = []
+    >>> async def receive():
+    ...     return next(messages)
+    >>> async def send(message):
+    ...     sent.append(message["type"])
+    >>> asyncio.run(ShutdownMiddleware(app, mon)({"type": "lifespan"}, receive, send))
+    >>> sent
+    ['lifespan.startup.complete', 'lifespan.shutdown.complete']
+    >>> mon.flush().get("mlmon_calls_total")   # closed: it emits nothing more
+    0.0
+    """
+
+    def __init__(self, app: ASGIApp, monitors: Monitor | Iterable[Monitor] | None = None) -> None:
+        self.app = app
+        self._monitors = _monitor_list(monitors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        received: list[str] = []
+        sent: list[str] = []
+
+        async def receive_recorded() -> Message:
+            message = await receive()
+            received.append(str(message.get("type")))
+            return message
+
+        async def send_after_close(message: Message) -> None:
+            kind = str(message.get("type"))
+            if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await _close(self._monitors)
+            sent.append(kind)
+            await send(message)
+
+        try:
+            await self.app(scope, receive_recorded, send_after_close)
+        except Exception:
+            if sent:  # the app speaks lifespan and failed: the server must hear of it
+                if "lifespan.shutdown.complete" not in sent and "lifespan.shutdown.failed" not in sent:
+                    await _close(self._monitors)
+                raise
+        if sent:
+            return
+        # The app does not speak lifespan (it raised or returned at once): speak it for it.
+        if "lifespan.startup" not in received:
+            await receive()
+        await send({"type": "lifespan.startup.complete"})
+        if "lifespan.shutdown" not in received:
+            await receive()
+        await _close(self._monitors)
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,16 +1,30 @@
-"""gunicorn: remove the ``file_sd`` target of a worker that died without closing its monitor.
+"""gunicorn: close each worker's monitors as it exits, and clean up after workers that cannot.
 
-Every process with a ``PrometheusEmitter(file_sd_dir=...)`` writes ``mlmon-<pid>.json`` and
-removes it when it closes (at exit). A worker that is killed — by gunicorn's ``--timeout``, the
+Two kinds of server hooks for the gunicorn config file (``gunicorn.conf.py``, or
+``-c python:module``):
+
+- :func:`worker_exit` and :func:`on_exit` close every monitor of the process when a worker
+  (``worker_exit``, run in the worker) or the master (``on_exit``) ends: ``SIGTERM``,
+  ``SIGINT`` or ``SIGQUIT`` to the master, ``--max-requests``, ``--timeout`` (unless the
+  worker is stuck and gets ``SIGKILL``). The
+  last snapshot of each goes to every emitter, exactly once (closing is idempotent, so the
+  ``atexit`` that may follow does nothing more), within the monitors' ``close_timeout``::
+
+      from mlmon.integrations.gunicorn import on_exit, worker_exit  # noqa: F401 (hooks)
+
+- :func:`child_exit_hook` makes a ``child_exit`` hook (run in the master) that removes the
+  ``file_sd`` target of a worker that died without closing its monitor.
+
+**Killed workers.** Every process with a ``PrometheusEmitter(file_sd_dir=...)`` writes
+``mlmon-<pid>.json`` and removes it when it closes (at exit). A worker that is killed — by gunicorn's ``--timeout``, the
 OOM killer, ``SIGKILL`` — cannot, and Prometheus would go on scraping a dead endpoint
 (``up == 0``) until the file is gone. gunicorn's master calls the ``child_exit`` server hook for
-every worker that exits, however it exits; this module makes that hook. In the gunicorn config
-file (``gunicorn.conf.py``, or ``-c python:module``)::
+every worker that exits, however it exits; :func:`child_exit_hook` makes that hook::
 
     from mlmon.integrations.gunicorn import child_exit_hook
     child_exit = child_exit_hook("/run/mlmon/targets")
 
-gunicorn is not imported: the hook only reads ``worker.pid``.
+gunicorn is not imported: the hooks only read ``worker.pid``.
 
 >>> import os, tempfile, types
 >>> d = tempfile.mkdtemp()
@@ -29,7 +43,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["child_exit_hook", "remove_target_file"]
+from mlmon.integrations.signals import close_monitors
+
+__all__ = ["child_exit_hook", "on_exit", "remove_target_file", "worker_exit"]
 
 log = logging.getLogger("mlmon.integrations.gunicorn")
 
@@ -71,3 +87,40 @@ def child_exit_hook(file_sd_dir: str | os.PathLike[str]) -> Callable[[Any, Any],
             log.warning("mlmon: could not remove the file_sd target of worker %r: %r", getattr(worker, "pid", None), exc)
 
     return child_exit
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn's ``worker_exit(server, worker)`` hook: close every monitor of the exiting worker.
+
+    Put ``from mlmon.integrations.gunicorn import worker_exit`` in the gunicorn config file.
+    gunicorn runs it in the worker just before the worker process ends; it closes every live
+    monitor there (a last snapshot to each emitter, the ``file_sd`` target removed), waiting at
+    most their largest ``close_timeout`` plus half a second. gunicorn also calls it in the master for a worker
+    that had already vanished: there it does nothing, so the master's own monitors stay open.
+    It never raises into gunicorn.
+
+    >>> import os, types, mlmon
+    >>> mon = mlmon.Monitor("doc_worker_exit")
+    >>> worker_exit(None, types.SimpleNamespace(pid=os.getpid() + 1))   # in the master
+    >>> mon.flush().get("mlmon_calls_total")   # still open: it emits
+    0.0
+    >>> mon.close()
+    """
+    try:
+        if getattr(worker, "pid", None) != os.getpid():
+            return
+        close_monitors()
+    except Exception as exc:  # pragma: no cover - close_monitors never raises
+        log.warning("mlmon: closing the monitors of worker %s failed: %r", os.getpid(), exc)
+
+
+def on_exit(server: Any) -> None:
+    """gunicorn's ``on_exit(server)`` hook: close every monitor of the master as it ends.
+
+    Only a master that created monitors (``--preload``, or anything imported before the fork)
+    has any. Bounded by their largest ``close_timeout`` plus half a second; never raises.
+    """
+    try:
+        close_monitors()
+    except Exception as exc:  # pragma: no cover - close_monitors never raises
+        log.warning("mlmon: closing the monitors of the master failed: %r", exc)
