@@ -193,7 +193,10 @@ class OutputComponent:
     (population, ddof=0), ``_stddev`` and ``mlmon_output{quantile}`` when the window holds a
     score; ``mlmon_output_class_ratio{class}`` for classifiers when it holds a prediction;
     ``mlmon_estimated_precision``/``_recall``/``_f1`` for binary classifiers whose window
-    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always).
+    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always); once a finite score was
+    seen, ``mlmon_output_bin_total{bin}``, cumulative counts over :data:`SCORE_EDGES`
+    (classifiers) or :data:`VALUE_EDGES` (regression, no task), which summed over processes are
+    the fleet's output histogram.
 
     >>> from mlmon._component import CallBatch
     >>> comp = OutputComponent(BinaryClassification(threshold=0.5), window=60.0, now=0.0)
@@ -283,7 +286,8 @@ class OutputComponent:
                 if v is not None:
                     yield (name, v, {})
         yield ("mlmon_output_invalid_total", self.invalid_total, {})
-        for i, c in enumerate(self.bin_totals.tolist()):
+        counts = self.bin_totals.tolist()
+        for i, c in enumerate(counts if any(counts) else ()):
             yield ("mlmon_output_bin_total", c, {"bin": f"{i:02d}"})
 
     def reset(self) -> None:

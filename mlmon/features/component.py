@@ -337,7 +337,8 @@ class FeatureComponent:
             if status is not None:
                 emit("mlmon_feature_drift_status", float(status), name)
 
-        out.extend(self._bin_samples(schema))
+        if self._seen:
+            out.extend(self._bin_samples(schema))
         if schema.output_ref is not None and acc.out_count >= cfg.min_rows:
             value = psi(schema.output_ref.cells(), acc.out_hist, cfg.epsilon)
             if math.isfinite(value):
@@ -347,13 +348,14 @@ class FeatureComponent:
     def _bin_samples(self, schema: FeatureSchema) -> list[Triple]:
         """Cumulative cell counts and the reference's proportions on the same cells, per
         feature (and for the outputs) with at most :data:`MAX_BIN_SERIES` cells: summed over
-        processes, they rebuild the fleet's PSI exactly (see docs/metrics.md)."""
+        processes, they rebuild the fleet's PSI exactly (see docs/metrics.md). A feature's
+        series appear with its first valid value."""
         out: list[Triple] = []
         with self._lock:
             hist, cat, outs = (t.tolist() for t in self._cells_total)
 
         def add(counter: str, ratio: str, ref: I64, counts: list[int], feature: str | None) -> None:
-            if len(counts) > MAX_BIN_SERIES:
+            if len(counts) > MAX_BIN_SERIES or not any(counts):
                 return
             total = float(ref.sum())
             ratios = ref.tolist()
