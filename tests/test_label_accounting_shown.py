@@ -120,7 +120,7 @@ def test_report_card_shows_zero_unmatched(tmp_path: Path) -> None:
                 [("mlmon_labels_total", {}, 3.0 * s), ("mlmon_labels_unmatched_total", {}, 0.0)],
             )
             for s in range(3)
-        )  # fmt: skip
+        )
         + "\n"
     )
     text = re.sub(r"<[^>]+>", " ", report.render(path))
