@@ -198,7 +198,7 @@ def test_binary_quality_compares_estimated_and_realized_f1() -> None:
 def test_prometheus_counters_are_rated_per_process_before_the_sum() -> None:
     for q in queries(dashboard("prometheus", "fraud", features=FEATURES)):
         for match in re.finditer(r"mlmon_\w+_(total|bucket|sum|count)\{", q):
-            assert q[: match.start()].endswith("rate("), q
+            assert q[: match.start()].endswith(("rate(", "increase(")), q
 
 
 def test_prometheus_latency_quantiles_come_from_summed_buckets() -> None:
