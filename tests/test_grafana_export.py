@@ -476,3 +476,10 @@ def test_prometheus_fleet_psi_floors_both_shares_like_mlmon() -> None:
     assert "mlmon_feature_bin_total" in expr and "mlmon_feature_reference_ratio" in expr
     assert expr.count(", 1e-4)") == 4 and "ln(" in expr
     assert psi["legendFormat"] == "{{feature}}"
+
+
+def test_cli_positive_names_the_positive_class(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "prometheus", "--model", "fraud", "--positive", "spam"])
+    board = json.loads(capsys.readouterr().out)
+    (precision, *_) = panel(board, "Fleet precision / recall / F1")["targets"]
+    assert 'actual="spam", predicted="spam"' in precision["expr"]
