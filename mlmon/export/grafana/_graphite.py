@@ -245,6 +245,7 @@ class _Graphite(_Queries):
         return [
             (f"alias({self._rate('mlmon_labels_total')}, 'joined/s')", ""),
             (f"alias({self._rate('mlmon_labels_unmatched_total')}, 'unmatched/s')", ""),
+            (f"alias({self._rate('mlmon_labels_expired_total')}, 'expired/s')", ""),
         ]
 
     def label_delay(self) -> list[Query]:

@@ -204,6 +204,7 @@ class _Prometheus(_Queries):
         return [
             (self._sum_rate("mlmon_labels_total"), "joined/s"),
             (self._sum_rate("mlmon_labels_unmatched_total"), "unmatched/s"),
+            (self._sum_rate("mlmon_labels_expired_total"), "expired/s"),
         ]
 
     def label_delay(self) -> list[Query]:

@@ -223,8 +223,8 @@ def _quality_row(b: _Builder, task: str, positive: str = "1") -> None:
         "Labels / s",
         q.labels_rate(),
         unit="reqps",
-        description="Labels joined to a prediction and labels matching none, summed over "
-        "processes from counters.",
+        description="Labels joined to a prediction, labels matching none (unmatched) and "
+        "labels after the ttl (expired), summed over processes from counters.",
         w=12 if task == "binary" else 8,
     )
     b.timeseries(
