@@ -603,22 +603,33 @@ class Monitor:
         """
         return self._cycle(self.emit_timeout)
 
-    def _cycle(self, emit_timeout: float) -> Snapshot:
+    def _cycle(self, emit_timeout: float, lock_timeout: float = -1) -> Snapshot:
         """One reporter cycle: drain, sync the shared store, snapshot (with the cycle's latency
-        sample), rules, emit."""
-        with self._emit_lock:
-            if self._store is not None:
-                self._sync_store()
+        sample), rules, emit. With ``lock_timeout`` >= 0, a cycle still running elsewhere is
+        waited for that long at most; then this one builds its snapshot and emits nothing."""
+        if not self._emit_lock.acquire(timeout=lock_timeout):
+            self._internal_error("close", TimeoutError("a reporter cycle is still running"))
             with self._drain_lock:
                 self._drain_locked()
-                snap = self._build_locked()
-                timings = self._service.timings
-                if timings is not None:
-                    sample, rate = timings.take()
-                    snap = attrs.evolve(snap, timings=sample, timings_rate=rate)
-            snap = self._evaluate_rules(snap)
-            if not self._closed:
-                self._emit(snap, emit_timeout)
+                return self._build_locked()
+        try:
+            return self._cycle_locked(emit_timeout)
+        finally:
+            self._emit_lock.release()
+
+    def _cycle_locked(self, emit_timeout: float) -> Snapshot:
+        if self._store is not None:
+            self._sync_store()
+        with self._drain_lock:
+            self._drain_locked()
+            snap = self._build_locked()
+            timings = self._service.timings
+            if timings is not None:
+                sample, rate = timings.take()
+                snap = attrs.evolve(snap, timings=sample, timings_rate=rate)
+        snap = self._evaluate_rules(snap)
+        if not self._closed:
+            self._emit(snap, emit_timeout)
         return snap
 
     def _sync_store(self) -> None:
@@ -668,7 +679,7 @@ class Monitor:
                 return
             deadline = time.monotonic() + self.close_timeout
             try:
-                self._cycle(min(self.emit_timeout, self.close_timeout * 0.4))
+                self._cycle(min(self.emit_timeout, self.close_timeout * 0.4), self.close_timeout * 0.3)
             except Exception as exc:
                 self._internal_error("close", exc)
             self._closed = True

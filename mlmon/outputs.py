@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlmon._component import CallBatch, Triple
+from mlmon.reference import bin_index
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.moments import Moments
 from mlmon.tasks import (
@@ -27,10 +28,32 @@ from mlmon.tasks import (
 )
 from mlmon.window import RollingWindow
 
-__all__ = ["QUANTILES", "OutputComponent", "estimated_performance", "map_calls", "mapped_outputs"]
+__all__ = [
+    "QUANTILES",
+    "SCORE_EDGES",
+    "VALUE_EDGES",
+    "OutputComponent",
+    "estimated_performance",
+    "map_calls",
+    "mapped_outputs",
+]
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 """The quantiles emitted for outputs and label delays."""
+
+SCORE_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
+"""Bin edges of ``mlmon_output_bin_total`` for classifiers: ten bins of width 0.1 on [0, 1]
+(the last one closed). Bin ``"00"`` counts scores below 0, ``"01"`` .. ``"10"`` the ten bins,
+``"11"`` scores above 1."""
+
+VALUE_EDGES: tuple[float, ...] = (
+    *(-(10.0**k) for k in range(6, -4, -1)),
+    0.0,
+    *(10.0**k for k in range(-3, 7)),
+)
+"""Bin edges of ``mlmon_output_bin_total`` for regression and task-less scores: a signed log
+scale, ``-1e6, -1e5, .., -1e-3, 0, 1e-3, .., 1e6`` (21 edges, 20 bins, 22 cells with bin
+``"00"`` below -1e6 and ``"21"`` above 1e6)."""
 
 _NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
 _EMPTY = np.empty(0)
@@ -170,7 +193,10 @@ class OutputComponent:
     (population, ddof=0), ``_stddev`` and ``mlmon_output{quantile}`` when the window holds a
     score; ``mlmon_output_class_ratio{class}`` for classifiers when it holds a prediction;
     ``mlmon_estimated_precision``/``_recall``/``_f1`` for binary classifiers whose window
-    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always).
+    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always); once a finite score was
+    seen, ``mlmon_output_bin_total{bin}``, cumulative counts over :data:`SCORE_EDGES`
+    (classifiers) or :data:`VALUE_EDGES` (regression, no task), which summed over processes are
+    the fleet's output histogram.
 
     >>> from mlmon._component import CallBatch
     >>> comp = OutputComponent(BinaryClassification(threshold=0.5), window=60.0, now=0.0)
@@ -195,6 +221,10 @@ class OutputComponent:
             lambda: _OutputSlice(n, binary), window, slices, now
         )
         self.invalid_total = 0
+        # Cumulative counts of the finite scores per cell of fixed edges (mlmon_output_bin_total):
+        # summed over processes they are the fleet's output histogram.
+        self._edges = np.array(SCORE_EDGES if n else VALUE_EDGES, dtype=np.float64)
+        self.bin_totals = np.zeros(self._edges.size + 1, dtype=np.int64)
 
     def observe(self, mapped: MappedOutputs, rows: int, now: float) -> None:
         """Add mapped outputs (and the calls' prediction rows) to the slice at ``now``."""
@@ -210,6 +240,9 @@ class OutputComponent:
         if scores.size:
             sl.moments.update_many(scores)
             sl.hist.add_many(scores)
+            self.bin_totals += np.bincount(
+                bin_index(scores, self._edges), minlength=self.bin_totals.size
+            )
         classes = mapped.classes
         if sl.classes is not None and classes is not None:
             sl.classes += np.bincount(classes[valid], minlength=sl.classes.size)
@@ -253,8 +286,12 @@ class OutputComponent:
                 if v is not None:
                     yield (name, v, {})
         yield ("mlmon_output_invalid_total", self.invalid_total, {})
+        counts = self.bin_totals.tolist()
+        for i, c in enumerate(counts if any(counts) else ()):
+            yield ("mlmon_output_bin_total", c, {"bin": f"{i:02d}"})
 
     def reset(self) -> None:
         """Forget everything (after a fork)."""
         self._window.reset()
         self.invalid_total = 0
+        self.bin_totals[:] = 0

@@ -43,14 +43,20 @@ __all__ = ["QualityComponent"]
 _AVERAGES = ("macro", "micro")
 _QUALITY = ("mlmon_precision", "mlmon_recall", "mlmon_f1")
 
+MAX_CONFUSION_CLASSES = 32
+"""Up to this many classes every cell of ``mlmon_confusion_total`` is emitted (zeros included,
+at most 1,024 series); above it only the cells that ever counted a pair."""
+
 
 class _LabelSlice:
     """Joined labels of one window slice: count, delays, and the task's error accumulator."""
 
-    __slots__ = ("confusion", "count", "delays", "errors", "hist")
+    __slots__ = ("confusion", "count", "delays", "errors", "hist", "timed")
 
-    def __init__(self, task: Task | None) -> None:
+    def __init__(self, task: Task | None, timed: bool = True) -> None:
         self.count = 0
+        # The cumulative totals (``timed=False``) keep no delays: only counts and errors.
+        self.timed = timed
         self.hist = LogHistogram()
         # Single labels append here; the histogram takes them in one batch at merge time.
         self.delays: list[float] = []
@@ -70,7 +76,8 @@ class _LabelSlice:
         delays: npt.NDArray[np.float64],
     ) -> None:
         self.count += int(preds.size)
-        self.hist.add_many(delays)
+        if self.timed:
+            self.hist.add_many(delays)
         if self.confusion is not None:
             self.confusion.update_many(labels.astype(np.int64), preds.astype(np.int64))
         elif self.errors is not None:
@@ -78,7 +85,8 @@ class _LabelSlice:
 
     def add_one(self, pred: float, label: float, delay: float) -> None:
         self.count += 1
-        self.delays.append(delay)
+        if self.timed:
+            self.delays.append(delay)
         if self.confusion is not None:
             self.confusion.update(int(label), int(pred))
         elif self.errors is not None:
@@ -178,6 +186,9 @@ class QualityComponent:
             raise TypeError(f"task must be a task object from mlmon.tasks or None, got {task!r}")
         self.task = task
         self._rows = rows
+        # Cumulative counts of every joined pair, never rotated out: summed over processes by
+        # any backend, they rebuild the fleet's quality exactly.
+        self._totals = _LabelSlice(task, timed=False)
         self.shared = shared
         self.shared_counts = dict.fromkeys(REASONS, 0)
         self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
@@ -343,8 +354,12 @@ class QualityComponent:
         now: float,
     ) -> None:
         """Count joined (prediction, label) pairs, with their label delays, at ``now``: every
-        join — in-process or through a shared store — ends here."""
+        join — in-process or through a shared store — ends here.
+
+        The pairs go into the window slice of ``now`` and into the cumulative totals behind
+        ``mlmon_confusion_total`` and ``mlmon_regression_*_total``."""
         self._labels.current(now).add(preds, labels, delays)
+        self._totals.add(preds, labels, delays)
 
     def take_shared(self, joined: StoreJoined, now: float) -> None:
         """Count what a shared store's sync joined (called by the monitor's background cycle)."""
@@ -378,11 +393,38 @@ class QualityComponent:
             # window's joined labels over its predictions, summed over processes, is the fleet's.
             labelled = m.count if self.shared is not None else store.labelled_since(now - covered)
             yield ("mlmon_label_coverage_ratio", min(labelled / rows, 1.0), {})
+        yield from self._counters()
         yield ("mlmon_labels_window", m.count, {})
         if m.count:
             for q in QUANTILES:
                 yield ("mlmon_label_delay_seconds", m.hist.quantile(q), {"quantile": str(q)})
             yield from self._quality(m)
+
+    def _counters(self) -> Iterator[Triple]:
+        """The cumulative counters a backend sums over processes to rebuild fleet quality:
+        the confusion matrix (classifiers) or the error sums (regression)."""
+        totals = self._totals
+        task = self.task
+        cm = totals.confusion
+        if cm is not None and isinstance(task, (BinaryClassification, MulticlassClassification)):
+            names = task.class_names
+            counts = cm.counts
+            every = len(names) <= MAX_CONFUSION_CLASSES
+            for i, actual in enumerate(names):
+                row = counts[i].tolist()
+                for j, predicted in enumerate(names):
+                    if every or row[j]:
+                        yield (
+                            "mlmon_confusion_total",
+                            row[j],
+                            {"actual": actual, "predicted": predicted},
+                        )
+        errors = totals.errors
+        if errors is not None:
+            yield ("mlmon_regression_labels_total", errors.count, {})
+            yield ("mlmon_regression_abs_error_sum_total", errors.sum_abs, {})
+            yield ("mlmon_regression_squared_error_sum_total", errors.sum_sq, {})
+            yield ("mlmon_regression_error_sum_total", errors.sum_error, {})
 
     def _quality(self, m: _LabelSlice) -> Iterator[Triple]:
         cm = m.confusion
@@ -417,4 +459,5 @@ class QualityComponent:
         """Forget everything: windows, stored predictions and counters (in a forked child)."""
         self.store.reset()
         self._labels.reset()
+        self._totals.reset()
         self.unjoinable = 0

@@ -139,6 +139,12 @@ _CATALOG_LIST = [
     ),
     _m("mlmon_output_invalid_total", "counter", "1", "Outputs that were None, NaN, inf, strings or ragged."),
     _m("mlmon_output_drift_psi", "gauge", "1", "PSI of the window's outputs against the reference."),
+    _m("mlmon_output_bin_total", "counter", "1", "Finite outputs per fixed bin (scores: deciles of [0, 1]).", ("bin",)),
+    _m(
+        "mlmon_output_reference_bin_total", "counter", "1",
+        "Finite outputs per cell of the reference's output bins.", ("bin",),
+    ),
+    _m("mlmon_output_reference_ratio", "gauge", "ratio", "The reference's share of outputs per cell.", ("bin",)),
     # quality
     _m("mlmon_precision", "gauge", "ratio", "Precision over the window's labelled predictions.", ("class", "average")),
     _m("mlmon_recall", "gauge", "ratio", "Recall over the window's labelled predictions.", ("class", "average")),
@@ -147,6 +153,14 @@ _CATALOG_LIST = [
     _m("mlmon_mae", "gauge", "1", "Mean absolute error over the window's labelled predictions."),
     _m("mlmon_rmse", "gauge", "1", "Root mean squared error over the window's labelled predictions."),
     _m("mlmon_mean_error", "gauge", "1", "Mean signed error (prediction - label) over the window."),
+    _m(
+        "mlmon_confusion_total", "counter", "1",
+        "Joined labels per (true class, predicted class) pair.", ("actual", "predicted"),
+    ),
+    _m("mlmon_regression_labels_total", "counter", "1", "Joined labels with a finite error (regression)."),
+    _m("mlmon_regression_abs_error_sum_total", "counter", "1", "Sum of absolute errors of joined labels."),
+    _m("mlmon_regression_squared_error_sum_total", "counter", "1", "Sum of squared errors of joined labels."),
+    _m("mlmon_regression_error_sum_total", "counter", "1", "Sum of signed errors (prediction - label)."),
     _m("mlmon_estimated_precision", "gauge", "ratio", "Precision expected from calibrated scores."),
     _m("mlmon_estimated_recall", "gauge", "ratio", "Recall expected from calibrated scores."),
     _m("mlmon_estimated_f1", "gauge", "ratio", "F1 expected from calibrated scores."),
@@ -182,6 +196,11 @@ _CATALOG_LIST = [
     _m("mlmon_feature_invalid_rows_total", "counter", "1", "Rows of calls whose features could not be read at all."),
     _m("mlmon_feature_unknown_keys_total", "counter", "1", "Feature values given under names that are not features."),
     _m("mlmon_feature_errors_total", "counter", "1", "Drains whose features mlmon failed to process (a bug)."),
+    _m("mlmon_feature_bin_total", "counter", "1", "Valid values per cell of the reference's bins.", ("feature", "bin")),
+    _m(
+        "mlmon_feature_reference_ratio", "gauge", "ratio",
+        "The reference's share of values per cell.", ("feature", "bin"),
+    ),
     _m("mlmon_feature_drift_status", "gauge", "1", "0 ok, 1 warning, 2 drift (effect-size decision).", ("feature",)),
     # outcomes
     _m("mlmon_outcome_total", "counter", "1", "Downstream outcomes logged (count or summed value).", ("outcome",)),

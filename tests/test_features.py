@@ -59,6 +59,13 @@ COUNTERS = {
     "mlmon_feature_unknown_keys_total",
     "mlmon_feature_errors_total",
 }
+# Cumulative bin counts and the reference's constant shares, per bin (fleet PSI).
+BINS = {
+    "mlmon_feature_bin_total",
+    "mlmon_feature_reference_ratio",
+    "mlmon_output_reference_bin_total",
+    "mlmon_output_reference_ratio",
+}
 
 
 def as_dict(samples: list[Any]) -> dict[tuple[str, str | None], float]:
@@ -66,7 +73,7 @@ def as_dict(samples: list[Any]) -> dict[tuple[str, str | None], float]:
     return {
         (name, labels.get("feature")): value
         for name, value, labels in samples
-        if name not in COUNTERS
+        if name not in COUNTERS and name not in BINS
     }
 
 
@@ -346,7 +353,8 @@ def test_samples_use_catalog_names_with_the_feature_label(ref: Reference) -> Non
     names = {name for name, _, _ in samples}
     assert names <= set(CATALOG)
     assert all(CATALOG[name].kind == "counter" for name in COUNTERS)
-    assert names - COUNTERS == {
+    assert BINS <= names
+    assert names - COUNTERS - BINS == {
         "mlmon_feature_missing_ratio",
         "mlmon_feature_mean",
         "mlmon_feature_variance",
@@ -365,7 +373,10 @@ def test_samples_use_catalog_names_with_the_feature_label(ref: Reference) -> Non
     for name, value, labels in samples:
         assert math.isfinite(value)
         unlabelled = name == "mlmon_output_drift_psi" or name in COUNTERS
-        assert set(labels) == (set() if unlabelled else {"feature"})
+        if name in BINS:
+            assert set(labels) == ({"bin"} if name.startswith("mlmon_output") else {"feature", "bin"})
+        else:
+            assert set(labels) == (set() if unlabelled else {"feature"})
         assert set(labels) == set(CATALOG[name].labels)
     got = as_dict(samples)
     assert got[("mlmon_feature_mean", "a")] == pytest.approx(X[:, 0].astype(float).mean())

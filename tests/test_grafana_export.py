@@ -198,7 +198,7 @@ def test_binary_quality_compares_estimated_and_realized_f1() -> None:
 def test_prometheus_counters_are_rated_per_process_before_the_sum() -> None:
     for q in queries(dashboard("prometheus", "fraud", features=FEATURES)):
         for match in re.finditer(r"mlmon_\w+_(total|bucket|sum|count)\{", q):
-            assert q[: match.start()].endswith("rate("), q
+            assert q[: match.start()].endswith(("rate(", "increase(")), q
 
 
 def test_prometheus_latency_quantiles_come_from_summed_buckets() -> None:
@@ -294,7 +294,10 @@ def test_title_can_be_given() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"datasource": "influxdb"}, "datasource must be 'graphite' or 'prometheus', got 'influxdb'"),
+        (
+            {"datasource": "influxdb"},
+            "datasource must be 'graphite' or 'prometheus', got 'influxdb'",
+        ),
         ({"via": "carbon"}, "via must be 'direct' or 'statsd', got 'carbon'"),
         ({"task": "ranking"}, "task must be 'binary', 'multiclass', 'regression' or 'none'"),
         ({"model": "fraud model"}, "model must match"),
@@ -324,7 +327,9 @@ def test_features_given_as_one_string_raise_type_error() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_cli_writes_the_dashboard_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_the_dashboard_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "fraud.json"
     code = main(
         [
@@ -384,3 +389,97 @@ def test_cli_unwritable_output_exits_1(tmp_path: Path, capsys: pytest.CaptureFix
     target = tmp_path / "missing-dir" / "fraud.json"
     assert 1 == main(["--datasource", "prometheus", "-o", str(target)])
     assert "cannot write" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleet panels from the cumulative counters
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prometheus_fleet_precision_is_a_ratio_of_summed_confusion_cells() -> None:
+    board = dashboard("prometheus", "fraud")
+    precision, recall, f1 = (
+        t["expr"] for t in panel(board, "Fleet precision / recall / F1")["targets"]
+    )
+    sel = 'mlmon_confusion_total{model="$model", instance=~"$instance", '
+    tp = f'sum by (model) (increase({sel}actual="1", predicted="1"}}[5m]))'
+    pp = f'sum by (model) (increase({sel}predicted="1"}}[5m]))'
+    ap = f'sum by (model) (increase({sel}actual="1"}}[5m]))'
+    assert precision == f"{tp} / {pp}"
+    assert recall == f"{tp} / {ap}"
+    assert f1 == f"2 * {tp} / ({pp} + {ap})"
+
+
+def test_the_positive_class_names_the_confusion_cells() -> None:
+    prom = dashboard("prometheus", "fraud", positive='sp"am')
+    (precision, *_) = panel(prom, "Fleet precision / recall / F1")["targets"]
+    assert 'actual="sp\\"am", predicted="sp\\"am"' in precision["expr"]
+    graphite = dashboard("graphite", "fraud", prefix="ml", positive="spam.eggs")
+    (precision, *_) = panel(graphite, "Fleet precision / recall / F1")["targets"]
+    assert "mlmon_confusion_total.actual_spam_eggs.predicted_spam_eggs" in precision["target"]
+    with pytest.raises(ValueError, match="positive"):
+        dashboard("prometheus", "fraud", positive="")
+
+
+@pytest.mark.parametrize(("ds", "via"), BACKENDS)
+def test_fleet_mae_and_rmse_divide_summed_error_sums_by_summed_labels(ds: str, via: str) -> None:
+    board = dashboard(ds, "fraud", via=via, task="regression")
+    mae, rmse = (t.get("expr") or t["target"] for t in panel(board, "Fleet MAE / RMSE")["targets"])
+    assert "mlmon_regression_abs_error_sum_total" in mae and "mlmon_regression_labels_total" in mae
+    assert "mlmon_regression_squared_error_sum_total" in rmse
+    assert rmse.startswith("sqrt(") if ds == "prometheus" else "pow(" in rmse
+    for q in (mae, rmse):
+        assert "mlmon_mae" not in q and "mlmon_rmse" not in q  # never the window gauges
+
+
+def test_graphite_fleet_quality_sums_per_process_rates_over_the_range() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml")
+    (precision, *_) = panel(board, "Fleet precision / recall / F1")["targets"]
+    cell = "ml.$model.$instance.mlmon_confusion_total"
+    assert precision["target"] == (
+        f"alias(divideSeries(movingSum(sumSeries(perSecond(keepLastValue({cell}.actual_1.predicted_1, 3))), '5min'), "
+        f"movingSum(sumSeries(perSecond(keepLastValue({cell}.actual_*.predicted_1, 3))), '5min')), 'fleet precision')"
+    )
+    statsd = dashboard("graphite", "fraud", prefix="ml", via="statsd")
+    (precision, *_) = panel(statsd, "Fleet precision / recall / F1")["targets"]
+    assert (
+        "sumSeries(stats.ml.$model.mlmon_confusion_total.actual_1.predicted_1)"
+        in precision["target"]
+    )
+
+
+def test_graphite_has_no_fleet_macro_average_nor_fleet_psi() -> None:
+    board = dashboard("graphite", "fraud", task="multiclass", features=FEATURES)
+    titles = {p["title"] for p in board["panels"]}
+    assert "Fleet precision / recall / F1 (macro average)" not in titles
+    assert "Fleet drift (PSI) by feature" not in titles
+    per_process = panel(board, "Precision / recall / F1 (macro average)")
+    assert per_process["gridPos"]["w"] == 24
+
+
+def test_prometheus_fleet_macro_average_uses_the_diagonal_cells() -> None:
+    board = dashboard("prometheus", "fraud", task="multiclass")
+    precision, recall, f1 = (
+        t["expr"] for t in panel(board, "Fleet precision / recall / F1 (macro average)")["targets"]
+    )
+    for q in (precision, recall, f1):
+        assert q.startswith("avg by (model) (")  # the mean over classes, after the fleet sums
+        assert "label_join(sum by (model, instance, actual) (mlmon_confusion_total" in q
+        assert "$1" not in q
+
+
+def test_prometheus_fleet_psi_floors_both_shares_like_mlmon() -> None:
+    board = dashboard("prometheus", "fraud", features=FEATURES)
+    (psi,) = panel(board, "Fleet drift (PSI) by feature")["targets"]
+    expr = psi["expr"]
+    assert expr.startswith("sum by (model, feature) ((clamp_min(")
+    assert "mlmon_feature_bin_total" in expr and "mlmon_feature_reference_ratio" in expr
+    assert expr.count(", 1e-4)") == 4 and "ln(" in expr
+    assert psi["legendFormat"] == "{{feature}}"
+
+
+def test_cli_positive_names_the_positive_class(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "prometheus", "--model", "fraud", "--positive", "spam"])
+    board = json.loads(capsys.readouterr().out)
+    (precision, *_) = panel(board, "Fleet precision / recall / F1")["targets"]
+    assert 'actual="spam", predicted="spam"' in precision["expr"]

@@ -227,3 +227,18 @@ def test_reporter_survives_a_failing_cycle(monkeypatch: pytest.MonkeyPatch) -> N
     assert wait_for(lambda: bool(mem.snapshots)), "the reporter died after one failing cycle"
     assert mem.snapshots[-1].get("mlmon_internal_errors_total", stage="reporter") == 1
     mon.close()
+
+
+def test_close_keeps_its_bound_while_a_cycle_is_stuck_on_a_hanging_emitter() -> None:
+    blocking = Blocking()
+    mon = mlmon.Monitor("m_stuck", emitters=[blocking], emit_timeout=30.0, close_timeout=1.0, clock=FakeClock())
+    mon.track(lambda: 1)()
+    flusher = threading.Thread(target=mon.flush)  # a cycle that waits up to 30 s for the emitter
+    flusher.start()
+    assert blocking.entered.wait(10)
+    t0 = time.monotonic()
+    mon.close()
+    assert time.monotonic() - t0 < 2.0
+    assert mon.snapshot().get("mlmon_internal_errors_total", stage="close") >= 1
+    blocking.release.set()
+    flusher.join(10)

@@ -135,6 +135,12 @@ class ConsoleEmitter:
             cov = g("mlmon_label_coverage_ratio")
             if cov is not None:
                 quality.append(f"coverage {_num(cov, '%')}")
+            # Labels that judged nothing, next to coverage: a low coverage with many unmatched
+            # labels is an id problem, with many expired ones a ttl problem.
+            quality.append(
+                f"unmatched {_num(g('mlmon_labels_unmatched_total'))}"
+                f"  expired {_num(g('mlmon_labels_expired_total'))}"
+            )
             lines.append(" quality " + "  ".join(quality))
         drift = sorted(
             (

@@ -35,6 +35,22 @@ log = logging.getLogger("mlmon")
 LOG_INTERVAL = 60.0
 """Seconds between two logged ingest failures (every failure is counted)."""
 
+MAX_BIN_SERIES = 50
+"""Most cells per feature (or output) for which ``mlmon_feature_bin_total`` and
+``mlmon_feature_reference_ratio`` are emitted: a numeric feature has its reference bins plus
+underflow and overflow (12 cells with the default 10 bins), a categorical one its kept
+categories plus "other". A feature with more cells emits no bin series (its window drift
+scores are unaffected): profile the reference with ``bins <= 48`` to rebuild its PSI
+fleet-wide."""
+
+
+_FEATURE_BINS = "mlmon_feature_bin_total"
+_FEATURE_RATIO = "mlmon_feature_reference_ratio"
+
+
+def _bin_label(i: int) -> str:
+    return f"{i:02d}"
+
 
 class _Empty:
     def merge(self, other: object, /) -> None:
@@ -127,6 +143,13 @@ class FeatureComponent:
         self._window = RollingWindow(
             lambda: FeatureAccumulator(schema), window=window, slices=slices, now=now
         )
+        # Cumulative cell counts on the reference's cells since start: numeric histograms,
+        # categorical cells, output histogram (the flat layouts of FeatureAccumulator).
+        self._cells_total: tuple[I64, I64, I64] = (
+            np.zeros(schema.hist_size, dtype=np.int64),
+            np.zeros(schema.cat_cells, dtype=np.int64),
+            np.zeros(0 if schema.output_edges is None else len(schema.output_edges) + 1, np.int64),
+        )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -210,6 +233,8 @@ class FeatureComponent:
         parts = b.parts()
         with self._lock:
             acc = window.current(batch.now)
+            # The cumulative cells grow by what this batch adds to the slice's cells.
+            before = (acc.hist.copy(), acc.cat_cells.copy(), acc.out_hist.copy())
             for x, c in parts:
                 acc.update_batch(x)
                 if schema.n_categorical:
@@ -217,6 +242,10 @@ class FeatureComponent:
             acc.update_invalid(b.invalid)
             if scores:
                 acc.update_outputs(np.concatenate(scores))
+            for total, old, new in zip(
+                self._cells_total, before, (acc.hist, acc.cat_cells, acc.out_hist), strict=True
+            ):
+                total += new - old
             self.invalid_rows += b.invalid
             self.unknown_keys += b.unknown
 
@@ -308,10 +337,49 @@ class FeatureComponent:
             if status is not None:
                 emit("mlmon_feature_drift_status", float(status), name)
 
+        if self._seen:
+            out.extend(self._bin_samples(schema))
         if schema.output_ref is not None and acc.out_count >= cfg.min_rows:
             value = psi(schema.output_ref.cells(), acc.out_hist, cfg.epsilon)
             if math.isfinite(value):
                 out.append(("mlmon_output_drift_psi", value, {}))
+        return out
+
+    def _bin_samples(self, schema: FeatureSchema) -> list[Triple]:
+        """Cumulative cell counts and the reference's proportions on the same cells, per
+        feature (and for the outputs) with at most :data:`MAX_BIN_SERIES` cells: summed over
+        processes, they rebuild the fleet's PSI exactly (see docs/metrics.md). A feature's
+        series appear with its first valid value."""
+        out: list[Triple] = []
+        with self._lock:
+            hist, cat, outs = (t.tolist() for t in self._cells_total)
+
+        def add(counter: str, ratio: str, ref: I64, counts: list[int], feature: str | None) -> None:
+            if len(counts) > MAX_BIN_SERIES or not any(counts):
+                return
+            total = float(ref.sum())
+            ratios = ref.tolist()
+            for i, (c, r) in enumerate(zip(counts, ratios, strict=True)):
+                labels = {"bin": _bin_label(i)}
+                if feature is not None:
+                    labels["feature"] = feature
+                out.append((counter, float(c), labels))
+                out.append((ratio, r / total, dict(labels)))
+
+        o = schema.hist_offsets
+        for j, name in enumerate(schema.numeric_names):
+            ref_cells = schema.num_ref_cells[j]
+            if ref_cells is not None and ref_cells.sum() > 0:
+                add(_FEATURE_BINS, _FEATURE_RATIO, ref_cells, hist[o[j] : o[j + 1]], name)
+        co = schema.cat_offsets
+        for j, name in enumerate(schema.categorical_names):
+            prof = schema.cat_ref[j]
+            if prof is not None:
+                cells = prof.cells()
+                if cells.sum() > 0:
+                    add(_FEATURE_BINS, _FEATURE_RATIO, cells, cat[co[j] : co[j + 1]], name)
+        if schema.output_ref is not None:
+            add("mlmon_output_reference_bin_total", "mlmon_output_reference_ratio", schema.output_ref.cells(), outs, None)
         return out
 
     def reset(self) -> None:
@@ -319,6 +387,8 @@ class FeatureComponent:
         with self._lock:
             if self._window is not None:
                 self._window.reset()
+                for total in self._cells_total:
+                    total[:] = 0
             self.invalid_rows = 0
             self.unknown_keys = 0
             self.errors = 0

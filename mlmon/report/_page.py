@@ -197,7 +197,15 @@ class Page:
         labels_total = self.total("mlmon_labels_total")
         if labels_total is not None:
             cov = self.latest("mlmon_label_coverage_ratio", agg=min)
-            cards.append(("Labels joined", _svg.fmt_number(labels_total), f"coverage {_svg.fmt_ratio(cov)} (latest)" if cov is not None else "", ""))
+            # Labels that judged nothing, next to coverage (counters summed over instances).
+            unmatched = self.total("mlmon_labels_unmatched_total") or 0.0
+            expired = self.total("mlmon_labels_expired_total") or 0.0
+            sub = " · ".join(t for t in (
+                f"coverage {_svg.fmt_ratio(cov)} (latest)" if cov is not None else "",
+                f"unmatched {_svg.fmt_number(unmatched)}",
+                f"expired {_svg.fmt_number(expired)}",
+            ) if t)  # fmt: skip
+            cards.append(("Labels joined", _svg.fmt_number(labels_total), sub, "warn" if unmatched or expired else ""))
         if self.alert_rows is not None:
             firing_now = sorted({r.rule for r in self.alert_rows if r.firing_at_end})[:5]
             episodes = sum(1 for r in self.alert_rows for e in r.episodes if e.state == "firing")

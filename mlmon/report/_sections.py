@@ -152,8 +152,11 @@ SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
                    (Line("mlmon_label_coverage_ratio", (), "coverage"),), y_cap=1.0),
             Chart("label-delay", "Label delay", _svg.fmt_seconds,
                    (Line("mlmon_label_delay_seconds", (("quantile", "*"),), "{q}"),), y_scale="auto"),
-            Chart("labels-rate", "Labels joined per second", _svg.fmt_number,
-                   (Line("mlmon_labels_total", (), "labels/s", rate=True),)),
+            Chart("labels-rate", "Labels per second: joined, unmatched, expired", _svg.fmt_number, (
+                Line("mlmon_labels_total", (), "labels/s", rate=True),
+                Line("mlmon_labels_unmatched_total", (), "unmatched/s", rate=True, dashed=True),
+                Line("mlmon_labels_expired_total", (), "expired/s", rate=True, dashed=True),
+            )),
         ),
     ),
     (

@@ -56,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the monitor's task (default: binary; none leaves out the quality row)",
     )
     p.add_argument("--title", help="dashboard title (default: mlmon: MODEL)")
+    p.add_argument(
+        "--positive",
+        default="1",
+        help="binary task: the positive class as mlmon_confusion_total labels name it "
+        "(default: 1)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(run=run)
 
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             features=features,
             task=args.task,
             title=args.title,
+            positive=args.positive,
         )
     except (ValueError, TypeError) as exc:  # a bad option value: a usage error
         parser.error(str(exc))

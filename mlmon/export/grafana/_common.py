@@ -34,6 +34,11 @@ _OUTPUT_QUANTILES: tuple[str, ...] = ("0.5", "0.9", "0.99")
 # keepLastValue fills a missing slot or two (two flushes landing in one whisper step) so that
 # perSecond, which restarts after every gap, still sees consecutive points.
 _GAP_POINTS = 3
+# Fleet quality and drift from counters: increases over this range (the default window).
+_FLEET_RANGE = "5m"
+_FLEET_RANGE_GRAPHITE = "5min"
+# The floor of both proportions in PSI (DriftConfig's default epsilon).
+_PSI_EPSILON = "1e-4"
 
 
 def _prom_name(name: str) -> str:

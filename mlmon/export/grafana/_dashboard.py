@@ -58,6 +58,7 @@ def dashboard(
     features: Sequence[str] = (),
     task: str | None = "binary",
     title: str | None = None,
+    positive: str = "1",
 ) -> Json:
     """A Grafana dashboard (classic JSON model) over mlmon's metrics for one backend.
 
@@ -76,6 +77,9 @@ def dashboard(
         features: feature names for the features row (drift and missing values per feature).
         task: ``"binary"``, ``"multiclass"``, ``"regression"`` or ``"none"`` (None is "none").
         title: dashboard title; default ``"mlmon: <model>"``.
+        positive: binary task: the positive class as the task names it in
+            ``mlmon_confusion_total`` labels (``BinaryClassification.class_names[1]``), for the
+            fleet precision / recall / F1 panel.
 
     Returns:
         The dashboard as a dict, ready for ``json.dumps``.
@@ -115,6 +119,8 @@ def dashboard(
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a string, got {prefix!r}")
     names = _check_features(features)
+    if not isinstance(positive, str) or not positive:
+        raise ValueError(f"positive must be a non-empty string, got {positive!r}")
 
     queries: _Queries
     if datasource == "prometheus":
@@ -138,7 +144,7 @@ def dashboard(
     _resources_row(b)
     _outputs_row(b, task_name)
     if task_name != "none":
-        _quality_row(b, task_name)
+        _quality_row(b, task_name, positive)
     if names:
         _features_row(b)
     _alerts_row(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlmon.export.grafana._common import (
+    _FLEET_RANGE_GRAPHITE,
     _GAP_POINTS,
     _LATENCY_QUANTILES,
     _OUTPUT_QUANTILES,
@@ -201,6 +202,35 @@ class _Graphite(_Queries):
         node = self._metric_node()
         return [(self._by_process(self._gauge(m, *labels), _short(m), node), "") for m in metrics]
 
+    def _moving(self, metric: str, *labels: str) -> str:
+        """The fleet's counter increase over the fleet range (as a per-second sum: only ratios
+        of two such series are meaningful, which is all the quality panels take)."""
+        return f"movingSum({self._rate(metric, *labels)}, {_quote(_FLEET_RANGE_GRAPHITE)})"
+
+    def fleet_quality(self, task: str, positive: str) -> list[Query]:
+        if task == "regression":
+            n = self._moving("mlmon_regression_labels_total")
+            mae = self._moving("mlmon_regression_abs_error_sum_total")
+            sq = self._moving("mlmon_regression_squared_error_sum_total")
+            return [
+                (f"alias(divideSeries({mae}, {n}), 'fleet mae')", ""),
+                (f"alias(pow(divideSeries({sq}, {n}), 0.5), 'fleet rmse')", ""),
+            ]
+        if task != "binary":
+            # The macro average needs the diagonal cells (actual == predicted): a wildcard
+            # cannot pair two path nodes, so Graphite cannot rebuild it without the class names.
+            return []
+        cells = "mlmon_confusion_total"
+        pos = sanitize_segment(positive)
+        tp = self._moving(cells, f"actual_{pos}", f"predicted_{pos}")
+        pp = self._moving(cells, "actual_*", f"predicted_{pos}")
+        ap = self._moving(cells, f"actual_{pos}", "predicted_*")
+        return [
+            (f"alias(divideSeries({tp}, {pp}), 'fleet precision')", ""),
+            (f"alias(divideSeries({tp}, {ap}), 'fleet recall')", ""),
+            (f"alias(divideSeries(scale({tp}, 2), sumSeries({pp}, {ap})), 'fleet f1')", ""),
+        ]
+
     def estimated_vs_realized(self) -> list[Query]:
         node = self._metric_node()
         return [
@@ -215,6 +245,7 @@ class _Graphite(_Queries):
         return [
             (f"alias({self._rate('mlmon_labels_total')}, 'joined/s')", ""),
             (f"alias({self._rate('mlmon_labels_unmatched_total')}, 'unmatched/s')", ""),
+            (f"alias({self._rate('mlmon_labels_expired_total')}, 'expired/s')", ""),
         ]
 
     def label_delay(self) -> list[Query]:
@@ -226,6 +257,12 @@ class _Graphite(_Queries):
         path = self._held(self._gauge(metric, "feature_$feature"))
         grouped = f"groupByNode({path}, {self._metric_node() + 1}, 'max')"
         return [(f"aliasSub({grouped}, '^feature_', '')", "")]
+
+    def fleet_feature_psi(self) -> list[Query]:
+        # PSI pairs each bin's window share with its reference share and floors both at
+        # epsilon before the log: Graphite has no point-wise floor nor a by-node pairing of two
+        # series lists for ln(q / p), so fleet PSI is Prometheus only (see docs/dashboards.md).
+        return []
 
     def alerts_firing(self) -> list[Query]:
         path = self._held(self._gauge("mlmon_alerts_firing"))

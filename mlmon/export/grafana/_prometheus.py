@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlmon.export.grafana._common import (
+    _FLEET_RANGE,
     _LATENCY_QUANTILES,
     _OUTPUT_QUANTILES,
+    _PSI_EPSILON,
     _SLO_BOUNDS,
     Json,
     Query,
@@ -153,6 +155,40 @@ class _Prometheus(_Queries):
             (self._sel(m, **labels), f"{_short(m)} {{{{instance}}}}") for m in metrics
         ]
 
+    def _increase(self, metric: str, by: str, **labels: str) -> str:
+        return f"sum by ({by}) (increase({self._sel(metric, **labels)}[{_FLEET_RANGE}]))"
+
+    def fleet_quality(self, task: str, positive: str) -> list[Query]:
+        if task == "regression":
+            n = self._increase("mlmon_regression_labels_total", "model")
+            mae = self._increase("mlmon_regression_abs_error_sum_total", "model")
+            sq = self._increase("mlmon_regression_squared_error_sum_total", "model")
+            return [(f"{mae} / {n}", "fleet mae"), (f"sqrt({sq} / {n})", "fleet rmse")]
+        cells = "mlmon_confusion_total"
+        if task == "binary":
+            pos = positive.replace("\\", "\\\\").replace('"', '\\"')
+            tp = self._increase(cells, "model", actual=pos, predicted=pos)
+            pp = self._increase(cells, "model", predicted=pos)
+            ap = self._increase(cells, "model", actual=pos)
+            return [
+                (f"{tp} / {pp}", "fleet precision"),
+                (f"{tp} / {ap}", "fleet recall"),
+                (f"2 * {tp} / ({pp} + {ap})", "fleet f1"),
+            ]
+        # Multiclass, macro average: per class (diagonal cell, predicted, actual), then the mean
+        # over the classes where the ratio is defined. PromQL cannot compare two labels, so the
+        # diagonal is the cells joined with a copy whose "predicted" is set to "actual".
+        rate = f"increase({self._sel(cells)}[{_FLEET_RANGE}])"
+        ones = f'label_join(sum by (model, instance, actual) ({self._sel(cells)}), "predicted", "", "actual")'
+        diag = f"sum by (model, actual) ({rate} and on (model, instance, actual, predicted) {ones})"
+        pp = f'sum by (model, actual) (label_join(sum by (model, predicted) ({rate}), "actual", "", "predicted"))'
+        ap = f"sum by (model, actual) ({rate})"
+        return [
+            (f"avg by (model) ({diag} / ({pp} > 0))", "fleet precision (macro)"),
+            (f"avg by (model) ({diag} / ({ap} > 0))", "fleet recall (macro)"),
+            (f"avg by (model) (2 * {diag} / (({pp} + {ap}) > 0))", "fleet f1 (macro)"),
+        ]
+
     def estimated_vs_realized(self) -> list[Query]:
         return [
             (self._sel("mlmon_f1"), "realized F1 {{instance}}"),
@@ -168,6 +204,7 @@ class _Prometheus(_Queries):
         return [
             (self._sum_rate("mlmon_labels_total"), "joined/s"),
             (self._sum_rate("mlmon_labels_unmatched_total"), "unmatched/s"),
+            (self._sum_rate("mlmon_labels_expired_total"), "expired/s"),
         ]
 
     def label_delay(self) -> list[Query]:
@@ -178,6 +215,14 @@ class _Prometheus(_Queries):
     def feature_worst(self, metric: str) -> list[Query]:
         sel = self._sel(metric, feature_re="$feature")
         return [(f"max by (model, feature) ({sel})", "{{feature}}")]
+
+    def fleet_feature_psi(self) -> list[Query]:
+        counts = self._increase("mlmon_feature_bin_total", "model, feature, bin", feature_re="$feature")
+        total = self._increase("mlmon_feature_bin_total", "model, feature", feature_re="$feature")
+        ref = self._sel("mlmon_feature_reference_ratio", feature_re="$feature")
+        q = f"clamp_min({counts} / on (model, feature) group_left {total}, {_PSI_EPSILON})"
+        p = f"clamp_min(max by (model, feature, bin) ({ref}), {_PSI_EPSILON})"
+        return [(f"sum by (model, feature) (({q} - {p}) * ln({q} / {p}))", "{{feature}}")]
 
     def alerts_firing(self) -> list[Query]:
         return [(f"sum by (model) ({self._sel('mlmon_alerts_firing')})", "rules firing")]

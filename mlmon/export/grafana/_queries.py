@@ -74,6 +74,10 @@ class _Queries:
     def quality(self, metrics: Sequence[str], average: str | None) -> list[Query]:
         raise NotImplementedError
 
+    def fleet_quality(self, task: str, positive: str) -> list[Query]:
+        """Fleet quality from the cumulative counters (confusion cells, error sums)."""
+        raise NotImplementedError
+
     def estimated_vs_realized(self) -> list[Query]:
         raise NotImplementedError
 
@@ -88,6 +92,10 @@ class _Queries:
 
     # features
     def feature_worst(self, metric: str) -> list[Query]:
+        raise NotImplementedError
+
+    def fleet_feature_psi(self) -> list[Query]:
+        """Fleet PSI per feature from the bin counters and the reference ratios."""
         raise NotImplementedError
 
     # alerts

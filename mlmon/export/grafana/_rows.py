@@ -170,19 +170,30 @@ def _outputs_row(b: _Builder, task: str) -> None:
         )
 
 
-def _quality_row(b: _Builder, task: str) -> None:
+def _quality_row(b: _Builder, task: str, positive: str = "1") -> None:
     q = b.q
     metrics, average = _QUALITY_BY_TASK[task]
     b.row("Quality")
     what = "Precision / recall / F1" if task != "regression" else "MAE / RMSE"
     if average:
         what += f" ({average} average)"
+    fleet = q.fleet_quality(task, positive)
+    b.timeseries(
+        f"Fleet {what[0].lower()}{what[1:]}" if task != "regression" else f"Fleet {what}",
+        fleet,
+        unit="percentunit" if task != "regression" else "none",
+        description=_FLEET_QUALITY_DOC[task]
+        + (" " + _FLEET_RANGE_DOC[q.datasource_type] if fleet else ""),
+        w=12,
+        ratio=task != "regression",
+    )
     b.timeseries(
         what,
         q.quality(metrics, average),
         unit="percentunit" if task != "regression" else "none",
-        description="Over each process's labelled predictions in its window. Per process: "
-        "these ratios cannot be rebuilt from other series.",
+        description="Over each process's labelled predictions in its window: spot the odd "
+        "replica. Never average these across processes; the fleet panel sums the counters.",
+        w=12 if fleet else 24,
         ratio=task != "regression",
     )
     if task == "binary":
@@ -212,8 +223,8 @@ def _quality_row(b: _Builder, task: str) -> None:
         "Labels / s",
         q.labels_rate(),
         unit="reqps",
-        description="Labels joined to a prediction and labels matching none, summed over "
-        "processes from counters.",
+        description="Labels joined to a prediction, labels matching none (unmatched) and "
+        "labels after the ttl (expired), summed over processes from counters.",
         w=12 if task == "binary" else 8,
     )
     b.timeseries(
@@ -224,6 +235,24 @@ def _quality_row(b: _Builder, task: str) -> None:
         "over processes (an upper bound of the fleet quantile).",
         w=12 if task == "binary" else 24,
     )
+
+
+_FLEET_QUALITY_DOC = {
+    "binary": "From the cumulative confusion cells (mlmon_confusion_total) summed over "
+    "processes: precision = TP / predicted positive, recall = TP / actual positive, "
+    "F1 = 2 TP / (predicted + actual positive). Exact for the fleet, unlike any average of "
+    "per-process precisions.",
+    "multiclass": "From the cumulative confusion cells summed over processes: per class "
+    "precision, recall and F1, then their mean over the classes where each is defined (the "
+    "macro average, as the per-process gauges).",
+    "regression": "From the cumulative error sums summed over processes: MAE = sum |error| / "
+    "labels, RMSE = sqrt(sum error² / labels). Exact for the fleet.",
+}
+
+_FLEET_RANGE_DOC = {
+    "prometheus": "Over the last 5 minutes (increase of each process's counters, summed).",
+    "graphite": "Over the last 5 minutes (movingSum of the summed per-second rates).",
+}
 
 
 def _features_row(b: _Builder) -> None:
@@ -245,6 +274,15 @@ def _features_row(b: _Builder) -> None:
         description="Population stability index against the reference (0.1: watch, 0.2: "
         "drift). " + worst,
         w=12,
+    )
+    b.timeseries(
+        "Fleet drift (PSI) by feature",
+        q.fleet_feature_psi(),
+        unit="none",
+        description="PSI of every process's values pooled, over the last 5 minutes: the bin "
+        "counts (mlmon_feature_bin_total) summed over processes against the reference's "
+        "shares (mlmon_feature_reference_ratio), both floored at 1e-4 as mlmon does.",
+        w=24,
     )
 
 
