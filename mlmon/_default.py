@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ __all__ = ["configure", "flush", "get_monitor", "log_feedback", "log_outcome", "
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+log = logging.getLogger("mlmon")
 _lock = threading.Lock()
 _default: Monitor | None = None
 _generation = 0
@@ -62,6 +64,11 @@ def get_monitor() -> Monitor:
         if _default is None or _default._closed:
             _default = Monitor(os.environ.get("MLMON_MODEL", "default"))
             _generation += 1
+            log.info(
+                "mlmon: using the default monitor %r, which configure() has not set up: it emits "
+                "nowhere until mlmon.configure(model=..., emitters=[...]) is called",
+                _default.name,
+            )
         return _default
 
 

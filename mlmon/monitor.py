@@ -270,6 +270,7 @@ class Monitor:
         self._close_lock = threading.Lock()
         self._scheduler: Scheduler | None = None
         self._closed = False
+        self._warned_feedback = False
         self._build_parts()
         opened: list[Emitter] = []
         try:
@@ -405,6 +406,12 @@ class Monitor:
             self._dropped["calls"] += calls
             self._dropped["outputs"] = self._dropped.get("outputs", 0) + outputs
             self._dropped["details"] = self._dropped.get("details", 0) + details
+        streams = b.take_streams()
+        if streams:
+            try:
+                self._service.observe_streams(streams, self._clock.monotonic())
+            except Exception as exc:
+                self._internal_error("drain", exc)
         done = 0
         while chunks is None or done < chunks:
             dts, nums, objs, errs, gen = b.take(b.soft_cap)
@@ -721,6 +728,14 @@ class Monitor:
         # Drain first: a label for a call that has just returned must find its prediction.
         with self._drain_lock:
             self._drain_locked()
+            if not self._service.calls_total and self._store is None and not self._warned_feedback:
+                self._warned_feedback = True
+                log.warning(
+                    "mlmon %s: log_feedback before any prediction was tracked by this monitor: its "
+                    "labels cannot join (are the predictions tracked by another monitor, or in another "
+                    "process? a shared store joins across processes: docs/stores.md)",
+                    self.name,
+                )
             try:
                 self._quality.log_feedback(ids, labels, self._clock.monotonic(), self._clock.time())
             except ValueError:

@@ -25,6 +25,17 @@ DEFAULT_MAX_OUTCOMES = 100
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+def _number(v: object) -> float:
+    """A value as a float; NaN (dropped, counted) for anything but a real number — a string
+    such as ``"3"`` is not parsed, as labels never are."""
+    if not isinstance(v, (int, float, np.integer, np.floating, np.bool_)):
+        return math.nan
+    try:
+        return float(v)
+    except OverflowError:
+        return math.nan
+
+
 class _OutcomeSlice:
     __slots__ = ("rows", "sums")
 
@@ -102,18 +113,15 @@ class OutcomeComponent:
         if not isinstance(name, str) or _NAME.fullmatch(name) is None:
             raise ValueError(f"outcome name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}")
         n = 1 if ids is None else len(as_batch(ids))
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            values = np.full(n, float(value))
+        if isinstance(value, (int, float, np.integer, np.floating, str, bytes)):
+            values = np.full(n, _number(value))
         else:
             batch = as_batch(value)
             if ids is not None and len(batch) != n:
                 raise ValueError(
                     f"value must be a number or as long as ids, got {len(batch)} values for {n} ids"
                 )
-            try:
-                values = np.asarray(batch, dtype=np.float64).ravel()
-            except (TypeError, ValueError):
-                values = np.array([math.nan] * len(batch))
+            values = np.fromiter((_number(v) for v in batch), np.float64, len(batch))
         finite = np.isfinite(values)
         bad = int(values.size - np.count_nonzero(finite))
         if name not in self.totals and len(self.totals) >= self.max_names:

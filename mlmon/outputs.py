@@ -9,6 +9,7 @@ calibrated (see :func:`estimated_performance`). Outputs that cannot be read are 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -54,6 +55,8 @@ VALUE_EDGES: tuple[float, ...] = (
 """Bin edges of ``mlmon_output_bin_total`` for regression and task-less scores: a signed log
 scale, ``-1e6, -1e5, .., -1e-3, 0, 1e-3, .., 1e6`` (21 edges, 20 bins, 22 cells with bin
 ``"00"`` below -1e6 and ``"21"`` above 1e6)."""
+
+log = logging.getLogger("mlmon")
 
 _NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
 _EMPTY = np.empty(0)
@@ -225,6 +228,7 @@ class OutputComponent:
         # summed over processes they are the fleet's output histogram.
         self._edges = np.array(SCORE_EDGES if n else VALUE_EDGES, dtype=np.float64)
         self.bin_totals = np.zeros(self._edges.size + 1, dtype=np.int64)
+        self._warned_strings = False
 
     def observe(self, mapped: MappedOutputs, rows: int, now: float) -> None:
         """Add mapped outputs (and the calls' prediction rows) to the slice at ``now``."""
@@ -259,6 +263,17 @@ class OutputComponent:
         """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
         mapped, _ = mapped_outputs(self.task, batch)
         self.observe(mapped, int(sum(batch.rows)), batch.now)
+        if mapped.invalid and not self._warned_strings:
+            text = next((o for o in batch.outputs if isinstance(o, str)), None)
+            if text is not None:
+                # The usual cause: string class outputs ("spam") with a task that expects scores
+                # or other class labels. Said once, not per call.
+                self._warned_strings = True
+                log.warning(
+                    "mlmon: outputs such as %r are counted invalid: the task %r cannot read them "
+                    "(for string classes, pass them: BinaryClassification(classes=[...]))",
+                    text[:40], self.task,
+                )
 
     def rows(self, now: float) -> tuple[int, float]:
         """Prediction rows in the window, and the seconds the window covers."""

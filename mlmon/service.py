@@ -62,6 +62,27 @@ class _ServiceSlice:
         self.latency.reset()
 
 
+class _StreamSlice:
+    """Streaming calls of one window slice: time to first item and items."""
+
+    __slots__ = ("first", "items", "streams")
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.items = 0
+        self.first = LogHistogram(rel_error=0.01, min_value=1e-9, max_value=1e5)
+
+    def merge(self, other: object) -> None:
+        assert isinstance(other, _StreamSlice)
+        self.streams += other.streams
+        self.items += other.items
+        self.first.merge(other.first)
+
+    def reset(self) -> None:
+        self.streams = self.items = 0
+        self.first.reset()
+
+
 class ServiceComponent:
     """Calls, rows, errors by type, latency and calls in flight of one monitor.
 
@@ -95,6 +116,8 @@ class ServiceComponent:
         self.latency_budget = latency_budget
         self._inflight = inflight
         self._window: RollingWindow[_ServiceSlice] = RollingWindow(_ServiceSlice, window, slices, now)
+        self._window_args = (window, slices, now)
+        self._streams: RollingWindow[_StreamSlice] | None = None  # made at the first stream
         self.timings = Reservoir(timings) if timings else None
         self._le = np.array((*LATENCY_BUCKETS, math.inf))
         self._init_totals()
@@ -106,6 +129,7 @@ class ServiceComponent:
         self.errors_total: dict[str, int] = {}
         self._le_counts = np.zeros(len(self._le), dtype=np.int64)
         self._lat_sum = 0.0
+        self.stream_items_total = 0
 
     def add_error(self, error_type: str, count: int) -> None:
         """Count ``count`` errors of a type (types beyond the 64th are counted as "other")."""
@@ -151,6 +175,18 @@ class ServiceComponent:
         if self.timings is not None:
             self.timings.add_many(seconds)
 
+    def observe_streams(self, streams: list[tuple[int, int]], now: float) -> None:
+        """Add finished streaming calls: (ns to first item, or -1 for none; items)."""
+        if self._streams is None:
+            self._streams = RollingWindow(_StreamSlice, *self._window_args)
+        first = np.array([f for f, _ in streams], dtype=np.float64)
+        items = sum(n for _, n in streams)
+        sl = self._streams.current(now)
+        sl.streams += len(streams)
+        sl.items += items
+        sl.first.add_many(np.maximum(first[first >= 0], 0.0) / 1e9)
+        self.stream_items_total += items
+
     def covered(self, now: float) -> float:
         """Seconds of observation the window holds."""
         return self._window.covered(now)
@@ -181,10 +217,19 @@ class ServiceComponent:
             yield ("mlmon_latency_seconds_bucket", c, {"le": _fmt_le(le)})
         yield ("mlmon_latency_seconds_sum", self._lat_sum, {})
         yield ("mlmon_latency_seconds_count", int(cum[-1]), {})
+        if self._streams is not None:
+            yield ("mlmon_stream_items_total", self.stream_items_total, {})
+            st = self._streams.merged(now)
+            if st.streams:
+                yield ("mlmon_stream_items_mean", st.items / st.streams, {})
+            if st.first.count:
+                for q in LATENCY_QUANTILES:
+                    yield ("mlmon_time_to_first_item_seconds", st.first.quantile(q), {"quantile": format(q, "g")})
 
     def reset(self) -> None:
         """Forget everything (in a forked child)."""
         self._window.reset()
+        self._streams = None
         self._init_totals()
         if self.timings is not None:
             self.timings.reset()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -95,6 +96,9 @@ _CATALOG_LIST = [
         ("quantile",),
     ),
     _m("mlmon_latency_seconds_mean", "gauge", "seconds", "Mean latency over the window."),
+    _m("mlmon_time_to_first_item_seconds", "gauge", "seconds", "Time to the first item of streaming calls (generator predicts), over the window.", ("quantile",)),
+    _m("mlmon_stream_items_mean", "gauge", "1", "Items per streaming call, over the window."),
+    _m("mlmon_stream_items_total", "counter", "1", "Items streamed by streaming calls."),
     _m(
         "mlmon_latency_seconds_bucket",
         "counter",
@@ -266,6 +270,9 @@ class Sample:
         return cls(name, _labels_key(labels), float(value))
 
 
+_HINTED: set[str] = set()  # metric names get() has already warned about
+
+
 @attrs.frozen(slots=True)
 class Snapshot:
     """Everything a monitor knows at one instant, as a frozen list of samples.
@@ -323,12 +330,29 @@ class Snapshot:
     def get(self, name: str, **labels: Any) -> float | None:
         """The value of the sample with exactly these labels, or None when absent.
 
-        Without labels, returns the unlabelled sample if there is one, else None.
+        Without labels, returns the unlabelled sample if there is one, else None. Asking
+        without labels for a metric that only has labelled samples warns once per name
+        (``UserWarning``), naming the labels to pass.
+
+        >>> snap = Snapshot("m", None, "i", 0.0, 60.0, samples_from([("mlmon_latency_seconds", 0.2, {"quantile": "0.99"})]))
+        >>> snap.get("mlmon_latency_seconds", quantile="0.99")
+        0.2
         """
         key = _labels_key(labels)
+        labelled: tuple[tuple[str, str], ...] | None = None
         for s in self.samples:
-            if s.name == name and s.labels == key:
-                return s.value
+            if s.name == name:
+                if s.labels == key:
+                    return s.value
+                labelled = s.labels
+        if labelled and not key and name not in _HINTED:
+            _HINTED.add(name)
+            example = ", ".join(f"{k}={v!r}" for k, v in labelled)
+            warnings.warn(
+                f"{name} has only labelled samples: pass its labels, e.g. get({name!r}, {example})",
+                UserWarning,
+                stacklevel=2,
+            )
         return None
 
     def total(self, name: str, **labels: Any) -> float:

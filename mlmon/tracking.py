@@ -21,6 +21,7 @@ import inspect
 import itertools
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -204,6 +205,7 @@ class CallBuffers:
         self.errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
         # other forms: (dt, exc class, out, features, ids, end ns, bytes)
         self.gen: list[tuple[Any, ...]] = []
+        self.streams: list[tuple[int, int]] = []  # streaming calls: (ns to first item or -1, items)
         self.hard_cap = hard_cap
         self.max_rows = max_rows
         self.soft_cap = max(8, min(4096, hard_cap // 4))
@@ -356,6 +358,10 @@ class CallBuffers:
         self.bytes = max(0, self.bytes - taken)
         return dts, nums, objs, _take(self.errs), records
 
+    def take_streams(self) -> list[tuple[int, int]]:
+        """Streaming calls finished since the last take: (ns to first item or -1, items)."""
+        return _take(self.streams) if self.streams else []
+
     @property
     def pending_records(self) -> int:
         """General records waiting to be drained."""
@@ -363,7 +369,7 @@ class CallBuffers:
 
     def clear(self) -> None:
         """Forget everything buffered (in a forked child: the parent reports it)."""
-        for buf in (self.dts, self.nums, self.objs, self.errs, self.gen):
+        for buf in (self.dts, self.nums, self.objs, self.errs, self.gen, self.streams):
             del buf[:]
         self.lock = threading.Lock()
         self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
@@ -396,6 +402,7 @@ class Monitor(Protocol):
 # variable that identifies the owner: "dts" (the fast wrappers' duration buffer) or "record"
 # (the general wrapper's bound CallBuffers.record).
 _SYNC_CODES: dict[Any, str] = {}
+_WRAPPER_CODES: set[Any] = set()  # every wrapper's code: a wrapper is never wrapped again
 
 
 def _register_sync_code(fn: Callable[..., Any], owner: str) -> None:
@@ -406,6 +413,7 @@ def _register_sync_code(fn: Callable[..., Any], owner: str) -> None:
             f"closure variable {owner!r} that in-flight detection reads"
         )
     _SYNC_CODES[code] = owner
+    _WRAPPER_CODES.add(code)
 
 
 def sync_calls_in_flight(buffers: CallBuffers) -> list[int]:
@@ -476,6 +484,7 @@ def fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, i
                 full(dt, result)
             return result
 
+        _WRAPPER_CODES.add(awrapper.__code__)
         return awrapper
 
     if record_outputs:
@@ -604,6 +613,7 @@ def general_wrapper(
             record((end - t0, None, out, f, i, end, size + sizeof(out)))
             return result
 
+        _WRAPPER_CODES.add(awrapper.__code__)
         return awrapper
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -627,6 +637,73 @@ def general_wrapper(
 
     _register_sync_code(wrapper, "record")
     return wrapper
+
+
+def stream_wrapper(mon: Monitor, func: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """The wrapper for a predict that streams (a generator or async generator function, as
+    LLM serving code is): the call lasts from the call to the last item, and its time to first
+    item and its item count are recorded. Items are not recorded as outputs. A consumer that
+    stops early ends the call there, without an error; an exception raised by the stream is
+    counted by type and re-raised."""
+    b = mon._buffers
+    perf = mon._perf
+    inflight = mon._inflight
+    next_id = mon._ids.__next__
+    record = b.record
+    streams = b.streams
+
+    def done(cid: int, t0: int, first: int, items: int, exc: BaseException | None) -> None:
+        end = perf()
+        inflight.pop(cid, None)
+        try:
+            if len(streams) < b.hard_cap:
+                streams.append((first - t0 if first else -1, items))
+            if exc is None or isinstance(exc, GeneratorExit):
+                record((end - t0, None, None, None, None, end, 0))
+            else:
+                record((end - t0, exc.__class__, None, None, None, end, 0))
+        except Exception as err:
+            mon._internal_error("track", err)
+
+    if is_async:
+
+        async def agen(*args: Any, **kwargs: Any) -> Any:
+            cid = next_id()
+            t0 = perf()
+            inflight[cid] = t0
+            first = items = 0
+            try:
+                async for item in func(*args, **kwargs):
+                    if not items:
+                        first = perf()
+                    items += 1
+                    yield item
+            except BaseException as exc:
+                done(cid, t0, first, items, exc)
+                raise
+            done(cid, t0, first, items, None)
+
+        _WRAPPER_CODES.add(agen.__code__)
+        return agen
+
+    def gen(*args: Any, **kwargs: Any) -> Any:
+        cid = next_id()
+        t0 = perf()
+        inflight[cid] = t0
+        first = items = 0
+        try:
+            for item in func(*args, **kwargs):
+                if not items:
+                    first = perf()
+                items += 1
+                yield item
+        except BaseException as exc:
+            done(cid, t0, first, items, exc)
+            raise
+        done(cid, t0, first, items, None)
+
+    _WRAPPER_CODES.add(gen.__code__)
+    return gen
 
 
 # -- the public objects ------------------------------------------------------------------------
@@ -751,13 +828,22 @@ class Track(Call):
                     "as a decorator, track(features=..., ids=...) take argument names (str), "
                     f"got {arg!r}; pass values with the context-manager form"
                 )
+        if getattr(func, "__code__", None) in _WRAPPER_CODES and getattr(func, "__mlmon_monitor__", None) is mon:
+            # Decorated twice by the same monitor: every call would count twice.
+            warnings.warn(f"{func.__qualname__} is already tracked by {mon!r}; not wrapping it again", stacklevel=2)
+            return func
         mon._start_background()
-        is_async = inspect.iscoroutinefunction(func)
-        if self._features is None and self._ids is None and isinstance(self._record, bool):
-            wrapper = fast_wrapper(mon, func, self._record, is_async)
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            wrapper = stream_wrapper(mon, func, inspect.isasyncgenfunction(func))
+        elif self._features is None and self._ids is None and isinstance(self._record, bool):
+            wrapper = fast_wrapper(mon, func, self._record, inspect.iscoroutinefunction(func))
         else:
-            wrapper = general_wrapper(mon, func, self._features, self._ids, self._record, is_async)
-        return cast(F, functools.wraps(func)(wrapper))
+            wrapper = general_wrapper(
+                mon, func, self._features, self._ids, self._record, inspect.iscoroutinefunction(func)
+            )
+        wrapped = functools.wraps(func)(wrapper)
+        wrapped.__mlmon_monitor__ = mon  # type: ignore[attr-defined]
+        return cast(F, wrapped)
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Call:

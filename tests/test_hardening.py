@@ -216,3 +216,101 @@ def test_one_track_object_reused_for_several_blocks_keeps_each_blocks_ids() -> N
     snap = m.snapshot()
     assert (snap.get("mlmon_labels_total"), snap.get("mlmon_precision")) == (3.0, 0.5)
     m.close()
+
+
+# -- misuse that should not be silent --------------------------------------------------------
+
+
+def test_decorating_twice_with_the_same_monitor_warns_and_counts_once(mon: Any) -> None:
+    once = mon.track(lambda x: x)
+    with pytest.warns(UserWarning, match="already tracked"):
+        twice = mon.track(once)
+    assert twice is once
+    twice(1.0)
+    other = mlmon.Monitor("other", clock=FakeClock())
+    both = other.track(once)  # another monitor may track the same function
+    both(1.0)
+    assert (mon.snapshot().get("mlmon_calls_total"), other.snapshot().get("mlmon_calls_total")) == (2.0, 1.0)
+    other.close()
+
+
+def test_a_streaming_predict_is_timed_to_its_last_item_with_time_to_first_item() -> None:
+    clock = FakeClock()
+    m = mlmon.Monitor("stream", clock=clock)
+
+    @m.track
+    def generate(n: int) -> Any:
+        clock.advance(0.2)  # before the first token
+        for i in range(n):
+            yield f"tok{i}"
+            clock.advance(0.05)
+
+    assert list(generate(5)) == [f"tok{i}" for i in range(5)]
+    snap = m.snapshot()
+    assert snap.get("mlmon_calls_total") == 1.0
+    assert snap.get("mlmon_latency_seconds", quantile="1") == pytest.approx(0.45, rel=0.02)
+    assert snap.get("mlmon_time_to_first_item_seconds", quantile="1") == pytest.approx(0.2, rel=0.02)
+    assert (snap.get("mlmon_stream_items_total"), snap.get("mlmon_stream_items_mean")) == (5.0, 5.0)
+    assert snap.get("mlmon_output_invalid_total") == 0.0
+    m.close()
+
+
+def test_a_stream_that_raises_is_counted_by_type_and_reraised_and_an_abandoned_one_is_not_an_error() -> None:
+    m = mlmon.Monitor("stream_err", clock=FakeClock())
+
+    @m.track
+    def generate() -> Any:
+        yield 1
+        raise KeyError("boom")
+
+    g = generate()
+    assert next(g) == 1
+    with pytest.raises(KeyError, match="boom"):
+        next(g)
+    abandoned = generate()
+    next(abandoned)
+    abandoned.close()  # the consumer stopped early (a client hung up)
+    snap = m.snapshot()
+    assert snap.get("mlmon_calls_total") == 2.0
+    assert snap.get("mlmon_errors_total", error_type="KeyError") == 1.0
+    assert snap.get("mlmon_stream_items_total") == 2.0
+    m.close()
+
+
+def test_an_async_streaming_predict_is_tracked() -> None:
+    m = mlmon.Monitor("astream", clock=FakeClock())
+
+    @m.track
+    async def generate(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    async def consume() -> list[int]:
+        return [i async for i in generate(3)]
+
+    assert asyncio.run(consume()) == [0, 1, 2]
+    snap = m.snapshot()
+    assert (snap.get("mlmon_calls_total"), snap.get("mlmon_stream_items_total")) == (1.0, 3.0)
+    m.close()
+
+
+def test_string_outputs_the_task_cannot_read_are_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    m = mlmon.Monitor("strings", clock=FakeClock(), task=mlmon.BinaryClassification())
+    predict = m.track(lambda: "spam")
+    with caplog.at_level("WARNING", logger="mlmon"):
+        for _ in range(3):
+            predict()
+            m.snapshot()
+    assert sum("cannot read them" in r.getMessage() for r in caplog.records) == 1
+    assert m.snapshot().get("mlmon_output_invalid_total") == 3.0
+    m.close()
+
+
+def test_feedback_before_any_prediction_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    m = mlmon.Monitor("early", clock=FakeClock(), task=mlmon.BinaryClassification())
+    with caplog.at_level("WARNING", logger="mlmon"):
+        m.log_feedback(["a"], [1])
+        m.log_feedback(["b"], [0])
+    assert sum("before any prediction" in r.getMessage() for r in caplog.records) == 1
+    assert m.snapshot().get("mlmon_labels_unmatched_total") == 2.0
+    m.close()

@@ -110,3 +110,12 @@ def test_metric_names_are_in_the_catalog(comp: OutcomeComponent) -> None:
 def test_bad_max_names_raises() -> None:
     with pytest.raises(ValueError, match="max_names"):
         OutcomeComponent(window=1.0, max_names=0)
+
+
+def test_outcome_values_are_never_parsed_from_strings_and_huge_ints_are_dropped() -> None:
+    comp = OutcomeComponent(window=60.0, now=0.0)
+    comp.log("revenue", ids=["a", "b", "c"], value=[1.5, "3", 10**400])
+    comp.log("revenue", ids=["d"], value="2")
+    values = {(n, lab.get("outcome", lab.get("buffer"))): v for n, v, lab in comp.samples(1.0)}
+    assert values[("mlmon_outcome_total", "revenue")] == 1.5
+    assert values[("mlmon_dropped_total", "outcomes")] == 3
