@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Delivery"]
+from mlmon.emitters.base import Emitter, close_emitter, emitter_name, open_emitter, self_metrics
+from mlmon.snapshot import Snapshot
+
+__all__ = ["Deliveries", "Delivery"]
+
+Triple = tuple[str, float, Mapping[str, str]]
 
 
 class Delivery:
@@ -113,3 +118,94 @@ class Delivery:
             finally:
                 self.seconds = time.perf_counter() - t0
                 self._done.set()
+
+
+class Deliveries:
+    """A monitor's emitters, each behind its own :class:`Delivery`.
+
+    Args:
+        emitters: the emitters.
+        on_error: ``on_error(stage, exception)`` counts a failure (``emit:<name>``, ``close``,
+            ``self_metrics``); must not raise.
+    """
+
+    def __init__(self, emitters: Sequence[Emitter], on_error: Callable[[str, BaseException], None]) -> None:
+        self.emitters = list(emitters)
+        self._on_error = on_error
+        self._by_name = {
+            emitter_name(e): Delivery(emitter_name(e), lambda name, exc: on_error(f"emit:{name}", exc))
+            for e in self.emitters
+        }
+
+    def open(self, model: str, version: str | None, instance: str) -> None:
+        """Tell every emitter a monitor uses it (``open_emitter``); if one refuses (the same
+        identity already open on it: a ``ValueError``), release those opened and re-raise."""
+        opened: list[Emitter] = []
+        try:
+            for e in self.emitters:
+                open_emitter(e, model, version, instance)
+                opened.append(e)
+        except BaseException:
+            for e in opened:  # a monitor that fails to build holds nothing open
+                try:
+                    close_emitter(e, model, version, instance)
+                except Exception:
+                    pass
+            raise
+
+    def emit(self, snap: Snapshot, timeout: float) -> None:
+        """Hand ``snap`` to every emitter at once; wait for them at most ``timeout`` seconds."""
+        # Deadlines are real time, whatever clock the monitor reads: a fake clock does not make
+        # a hanging backend return sooner.
+        deadline = time.monotonic() + timeout
+        started = [d for e in self.emitters if (d := self._by_name[emitter_name(e)]).submit(_emit_job(e, snap))]
+        for d in started:
+            d.wait(deadline - time.monotonic())
+
+    def close(self, deadline: float, model: str, version: str | None, instance: str) -> None:
+        """End this monitor's use of every emitter (``close_emitter``), by ``deadline``
+        (``time.monotonic()``); an emitter still busy then is left to its daemon thread."""
+        started = [
+            d for e in self.emitters
+            if (d := self._by_name[emitter_name(e)]).submit(self._closer(e, model, version, instance))
+        ]  # fmt: skip
+        for d in started:
+            d.wait(deadline - time.monotonic())
+        for d in self._by_name.values():
+            d.stop()
+
+    def _closer(self, emitter: Emitter, model: str, version: str | None, instance: str) -> Callable[[], None]:
+        def close() -> None:
+            try:
+                close_emitter(emitter, model, version, instance)
+            except BaseException as exc:
+                self._on_error("close", exc)
+
+        return close
+
+    def samples(self, dropped: dict[str, int]) -> list[Triple]:
+        """Per emitter: ``mlmon_emit_errors_total`` (raised or timed out), ``mlmon_emit_seconds``
+        and its own ``self_metrics()``; snapshots skipped and the emitters' own drops are added
+        to ``dropped`` (buffer → count)."""
+        out: list[Triple] = []
+        for e in self.emitters:
+            name = emitter_name(e)
+            d = self._by_name[name]
+            out.append(("mlmon_emit_errors_total", d.errors + d.timeouts, {"emitter": name}))
+            out.append(("mlmon_emit_seconds", d.seconds, {"emitter": name}))
+            if d.skipped:
+                dropped[f"emit:{name}"] = d.skipped
+            try:
+                for metric, value, labels in self_metrics(e):
+                    if metric == "mlmon_dropped_total":
+                        key = str(labels.get("buffer", name))
+                        dropped[key] = dropped.get(key, 0) + int(value)
+                    else:
+                        out.append((metric, value, labels))
+            except Exception as exc:
+                self._on_error("self_metrics", exc)
+        return out
+
+
+def _emit_job(emitter: Emitter, snap: Snapshot) -> Callable[[], None]:
+    return lambda: emitter.emit(snap)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
-import re
 import socket
 import threading
 import time
@@ -33,37 +31,28 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 
 import attrs
-import numpy as np
 
 from mlmon import _lifecycle
 from mlmon._clock import Clock, SystemClock
-from mlmon._component import CallBatch, Component, Triple
+from mlmon._component import Component, Triple
+from mlmon._config import check_monitor
 from mlmon.alerts import AlertEngine, AlertSink, Rule, reference_lookup
-from mlmon.delivery import Delivery
+from mlmon.buffers import CallBuffers, reduce_records
+from mlmon.delivery import Deliveries
 from mlmon.drift import DriftConfig
-from mlmon.emitters.base import Emitter, close_emitter, emitter_name, open_emitter, self_metrics
+from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
-from mlmon.naming import check_collisions, check_name
 from mlmon.outcomes import OutcomeComponent
 from mlmon.outputs import OutputComponent
 from mlmon.quality import QualityComponent
-from mlmon.reference import Reference, check_feature_names
+from mlmon.reference import Reference
 from mlmon.resources import ResourceSampler
 from mlmon.scheduler import Scheduler
 from mlmon.service import ServiceComponent
 from mlmon.snapshot import Snapshot, samples_from
 from mlmon.stores.base import PredictionStore
-from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
-from mlmon.tracking import (
-    Call,
-    CallBuffers,
-    Omitted,
-    Track,
-    call_ids,
-    feature_rows,
-    output_rows,
-    sync_calls_in_flight,
-)
+from mlmon.tasks import Task
+from mlmon.tracking import Call, Track, call_ids, sync_calls_in_flight
 
 __all__ = ["Call", "Monitor", "Track"]
 
@@ -71,20 +60,6 @@ log = logging.getLogger("mlmon")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _seconds(field: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        extra = " or None" if optional else ""
-        raise ValueError(f"{field} must be a positive number of seconds{extra}, got {value!r}")
-
-
-def _count(field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be an int >= {minimum}, got {value!r}")
 
 
 class Monitor:
@@ -178,50 +153,13 @@ class Monitor:
         emit_timeout: float = 5.0,
         close_timeout: float = 5.0,
     ) -> None:
-        # -- configuration: every check here, each error naming its field ------------------
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValueError(f"name must match [A-Za-z0-9_-]+, got {name!r}")
-        if version is not None and (not isinstance(version, str) or not version or "\n" in version):
-            raise ValueError(f"version must be a non-empty one-line string or None, got {version!r}")
-        if version is not None:
-            check_name(version, what="version")
-        if instance is not None:
-            if not isinstance(instance, str) or not instance or "\n" in instance:
-                raise ValueError(f"instance must be a non-empty one-line string or None, got {instance!r}")
-            check_name(instance, what="instance")
-        _seconds("window", window)
-        _seconds("flush_interval", flush_interval)
-        if flush_interval > window:
-            raise ValueError(f"flush_interval ({flush_interval!r}) must not exceed window ({window!r})")
-        _seconds("latency_budget", latency_budget, optional=True)
-        _seconds("emit_timeout", emit_timeout)
-        _seconds("close_timeout", close_timeout)
-        _count("max_buffered_rows", max_buffered_rows, 1)
-        _count("max_buffered_calls", max_buffered_calls, 16)
-        _count("max_timings", max_timings, 1)
-        _count("max_buffer_bytes", max_buffer_bytes, 1 << 16)
-        if task is not None and not isinstance(task, (BinaryClassification, MulticlassClassification, Regression)):
-            raise TypeError(
-                f"task must be mlmon.BinaryClassification, MulticlassClassification, Regression or None, got {task!r}"
-            )
-        if isinstance(task, (BinaryClassification, MulticlassClassification)):
-            check_collisions(task.class_names, what="class label")
-        if reference is not None and not isinstance(reference, Reference):
-            raise TypeError(f"reference must be an mlmon.Reference or None, got {reference!r}")
-        if feature_names is not None:
-            check_feature_names(feature_names)
-        names = feature_names if feature_names is not None else (reference.feature_names if reference else None)
-        if names is not None:
-            check_collisions([str(n) for n in names], what="feature name")
-        emitter_list = list(emitters or ())
-        for e in emitter_list:
-            if not isinstance(e, Emitter):
-                raise TypeError(f"emitters must have emit(snapshot) and close(), got {e!r}")
-        emitter_names = [emitter_name(e) for e in emitter_list]
-        if len(set(emitter_names)) != len(emitter_names):
-            raise ValueError(f"emitter names must be unique (set name=...), got {emitter_names!r}")
-        if store is not None and not isinstance(store, PredictionStore):
-            raise TypeError(f"store must be an mlmon.stores store (e.g. RedisStore) or None, got {store!r}")
+        emitter_list = check_monitor(
+            name=name, version=version, instance=instance, window=window, flush_interval=flush_interval,
+            latency_budget=latency_budget, emit_timeout=emit_timeout, close_timeout=close_timeout,
+            max_buffered_rows=max_buffered_rows, max_buffered_calls=max_buffered_calls,
+            max_timings=max_timings, max_buffer_bytes=max_buffer_bytes, task=task, reference=reference,
+            feature_names=feature_names, emitters=emitters, store=store,
+        )  # fmt: skip
         rule_list = list(rules or ())
         engine = None
         if rule_list:
@@ -272,17 +210,9 @@ class Monitor:
         self._closed = False
         self._warned_feedback = False
         self._build_parts()
-        opened: list[Emitter] = []
         try:
-            for e in emitter_list:
-                open_emitter(e, self.name, self.version, self.instance)
-                opened.append(e)
+            self._deliveries.open(self.name, self.version, self.instance)
         except BaseException:
-            for e in opened:  # a monitor that fails to build holds nothing open
-                try:
-                    close_emitter(e, self.name, self.version, self.instance)
-                except Exception:
-                    pass
             self._closed = True
             raise
         _lifecycle.register(self)
@@ -313,7 +243,7 @@ class Monitor:
         # The parts fed by every drain, in order.
         self._parts: list[Component] = [self._outputs, self._quality, self._outcomes, self._features]
         self._resources = ResourceSampler()
-        self._deliveries = {emitter_name(e): Delivery(emitter_name(e), self._emit_failed) for e in self.emitters}
+        self._deliveries = Deliveries(self.emitters, self._internal_error)
         self._alert_state: tuple[Any, ...] = ()
         self._dropped: dict[str, int] = {"calls": 0, "details": 0}
         self._internal: dict[str, int] = {}
@@ -334,9 +264,6 @@ class Monitor:
             log.warning("mlmon %s: internal error in %s: %r", self.name, stage, exc, exc_info=exc)
         except Exception:
             pass
-
-    def _emit_failed(self, name: str, exc: BaseException) -> None:
-        self._internal_error(f"emit:{name}", exc)
 
     def _generate_ids(self, n: int) -> range:
         # Negative, so they never meet the ids derived from call ids.
@@ -424,51 +351,19 @@ class Monitor:
                 self._internal_error("drain", exc)
 
     def _reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
-        # No Python-level loop over fast-path calls: a loop per call would cost more than the
-        # call it describes. Durations and numeric outputs arrive as raw arrays.
-        d_ok = np.frombuffer(dts, dtype=np.int64)
-        scalars = np.frombuffer(nums, dtype=np.float64)
-        outs: list[Any] = [scalars] if scalars.size else []
-        rows_list: list[int] = [int(scalars.size)] if scalars.size else []
-        # Each fast-path call is one row through its duration, plus (rows - 1) through an
-        # object output: exact in total whichever drain the two halves land in.
-        obj_rows = [output_rows(o) for o in objs]
-        rows = int(d_ok.size) + sum(obj_rows) - len(objs)
-        outs.extend(objs)
-        rows_list.extend(obj_rows)
-        feats: list[Any] = [None] * len(outs)
-        ids: list[Any] = [None] * len(outs)
-        times: Any = [now] * len(outs)
-        if gen:
-            ok_gen = [g for g in gen if g[1] is None]
-            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
-            if ok_gen:
-                d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
-                # A call whose details did not fit the byte cap counts its rows and nothing else.
-                g_outs = [None if g[2].__class__ is Omitted else g[2] for g in ok_gen]
-                g_feats = [g[3] for g in ok_gen]
-                g_rows = [feature_rows(g[3]) if g[3] is not None else output_rows(g[2]) for g in ok_gen]
-                rows += sum(g_rows)
-                ends = np.array([g[5] for g in ok_gen], dtype=np.int64)
-                g_times = now - np.maximum(0, self._perf() - ends) / 1e9
-                outs.extend(g_outs)
-                feats.extend(g_feats)
-                ids.extend([self._ids_of(g[4], n) if isinstance(g[4], Call) else g[4] for g, n in zip(ok_gen, g_rows, strict=True)])
-                rows_list.extend(g_rows)
-                times = np.concatenate((np.array(times), g_times))
-        secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
-        np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards
-        error_types = [getattr(cls, "__name__", "Exception") for _, cls in errs]
+        secs, error_types, rows, batch = reduce_records(
+            dts, nums, objs, errs, gen, now, self._clock.time(), self._perf(), self._resolve_ids
+        )
         self._service.observe(secs, error_types, rows, now)
-        if outs:
-            batch = CallBatch(
-                now=now, wall=self._clock.time(), outputs=outs, features=feats, ids=ids, rows=rows_list, times=times
-            )
+        if batch is not None:
             for part in self._parts:
                 try:
                     part.ingest(batch)
                 except Exception as exc:
                     self._internal_error("ingest", exc)
+
+    def _resolve_ids(self, ids: Any, rows: int) -> Any:
+        return self._ids_of(ids, rows) if isinstance(ids, Call) else ids
 
     def _ids_of(self, call: Call, rows: int) -> Any:
         """The ids of a ``with`` call that was given none: those the caller read, else ids
@@ -502,22 +397,7 @@ class Monitor:
             for stage, count in self._engine.errors.items():
                 key = f"alerts:{stage}"
                 internal[key] = internal.get(key, 0) + count
-        for e in self.emitters:
-            name = emitter_name(e)
-            d = self._deliveries[name]
-            out.append(("mlmon_emit_errors_total", d.errors + d.timeouts, {"emitter": name}))
-            out.append(("mlmon_emit_seconds", d.seconds, {"emitter": name}))
-            if d.skipped:
-                dropped[f"emit:{name}"] = d.skipped
-            try:
-                for metric, value, labels in self_metrics(e):
-                    if metric == "mlmon_dropped_total":
-                        key = str(labels.get("buffer", name))
-                        dropped[key] = dropped.get(key, 0) + int(value)
-                    else:
-                        out.append((metric, value, labels))
-            except Exception as exc:
-                self._internal_error("self_metrics", exc)
+        out.extend(self._deliveries.samples(dropped))
         out.extend(("mlmon_dropped_total", v, {"buffer": k}) for k, v in sorted(dropped.items()))
         out.extend(("mlmon_internal_errors_total", v, {"stage": k}) for k, v in sorted(internal.items()))
         return out
@@ -636,7 +516,7 @@ class Monitor:
                 snap = attrs.evolve(snap, timings=sample, timings_rate=rate)
         snap = self._evaluate_rules(snap)
         if not self._closed:
-            self._emit(snap, emit_timeout)
+            self._deliveries.emit(snap, emit_timeout)
         return snap
 
     def _sync_store(self) -> None:
@@ -665,14 +545,6 @@ class Monitor:
         self._alert_state = snap.alerts
         return snap
 
-    def _emit(self, snap: Snapshot, timeout: float) -> None:
-        # Deadlines are real time, whatever clock the monitor reads: a fake clock does not make
-        # a hanging backend return sooner.
-        deadline = time.monotonic() + timeout
-        started = [d for e in self.emitters if (d := self._deliveries[emitter_name(e)]).submit(_emit_job(e, snap))]
-        for d in started:
-            d.wait(deadline - time.monotonic())
-
     def close(self) -> None:
         """Flush once more, stop the background thread and close the emitters.
 
@@ -693,11 +565,7 @@ class Monitor:
             scheduler, self._scheduler = self._scheduler, None
             if scheduler is not None:
                 scheduler.stop(max(0.0, deadline - time.monotonic()) * 0.5)
-            started = [d for e in self.emitters if (d := self._deliveries[emitter_name(e)]).submit(self._closer(e))]
-            for d in started:
-                d.wait(deadline - time.monotonic())
-            for d in self._deliveries.values():
-                d.stop()
+            self._deliveries.close(deadline, self.name, self.version, self.instance)
             if self._engine is not None:
                 try:
                     self._engine.close()
@@ -709,15 +577,6 @@ class Monitor:
                 except Exception as exc:
                     self._internal_error("close", exc)
             _lifecycle.unregister(self)
-
-    def _closer(self, emitter: Emitter) -> Callable[[], None]:
-        def close() -> None:
-            try:
-                close_emitter(emitter, self.name, self.version, self.instance)
-            except BaseException as exc:
-                self._internal_error("close", exc)
-
-        return close
 
     def log_feedback(self, ids: Any, labels: Any) -> None:
         """Join true labels to earlier predictions by id (see ``docs/quality.md``).
@@ -808,10 +667,6 @@ class Monitor:
                     self._internal_error("fork", exc)
         if had_scheduler and not self._closed:
             self._start_background()
-
-
-def _emit_job(emitter: Emitter, snap: Snapshot) -> Callable[[], None]:
-    return lambda: emitter.emit(snap)
 
 
 def monitors() -> Iterable[Monitor]:

@@ -159,7 +159,7 @@ def test_a_hanging_emitter_starves_neither_the_others_nor_close() -> None:
     assert snap.get("mlmon_dropped_total", buffer="emit:blocking") == 2  # later cycles skipped it
     t0 = time.monotonic()
     mon.close()
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 6.0
     assert len(mem.snapshots) == 4 and mem.closed
     blocking.release.set()
 
@@ -238,7 +238,7 @@ def test_close_keeps_its_bound_while_a_cycle_is_stuck_on_a_hanging_emitter() -> 
     assert blocking.entered.wait(10)
     t0 = time.monotonic()
     mon.close()
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 4.0
     assert mon.snapshot().get("mlmon_internal_errors_total", stage="close") >= 1
     blocking.release.set()
     flusher.join(10)

@@ -278,5 +278,5 @@ def test_close_monitors_reports_a_close_that_outlives_the_bound() -> None:
 
     start = time.monotonic()
     assert close_monitors([Stuck()], timeout=0.2) is False
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 5.0
     release.set()

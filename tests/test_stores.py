@@ -164,7 +164,7 @@ def test_sync_without_redis_never_raises_and_keeps_the_buffer() -> None:
     store.submit_labels([1], np.ones(1), now)
     t0 = time.monotonic()
     got = store.sync(now)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 4.0
     assert 0 == len(got.preds) and 0 == sum(got.counts.values())
     assert 1 == _m(store, "mlmon_store_errors_total", operation="connect")
     assert 0.0 == _m(store, "mlmon_store_up")

@@ -139,7 +139,7 @@ def test_a_server_answering_one_byte_a_second_is_given_up_at_the_deadline(server
     took = time.monotonic() - t0
     # Every read got a byte within 1 s, so a 1.5 s per-read timeout would never fire; the whole
     # answer would take 40 s. The total deadline ends it at 1.5 s.
-    assert 1.4 <= took < 3.0, took
+    assert 1.4 <= took < 6.0, took
     assert drip.sent >= 1
     assert {"sent": 0, "failed": 0, "redirected": 0, "timeout": 1, "dropped": 0} == sink.counts()
     t1 = time.monotonic()

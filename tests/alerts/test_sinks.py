@@ -174,7 +174,7 @@ def test_close_gives_up_after_its_timeout_and_counts_what_is_left(receiver_facto
         sink.send(event(rule=f"r{i}"))
     t0 = time.monotonic()
     sink.close(timeout=0.2)
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 5.0
     assert 0 == sink.sent
     assert 4 == sink.failed + sink.dropped
     assert sink.dropped >= 3

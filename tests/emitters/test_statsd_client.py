@@ -173,7 +173,7 @@ def test_tcp_client_peer_that_never_reads_stops_at_the_deadline() -> None:
         t0 = time.monotonic()
         with pytest.raises(TimeoutError):
             em.emit(big)  # ~4.5 MB: far more than the socket buffers hold
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 3.0
         assert em.stats["dropped"] > 0
         assert client._sock is None  # closed: the next send reconnects
         em.close()

@@ -1,0 +1,424 @@
+"""The bounded buffers between the ``track`` wrappers and the drain, and the helpers that
+read what a call produced (rows, bytes, copies) without ever raising.
+
+Per decorated sync call the fast wrapper appends the duration to an ``array('q')`` and a
+numeric output to an ``array('d')`` (any other output, copied, to a list); errors append
+``(duration, exception class)``; the general wrapper and the ``with`` form append one tuple per
+call. :meth:`CallBuffers.take` hands them to a drain, bounded in records and bytes.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from mlmon._component import CallBatch
+
+__all__ = [
+    "NO_OUTPUT", "UNREADABLE", "CallBuffers", "Omitted", "copy_value", "feature_rows", "nbytes", "output_rows",
+    "reduce_records",
+]  # fmt: skip
+
+# Outputs of these types are immutable: the record can keep them as they are.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {float, int, bool, str, bytes, type(None), np.float64, np.float32, np.float16,
+     np.int64, np.int32, np.int16, np.int8, np.uint8, np.bool_}
+)  # fmt: skip
+
+# Outputs of these types go to the float64 output buffer as they are.
+_NUMERIC: frozenset[type] = frozenset(
+    {float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+     np.int8, np.uint8, np.bool_}
+)  # fmt: skip
+NO_OUTPUT: Any = object()  # a fast-path call whose output is not recorded
+
+
+class _Unreadable:
+    """Stands for an output that could not even be copied: the drain counts it as invalid."""
+
+    def __repr__(self) -> str:
+        return "<unreadable output>"
+
+
+UNREADABLE = _Unreadable()
+
+
+
+def copy_value(obj: Any) -> Any:
+    """A copy the caller cannot mutate behind our back (shallow for containers)."""
+    if obj.__class__ in _IMMUTABLE:
+        return obj
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, list):
+        return list(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if hasattr(obj, "to_numpy") and hasattr(obj, "copy"):
+        return obj.copy()  # a DataFrame or Series: keep column / index names for feature matching
+    return obj
+
+
+def output_rows(obj: Any) -> int:
+    """Prediction rows in an output object: 1 for scalars and single dict rows, and for
+    anything whose length cannot be read."""
+    if obj is None or obj.__class__ in _IMMUTABLE or isinstance(obj, dict):
+        return 1
+    if obj.__class__ is Omitted:
+        return obj.rows
+    try:
+        shape = getattr(obj, "shape", None)
+        if shape is not None:
+            return max(0, int(shape[0])) if len(shape) else 1
+        return max(0, len(obj))
+    except Exception:  # shape (None, 3), a lazy frame, a len() that raises
+        return 1
+
+
+def feature_rows(obj: Any) -> int:
+    """Prediction rows in a features object: a 1-D array, a list of numbers, a dict or a Series
+    is one row; a 2-D array, a list of rows or a DataFrame has one row per element. Anything
+    whose rows cannot be read counts as one row."""
+    try:
+        if obj.__class__ is np.ndarray:
+            return 1 if obj.ndim <= 1 else int(obj.shape[0])
+        if isinstance(obj, (list, tuple)):
+            if obj and isinstance(obj[0], (list, tuple, dict, np.ndarray)):
+                return len(obj)
+            return 1
+        if isinstance(obj, dict):
+            first: Any = next(iter(obj.values()), None)
+            if isinstance(first, (list, tuple, np.ndarray)) or hasattr(first, "to_numpy"):
+                return len(first)  # a dict of columns
+            return 1
+        if hasattr(obj, "columns"):
+            return max(0, len(obj))  # a DataFrame
+        return 1
+    except Exception:
+        return 1
+
+
+class Omitted:
+    """Stands for the details (features, outputs, ids) of a call that did not fit the byte cap:
+    the drain counts the call, its latency and its ``rows``, and nothing else."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+
+def nbytes(obj: Any) -> int:
+    """About how many bytes a copied output, features or ids object holds (cheap, never raises)."""
+    if obj is None or obj.__class__ in _IMMUTABLE:
+        return 0
+    try:
+        n = getattr(obj, "nbytes", None)
+        if n.__class__ is int:
+            return n
+        if isinstance(obj, (list, tuple, dict)):
+            first = next(iter(obj.values() if isinstance(obj, dict) else obj), None)
+            inner = len(first) if isinstance(first, (list, tuple, dict)) else 1
+            return 64 + len(obj) * (16 + 32 * inner)
+        shape = getattr(obj, "shape", None)
+        if shape is not None:
+            size = 8
+            for d in shape:
+                size *= int(d)
+            return size
+    except Exception:
+        pass
+    return 64
+
+
+def _rows_of(rec: tuple[Any, ...]) -> int:
+    f, o = rec[3], rec[2]
+    return feature_rows(f) if f is not None else output_rows(o)
+
+
+def _nothing() -> None:
+    pass
+
+
+_Buf = TypeVar("_Buf", list[Any], "array.array[Any]")
+
+
+def _take(buf: _Buf) -> _Buf:
+    """Remove and return what ``buf`` holds now; appends racing with this land after it."""
+    n = len(buf)
+    items = buf[:n]
+    del buf[:n]
+    return items
+
+
+class CallBuffers:
+    """The bounded buffers between the wrappers and the drain.
+
+    The wrappers hoist these objects into their closures, so they are only ever cleared in
+    place, never replaced. Below ``soft_cap`` entries a call only appends; the call that
+    reaches it asks for a drain; past ``hard_cap`` a call's details (latency, outputs) are
+    dropped and its count, rows and error type kept.
+
+    Calls that carry features, ids or batch outputs are also bounded in bytes: past
+    ``soft_bytes`` the background thread is woken to drain them (many small records are
+    reduced by the calling thread instead: that is cheap); past half of ``max_bytes`` the
+    calling thread drains one bounded chunk itself; past ``max_bytes`` a call's features,
+    outputs and ids are not kept (counted in ``mlmon_dropped_total{buffer="details"}``), while
+    its latency, rows and error type still are.
+
+    Args:
+        hard_cap: most calls buffered per buffer.
+        max_rows: rows of batch outputs buffered before a drain is asked for; past four times
+            this, output values are dropped (their rows still count).
+        drain_inline: drains one bounded chunk on the calling thread if no drain runs
+            elsewhere (never waits).
+        internal_error: counts a failure inside mlmon (never raises).
+        max_bytes: the byte cap of buffered features, ids and outputs.
+    """
+
+    def __init__(
+        self,
+        hard_cap: int,
+        max_rows: int,
+        drain_inline: Callable[[], None],
+        internal_error: Callable[[str, BaseException], None],
+        max_bytes: int = 64 << 20,
+    ) -> None:
+        self.dts = array.array("q")  # fast path: durations (ns) of successful calls
+        self.nums = array.array("d")  # fast path: their numeric outputs
+        self.objs: list[Any] = []  # fast path: their other outputs (copied)
+        self.errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
+        # other forms: (dt, exc class, out, features, ids, end ns, bytes)
+        self.gen: list[tuple[Any, ...]] = []
+        self.streams: list[tuple[int, int]] = []  # streaming calls: (ns to first item or -1, items)
+        self.hard_cap = hard_cap
+        self.max_rows = max_rows
+        self.soft_cap = max(8, min(4096, hard_cap // 4))
+        self.max_bytes = max_bytes
+        self.soft_bytes = max(1, min(max_bytes // 8, 8 << 20))
+        self.chunk_bytes = max(1, min(max_bytes // 16, 1 << 20))
+        self.bytes = 0  # approximate under threads: only a trigger
+        self.wake: Callable[[], None] = _nothing
+        self.drain_inline = drain_inline
+        self.internal_error = internal_error
+        self.lock = threading.Lock()  # short: the dropped counts below
+        self.obj_rows = 0
+        self.dropped_calls = 0
+        self.dropped_rows = 0
+        self.dropped_outputs = 0
+        self.dropped_details = 0
+        self.dropped_errors: dict[str, int] = {}
+
+    # -- slow paths of the wrappers (a buffer is at its soft cap, or an output is not a number)
+    def record(self, rec: tuple[Any, ...]) -> None:
+        """Append a general record ``(dt, exc class, out, features, ids, end ns, bytes)``,
+        bounded in calls and bytes."""
+        try:
+            gen = self.gen
+            n = len(gen)
+            if n >= self.hard_cap:
+                self.count_dropped(rec[1], 0 if rec[1] is not None else _rows_of(rec))
+                self.drain_inline()
+                return
+            size = rec[6]
+            if size and self.bytes + size > self.max_bytes:
+                rec = (rec[0], rec[1], Omitted(0 if rec[1] is not None else _rows_of(rec)), None, None, rec[5], 0)
+                with self.lock:
+                    self.dropped_details += 1
+                size = 0
+            gen.append(rec)
+            self.bytes += size
+            if self.bytes >= self.max_bytes // 2:
+                self.drain_inline()  # the background thread cannot keep up: one bounded chunk
+            elif self.bytes >= self.soft_bytes:
+                self.wake()  # big records: reduced on the background thread
+            elif n >= self.soft_cap:
+                self.drain_inline()  # many small records: cheap to reduce here
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def full(self, dt: int, result: Any) -> None:
+        """The fast-path buffer reached its soft cap: ``dt`` and the call's output."""
+        try:
+            if len(self.dts) < self.hard_cap:
+                self.dts.append(dt)
+                if result is NO_OUTPUT:
+                    pass
+                elif result.__class__ in _NUMERIC:
+                    self.add_number(result)
+                else:
+                    self.add_obj(result)
+            else:
+                self.count_dropped(None, 1 if result is NO_OUTPUT else output_rows(result))
+            self.drain_inline()
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def add_number(self, result: Any) -> None:
+        """A numeric output that ``array('d')`` refused (an int beyond float range)."""
+        try:
+            self.nums.append(result)
+        except Exception:
+            self.add_obj(result)  # kept as an object: the drain counts it as invalid
+
+    def add_obj(self, result: Any) -> None:
+        """Buffer a non-numeric output (an array of scores, say), bounded by rows as well.
+
+        Batch outputs can be large, so besides the call caps there is a cap on the rows they
+        hold: past ``max_rows`` a drain is asked for, and past four times that (a drain
+        running elsewhere cannot keep up) the output's values are dropped and counted in
+        ``mlmon_dropped_total{buffer="outputs"}``; its rows still count.
+        """
+        try:
+            rows = output_rows(result)
+            if self.obj_rows + rows > 4 * self.max_rows:
+                with self.lock:
+                    self.dropped_rows += rows - 1
+                    self.dropped_outputs += 1
+                return
+            self.objs.append(copy_value(result))
+            self.obj_rows += rows  # approximate under threads; only a trigger
+            if self.obj_rows > self.max_rows:
+                self.drain_inline()
+        except Exception as exc:
+            self.objs.append(UNREADABLE)  # keeps outputs aligned with durations; counted invalid
+            self.internal_error("outputs", exc)
+
+    def err_full(self, dt: int, cls: type) -> None:
+        """The error buffer reached its soft cap."""
+        try:
+            if len(self.errs) < self.hard_cap:
+                self.errs.append((dt, cls))
+            else:
+                self.count_dropped(cls, 0)
+            self.drain_inline()
+        except Exception as exc:
+            self.internal_error("buffer", exc)
+
+    def count_dropped(self, cls: type | None, rows: int) -> None:
+        # The call's details (latency, outputs) are lost; its count, rows and error type are not.
+        with self.lock:
+            self.dropped_calls += 1
+            self.dropped_rows += rows
+            if cls is not None:
+                key = getattr(cls, "__name__", "Exception")
+                self.dropped_errors[key] = self.dropped_errors.get(key, 0) + 1
+
+    # -- drain side ------------------------------------------------------------------------
+    def take_dropped(self) -> tuple[int, int, int, int, dict[str, int]]:
+        """Calls, rows, outputs, details and error types dropped since the last take."""
+        with self.lock:
+            out = (self.dropped_calls, self.dropped_rows, self.dropped_outputs, self.dropped_details, self.dropped_errors)
+            self.dropped_calls = self.dropped_rows = self.dropped_outputs = self.dropped_details = 0
+            self.dropped_errors = {}
+        return out
+
+    def take(
+        self, max_records: int | None = None
+    ) -> tuple[array.array[int], array.array[float], list[Any], list[tuple[int, type]], list[tuple[Any, ...]]]:
+        """What is buffered now: durations, numeric outputs, other outputs, errors, and the
+        oldest general records — all of them, or at most ``max_records`` and about
+        ``chunk_bytes`` of them, so one drain's work and memory stay bounded."""
+        # Outputs first: a call appends its duration before its output, so every output taken
+        # here belongs to a duration that is taken too (or was taken before).
+        nums = _take(self.nums)
+        objs = _take(self.objs)
+        self.obj_rows = 0
+        dts = _take(self.dts)
+        gen = self.gen
+        n = len(gen)
+        if max_records is not None and n:
+            n = min(n, max_records)
+            size, cut = 0, 0
+            limit = self.chunk_bytes
+            for rec in gen[:n]:
+                size += rec[6]
+                cut += 1
+                if size >= limit:
+                    break
+            n = cut
+        records = gen[:n]
+        del gen[:n]
+        taken = sum(r[6] for r in records)
+        self.bytes = max(0, self.bytes - taken)
+        return dts, nums, objs, _take(self.errs), records
+
+    def take_streams(self) -> list[tuple[int, int]]:
+        """Streaming calls finished since the last take: (ns to first item or -1, items)."""
+        return _take(self.streams) if self.streams else []
+
+    @property
+    def pending_records(self) -> int:
+        """General records waiting to be drained."""
+        return len(self.gen)
+
+    def clear(self) -> None:
+        """Forget everything buffered (in a forked child: the parent reports it)."""
+        for buf in (self.dts, self.nums, self.objs, self.errs, self.gen, self.streams):
+            del buf[:]
+        self.lock = threading.Lock()
+        self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
+        self.dropped_details = self.bytes = 0
+        self.dropped_errors = {}
+
+
+def reduce_records(
+    dts: array.array[int],
+    nums: array.array[float],
+    objs: list[Any],
+    errs: list[tuple[int, type]],
+    gen: list[tuple[Any, ...]],
+    now: float,
+    wall: float,
+    perf_now: int,
+    resolve_ids: Callable[[Any, int], Any],
+) -> tuple[npt.NDArray[np.float64], list[str], int, CallBatch | None]:
+    """Turn what :meth:`CallBuffers.take` returned into the service part's inputs (durations in
+    seconds, successful calls first; the error types; the prediction rows) and one
+    :class:`~mlmon._component.CallBatch` for the other parts (None without outputs).
+
+    ``now``/``wall`` are the monitor's clock readings, ``perf_now`` its ``perf_counter_ns()``
+    (for when each call finished) and ``resolve_ids(ids, rows)`` gives a record's ids.
+    """
+    # No Python-level loop over fast-path calls: a loop per call would cost more than the
+    # call it describes. Durations and numeric outputs arrive as raw arrays.
+    d_ok = np.frombuffer(dts, dtype=np.int64)
+    scalars = np.frombuffer(nums, dtype=np.float64)
+    outs: list[Any] = [scalars] if scalars.size else []
+    rows_list: list[int] = [int(scalars.size)] if scalars.size else []
+    # Each fast-path call is one row through its duration, plus (rows - 1) through an
+    # object output: exact in total whichever drain the two halves land in.
+    obj_rows = [output_rows(o) for o in objs]
+    rows = int(d_ok.size) + sum(obj_rows) - len(objs)
+    outs.extend(objs)
+    rows_list.extend(obj_rows)
+    feats: list[Any] = [None] * len(outs)
+    ids: list[Any] = [None] * len(outs)
+    times: Any = [now] * len(outs)
+    if gen:
+        ok_gen = [g for g in gen if g[1] is None]
+        errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
+        if ok_gen:
+            d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
+            # A call whose details did not fit the byte cap counts its rows and nothing else.
+            g_outs = [None if g[2].__class__ is Omitted else g[2] for g in ok_gen]
+            g_rows = [feature_rows(g[3]) if g[3] is not None else output_rows(g[2]) for g in ok_gen]
+            rows += sum(g_rows)
+            ends = np.array([g[5] for g in ok_gen], dtype=np.int64)
+            outs.extend(g_outs)
+            feats.extend([g[3] for g in ok_gen])
+            ids.extend([resolve_ids(g[4], n) for g, n in zip(ok_gen, g_rows, strict=True)])
+            rows_list.extend(g_rows)
+            times = np.concatenate((np.array(times), now - np.maximum(0, perf_now - ends) / 1e9))
+    secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
+    np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards
+    error_types = [getattr(cls, "__name__", "Exception") for _, cls in errs]
+    batch = None
+    if outs:
+        batch = CallBatch(now=now, wall=wall, outputs=outs, features=feats, ids=ids, rows=rows_list, times=times)
+    return secs, error_types, rows, batch
