@@ -64,7 +64,7 @@ def get_monitor() -> Monitor:
         if _default is None or _default._closed:
             _default = Monitor(os.environ.get("MLMON_MODEL", "default"))
             _generation += 1
-            log.info(
+            log.warning(
                 "mlmon: using the default monitor %r, which configure() has not set up: it emits "
                 "nowhere until mlmon.configure(model=..., emitters=[...]) is called",
                 _default.name,

@@ -314,3 +314,43 @@ def test_feedback_before_any_prediction_is_said_once(caplog: pytest.LogCaptureFi
     assert sum("before any prediction" in r.getMessage() for r in caplog.records) == 1
     assert m.snapshot().get("mlmon_labels_unmatched_total") == 2.0
     m.close()
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+def test_a_monitor_dropped_without_close_warns_and_flushes_what_it_has() -> None:
+    import gc
+
+    from mlmon.testing import InMemoryEmitter
+
+    mem = InMemoryEmitter()
+    m = mlmon.Monitor("dropped", emitters=[mem], clock=FakeClock())
+    m.track(lambda: 1.0)()
+    with pytest.warns(ResourceWarning, match="not closed"):
+        del m
+        gc.collect()
+    assert mem.closed
+    assert mem.snapshots and mem.snapshots[-1].get("mlmon_calls_total") == 1.0
+
+
+def test_monitors_sharing_one_prometheus_emitter_close_independently() -> None:
+    import urllib.request
+
+    from mlmon.emitters import PrometheusEmitter
+
+    em = PrometheusEmitter(port=0, host="127.0.0.1")
+    a = mlmon.Monitor("fraud", emitters=[em], clock=FakeClock())
+    b = mlmon.Monitor("churn", emitters=[em], clock=FakeClock())
+    with pytest.raises(ValueError, match="fraud"):
+        mlmon.Monitor("fraud", emitters=[em], clock=FakeClock(), instance=a.instance)
+    a.track(lambda: 1.0)()
+    b.track(lambda: 1.0)()
+    a.flush()
+    b.flush()
+    a.close()  # the endpoint keeps serving the other monitor
+    with urllib.request.urlopen(f"http://127.0.0.1:{em.port}/metrics", timeout=5) as resp:
+        body = resp.read().decode()
+    assert 'model="churn"' in body
+    assert 'model="fraud"' not in body  # the closed monitor's series are released
+    b.close()
