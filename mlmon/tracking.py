@@ -459,7 +459,7 @@ class Track(Call):
     >>> mon.close()
     """
 
-    __slots__ = ("_active", "_given", "_record")
+    __slots__ = ("_active", "_ids_given", "_record")
 
     def __init__(
         self,
@@ -474,10 +474,9 @@ class Track(Call):
         self._features = features
         self._ids = ids
         self._record = outputs
-        self._given = (features, ids)
+        self._ids_given = ids is not None
         self._out = None
-        self._cid = -1
-        self._t0 = 0
+        self._cid = -1  # _t0 is set when a block starts
         self._active: Track | None = None
 
     # -- decorator -------------------------------------------------------------------------
@@ -515,7 +514,8 @@ class Track(Call):
         if self._cid >= 0:
             # This object already tracked a block: a fresh one tracks this one, so the record
             # of the earlier block keeps its own ids.
-            fresh = self._active = Track(self._mon, *self._given, self._record)
+            ids = self._ids if self._ids_given else None  # not the ids generated for the last block
+            fresh = self._active = Track(self._mon, self._features, ids, self._record)
             return fresh.__enter__()
         mon = self._mon
         if self._features is not None or self._ids is not None:
@@ -559,11 +559,14 @@ class Track(Call):
                 size += nbytes(i)
             rec = (end - call._t0, None, out, f, i, end, size)
             gen = b.gen
-            if len(gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
+            if not size:
+                if len(gen) < b.soft_cap:
+                    gen.append(rec)
+                    return
+            elif len(gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
                 gen.append(rec)
-                if size:
-                    b.bytes += size
-            else:
-                b.record(rec)
+                b.bytes += size
+                return
+            b.record(rec)
         except Exception as err:
             mon._internal_error("track", err)
