@@ -37,8 +37,9 @@ from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
 from mlmon.alerts import AlertEngine, AlertSink, Rule, reference_lookup
-from mlmon.buffers import CallBuffers, reduce_records
+from mlmon.buffers import CallBuffers
 from mlmon.delivery import Deliveries
+from mlmon.drain import Drain
 from mlmon.drift import DriftConfig
 from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
@@ -242,10 +243,12 @@ class Monitor:
         )
         # The parts fed by every drain, in order.
         self._parts: list[Component] = [self._outputs, self._quality, self._outcomes, self._features]
+        self._drain = Drain(
+            self._buffers, self._service, self._parts, self._clock, self._internal_error, self._resolve_ids
+        )
         self._resources = ResourceSampler()
         self._deliveries = Deliveries(self.emitters, self._internal_error)
         self._alert_state: tuple[Any, ...] = ()
-        self._dropped: dict[str, int] = {"calls": 0, "details": 0}
         self._internal: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self._next_gen_id = 0
@@ -324,43 +327,9 @@ class Monitor:
             self._drain_locked()
 
     def _drain_locked(self, chunks: int | None = None) -> None:
-        """Reduce buffered records into the parts, chunk by chunk so that the memory a drain
-        needs stays bounded (all chunks, or ``chunks``). Caller holds the drain lock."""
-        b = self._buffers
-        calls, rows, outputs, details, errors = b.take_dropped()
-        if calls or rows or outputs or details:
-            self._service.add_dropped(calls, rows, errors)
-            self._dropped["calls"] += calls
-            self._dropped["outputs"] = self._dropped.get("outputs", 0) + outputs
-            self._dropped["details"] = self._dropped.get("details", 0) + details
-        streams = b.take_streams()
-        if streams:
-            try:
-                self._service.observe_streams(streams, self._clock.monotonic())
-            except Exception as exc:
-                self._internal_error("drain", exc)
-        done = 0
-        while chunks is None or done < chunks:
-            dts, nums, objs, errs, gen = b.take(b.soft_cap)
-            if not (len(dts) or errs or gen or len(nums) or objs):
-                return
-            done += 1
-            try:
-                self._reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
-            except Exception as exc:
-                self._internal_error("drain", exc)
-
-    def _reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
-        secs, error_types, rows, batch = reduce_records(
-            dts, nums, objs, errs, gen, now, self._clock.time(), self._perf(), self._resolve_ids
-        )
-        self._service.observe(secs, error_types, rows, now)
-        if batch is not None:
-            for part in self._parts:
-                try:
-                    part.ingest(batch)
-                except Exception as exc:
-                    self._internal_error("ingest", exc)
+        """Reduce buffered records into the parts (all, or ``chunks`` bounded chunks). Caller
+        holds the drain lock."""
+        self._drain.run(chunks)
 
     def _resolve_ids(self, ids: Any, rows: int) -> Any:
         return self._ids_of(ids, rows) if isinstance(ids, Call) else ids
@@ -390,7 +359,7 @@ class Monitor:
 
     def _self_samples(self) -> list[Triple]:
         out: list[Triple] = []
-        dropped = dict(self._dropped)
+        dropped = dict(self._drain.dropped)
         with self._misc_lock:
             internal = dict(self._internal)
         if self._engine is not None:

@@ -361,7 +361,7 @@ def test_internal_failure_never_reaches_predict_and_is_counted_and_rate_limited(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("bug in mlmon")
 
-    monkeypatch.setattr(mon, "_reduce", broken)
+    monkeypatch.setattr(mon._drain, "reduce", broken)
     predict = mon.track(lambda x: x)
     with caplog.at_level(logging.WARNING, logger="mlmon"):
         for i in range(3):

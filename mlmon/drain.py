@@ -1,0 +1,91 @@
+"""The drain: moves what the ``track`` wrappers buffered into a monitor's parts.
+
+Called under the monitor's drain lock — by a reporter cycle, ``snapshot()``, ``log_feedback``,
+the background thread when a buffer fills up, or, for one bounded chunk, by the call that fills
+it. It works chunk by chunk so that the memory one drain needs stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlmon._clock import Clock
+from mlmon._component import Component
+from mlmon.buffers import CallBuffers, reduce_records
+from mlmon.service import ServiceComponent
+
+__all__ = ["Drain"]
+
+
+class Drain:
+    """Reduces a monitor's buffers into its service part and its other parts.
+
+    Args:
+        buffers: the call buffers the wrappers append to.
+        service: the service part (durations, errors, rows, streams).
+        parts: the parts fed a :class:`~mlmon._component.CallBatch` of each chunk, in order.
+        clock: the monitor's clock.
+        internal_error: counts a failure inside mlmon (a part that raised); never raises.
+        resolve_ids: gives the ids of a record (the ``with`` form's ids are resolved late).
+
+    ``dropped`` counts, by buffer, what the buffers could not keep (``calls``: latency and
+    outputs of calls past the call cap; ``outputs``: batch outputs past the row cap;
+    ``details``: features, ids and outputs past the byte cap).
+    """
+
+    def __init__(
+        self,
+        buffers: CallBuffers,
+        service: ServiceComponent,
+        parts: Sequence[Component],
+        clock: Clock,
+        internal_error: Callable[[str, BaseException], None],
+        resolve_ids: Callable[[Any, int], Any],
+    ) -> None:
+        self._buffers = buffers
+        self._service = service
+        self._parts = parts
+        self._clock = clock
+        self._internal_error = internal_error
+        self._resolve_ids = resolve_ids
+        self.dropped: dict[str, int] = {"calls": 0, "details": 0}
+
+    def run(self, chunks: int | None = None) -> None:
+        """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one)."""
+        b = self._buffers
+        calls, rows, outputs, details, errors = b.take_dropped()
+        if calls or rows or outputs or details:
+            self._service.add_dropped(calls, rows, errors)
+            self.dropped["calls"] += calls
+            self.dropped["outputs"] = self.dropped.get("outputs", 0) + outputs
+            self.dropped["details"] += details
+        streams = b.take_streams()
+        if streams:
+            try:
+                self._service.observe_streams(streams, self._clock.monotonic())
+            except Exception as exc:
+                self._internal_error("drain", exc)
+        done = 0
+        while chunks is None or done < chunks:
+            dts, nums, objs, errs, gen = b.take(b.soft_cap)
+            if not (len(dts) or errs or gen or len(nums) or objs):
+                return
+            done += 1
+            try:
+                self.reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
+            except Exception as exc:
+                self._internal_error("drain", exc)
+
+    def reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
+        """Reduce one chunk: the service part first, then every other part in order."""
+        secs, error_types, rows, batch = reduce_records(
+            dts, nums, objs, errs, gen, now, self._clock.time(), self._clock.perf_counter_ns(), self._resolve_ids
+        )
+        self._service.observe(secs, error_types, rows, now)
+        if batch is not None:
+            for part in self._parts:
+                try:
+                    part.ingest(batch)
+                except Exception as exc:
+                    self._internal_error("ingest", exc)
