@@ -168,10 +168,11 @@ def test_the_flush_is_bounded_when_a_monitor_cannot_close(tmp_path: Path) -> Non
     status, lines, stdout, took = run_until_signalled(tmp_path, body)
     assert -signal.SIGTERM == status
     assert "not signalled" not in stdout
-    # `mon` closes on its own thread at once; `slow` cannot before its flush gives up (30 s): the
-    # handler stops waiting after the largest close_timeout (2 s) plus 0.5 s.
+    # `mon` closes on its own thread at once; `slow`'s close gives up waiting for its stuck cycle
+    # within its own close_timeout; either way the handler stops waiting after the largest
+    # close_timeout (2 s) plus 0.5 s, never the flush's 30 s.
     assert [37.0] == calls(lines)
-    assert 2.5 <= took < 2.5 + 3.0, took
+    assert took < 2.5 + 3.0, took
 
 
 def test_a_sigterm_during_close_lets_that_close_finish_then_dies_by_sigterm(tmp_path: Path) -> None:
