@@ -15,12 +15,12 @@ PACKAGE = Path(mlmon.__file__).parent
 
 # Lowest first. A module is matched by its dotted name or by the longest package prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("mlmon._clock", "mlmon._files", "mlmon.scheduler", "mlmon.stats", "mlmon.snapshot")),
+    ("leaves", ("mlmon._clock", "mlmon._files", "mlmon.scheduler", "mlmon.stats", "mlmon.snapshot", "mlmon._catalog", "mlmon._jsonl")),
     ("vocabulary", ("mlmon.window", "mlmon._component", "mlmon.naming", "mlmon.tasks", "mlmon._values")),
     (
         "parts",
         (
-            "mlmon.feedback", "mlmon.stores", "mlmon.reference", "mlmon.drift", "mlmon.outputs",
+            "mlmon.feedback", "mlmon.stores", "mlmon.reference", "mlmon._binning", "mlmon._profiles", "mlmon.drift", "mlmon.outputs",
             "mlmon.outcomes", "mlmon.quality", "mlmon.service", "mlmon.features", "mlmon.resources",
         ),
     ),

@@ -1,0 +1,473 @@
+"""The per-feature summaries of a reference: :class:`NumericProfile` and :class:`CategoricalProfile`.
+
+Each checks its own invariants when built and reads its file form strictly (:class:`_Fields`).
+Re-exported by :mod:`mlmon.reference`; import the names from there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from mlmon._binning import _numeric_edges, binned_counts
+from mlmon._values import category_key
+
+__all__ = [
+    "MAX_BINS",
+    "MAX_CATEGORIES",
+    "MAX_COUNT",
+    "CategoricalProfile",
+    "FeatureProfile",
+    "NumericProfile",
+]
+
+MAX_BINS = 10_000
+"""Most quantile bins per numeric feature (``bins`` of :meth:`Reference.from_data`); a profile
+holds at most ``MAX_BINS + 1`` bins (a point bin at a clipped maximum)."""
+
+MAX_CATEGORIES = 100_000
+"""Most categories kept per categorical feature (``max_categories``)."""
+
+MAX_COUNT = 2**63 - 1
+"""Largest count a profile may hold: window histograms count in int64."""
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attribute.name} must be a non-empty str, got {value!r}")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (file values can be huge)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond the int-to-str digit limit
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        not isinstance(value, (int, np.integer))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_COUNT
+    ):
+        raise ValueError(f"{attribute.name} must be an int >= 0 (at most 2**63 - 1), got {_short(value)}")
+
+
+def _float(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be a float, got {value!r}")
+
+
+def _int_tuple(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_COUNT for c in value):  # type: ignore[attr-defined]
+        raise ValueError(
+            f"{attribute.name} must hold ints >= 0 (at most 2**63 - 1), got {_short(value)}"
+        )
+
+
+def _ints(value: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+def _strs(value: Iterable[Any]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _profiles(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _nan_key(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _floats(value: Iterable[Any]) -> tuple[float, ...]:
+    return tuple(float(v) for v in value)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@attrs.frozen(kw_only=True)
+class NumericProfile:
+    """Reference summary of one numeric feature (or of the model outputs).
+
+    Attributes:
+        name: feature name.
+        rows: rows of the reference data (valid + missing).
+        count: valid (finite) values.
+        edges: ``m + 1`` bin edges, ``edges[0] == min`` and ``edges[-1] == max``; empty when
+            the feature had no valid value.
+        counts: reference values in each of the ``m`` bins (none fall outside by construction).
+        min, max, mean, variance: of the valid values (population variance); NaN when none.
+
+    >>> from mlmon.reference import Reference
+    >>> p = Reference.from_data([[1.0], [2.0], [3.0], [4.0]], bins=2).features[0]
+    >>> p.edges, p.counts, p.mean
+    ((1.0, 2.5, 4.0), (2, 2), 2.5)
+    """
+
+    name: str = attrs.field(validator=_name)
+    rows: int = attrs.field(validator=_count)
+    count: int = attrs.field(validator=_count)
+    edges: tuple[float, ...] = attrs.field(converter=_floats)
+    counts: tuple[int, ...] = attrs.field(converter=_ints, validator=_int_tuple)
+    # NaN (an all-missing feature) compares equal to NaN, so a saved and loaded profile is equal.
+    min: float = attrs.field(validator=_float, eq=_nan_key)
+    max: float = attrs.field(validator=_float, eq=_nan_key)
+    mean: float = attrs.field(validator=_float, eq=_nan_key)
+    variance: float = attrs.field(validator=_float, eq=_nan_key)
+
+    kind: Literal["numeric"] = attrs.field(default="numeric", init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.count > self.rows:
+            raise ValueError(f"count must be <= rows ({self.rows}), got {self.count!r}")
+        if self.count == 0:
+            if self.edges or self.counts:
+                raise ValueError(f"edges must be empty when count is 0, got {self.edges!r}")
+            return
+        e = self.edges
+        if len(e) < 2:
+            raise ValueError(f"edges must hold at least 2 values, got {e!r}")
+        if len(e) > MAX_BINS + 2:
+            raise ValueError(
+                f"edges must hold at most {MAX_BINS + 2} values ({MAX_BINS} bins and a point "
+                f"bin), got {len(e)}"
+            )
+        if not all(math.isfinite(x) for x in e):
+            raise ValueError(f"edges must be finite, got {e!r}")
+        # Strictly increasing, except that the last edge may repeat (a point bin at the maximum).
+        inner = e[:-1]
+        if any(b <= a for a, b in itertools.pairwise(inner)) or e[-1] < e[-2]:
+            raise ValueError(f"edges must increase (only the last may repeat), got {e!r}")
+        if len(self.counts) != len(e) - 1:
+            raise ValueError(
+                f"counts must hold len(edges) - 1 = {len(e) - 1} values, got {self.counts!r}"
+            )
+        if sum(self.counts) != self.count:
+            raise ValueError(f"counts must sum to count ({self.count}), got {self.counts!r}")
+        if self.min != e[0] or self.max != e[-1]:
+            raise ValueError(
+                f"min/max must equal the outer edges {e[0]!r}/{e[-1]!r}, got {self.min!r}/{self.max!r}"
+            )
+        if not (math.isfinite(self.mean) and math.isfinite(self.variance) and self.variance >= 0):
+            raise ValueError(
+                f"mean/variance must be finite and variance >= 0, got {self.mean!r}/{self.variance!r}"
+            )
+
+    @property
+    def missing(self) -> int:
+        """Reference rows where the feature was missing or invalid."""
+        return self.rows - self.count
+
+    @property
+    def proportions(self) -> tuple[float, ...]:
+        """Share of the valid reference values in each bin."""
+        return tuple(c / self.count for c in self.counts) if self.count else ()
+
+    def cells(self) -> npt.NDArray[np.int64]:
+        """Reference counts on the ``m + 2`` cells of :func:`binned_counts` (outer cells 0)."""
+        return np.array([0, *self.counts, 0], dtype=np.int64)
+
+    @classmethod
+    def from_values(cls, name: str, values: npt.ArrayLike, bins: int = 10) -> NumericProfile:
+        """Summarise a 1-D column (non-finite values count as missing)."""
+        x = np.asarray(values, dtype=np.float64).ravel()
+        v = x[np.isfinite(x)]
+        if v.size == 0:
+            nan = math.nan
+            return cls(
+                name=name,
+                rows=int(x.size),
+                count=0,
+                edges=(),
+                counts=(),
+                min=nan,
+                max=nan,
+                mean=nan,
+                variance=nan,
+            )
+        edges = _numeric_edges(v, bins)
+        cells = binned_counts(v, edges)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(v.mean())
+            d = v - mean
+            variance = float(d @ d) / v.size
+        if not (math.isfinite(mean) and math.isfinite(variance)):
+            raise ValueError(
+                f"feature {name!r} has values too large to summarise (variance overflows float64)"
+            )
+        return cls(
+            name=name,
+            rows=int(x.size),
+            count=int(v.size),
+            edges=edges.tolist(),
+            counts=cells[1:-1].tolist(),
+            min=float(edges[0]),
+            max=float(edges[-1]),
+            mean=mean,
+            variance=variance,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN statistics of an all-missing feature become None)."""
+
+        def f(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {
+            "name": self.name,
+            "kind": "numeric",
+            "rows": self.rows,
+            "count": self.count,
+            "edges": list(self.edges),
+            "counts": list(self.counts),
+            "min": f(self.min),
+            "max": f(self.max),
+            "mean": f(self.mean),
+            "variance": f(self.variance),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "profile") -> NumericProfile:
+        """Inverse of :meth:`to_dict`; strict about types (no value is coerced).
+
+        Raises:
+            ValueError: a missing or invalid field, named as ``where.field``.
+        """
+        r = _Fields(data, where)
+        kw: dict[str, Any] = {
+            "name": r.name("name"),
+            "rows": r.count("rows"),
+            "count": r.count("count"),
+            "edges": r.numbers("edges", MAX_BINS + 2),
+            "counts": r.counts("counts", MAX_BINS + 1),
+        }
+        for key in ("min", "max", "mean", "variance"):
+            kw[key] = r.stat(key)
+        r.kind("numeric")
+        return r.build(cls, kw)
+
+
+@attrs.frozen(kw_only=True)
+class CategoricalProfile:
+    """Reference summary of one categorical feature: top categories plus an "other" count.
+
+    Attributes:
+        name: feature name.
+        rows: rows of the reference data (valid + missing).
+        count: valid (non-missing) values.
+        categories: the most frequent categories (at most ``max_categories``), most frequent first.
+        counts: reference count of each kept category.
+        other: reference values in categories beyond the kept ones.
+
+    >>> from mlmon.reference import Reference
+    >>> p = Reference.from_data({"color": ["red", "red", "blue", None]}).features[0]
+    >>> p.categories, p.counts, p.other, p.missing
+    (('red', 'blue'), (2, 1), 0, 1)
+    """
+
+    name: str = attrs.field(validator=_name)
+    rows: int = attrs.field(validator=_count)
+    count: int = attrs.field(validator=_count)
+    categories: tuple[str, ...] = attrs.field(converter=_strs)
+    counts: tuple[int, ...] = attrs.field(converter=_ints, validator=_int_tuple)
+    other: int = attrs.field(validator=_count)
+
+    kind: Literal["categorical"] = attrs.field(default="categorical", init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.count > self.rows:
+            raise ValueError(f"count must be <= rows ({self.rows}), got {self.count!r}")
+        if len(self.categories) > MAX_CATEGORIES:
+            raise ValueError(
+                f"categories must hold at most {MAX_CATEGORIES} values, got {len(self.categories)}"
+            )
+        if not all(isinstance(c, str) for c in self.categories):
+            raise ValueError(f"categories must be str, got {_short(self.categories)}")
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"categories must be unique, got {self.categories!r}")
+        if len(self.counts) != len(self.categories):
+            raise ValueError(f"counts must hold one value per category, got {self.counts!r}")
+        if sum(self.counts) + self.other != self.count:
+            raise ValueError(
+                f"counts + other must sum to count ({self.count}), got {self.counts!r} + {self.other!r}"
+            )
+
+    @property
+    def missing(self) -> int:
+        """Reference rows where the feature was missing."""
+        return self.rows - self.count
+
+    @property
+    def proportions(self) -> dict[str, float]:
+        """Share of the valid reference values per kept category."""
+        return (
+            {c: n / self.count for c, n in zip(self.categories, self.counts, strict=True)}
+            if self.count
+            else {}
+        )
+
+    def cells(self) -> npt.NDArray[np.int64]:
+        """Reference counts per kept category, then "other" (the cells drift compares)."""
+        return np.array([*self.counts, self.other], dtype=np.int64)
+
+    @classmethod
+    def from_values(
+        cls, name: str, values: Iterable[object], max_categories: int = 100
+    ) -> CategoricalProfile:
+        """Summarise a column of categories (see :func:`category_key`)."""
+        rows = 0
+        counter: Counter[str] = Counter()
+        for v in values:
+            rows += 1
+            k = category_key(v)
+            if k is not None:
+                counter[k] += 1
+        count = sum(counter.values())
+        # Ties broken by name so the same data always gives the same file.
+        ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = ranked[:max_categories]
+        other = count - sum(n for _, n in kept)
+        return cls(
+            name=name,
+            rows=rows,
+            count=count,
+            categories=[c for c, _ in kept],
+            counts=[n for _, n in kept],
+            other=other,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "kind": "categorical",
+            "rows": self.rows,
+            "count": self.count,
+            "categories": list(self.categories),
+            "counts": list(self.counts),
+            "other": self.other,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "profile") -> CategoricalProfile:
+        """Inverse of :meth:`to_dict`; strict about types (no value is coerced).
+
+        Raises:
+            ValueError: a missing or invalid field, named as ``where.field``.
+        """
+        r = _Fields(data, where)
+        kw = {
+            "name": r.name("name"),
+            "rows": r.count("rows"),
+            "count": r.count("count"),
+            "categories": r.strings("categories", MAX_CATEGORIES),
+            "counts": r.counts("counts", MAX_CATEGORIES),
+            "other": r.count("other"),
+        }
+        r.kind("categorical")
+        return r.build(cls, kw)
+
+
+FeatureProfile = NumericProfile | CategoricalProfile
+"""The summary of one feature."""
+
+
+# --------------------------------------------------------------------------- file fields
+
+
+_P = TypeVar("_P", NumericProfile, CategoricalProfile)
+
+
+class _Fields:
+    """Strict readers of one JSON object of a reference file; errors name ``where.field``."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be a JSON object, got {_short(data)}")
+        self.data = data
+        self.where = where
+
+    def get(self, key: str) -> Any:
+        if key not in self.data:
+            raise ValueError(f"{self.where}: missing field {key!r}")
+        return self.data[key]
+
+    def fail(self, key: str, what: str, value: object) -> ValueError:
+        return ValueError(f"{self.where}.{key} must be {what}, got {_short(value)}")
+
+    def name(self, key: str) -> str:
+        v = self.get(key)
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, "a non-empty string", v)
+        return v
+
+    def count(self, key: str) -> int:
+        v = self.get(key)
+        if type(v) is not int or not 0 <= v <= MAX_COUNT:
+            raise self.fail(key, "an int >= 0 (at most 2**63 - 1)", v)
+        return v
+
+    def _list(self, key: str, limit: int) -> list[Any]:
+        v = self.get(key)
+        if not isinstance(v, list):
+            raise self.fail(key, "a list", v)
+        if len(v) > limit:
+            raise ValueError(f"{self.where}.{key} must hold at most {limit} values, got {len(v)}")
+        return v
+
+    def counts(self, key: str, limit: int) -> list[int]:
+        v = self._list(key, limit)
+        for i, c in enumerate(v):
+            if type(c) is not int or not 0 <= c <= MAX_COUNT:
+                raise self.fail(f"{key}[{i}]", "an int >= 0 (at most 2**63 - 1)", c)
+        if sum(v) > MAX_COUNT:
+            raise ValueError(f"{self.where}.{key} must sum to at most 2**63 - 1")
+        return v
+
+    def numbers(self, key: str, limit: int) -> list[float]:
+        v = self._list(key, limit)
+        for i, x in enumerate(v):
+            if type(x) not in (int, float) or not math.isfinite(x):
+                raise self.fail(f"{key}[{i}]", "a finite number", x)
+        return [float(x) for x in v]
+
+    def strings(self, key: str, limit: int) -> list[str]:
+        v = self._list(key, limit)
+        for i, x in enumerate(v):
+            if not isinstance(x, str):
+                raise self.fail(f"{key}[{i}]", "a string", x)
+        return v
+
+    def stat(self, key: str) -> float:
+        v = self.get(key)
+        if v is None:
+            return math.nan
+        if type(v) not in (int, float) or not math.isfinite(v):
+            raise self.fail(key, "a finite number or null", v)
+        return float(v)
+
+    def kind(self, want: str) -> None:
+        v = self.data.get("kind", want)
+        if v != want:
+            raise self.fail("kind", repr(want), v)
+
+    def build(self, cls: type[_P], kw: dict[str, Any]) -> _P:
+        try:
+            return cls(**kw)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{self.where}: {e}") from None
