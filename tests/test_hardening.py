@@ -354,3 +354,43 @@ def test_monitors_sharing_one_prometheus_emitter_close_independently() -> None:
     assert 'model="churn"' in body
     assert 'model="fraud"' not in body  # the closed monitor's series are released
     b.close()
+
+
+def test_a_call_in_flight_at_close_shows_in_the_final_snapshot() -> None:
+    import threading
+
+    from mlmon.testing import InMemoryEmitter
+
+    mem = InMemoryEmitter()
+    m = mlmon.Monitor("inflight_close", emitters=[mem], clock=FakeClock())
+    entered, release = threading.Event(), threading.Event()
+
+    @m.track
+    def predict() -> float:
+        entered.set()
+        release.wait(10)
+        return 1.0
+
+    worker = threading.Thread(target=predict)
+    worker.start()
+    assert entered.wait(10)
+    m.close()
+    release.set()
+    worker.join(10)
+    assert mem.snapshots[-1].get("mlmon_inflight_calls") == 1.0  # documented: seen, never completed
+
+
+def test_tracking_through_an_unconfigured_default_monitor_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    from mlmon import _default
+
+    with _default._lock:
+        old, _default._default = _default._default, None
+    try:
+        with caplog.at_level("WARNING", logger="mlmon"):
+            mlmon.get_monitor()
+            mlmon.get_monitor()
+        assert sum("configure() has not set up" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        mlmon.get_monitor().close()
+        with _default._lock:
+            _default._default = old
