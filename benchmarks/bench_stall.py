@@ -54,87 +54,156 @@ def _quantiles(ns: np.ndarray) -> dict[str, float]:
     }
 
 
-def latency_round(rows: int, calls: int, ref: mlmon.Reference) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """One round: ``calls`` decorated and ``calls`` undecorated calls, alternating."""
-    rng = np.random.default_rng(rows)
-    w = rng.normal(size=FEATURES)
-    batches = [rng.normal(size=(rows, FEATURES)) for _ in range(8)]
-
-    def predict(X: Any) -> Any:
-        return 1.0 / (1.0 + np.exp(-(X @ w)))
-
-    mon = mlmon.Monitor(f"stall_{rows}", reference=ref, flush_interval=1.0, window=60.0)
-    tracked = mon.track(features="X")(predict)
-    for i in range(50):  # warm-up: first-call paths, numpy caches, the reporter thread
-        tracked(batches[i % 8])
-        predict(batches[i % 8])
-    mon.snapshot()
-    with_ns = np.empty(calls, dtype=np.int64)
-    without_ns = np.empty(calls, dtype=np.int64)
-    perf = time.perf_counter_ns
-    t_start = time.perf_counter()
+def _paced(calls: int, rate: float, step: Callable[[int], None]) -> None:
+    """``step(i)`` for ``i < calls``, started ``rate`` times a second (0: back to back)."""
+    period = 1.0 / rate if rate else 0.0
+    clock = time.perf_counter
+    next_t = clock()
     for i in range(calls):
-        X = batches[i & 7]
-        if i & 1:
-            t0 = perf()
-            predict(X)
-            t1 = perf()
-            tracked(X)
-            t2 = perf()
-            without_ns[i], with_ns[i] = t1 - t0, t2 - t1
-        else:
-            t0 = perf()
-            tracked(X)
-            t1 = perf()
-            predict(X)
-            t2 = perf()
-            with_ns[i], without_ns[i] = t1 - t0, t2 - t1
-    loop_s = time.perf_counter() - t_start
-    t0 = perf()
+        step(i)
+        if period:
+            next_t += period
+            delay = next_t - clock()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = clock()  # late: no catch-up burst
+
+
+class _Case:
+    """One batch shape: the batches, the model, the reference."""
+
+    def __init__(self, rows: int, ref: mlmon.Reference) -> None:
+        rng = np.random.default_rng(rows)
+        w = rng.normal(size=FEATURES)
+        self.rows = rows
+        self.ref = ref
+        self.batches = [rng.normal(size=(rows, FEATURES)) for _ in range(8)]
+
+        def predict(X: Any) -> Any:
+            return 1.0 / (1.0 + np.exp(-(X @ w)))
+
+        self.predict = predict
+
+    def monitor(self) -> tuple[mlmon.Monitor, Callable[[Any], Any]]:
+        mon = mlmon.Monitor(f"stall_{self.rows}", reference=self.ref, flush_interval=1.0, window=60.0)
+        tracked = mon.track(features="X")(self.predict)
+        for i in range(50):  # warm-up: first-call paths, numpy caches, the reporter thread
+            tracked(self.batches[i & 7])
+            self.predict(self.batches[i & 7])
+        mon.snapshot()
+        return mon, tracked
+
+
+def _finish(mon: mlmon.Monitor, info: dict[str, list[float]]) -> None:
+    t0 = time.perf_counter_ns()
     snap = mon.snapshot()
-    final_ms = (perf() - t0) / 1e6
-    info = {
-        "loop_s": loop_s,
-        "final_snapshot_ms": final_ms,
-        "calls": snap.get("mlmon_calls_total") or 0.0,
-        "dropped_details": snap.get("mlmon_dropped_total", buffer="details") or 0.0,
-        "dropped": snap.total("mlmon_dropped_total"),
-    }
+    info["final_snapshot_ms"].append((time.perf_counter_ns() - t0) / 1e6)
+    info["calls"].append(snap.get("mlmon_calls_total") or 0.0)
+    info["dropped_details"].append(snap.get("mlmon_dropped_total", buffer="details") or 0.0)
+    info["dropped"].append(snap.total("mlmon_dropped_total"))
     mon.close()
-    return _quantiles(with_ns), _quantiles(without_ns), info
 
 
-def latency(rounds: int, calls_1000: int, calls_100: int) -> None:
+def alternate(case: _Case, rounds: int, calls: int, rate: float) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Decorated and undecorated calls alternate in one loop (order swapped at every step),
+    a fresh monitor per round; all samples of all rounds."""
+    with_ns = np.empty(rounds * calls, dtype=np.int64)
+    without_ns = np.empty(rounds * calls, dtype=np.int64)
+    info: dict[str, list[float]] = {k: [] for k in ("final_snapshot_ms", "calls", "dropped_details", "dropped")}
+    perf = time.perf_counter_ns
+    predict, batches = case.predict, case.batches
+    for r in range(rounds):
+        mon, tracked = case.monitor()
+        base = r * calls
+
+        def step(i: int, base: int = base, tracked: Callable[[Any], Any] = tracked) -> None:
+            X = batches[i & 7]
+            if i & 1:
+                t0 = perf()
+                predict(X)
+                t1 = perf()
+                tracked(X)
+                t2 = perf()
+                without_ns[base + i], with_ns[base + i] = t1 - t0, t2 - t1
+            else:
+                t0 = perf()
+                tracked(X)
+                t1 = perf()
+                predict(X)
+                t2 = perf()
+                with_ns[base + i], without_ns[base + i] = t1 - t0, t2 - t1
+
+        _paced(calls, rate, step)
+        _finish(mon, info)
+    return with_ns, without_ns, info
+
+
+def blocks(case: _Case, rounds: int, calls: int, rate: float) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Alternating blocks: decorated calls with the monitor running, then undecorated calls
+    with no monitor in the process (order swapped every round), so the reporter's work on
+    the other thread counts against the decorated side only."""
+    with_ns = np.empty(rounds * calls, dtype=np.int64)
+    without_ns = np.empty(rounds * calls, dtype=np.int64)
+    info: dict[str, list[float]] = {k: [] for k in ("final_snapshot_ms", "calls", "dropped_details", "dropped")}
+    perf = time.perf_counter_ns
+    batches = case.batches
+
+    def block(fn: Callable[[Any], Any], out: np.ndarray, base: int) -> None:
+        def step(i: int) -> None:
+            X = batches[i & 7]
+            t0 = perf()
+            fn(X)
+            out[base + i] = perf() - t0
+
+        _paced(calls, rate, step)
+
+    for r in range(rounds):
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            if side == 0:
+                mon, tracked = case.monitor()
+                block(tracked, with_ns, r * calls)
+                _finish(mon, info)
+            else:
+                for i in range(50):
+                    case.predict(batches[i & 7])
+                block(case.predict, without_ns, r * calls)
+    return with_ns, without_ns, info
+
+
+def latency(rounds: int, shapes: list[tuple[int, int, float]]) -> None:
     ref = _reference()
-    print(f"Python {sys.version.split()[0]}; decorated and undecorated calls alternate; "
-          f"{rounds} rounds, medians of the rounds (max: largest of all rounds)\n")
-    print("| batch | calls per side per round | side | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print(f"Python {sys.version.split()[0]}; {rounds} rounds, a fresh monitor per round (flush every 1 s); "
+          "quantiles over the samples of all rounds\n")
+    print("| batch | mode | calls/s per side | calls per side | side | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|")
     notes = []
-    for rows, calls in ((1000, calls_1000), (100, calls_100)):
-        res: list[tuple[dict[str, float], dict[str, float], dict[str, float]]] = []
-        for _ in range(rounds):
-            res.append(latency_round(rows, calls, ref))
-        med: dict[str, dict[str, float]] = {}
-        for side, idx in (("with", 0), ("without", 1)):
-            med[side] = {k: statistics.median(r[idx][k] for r in res) for k in ("p50", "p99", "p99.9")}  # type: ignore[literal-required]
-            med[side]["max"] = max(r[idx]["max"] for r in res)  # type: ignore[literal-required]
-        label = {"with": '@mon.track(features="X")', "without": "undecorated"}
-        for side in ("without", "with"):
-            m = med[side]
-            print(f"| {rows}×{FEATURES} | {calls:,} | {label[side]} | {m['p50']:.1f} | {m['p99']:.1f} | "
-                  f"{m['p99.9']:.1f} | {m['max']:.0f} |")
-        ratio = {k: med["with"][k] / med["without"][k] for k in ("p50", "p99", "p99.9", "max")}
-        print(f"| {rows}×{FEATURES} | | ratio with / without | {ratio['p50']:.2f}× | {ratio['p99']:.2f}× | "
-              f"{ratio['p99.9']:.2f}× | {ratio['max']:.2f}× |")
-        infos = [r[2] for r in res]
-        notes.append(
-            f"{rows}×{FEATURES}: loop {statistics.median(i['loop_s'] for i in infos):.1f} s per round, "
-            f"calls counted {statistics.median(i['calls'] for i in infos):,.0f} per round, "
-            f"details dropped {statistics.median(i['dropped_details'] for i in infos):,.0f} per round "
-            f"(all buffers: {statistics.median(i['dropped'] for i in infos):,.0f}), "
-            f"final snapshot() {statistics.median(i['final_snapshot_ms'] for i in infos):.1f} ms"
-        )
+    modes: dict[str, Callable[[_Case, int, int, float], tuple[np.ndarray, np.ndarray, dict[str, list[float]]]]] = {
+        "alternate": alternate,
+        "blocks": blocks,
+    }
+    for rows, calls, rate in shapes:
+        case = _Case(rows, ref)
+        for mode, run in modes.items():
+            if mode == "blocks" and not rate:
+                continue  # flooding: only the alternate mode
+            with_ns, without_ns, info = run(case, rounds, calls, rate)
+            q = {"with": _quantiles(with_ns), "without": _quantiles(without_ns)}
+            label = {"with": '@mon.track(features="X")',
+                     "without": "undecorated" + (", no monitor" if mode == "blocks" else "")}
+            shown_rate = f"{rate:,.0f}" if rate else "flood"
+            for side in ("without", "with"):
+                m = q[side]
+                print(f"| {rows}×{FEATURES} | {mode} | {shown_rate} | {rounds * calls:,} | {label[side]} | "
+                      f"{m['p50']:.1f} | {m['p99']:.1f} | {m['p99.9']:.1f} | {m['max']:.0f} |")
+            ratio = {k: q["with"][k] / q["without"][k] for k in ("p50", "p99", "p99.9", "max")}
+            print(f"| {rows}×{FEATURES} | {mode} | {shown_rate} | | **ratio** | {ratio['p50']:.2f}× | "
+                  f"{ratio['p99']:.2f}× | {ratio['p99.9']:.2f}× | {ratio['max']:.2f}× |")
+            notes.append(
+                f"{rows}×{FEATURES} {mode} {shown_rate}: calls counted {sum(info['calls']):,.0f}, details dropped "
+                f"{sum(info['dropped_details']):,.0f} (all buffers {sum(info['dropped']):,.0f}); "
+                f"final snapshot() median {statistics.median(info['final_snapshot_ms']):.1f} ms"
+            )
     print()
     for n in notes:
         print(n)
@@ -275,8 +344,8 @@ def drain_memory(cases: list[tuple[int, int]]) -> None:
 
 def threads_memory(seconds: float, nthreads: int) -> None:
     r = _child(_CHILD_THREADS, seconds, nthreads)
-    print(f"| threads | batch | seconds | calls | RSS at start | RSS at end | growth | peak growth (VmHWM) | "
-          f"details dropped |")
+    print("| threads | batch | seconds | calls | RSS at start | RSS at end | growth | peak growth (VmHWM) | "
+          "details dropped |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {nthreads} | 100×{FEATURES} | {seconds:.0f} | {r['calls_made']:,} | {r['rss0'] / MIB:.1f} MiB | "
           f"{r['rss1'] / MIB:.1f} MiB | {(r['rss1'] - r['rss0']) / MIB:+.1f} MiB | "
@@ -289,12 +358,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("latency", "drain", "threads", "all"), default="all")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--calls-1000", type=int, default=10_000, help="calls per side per round, 1000x20")
-    ap.add_argument("--calls-100", type=int, default=40_000, help="calls per side per round, 100x20")
+    ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
+    ap.add_argument("--rate-1000", type=float, default=500.0, help="1000x20 calls/s per side (0: back to back)")
+    ap.add_argument("--calls-100", type=int, default=8_000, help="calls per side per round, 100x20")
+    ap.add_argument("--rate-100", type=float, default=2000.0, help="100x20 calls/s per side (0: back to back)")
+    ap.add_argument("--flood", action="store_true", help="also back-to-back calls (alternate mode only)")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of the threads part")
     args = ap.parse_args()
+    shapes = [(1000, args.calls_1000, args.rate_1000), (100, args.calls_100, args.rate_100)]
+    if args.flood:
+        shapes += [(1000, args.calls_1000 * 5, 0.0), (100, args.calls_100 * 5, 0.0)]
     parts: dict[str, Callable[[], None]] = {
-        "latency": lambda: latency(args.rounds, args.calls_1000, args.calls_100),
+        "latency": lambda: latency(args.rounds, shapes),
         "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),
         "threads": lambda: threads_memory(args.seconds, 4),
     }
