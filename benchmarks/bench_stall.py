@@ -14,6 +14,9 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
    ``snapshot()``; the peak (``VmHWM``) is read after it returns.
 3. ``threads``: RSS growth while 4 threads send 100x20 batches for ``--seconds`` seconds
    (defaults of ``Monitor``: 64 MiB byte cap, 10 s flush interval), in a fresh subprocess.
+4. ``cap``: what the buffers hold at worst: 300,000 calls of 100x20 made while holding the drain
+   lock, RSS growth when the byte cap is reached and at the end (past it, each call still leaves
+   a small record up to ``max_buffered_calls``).
 
 Linux only (reads ``/proc/self/status``).
 """
@@ -317,6 +320,32 @@ _CHILD_THREADS = _CHILD_COMMON + textwrap.dedent(
     """
 )
 
+_CHILD_CAP = _CHILD_COMMON + textwrap.dedent(
+    """
+    calls = int(sys.argv[1])
+    mon = mlmon.Monitor("capmem", flush_interval=3600.0, window=3600.0)  # default caps
+    tracked = mon.track(features="X")(predict)
+    X = rng.normal(size=(100, 20))
+    tracked(X)
+    mon.snapshot()
+    gc.collect()
+    rss0 = status("VmRSS")
+    b = mon._buffers
+    seen = {}
+    with mon._drain_lock:
+        for i in range(calls):
+            tracked(X)
+            if "bytes" not in seen and b.bytes + X.nbytes > b.max_bytes:
+                seen["bytes"] = (i + 1, status("VmRSS") - rss0)
+        seen["calls"] = (calls, status("VmRSS") - rss0)
+        records = len(b.gen)
+    snap = mon.snapshot()
+    print(json.dumps({"seen": seen, "records": records, "max_bytes": b.max_bytes,
+                      "dropped": snap.total("mlmon_dropped_total")}))
+    mon.close()
+    """
+)
+
 
 def _child(code: str, *args: object) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
@@ -354,9 +383,20 @@ def threads_memory(seconds: float, nthreads: int) -> None:
           f"{r['rss2'] / MIB:.1f} MiB")
 
 
+def cap_memory(calls: int) -> None:
+    r = _child(_CHILD_CAP, calls)
+    (n_b, g_b), (n_c, g_c) = r["seen"]["bytes"], r["seen"]["calls"]
+    print("| 100×20 calls buffered (drain lock held) | RSS growth | records buffered |")
+    print("|---|---:|---:|")
+    print(f"| {n_b:,} (byte cap {r['max_bytes'] / MIB:.0f} MiB reached) | {g_b / MIB:+.1f} MiB | {n_b:,} |")
+    print(f"| {n_c:,} | {g_c / MIB:+.1f} MiB | {r['records']:,} |")
+    per = (g_c - g_b) / max(1, r["records"] - n_b)
+    print(f"\nabout {per:.0f} bytes per record past the byte cap; dropped {r['dropped']:,.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("latency", "drain", "threads", "all"), default="all")
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "all"), default="all")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
     ap.add_argument("--rate-1000", type=float, default=500.0, help="1000x20 calls/s per side (0: back to back)")
@@ -372,6 +412,7 @@ def main() -> None:
         "latency": lambda: latency(args.rounds, shapes),
         "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),
         "threads": lambda: threads_memory(args.seconds, 4),
+        "cap": lambda: cap_memory(300_000),
     }
     for name, run in parts.items():
         if args.part in (name, "all"):
