@@ -1,0 +1,424 @@
+"""Stalls and memory with feature capture: batches of 1000x20 and 100x20 floats per call.
+
+Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
+
+1. ``latency``: ``predict(X)`` scores a float batch (``1 / (1 + exp(-X @ w))``), decorated with
+   ``@mon.track(features="X")`` against a 20-feature reference, the background flush running
+   every second. The decorated and the undecorated function are called alternately (the order
+   swapped at every step) in the same loop, so machine noise and the reporter's work hit both
+   alike; latency p50/p99/p99.9/max per side, over ``--rounds`` rounds with a fresh monitor
+   each (medians of the rounds; max is the largest of all rounds).
+2. ``drain``: peak memory of a drain against the bytes it drains. A fresh subprocess per case
+   fills the buffers while holding the drain lock (so nothing drains early), resets the
+   kernel's peak-RSS mark (``/proc/self/clear_refs``), releases the lock and calls
+   ``snapshot()``; the peak (``VmHWM``) is read after it returns.
+3. ``threads``: RSS growth while 4 threads send 100x20 batches for ``--seconds`` seconds
+   (defaults of ``Monitor``: 64 MiB byte cap, 10 s flush interval), in a fresh subprocess.
+4. ``cap``: what the buffers hold at worst: 300,000 calls of 100x20 made while holding the drain
+   lock, RSS growth when the byte cap is reached and at the end (past it, each call still leaves
+   a small record up to ``max_buffered_calls``).
+
+Linux only (reads ``/proc/self/status``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import mlmon
+
+FEATURES = 20
+MIB = 1 << 20
+
+
+def _reference() -> mlmon.Reference:
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(FEATURES)]
+    return mlmon.Reference.from_data(rng.normal(size=(5000, FEATURES)), feature_names=names)
+
+
+def _quantiles(ns: np.ndarray) -> dict[str, float]:
+    us = ns / 1e3
+    return {
+        "p50": float(np.quantile(us, 0.5)),
+        "p99": float(np.quantile(us, 0.99)),
+        "p99.9": float(np.quantile(us, 0.999)),
+        "max": float(us.max()),
+    }
+
+
+def _paced(calls: int, rate: float, step: Callable[[int], None]) -> None:
+    """``step(i)`` for ``i < calls``, started ``rate`` times a second (0: back to back)."""
+    period = 1.0 / rate if rate else 0.0
+    clock = time.perf_counter
+    next_t = clock()
+    for i in range(calls):
+        step(i)
+        if period:
+            next_t += period
+            delay = next_t - clock()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = clock()  # late: no catch-up burst
+
+
+class _Case:
+    """One batch shape: the batches, the model, the reference."""
+
+    def __init__(self, rows: int, ref: mlmon.Reference) -> None:
+        rng = np.random.default_rng(rows)
+        w = rng.normal(size=FEATURES)
+        self.rows = rows
+        self.ref = ref
+        self.batches = [rng.normal(size=(rows, FEATURES)) for _ in range(8)]
+
+        def predict(X: Any) -> Any:
+            return 1.0 / (1.0 + np.exp(-(X @ w)))
+
+        self.predict = predict
+
+    def monitor(self) -> tuple[mlmon.Monitor, Callable[[Any], Any]]:
+        mon = mlmon.Monitor(f"stall_{self.rows}", reference=self.ref, flush_interval=1.0, window=60.0)
+        tracked = mon.track(features="X")(self.predict)
+        for i in range(50):  # warm-up: first-call paths, numpy caches, the reporter thread
+            tracked(self.batches[i & 7])
+            self.predict(self.batches[i & 7])
+        mon.snapshot()
+        return mon, tracked
+
+
+def _finish(mon: mlmon.Monitor, info: dict[str, list[float]]) -> None:
+    t0 = time.perf_counter_ns()
+    snap = mon.snapshot()
+    info["final_snapshot_ms"].append((time.perf_counter_ns() - t0) / 1e6)
+    info["calls"].append(snap.get("mlmon_calls_total") or 0.0)
+    info["dropped_details"].append(snap.get("mlmon_dropped_total", buffer="details") or 0.0)
+    info["dropped"].append(snap.total("mlmon_dropped_total"))
+    mon.close()
+
+
+def alternate(case: _Case, rounds: int, calls: int, rate: float) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Decorated and undecorated calls alternate in one loop (order swapped at every step),
+    a fresh monitor per round; all samples of all rounds."""
+    with_ns = np.empty(rounds * calls, dtype=np.int64)
+    without_ns = np.empty(rounds * calls, dtype=np.int64)
+    info: dict[str, list[float]] = {k: [] for k in ("final_snapshot_ms", "calls", "dropped_details", "dropped")}
+    perf = time.perf_counter_ns
+    predict, batches = case.predict, case.batches
+    for r in range(rounds):
+        mon, tracked = case.monitor()
+        base = r * calls
+
+        def step(i: int, base: int = base, tracked: Callable[[Any], Any] = tracked) -> None:
+            X = batches[i & 7]
+            if i & 1:
+                t0 = perf()
+                predict(X)
+                t1 = perf()
+                tracked(X)
+                t2 = perf()
+                without_ns[base + i], with_ns[base + i] = t1 - t0, t2 - t1
+            else:
+                t0 = perf()
+                tracked(X)
+                t1 = perf()
+                predict(X)
+                t2 = perf()
+                with_ns[base + i], without_ns[base + i] = t1 - t0, t2 - t1
+
+        _paced(calls, rate, step)
+        _finish(mon, info)
+    return with_ns, without_ns, info
+
+
+def blocks(case: _Case, rounds: int, calls: int, rate: float) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Alternating blocks: decorated calls with the monitor running, then undecorated calls
+    with no monitor in the process (order swapped every round), so the reporter's work on
+    the other thread counts against the decorated side only."""
+    with_ns = np.empty(rounds * calls, dtype=np.int64)
+    without_ns = np.empty(rounds * calls, dtype=np.int64)
+    info: dict[str, list[float]] = {k: [] for k in ("final_snapshot_ms", "calls", "dropped_details", "dropped")}
+    perf = time.perf_counter_ns
+    batches = case.batches
+
+    def block(fn: Callable[[Any], Any], out: np.ndarray, base: int) -> None:
+        def step(i: int) -> None:
+            X = batches[i & 7]
+            t0 = perf()
+            fn(X)
+            out[base + i] = perf() - t0
+
+        _paced(calls, rate, step)
+
+    for r in range(rounds):
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            if side == 0:
+                mon, tracked = case.monitor()
+                block(tracked, with_ns, r * calls)
+                _finish(mon, info)
+            else:
+                for i in range(50):
+                    case.predict(batches[i & 7])
+                block(case.predict, without_ns, r * calls)
+    return with_ns, without_ns, info
+
+
+def latency(rounds: int, shapes: list[tuple[int, int, float]]) -> None:
+    ref = _reference()
+    print(f"Python {sys.version.split()[0]}; {rounds} rounds, a fresh monitor per round (flush every 1 s); "
+          "quantiles over the samples of all rounds\n")
+    print("| batch | mode | calls/s per side | calls per side | side | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|")
+    notes = []
+    modes: dict[str, Callable[[_Case, int, int, float], tuple[np.ndarray, np.ndarray, dict[str, list[float]]]]] = {
+        "alternate": alternate,
+        "blocks": blocks,
+    }
+    for rows, calls, rate in shapes:
+        case = _Case(rows, ref)
+        for mode, run in modes.items():
+            if mode == "blocks" and not rate:
+                continue  # flooding: only the alternate mode
+            with_ns, without_ns, info = run(case, rounds, calls, rate)
+            q = {"with": _quantiles(with_ns), "without": _quantiles(without_ns)}
+            label = {"with": '@mon.track(features="X")',
+                     "without": "undecorated" + (", no monitor" if mode == "blocks" else "")}
+            shown_rate = f"{rate:,.0f}" if rate else "flood"
+            for side in ("without", "with"):
+                m = q[side]
+                print(f"| {rows}×{FEATURES} | {mode} | {shown_rate} | {rounds * calls:,} | {label[side]} | "
+                      f"{m['p50']:.1f} | {m['p99']:.1f} | {m['p99.9']:.1f} | {m['max']:.0f} |")
+            ratio = {k: q["with"][k] / q["without"][k] for k in ("p50", "p99", "p99.9", "max")}
+            print(f"| {rows}×{FEATURES} | {mode} | {shown_rate} | | **ratio** | {ratio['p50']:.2f}× | "
+                  f"{ratio['p99']:.2f}× | {ratio['p99.9']:.2f}× | {ratio['max']:.2f}× |")
+            notes.append(
+                f"{rows}×{FEATURES} {mode} {shown_rate}: calls counted {sum(info['calls']):,.0f}, details dropped "
+                f"{sum(info['dropped_details']):,.0f} (all buffers {sum(info['dropped']):,.0f}); "
+                f"final snapshot() median {statistics.median(info['final_snapshot_ms']):.1f} ms"
+            )
+    print()
+    for n in notes:
+        print(n)
+
+
+_CHILD_COMMON = textwrap.dedent(
+    """
+    import gc, json, re, sys, threading, time
+    import numpy as np
+    import mlmon
+
+    def status(key):
+        m = re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read())
+        return int(m.group(1)) * 1024
+
+    def reset_peak():
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(20)]
+    ref = mlmon.Reference.from_data(rng.normal(size=(5000, 20)), feature_names=names)
+    w = rng.normal(size=20)
+
+    def predict(X):
+        return 1.0 / (1.0 + np.exp(-(X @ w)))
+    """
+)
+
+_CHILD_DRAIN = _CHILD_COMMON + textwrap.dedent(
+    """
+    rows, mib = int(sys.argv[1]), int(sys.argv[2])
+    mon = mlmon.Monitor("drainmem", reference=ref, flush_interval=3600.0, window=3600.0)
+    tracked = mon.track(features="X")(predict)
+    X = rng.normal(size=(rows, 20))
+    for _ in range(20):  # warm-up, drained
+        tracked(X)
+    mon.snapshot()
+    gc.collect()
+    rss0 = status("VmRSS")
+    calls = mib * (1 << 20) // X.nbytes
+    with mon._drain_lock:
+        for _ in range(calls):
+            tracked(X)
+        buffered = mon._buffers.bytes
+        gc.collect()
+        rss1 = status("VmRSS")
+        reset_peak()
+        hwm_reset = status("VmHWM")
+    t0 = time.perf_counter()
+    snap = mon.snapshot()
+    seconds = time.perf_counter() - t0
+    hwm = status("VmHWM")
+    rss2 = status("VmRSS")
+    print(json.dumps({
+        "calls": calls, "buffered": buffered, "rss0": rss0, "rss1": rss1, "hwm_reset": hwm_reset,
+        "hwm": hwm, "rss2": rss2, "seconds": seconds,
+        "counted": snap.get("mlmon_calls_total"),
+        "dropped": snap.total("mlmon_dropped_total"),
+    }))
+    mon.close()
+    """
+)
+
+_CHILD_THREADS = _CHILD_COMMON + textwrap.dedent(
+    """
+    seconds, nthreads = float(sys.argv[1]), int(sys.argv[2])
+    mon = mlmon.Monitor("threadsmem", reference=ref)  # defaults: 64 MiB byte cap, 10 s flush
+    tracked = mon.track(features="X")(predict)
+    batches = [rng.normal(size=(100, 20)) for _ in range(8)]
+    for i in range(200):
+        tracked(batches[i % 8])
+    mon.snapshot()
+    gc.collect()
+    rss0 = status("VmRSS")
+    reset_peak()
+    stop = threading.Event()
+    made = [0] * nthreads
+
+    def work(k):
+        n = 0
+        while not stop.is_set():
+            tracked(batches[n & 7])
+            n += 1
+        made[k] = n
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
+    for t in threads:
+        t.start()
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.25)
+        samples.append(status("VmRSS"))
+    stop.set()
+    for t in threads:
+        t.join()
+    rss1 = status("VmRSS")
+    hwm = status("VmHWM")
+    snap = mon.snapshot()
+    gc.collect()
+    rss2 = status("VmRSS")
+    print(json.dumps({
+        "calls_made": sum(made), "rss0": rss0, "rss1": rss1, "hwm": hwm, "rss2": rss2,
+        "max_sampled": max(samples), "counted": snap.get("mlmon_calls_total"),
+        "rows": snap.get("mlmon_rows_total"),
+        "dropped_details": snap.get("mlmon_dropped_total", buffer="details") or 0.0,
+        "dropped": snap.total("mlmon_dropped_total"),
+    }))
+    mon.close()
+    """
+)
+
+_CHILD_CAP = _CHILD_COMMON + textwrap.dedent(
+    """
+    calls = int(sys.argv[1])
+    mon = mlmon.Monitor("capmem", flush_interval=3600.0, window=3600.0)  # default caps
+    tracked = mon.track(features="X")(predict)
+    X = rng.normal(size=(100, 20))
+    tracked(X)
+    mon.snapshot()
+    gc.collect()
+    rss0 = status("VmRSS")
+    b = mon._buffers
+    seen = {}
+    with mon._drain_lock:
+        for i in range(calls):
+            tracked(X)
+            if "bytes" not in seen and b.bytes + X.nbytes > b.max_bytes:
+                seen["bytes"] = (i + 1, status("VmRSS") - rss0)
+        seen["calls"] = (calls, status("VmRSS") - rss0)
+        records = len(b.gen)
+    snap = mon.snapshot()
+    print(json.dumps({"seen": seen, "records": records, "max_bytes": b.max_bytes,
+                      "dropped": snap.total("mlmon_dropped_total")}))
+    mon.close()
+    """
+)
+
+
+def _child(code: str, *args: object) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"child failed ({out.returncode}):\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def drain_memory(cases: list[tuple[int, int]]) -> None:
+    print("| batch | MiB of features filled | calls | bytes buffered | RSS growth while filling | "
+          "extra RSS during snapshot() | peak above the empty monitor ÷ buffered | snapshot() |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for rows, mib in cases:
+        r = _child(_CHILD_DRAIN, rows, mib)
+        buffered = r["buffered"]
+        fill = r["rss1"] - r["rss0"]
+        extra = max(0, r["hwm"] - r["rss1"])
+        peak = (max(r["hwm"], r["rss1"]) - r["rss0"]) / buffered
+        print(f"| {rows}×{FEATURES} | {mib} | {r['calls']:,} | {buffered / MIB:.1f} MiB | {fill / MIB:.1f} MiB | "
+              f"{extra / MIB:.1f} MiB ({extra / buffered:.2f}×) | {peak:.2f}× | {r['seconds'] * 1e3:.0f} ms |")
+        if r["dropped"] or r["counted"] != r["calls"] + 20:
+            print(f"  (counted {r['counted']:.0f}, dropped {r['dropped']:.0f})")
+
+
+def threads_memory(seconds: float, nthreads: int) -> None:
+    r = _child(_CHILD_THREADS, seconds, nthreads)
+    print("| threads | batch | seconds | calls | RSS at start | RSS at end | growth | peak growth (VmHWM) | "
+          "details dropped |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {nthreads} | 100×{FEATURES} | {seconds:.0f} | {r['calls_made']:,} | {r['rss0'] / MIB:.1f} MiB | "
+          f"{r['rss1'] / MIB:.1f} MiB | {(r['rss1'] - r['rss0']) / MIB:+.1f} MiB | "
+          f"{(r['hwm'] - r['rss0']) / MIB:+.1f} MiB | {r['dropped_details']:,.0f} |")
+    print(f"\ncounted {r['counted']:,.0f} calls, {r['rows']:,.0f} rows; RSS after the final snapshot() "
+          f"{r['rss2'] / MIB:.1f} MiB")
+
+
+def cap_memory(calls: int) -> None:
+    r = _child(_CHILD_CAP, calls)
+    (n_b, g_b), (n_c, g_c) = r["seen"]["bytes"], r["seen"]["calls"]
+    print("| 100×20 calls buffered (drain lock held) | RSS growth | records buffered |")
+    print("|---|---:|---:|")
+    print(f"| {n_b:,} (byte cap {r['max_bytes'] / MIB:.0f} MiB reached) | {g_b / MIB:+.1f} MiB | {n_b:,} |")
+    print(f"| {n_c:,} | {g_c / MIB:+.1f} MiB | {r['records']:,} |")
+    per = (g_c - g_b) / max(1, r["records"] - n_b)
+    print(f"\nabout {per:.0f} bytes per record past the byte cap; dropped {r['dropped']:,.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "all"), default="all")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
+    ap.add_argument("--rate-1000", type=float, default=500.0, help="1000x20 calls/s per side (0: back to back)")
+    ap.add_argument("--calls-100", type=int, default=8_000, help="calls per side per round, 100x20")
+    ap.add_argument("--rate-100", type=float, default=2000.0, help="100x20 calls/s per side (0: back to back)")
+    ap.add_argument("--flood", action="store_true", help="also back-to-back calls (alternate mode only)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of the threads part")
+    args = ap.parse_args()
+    shapes = [(1000, args.calls_1000, args.rate_1000), (100, args.calls_100, args.rate_100)]
+    if args.flood:
+        shapes += [(1000, args.calls_1000 * 5, 0.0), (100, args.calls_100 * 5, 0.0)]
+    parts: dict[str, Callable[[], None]] = {
+        "latency": lambda: latency(args.rounds, shapes),
+        "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),
+        "threads": lambda: threads_memory(args.seconds, 4),
+        "cap": lambda: cap_memory(300_000),
+    }
+    for name, run in parts.items():
+        if args.part in (name, "all"):
+            run()
+            print()
+
+
+if __name__ == "__main__":
+    main()
