@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import array
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -51,7 +52,7 @@ UNREADABLE = _Unreadable()
 
 def copy_value(obj: Any) -> Any:
     """A copy the caller cannot mutate behind our back (shallow for containers)."""
-    if obj.__class__ in _IMMUTABLE:
+    if type(obj) in _IMMUTABLE:
         return obj
     if isinstance(obj, np.ndarray):
         return obj.copy()
@@ -67,9 +68,9 @@ def copy_value(obj: Any) -> Any:
 def output_rows(obj: Any) -> int:
     """Prediction rows in an output object: 1 for scalars and single dict rows, and for
     anything whose length cannot be read."""
-    if obj is None or obj.__class__ in _IMMUTABLE or isinstance(obj, dict):
+    if obj is None or type(obj) in _IMMUTABLE or isinstance(obj, dict):
         return 1
-    if obj.__class__ is Omitted:
+    if type(obj) is Omitted:
         return obj.rows
     try:
         shape = getattr(obj, "shape", None)
@@ -85,7 +86,7 @@ def feature_rows(obj: Any) -> int:
     is one row; a 2-D array, a list of rows or a DataFrame has one row per element. Anything
     whose rows cannot be read counts as one row."""
     try:
-        if obj.__class__ is np.ndarray:
+        if type(obj) is np.ndarray:
             return 1 if obj.ndim <= 1 else int(obj.shape[0])
         if isinstance(obj, (list, tuple)):
             if obj and isinstance(obj[0], (list, tuple, dict, np.ndarray)):
@@ -104,8 +105,8 @@ def feature_rows(obj: Any) -> int:
 
 
 class Omitted:
-    """Stands for the details (features, outputs, ids) of a call that did not fit the byte cap:
-    the drain counts the call, its latency and its ``rows``, and nothing else."""
+    """Stands for the features of a call made while the buffers are at their byte cap: they
+    are not copied, only their ``rows`` counted (see :meth:`CallBuffers.record`)."""
 
     __slots__ = ("rows",)
 
@@ -115,7 +116,7 @@ class Omitted:
 
 def nbytes(obj: Any) -> int:
     """About how many bytes a copied output, features or ids object holds (cheap, never raises)."""
-    if obj is None or obj.__class__ in _IMMUTABLE:
+    if obj is None or type(obj) in _IMMUTABLE:
         return 0
     try:
         n = getattr(obj, "nbytes", None)
@@ -193,7 +194,8 @@ class CallBuffers:
         self.nums = array.array("d")  # fast path: their numeric outputs
         self.objs: list[Any] = []  # fast path: their other outputs (copied)
         self.errs: list[tuple[int, type]] = []  # fast path: (duration, exception class)
-        # other forms: (dt, exc class, out, features, ids, end ns, bytes)
+        # other forms: (dt, exc class, out, features, ids, end ns, bytes, call id or -1): the
+        # call id of a ``with`` block whose ids were neither given nor read
         self.gen: list[tuple[Any, ...]] = []
         self.streams: list[tuple[int, int]] = []  # streaming calls: (ns to first item or -1, items)
         self.hard_cap = hard_cap
@@ -201,7 +203,8 @@ class CallBuffers:
         self.soft_cap = max(8, min(4096, hard_cap // 4))
         self.max_bytes = max_bytes
         self.soft_bytes = max(1, min(max_bytes // 8, 8 << 20))
-        self.chunk_bytes = max(1, min(max_bytes // 16, 1 << 20))
+        # Small enough that reducing one chunk holds the GIL for about a millisecond.
+        self.chunk_bytes = max(1, min(max_bytes // 16, 256 << 10))
         self.bytes = 0  # approximate under threads: only a trigger
         self.wake: Callable[[], None] = _nothing
         self.drain_inline = drain_inline
@@ -216,8 +219,8 @@ class CallBuffers:
 
     # -- slow paths of the wrappers (a buffer is at its soft cap, or an output is not a number)
     def record(self, rec: tuple[Any, ...]) -> None:
-        """Append a general record ``(dt, exc class, out, features, ids, end ns, bytes)``,
-        bounded in calls and bytes."""
+        """Append a general record ``(dt, exc class, out, features, ids, end ns, bytes, call
+        id or -1)``, bounded in calls and bytes."""
         try:
             gen = self.gen
             n = len(gen)
@@ -226,11 +229,22 @@ class CallBuffers:
                 self.drain_inline()
                 return
             size = rec[6]
-            if size and self.bytes + size > self.max_bytes:
-                rec = (rec[0], rec[1], Omitted(0 if rec[1] is not None else _rows_of(rec)), None, None, rec[5], 0)
-                with self.lock:
-                    self.dropped_details += 1
-                size = 0
+            if type(rec[3]) is Omitted or (size and self.bytes + size > self.max_bytes):
+                # Past the byte cap a call keeps its latency and rows and nothing else: its
+                # duration goes to the fast-path buffer (8 bytes, one row), its other rows to a
+                # counter, so the byte cap bounds the memory whatever the traffic.
+                rows = _rows_of(rec)
+                if len(self.dts) < self.hard_cap:
+                    self.dts.append(rec[0])
+                    with self.lock:
+                        self.dropped_details += 1
+                        self.dropped_rows += rows - 1
+                else:
+                    self.count_dropped(None, rows)
+                self.wake()
+                if self.bytes >= self.max_bytes // 2:
+                    self.drain_inline()
+                return
             gen.append(rec)
             self.bytes += size
             if self.bytes >= self.max_bytes // 2:
@@ -367,6 +381,9 @@ class CallBuffers:
         self.dropped_errors = {}
 
 
+_DT, _OUT, _FEATURES, _IDS, _END, _CID = (itemgetter(k) for k in (0, 2, 3, 4, 5, 7))
+
+
 def reduce_records(
     dts: array.array[int],
     nums: array.array[float],
@@ -376,14 +393,15 @@ def reduce_records(
     now: float,
     wall: float,
     perf_now: int,
-    resolve_ids: Callable[[Any, int], Any],
+    resolve_ids: Callable[[Sequence[Any], Sequence[int], Sequence[int]], Sequence[Any]],
 ) -> tuple[npt.NDArray[np.float64], list[str], int, CallBatch | None]:
     """Turn what :meth:`CallBuffers.take` returned into the service part's inputs (durations in
     seconds, successful calls first; the error types; the prediction rows) and one
     :class:`~mlmon._component.CallBatch` for the other parts (None without outputs).
 
     ``now``/``wall`` are the monitor's clock readings, ``perf_now`` its ``perf_counter_ns()``
-    (for when each call finished) and ``resolve_ids(ids, rows)`` gives a record's ids.
+    (for when each call finished) and ``resolve_ids(ids, call ids, rows)`` gives the records'
+    ids (a ``with`` block's ids are generated late, from its call id).
     """
     # No Python-level loop over fast-path calls: a loop per call would cost more than the
     # call it describes. Durations and numeric outputs arrive as raw arrays.
@@ -401,19 +419,31 @@ def reduce_records(
     ids: list[Any] = [None] * len(outs)
     times: Any = [now] * len(outs)
     if gen:
-        ok_gen = [g for g in gen if g[1] is None]
-        errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
-        if ok_gen:
-            d_ok = np.concatenate((d_ok, np.array([g[0] for g in ok_gen], dtype=np.int64)))
-            # A call whose details did not fit the byte cap counts its rows and nothing else.
-            g_outs = [None if g[2].__class__ is Omitted else g[2] for g in ok_gen]
-            g_rows = [feature_rows(g[3]) if g[3] is not None else output_rows(g[2]) for g in ok_gen]
+        if any(g[1] is not None for g in gen):
+            errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
+            gen = [g for g in gen if g[1] is None]
+        if gen:
+            # Columns taken with C-level loops (map and itemgetter); per-record Python work only
+            # where a column needs it.
+            n = len(gen)
+            g_outs = list(map(_OUT, gen))
+            g_feats = list(map(_FEATURES, gen))
+            g_ids = list(map(_IDS, gen))
+            g_cids = list(map(_CID, gen))
+            d_ok = np.concatenate((d_ok, np.fromiter(map(_DT, gen), np.int64, n)))
+            if all(f is None for f in g_feats):
+                if all(type(o) in _IMMUTABLE for o in g_outs):
+                    g_rows = [1] * len(g_outs)
+                else:
+                    g_rows = [output_rows(o) for o in g_outs]
+            else:
+                g_rows = [feature_rows(f) if f is not None else output_rows(o) for f, o in zip(g_feats, g_outs, strict=True)]
             rows += sum(g_rows)
-            ends = np.array([g[5] for g in ok_gen], dtype=np.int64)
             outs.extend(g_outs)
-            feats.extend([g[3] for g in ok_gen])
-            ids.extend([resolve_ids(g[4], n) for g, n in zip(ok_gen, g_rows, strict=True)])
+            feats.extend(g_feats)
+            ids.extend(resolve_ids(g_ids, g_cids, g_rows))
             rows_list.extend(g_rows)
+            ends = np.fromiter(map(_END, gen), np.int64, n)
             times = np.concatenate((np.array(times), now - np.maximum(0, perf_now - ends) / 1e9))
     secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
     np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards

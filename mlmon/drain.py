@@ -7,6 +7,7 @@ it. It works chunk by chunk so that the memory one drain needs stays bounded.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ class Drain:
         parts: Sequence[Component],
         clock: Clock,
         internal_error: Callable[[str, BaseException], None],
-        resolve_ids: Callable[[Any, int], Any],
+        resolve_ids: Callable[[Sequence[Any], Sequence[int], Sequence[int]], Sequence[Any]],
     ) -> None:
         self._buffers = buffers
         self._service = service
@@ -76,6 +77,8 @@ class Drain:
                 self.reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
+            if chunks is None:
+                time.sleep(0)  # between chunks, let predict threads have the GIL
 
     def reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
         """Reduce one chunk: the service part first, then every other part in order."""

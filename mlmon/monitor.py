@@ -311,7 +311,7 @@ class Monitor:
 
         The thread that fills a buffer reduces part of it itself, so a predict loop that
         starves the background thread of the GIL cannot outrun it; the chunk is bounded (the
-        fast-path arrays, and at most ``soft_cap`` records or about 1 MiB of features), so no
+        fast-path arrays, and at most ``soft_cap`` records or about 256 KiB of features), so no
         call does unbounded work. It never waits: if a flush holds the drain lock, it returns.
         """
         lock = self._drain_lock
@@ -331,16 +331,14 @@ class Monitor:
         holds the drain lock."""
         self._drain.run(chunks)
 
-    def _resolve_ids(self, ids: Any, rows: int) -> Any:
-        return self._ids_of(ids, rows) if isinstance(ids, Call) else ids
-
-    def _ids_of(self, call: Call, rows: int) -> Any:
-        """The ids of a ``with`` call that was given none: those the caller read, else ids
-        generated now when a task is set (predictions are stored to meet their labels), else
-        None — nobody holds ids to label them with, so nothing is stored."""
-        if call._ids is None and self.task is not None and self._store is None:
-            call._ids = call_ids(self, call._cid, rows)
-        return call._ids
+    def _resolve_ids(self, ids: Sequence[Any], cids: Sequence[int], rows: Sequence[int]) -> Sequence[Any]:
+        """The ids of drained records. A ``with`` block whose ids were neither given nor read
+        carries its call id instead: its ids are generated now (the same ``call.ids`` gives)
+        when a task is set and there is no shared store, so its predictions meet their labels;
+        else it has none, and nothing is stored."""
+        if self.task is None or self._store is not None or not any(c >= 0 for c in cids):
+            return ids
+        return [call_ids(self, c, n) if c >= 0 else i for i, c, n in zip(ids, cids, rows, strict=True)]
 
     # -- read side -------------------------------------------------------------------------
     def _inflight_state(self) -> tuple[int, float]:

@@ -27,6 +27,7 @@ from mlmon.buffers import (
     NO_OUTPUT,
     UNREADABLE,
     CallBuffers,
+    Omitted,
     copy_value,
     feature_rows,
     nbytes,
@@ -133,7 +134,7 @@ def fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, i
             except BaseException as exc:
                 dt = perf() - t0
                 pop(cid, None)
-                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+                add_err((dt, type(exc))) if len(errs) < soft else err_full(dt, type(exc))
                 raise
             dt = perf() - t0
             pop(cid, None)
@@ -160,7 +161,7 @@ def fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, i
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 dt = perf() - t0
-                add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+                add_err((dt, type(exc))) if len(errs) < soft else err_full(dt, type(exc))
                 raise
             dt = perf() - t0
             if len(dts) < soft:
@@ -182,7 +183,7 @@ def fast_wrapper(mon: Monitor, func: Callable[..., Any], record_outputs: bool, i
             result = func(*args, **kwargs)
         except BaseException as exc:
             dt = perf() - t0
-            add_err((dt, exc.__class__)) if len(errs) < soft else err_full(dt, exc.__class__)
+            add_err((dt, type(exc))) if len(errs) < soft else err_full(dt, type(exc))
             raise
         dt = perf() - t0
         add_dt(dt) if len(dts) < soft else full(dt, NO_OUTPUT)
@@ -235,6 +236,7 @@ def general_wrapper(
     add_gen = gen.append
     soft = b.soft_cap
     soft_bytes = b.soft_bytes
+    max_bytes = b.max_bytes
     internal = mon._internal_error
     immutable = _IMMUTABLE
     copy = copy_value
@@ -251,8 +253,13 @@ def general_wrapper(
 
     def inputs_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, int]:
         try:
+            if b.bytes >= max_bytes and get_features is not None:
+                # At the byte cap: nothing is copied, the call will count its rows only.
+                return Omitted(feature_rows(get_features(args, kwargs))), None, 0
             f = copy(get_features(args, kwargs)) if get_features is not None else None
-            i = copy(get_ids(args, kwargs)) if get_ids is not None else None
+            if get_ids is None:
+                return f, None, sizeof(f) if f is not None else 0
+            i = copy(get_ids(args, kwargs))
             return f, i, sizeof(f) + sizeof(i)
         except Exception as exc:  # never let our own bug reach predict
             internal("track", exc)
@@ -270,12 +277,12 @@ def general_wrapper(
             except BaseException as exc:
                 dt = perf() - t0
                 inflight.pop(cid, None)
-                record((dt, exc.__class__, None, None, None, 0, 0))
+                record((dt, type(exc), None, None, None, 0, 0, -1))
                 raise
             end = perf()
             inflight.pop(cid, None)
             out = out_of(result) if record_outputs else None
-            record((end - t0, None, out, f, i, end, size + sizeof(out)))
+            record((end - t0, None, out, f, i, end, size + sizeof(out), -1))
             return result
 
         _WRAPPER_CODES.add(awrapper.__code__)
@@ -287,12 +294,13 @@ def general_wrapper(
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            record((perf() - t0, exc.__class__, None, None, None, 0, 0))
+            record((perf() - t0, type(exc), None, None, None, 0, 0, -1))
             raise
         end = perf()
         out = out_of(result) if record_outputs else None
-        size += sizeof(out)
-        rec = (end - t0, None, out, f, i, end, size)
+        if type(out) not in immutable:
+            size += sizeof(out)
+        rec = (end - t0, None, out, f, i, end, size, -1)
         if len(gen) < soft and b.bytes + size < soft_bytes:
             add_gen(rec)
             b.bytes += size
@@ -324,9 +332,9 @@ def stream_wrapper(mon: Monitor, func: Callable[..., Any], is_async: bool) -> Ca
             if len(streams) < b.hard_cap:
                 streams.append((first - t0 if first else -1, items))
             if exc is None or isinstance(exc, GeneratorExit):
-                record((end - t0, None, None, None, None, end, 0))
+                record((end - t0, None, None, None, None, end, 0, -1))
             else:
-                record((end - t0, exc.__class__, None, None, None, end, 0))
+                record((end - t0, type(exc), None, None, None, end, 0, -1))
         except Exception as err:
             mon._internal_error("track", err)
 
@@ -415,7 +423,7 @@ class Call:
 
     def outputs(self, values: Any) -> None:
         """Record the model's outputs for this call (copied; the caller may reuse the array)."""
-        if values.__class__ in _IMMUTABLE:
+        if type(values) in _IMMUTABLE:
             self._out = values
             return
         try:
@@ -546,18 +554,18 @@ class Track(Call):
         try:
             b = mon._buffers
             if exc_type is not None:
-                b.record((end - call._t0, exc_type, None, None, None, end, 0))
+                b.record((end - call._t0, exc_type, None, None, None, end, 0, -1))
                 return
-            out, f = call._out, call._features
-            # Without ids of its own the record carries the call: the drain takes the ids the
-            # caller read (call.ids), or generates them if predictions are to be stored.
-            i = call._ids if call._ids is not None else call
-            size = 0 if out.__class__ in _IMMUTABLE else nbytes(out)
+            out, f, i = call._out, call._features, call._ids
+            size = 0 if type(out) in _IMMUTABLE else nbytes(out)
             if f is not None:
                 size += nbytes(f)
-            if i is not call:
+            if i is not None:
                 size += nbytes(i)
-            rec = (end - call._t0, None, out, f, i, end, size)
+            # Without ids given or read, the record carries the call's sequence number: the
+            # drain generates the same ids ``call.ids`` would, if predictions are to be stored.
+            # (The record then holds only plain values, which the garbage collector skips.)
+            rec = (end - call._t0, None, out, f, i, end, size, -1 if i is not None else call._cid)
             gen = b.gen
             if not size:
                 if len(gen) < b.soft_cap:

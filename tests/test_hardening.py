@@ -170,7 +170,9 @@ def test_buffered_features_stay_under_the_byte_cap_and_every_call_still_counts()
         for _ in range(2000):  # 33 MB offered
             predict(batch)
         buffered = m._buffers.bytes
+        records = m._buffers.pending_records
     assert buffered <= cap
+    assert records <= cap // batch.nbytes + 1  # past the cap a call leaves no record behind
     snap = m.snapshot()
     assert (snap.get("mlmon_calls_total"), snap.get("mlmon_rows_total")) == (2000.0, 200_000.0)
     dropped = snap.get("mlmon_dropped_total", buffer="details")
@@ -192,7 +194,7 @@ def test_a_call_that_fills_the_buffer_drains_one_bounded_chunk_not_everything() 
     before = b.pending_records
     predict(batch)  # the lock is free now: this call drains one chunk inline
     after = b.pending_records
-    assert before - after + 1 <= b.chunk_bytes // batch.nbytes + 1  # at most about 1 MiB of work
+    assert before - after + 1 <= b.chunk_bytes // batch.nbytes + 1  # one bounded chunk of work
     assert after > 0  # the rest is left to the background thread
     assert m.snapshot().get("mlmon_calls_total") == 301.0
     m.close()
@@ -394,3 +396,25 @@ def test_tracking_through_an_unconfigured_default_monitor_is_said_once(caplog: p
         mlmon.get_monitor().close()
         with _default._lock:
             _default._default = old
+
+
+class Opaque:
+    """An object even whose ``__class__`` lookup raises."""
+
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+def test_an_object_whose_every_attribute_raises_costs_only_its_own_call(mon: Any) -> None:
+    fast = mon.track(lambda x: x)
+    general = mon.track(features="x", ids="i")(lambda x, i: x)
+    bad = Opaque()
+    assert fast(bad) is bad
+    assert general(bad, bad) is bad
+    with mon.track(features=bad, ids=bad) as call:
+        call.outputs(bad)
+    for i in range(10):
+        fast(0.5)
+    snap = mon.snapshot()
+    assert snap.get("mlmon_calls_total") == 13.0
+    assert snap.get("mlmon_output_count") == 10.0
