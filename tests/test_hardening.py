@@ -413,7 +413,7 @@ def test_an_object_whose_every_attribute_raises_costs_only_its_own_call(mon: Any
     assert general(bad, bad) is bad
     with mon.track(features=bad, ids=bad) as call:
         call.outputs(bad)
-    for i in range(10):
+    for _ in range(10):
         fast(0.5)
     snap = mon.snapshot()
     assert snap.get("mlmon_calls_total") == 13.0
