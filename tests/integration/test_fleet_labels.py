@@ -359,3 +359,16 @@ def test_without_the_store_most_labels_miss_their_prediction(tmp_path: Path) -> 
     unmatched = total(fleet.snaps, "mlmon_labels_unmatched_total")
     assert joined + unmatched == N
     assert 0.2 * N < joined < 0.8 * N, joined  # each label lands in the predicting worker by chance
+
+
+def test_the_fastapi_example_serves_two_workers_with_a_real_redis(redis_server: Any) -> None:
+    """examples/fastapi_app.py with MLMON_REDIS_URL: its 2-worker demo checks every label joined."""
+    env = {**os.environ, "MLMON_REDIS_URL": redis_server.url,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "fastapi_app.py")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "uvicorn --workers 2 with RedisStore: 2000/2000 labels joined" in proc.stdout, proc.stdout
+    assert redis_server.client().dbsize() > 0  # the predictions did go through Redis
