@@ -280,6 +280,9 @@ def run_fleet(tmp_path: Path, cmd: list[str], listener: socket.socket, redis_url
         ):
             assert proc.poll() is None, "the server died"
             time.sleep(0.2)
+        # One last unlabelled request right before the stop: only a cycle run at shutdown (the
+        # lifespan, gunicorn's worker_exit) can count it in its worker's last snapshot.
+        post(f"{base}/predict", {"rid": "last", "scores": [0.5] * ROWS})
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     fleet = Fleet(labels, (scores >= 0.5).astype(int), last_snapshots(tmp_path / "out"),
@@ -295,8 +298,8 @@ def check_fleet(fleet: Fleet, workers: int) -> None:
     # Every worker served requests and wrote its final snapshot; the calls add up.
     assert len(fleet.predicted_by) == workers, fleet.predicted_by
     assert set(fleet.predicted_by) | set(fleet.labelled_by) <= set(snaps)
-    assert total(snaps, "mlmon_calls_total") == fleet.requests
-    assert total(snaps, "mlmon_rows_total") == N
+    assert total(snaps, "mlmon_calls_total") == fleet.requests + 1
+    assert total(snaps, "mlmon_rows_total") == N + ROWS
     for pid, snap in snaps.items():  # each worker counts the labels that arrived in it
         assert snap.get("mlmon_labels_total") <= fleet.labelled_by[pid] * ROWS, pid
     # Labels did arrive before their predictions were in Redis, and were retried (not lost).
