@@ -232,23 +232,22 @@ class QualityComponent:
         """Hand the predictions with the caller's ids to the shared store; return the ids left
         for the in-process store (generated ``range`` ids), None elsewhere."""
         flat: list[Any] = []
-        rows: list[npt.NDArray[np.int64]] = []
+        keep = np.zeros(len(lengths), dtype=np.bool_)
         left: list[Any] = []
-        start = 0
-        for i, n in zip(ids, lengths, strict=True):
+        for k, (i, n) in enumerate(zip(ids, lengths, strict=True)):
             if i is None or i.__class__ is range:
                 left.append(i)
-            else:
-                left.append(None)
-                b = as_batch(i)
-                if len(b) == n:
-                    flat.extend(b)
-                    rows.append(np.arange(start, start + n))
-                elif n:
-                    self.unjoinable += n
-            start += n
+                continue
+            left.append(None)
+            b = as_batch(i)
+            if len(b) == n:
+                flat.extend(b)
+                keep[k] = True
+            elif n:
+                self.unjoinable += n
         if flat:
-            idx = np.concatenate(rows)
+            # The rows of the kept calls, in one vectorised step.
+            idx = np.flatnonzero(np.repeat(keep, lengths))
             assert self.shared is not None
             self.shared.record(flat, preds[idx], made_wall[idx])
         return left
