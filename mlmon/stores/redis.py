@@ -221,6 +221,8 @@ class RedisStore(_Scripts):
         self._counts = dict.fromkeys(REASONS, 0)
         self._dropped = {"store_predictions": 0, "store_labels": 0}
         self._invalid_preds = 0
+        self._raw: list[tuple[object, FloatArray, FloatArray]] = []  # recorded, not yet encoded
+        self._raw_bytes = 0
         self._errors: dict[str, int] = {"connect": 0, "write": 0, "read": 0}
         self._up = 0.0
         self._sync_seconds = 0.0
@@ -272,6 +274,38 @@ class RedisStore(_Scripts):
         """
         if os.getpid() != self._pid:
             self.after_fork()
+        try:
+            # Encoding ids costs per id: it is left to sync() on the background thread. Here the
+            # batch is only kept, counted against the prediction buffer's bytes.
+            p = np.asarray(preds, dtype=np.float64).reshape(-1)
+            t = np.broadcast_to(np.asarray(made_at, dtype=np.float64), p.shape).reshape(-1).copy()
+            raw = ids if isinstance(ids, (range, np.ndarray)) else list(as_batch(ids))
+            size = 16 * len(p) + (raw.nbytes if isinstance(raw, np.ndarray) else 64 * len(raw))
+            n = len(p)
+            with self._lock:
+                room = self._preds.limit - self._preds.nbytes - self._raw_bytes
+                keep = n if size <= room else max(0, room * n // max(size, 1))
+                if keep < n:  # what does not fit is dropped and counted, the rest kept
+                    self._dropped["store_predictions"] += n - keep
+                    self._counts["dropped"] += n - keep
+                    raw, p, t, size = raw[:keep], p[:keep], t[:keep], size * keep // max(n, 1)
+                if keep:
+                    self._raw.append((raw, p, t))
+                    self._raw_bytes += size
+        except Exception as exc:  # never into the predict path
+            with self._lock:
+                self._errors["record"] = self._errors.get("record", 0) + 1
+            self._log("record", exc)
+
+    def _encode_pending(self) -> None:
+        """Encode the prediction batches :meth:`record` kept, into the write buffer (on the
+        background thread, before a sync writes)."""
+        with self._lock:
+            raw, self._raw, self._raw_bytes = self._raw, [], 0
+        for ids, p, t in raw:
+            self._encode(ids, p, t)
+
+    def _encode(self, ids: object, preds: FloatArray, made_at: FloatArray) -> None:
         try:
             fields, buckets = encode_ids(ids, self.buckets)
             p = np.asarray(preds, dtype=np.float64).reshape(-1)
@@ -359,6 +393,7 @@ class RedisStore(_Scripts):
     def _sync(self, now: float, budget: float) -> StoreJoined:
         start = time.monotonic()
         end = start + budget
+        self._encode_pending()
         with self._lock:
             pred_chunks = self._preds.take_all()
             label_chunks = self._labels.take_all()
@@ -443,15 +478,17 @@ class RedisStore(_Scripts):
     def samples(self) -> Iterable[Triple]:
         """Cumulative health metrics: errors by operation, buffered bytes and items, dropped
         items, ``mlmon_store_up`` and the last sync's duration."""
+        self._encode_pending()  # so that unusable ids are counted by the time they are read
         with self._lock:
             out: list[Triple] = [
                 ("mlmon_store_errors_total", float(v), {"operation": k})
                 for k, v in sorted(self._errors.items())
             ]
-            for name, buf in (("store_predictions", self._preds), ("store_labels", self._labels)):
-                out.append(("mlmon_store_buffered_bytes", float(buf.nbytes), {"buffer": name}))
-            for name, buf in (("store_predictions", self._preds), ("store_labels", self._labels)):
-                out.append(("mlmon_store_buffered_items", float(buf.items), {"buffer": name}))
+            raw_items = sum(len(p) for _, p, _ in self._raw)
+            out.append(("mlmon_store_buffered_bytes", float(self._preds.nbytes + self._raw_bytes), {"buffer": "store_predictions"}))
+            out.append(("mlmon_store_buffered_bytes", float(self._labels.nbytes), {"buffer": "store_labels"}))
+            out.append(("mlmon_store_buffered_items", float(self._preds.items + raw_items), {"buffer": "store_predictions"}))
+            out.append(("mlmon_store_buffered_items", float(self._labels.items), {"buffer": "store_labels"}))
             for name, v in self._dropped.items():
                 out.append(("mlmon_dropped_total", float(v), {"buffer": name}))
             out.append(
