@@ -68,6 +68,22 @@ def _loss_metrics(name: str, dropped: int, collisions: int) -> SelfMetrics:
     ]
 
 
+
+def connect_by(family: int, addr: Any, deadline: float) -> socket.socket:
+    """A stream socket connected to ``addr`` before ``deadline`` (``time.monotonic()``), its
+    timeout left at the time that remained; raises ``TimeoutError``/``OSError`` otherwise."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("no time left to connect")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(remaining)
+        sock.connect(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
 class _ForkAware:
     """Fork handling for an emitter that holds a lock and sockets.
 
@@ -272,13 +288,8 @@ class _TcpLink:
             raise ConnectionError(f"backing off, next connection attempt in {wait:.1f}s")
         try:
             family, addr = self.resolver.get(deadline - time.monotonic())
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no time left to connect")
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = connect_by(family, addr, deadline)
             try:
-                sock.settimeout(remaining)
-                sock.connect(addr)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except BaseException:
                 sock.close()

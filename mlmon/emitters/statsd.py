@@ -28,6 +28,7 @@ from mlmon.emitters._net import (
     _rewrap,
     _TcpLink,
     _UdpLink,
+    connect_by,
 )
 from mlmon.naming import (
     PathRenderer,
@@ -174,19 +175,13 @@ class _ClientLink:
         else:
             assert self.resolver is not None
             family, addr = self.resolver.get(deadline - time.monotonic())
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("no time left to connect")
-        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(remaining)
-            sock.connect(addr)
-            sock.settimeout(c._timeout)  # the application's sends behave as pystatsd's own
+            sock = connect_by(family, addr, deadline)
         except BaseException:
-            sock.close()
             if self.resolver is not None:
                 self.resolver.failed()
             raise
+        sock.settimeout(c._timeout)  # the application's sends behave as pystatsd's own
         c._sock = sock
         self.connects += 1
         return sock

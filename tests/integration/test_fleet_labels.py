@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _web import GUNICORN_CONF, free_listener
 from sklearn.metrics import precision_recall_fscore_support
 
 from mlmon import Snapshot
@@ -124,20 +125,6 @@ def feedback():
     return jsonify(pid=os.getpid())
 """
 )
-
-GUNICORN_CONF = """
-from mlmon.integrations.gunicorn import on_exit, worker_exit  # noqa: F401 (server hooks)
-"""
-
-
-def free_listener() -> socket.socket:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(256)
-    listener.set_inheritable(True)
-    return listener
-
 
 def post(url: str, body: Any, timeout: float = 20.0) -> dict[str, Any]:
     """One POST on a new connection (urllib sends ``Connection: close``)."""

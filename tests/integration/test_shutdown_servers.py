@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _web import GUNICORN_CONF, free_listener
 
 from mlmon import Snapshot
 
@@ -122,20 +123,6 @@ import threading
 
 threading.Thread(target=threading.Event().wait, args=(60,), name="lingering").start()
 """
-
-GUNICORN_CONF = """
-from mlmon.integrations.gunicorn import on_exit, worker_exit  # noqa: F401 (server hooks)
-"""
-
-
-def free_listener() -> socket.socket:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.set_inheritable(True)
-    return listener
-
 
 def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
