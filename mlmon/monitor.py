@@ -374,10 +374,12 @@ class Monitor:
         now = self._clock.monotonic()
         triples: list[Triple] = list(self._service.samples(now))
         for part in self._parts:
+            time.sleep(0)  # between parts, let predict threads have the GIL
             try:
                 triples.extend(part.samples(now))
             except Exception as exc:
                 self._internal_error("samples", exc)
+        time.sleep(0)
         if resources:
             try:
                 triples.extend((name, value, {}) for name, value in self._resources.sample())

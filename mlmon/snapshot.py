@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -235,9 +236,11 @@ class Snapshot:
 def samples_from(pairs: Iterable[tuple[str, float, Mapping[str, Any]]]) -> tuple[Sample, ...]:
     """Build samples from ``(name, value, labels)`` triples, skipping non-finite gauge values."""
     out = []
-    for name, value, labels in pairs:
+    for k, (name, value, labels) in enumerate(pairs, 1):
         v = float(value)
         if not math.isfinite(v):
             continue
         out.append(Sample(name, _labels_key(labels), v))
+        if not k % 256:
+            time.sleep(0)  # a snapshot of many series lets other threads have the GIL as it goes
     return tuple(out)
