@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _web import GUNICORN_CONF, free_listener
+from _web import serving as web_serving
 from sklearn.metrics import precision_recall_fscore_support
 
 from mlmon import Snapshot
@@ -141,24 +142,9 @@ def serving(
     tmp_path: Path, cmd: list[str], listener: socket.socket, redis_url: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``cmd`` in ``tmp_path`` with the listener passed on; killed at the end if still running."""
-    env = {**os.environ, "T_OUT": str(tmp_path / "out"), "T_REDIS": redis_url,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))}  # fmt: skip
     (tmp_path / "out").mkdir()
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=tmp_path, env=env, pass_fds=[listener.fileno()], stdout=out, stderr=out
-        )
-    listener.close()
-    try:
+    with web_serving(tmp_path, cmd, listener, {"T_OUT": str(tmp_path / "out"), "T_REDIS": redis_url}) as proc:
         yield proc
-    except BaseException:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

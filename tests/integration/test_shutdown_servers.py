@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _web import GUNICORN_CONF, free_listener
+from _web import GUNICORN_CONF, free_listener, serving
 
 from mlmon import Snapshot
 
@@ -152,21 +151,9 @@ def answering(url: str) -> int | None:
 @contextmanager
 def server(tmp_path: Path, cmd: list[str], listener: socket.socket, mode: str = "") -> Iterator[subprocess.Popen[bytes]]:
     """Run ``cmd`` in ``tmp_path`` with the listener passed on; always stopped at the end."""
-    env = {**os.environ, "T_OUT": str(tmp_path / "out"), "T_TARGETS": str(tmp_path / "targets"), "T_MODE": mode,
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, pass_fds=[listener.fileno()], stdout=out, stderr=out)
-    listener.close()
-    try:
+    env = {"T_OUT": str(tmp_path / "out"), "T_TARGETS": str(tmp_path / "targets"), "T_MODE": mode}
+    with serving(tmp_path, cmd, listener, env) as proc:
         yield proc
-    except BaseException:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def final_snapshots(out: Path) -> dict[int, list[dict[str, Any]]]:
