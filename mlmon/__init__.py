@@ -12,6 +12,7 @@
 >>> mon.close()
 """
 
+from mlmon import fleet as fleet
 from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon.drift import DriftConfig

@@ -20,6 +20,7 @@ one deadline). ``docs/architecture.md`` draws the whole picture.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import socket
@@ -43,6 +44,7 @@ from mlmon.drain import Drain
 from mlmon.drift import DriftConfig
 from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
+from mlmon.fleet.state import config_digest, export_state
 from mlmon.outcomes import OutcomeComponent
 from mlmon.outputs import OutputComponent
 from mlmon.quality import QualityComponent
@@ -222,25 +224,7 @@ class Monitor:
     def _build_parts(self) -> None:
         """Build every part from the configuration (at construction, and in a forked child)."""
         now = self._clock.monotonic()
-        window, slices = self.window, self._slices
-        self._service = ServiceComponent(
-            window, slices, now,
-            latency_budget=self.latency_budget,
-            inflight=self._inflight_state,
-            timings=self._max_timings if self._want_timings else None,
-        )  # fmt: skip
-        self._outputs = OutputComponent(self.task, window, slices, now)
-        self._quality = QualityComponent(
-            self.task, window, slices, now,
-            max_pending=self._max_pending, ttl=self._ttl, rows=self._outputs.rows, shared=self._store,
-        )  # fmt: skip
-        self._outcomes = OutcomeComponent(window, slices, now)
-        # Without a reference or names, the feature part learns the schema from the first
-        # features it reads (dict keys, DataFrame columns, else f0, f1, ...).
-        features: Any = self.reference if self.reference is not None else self._feature_names
-        self._features = FeatureComponent(
-            features, categorical=self._categorical, window=window, slices=slices, now=now, drift=self._drift
-        )
+        self._service, self._outputs, self._quality, self._outcomes, self._features = self._make_parts(now)
         # The parts fed by every drain, in order.
         self._parts: list[Component] = [self._outputs, self._quality, self._outcomes, self._features]
         self._drain = Drain(
@@ -252,6 +236,74 @@ class Monitor:
         self._internal: dict[str, int] = {}
         self._last_log: dict[str, float] = {}
         self._next_gen_id = 0
+
+    def _make_parts(
+        self, now: float
+    ) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]:
+        """Fresh window parts from the configuration (for this monitor, or to merge states into)."""
+        window, slices = self.window, self._slices
+        service = ServiceComponent(
+            window, slices, now,
+            latency_budget=self.latency_budget,
+            inflight=self._inflight_state,
+            timings=self._max_timings if self._want_timings else None,
+        )  # fmt: skip
+        outputs = OutputComponent(self.task, window, slices, now)
+        quality = QualityComponent(
+            self.task, window, slices, now,
+            max_pending=self._max_pending, ttl=self._ttl, rows=outputs.rows, shared=self._store,
+        )  # fmt: skip
+        outcomes = OutcomeComponent(window, slices, now)
+        # Without a reference or names, the feature part learns the schema from the first
+        # features it reads (dict keys, DataFrame columns, else f0, f1, ...).
+        features: Any = self.reference if self.reference is not None else self._feature_names
+        feature_part = FeatureComponent(
+            features, categorical=self._categorical, window=window, slices=slices, now=now, drift=self._drift
+        )
+        return service, outputs, quality, outcomes, feature_part
+
+    # -- the state other processes merge (mlmon.fleet) -------------------------------------------
+    def _state_parts(
+        self,
+    ) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]:
+        return self._service, self._outputs, self._quality, self._outcomes, self._features
+
+    def _fresh_parts(
+        self,
+    ) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]:
+        return self._make_parts(self._clock.monotonic())
+
+    def _state_config(self) -> str:
+        """A digest of the configuration two monitors need in common for their states to merge."""
+        cached: str | None = getattr(self, "_config_digest", None)
+        if cached is None:
+            ref = self.reference
+            cached = self._config_digest = config_digest({
+                "task": repr(self.task),
+                "window": self.window,
+                "latency_budget": self.latency_budget,
+                "reference": None if ref is None else json.dumps(ref.to_dict(), sort_keys=True, default=repr),
+                "features": self._feature_names,
+                "categorical": list(self._categorical),
+                "drift": repr(self._drift),
+            })  # fmt: skip
+        return cached
+
+    def fleet_state(self) -> bytes:
+        """This process's window and counters as one compact, versioned value that other
+        processes merge exactly (:func:`mlmon.fleet.merge_states`). Drains first.
+
+        >>> import mlmon
+        >>> mon = mlmon.Monitor("doc-state", emitters=[])
+        >>> mlmon.fleet.merge_states(mon, [mon.fleet_state()]).merged
+        1
+        >>> mon.close()
+        """
+        with self._drain_lock:
+            self._drain_locked()
+            return export_state(
+                self, now=self._clock.monotonic(), wall=self._clock.time(), instance=self.instance
+            )
 
     # -- failures inside mlmon ---------------------------------------------------------------
     def _internal_error(self, stage: str, exc: BaseException) -> None:

@@ -1,0 +1,191 @@
+"""Accumulators to JSON-able values and back, strictly.
+
+A window accumulator (a class with ``__slots__``, ``merge()`` and ``reset()``) holds ints,
+floats, bools, numpy arrays of fixed shape, small dicts of name → number, short lists of floats
+(pending delays) and nested accumulators. :func:`encode` walks its slots; :func:`decode_into`
+fills a *fresh* accumulator made by the reader's own factory, and accepts a value only where the
+fresh one has the same kind of value: same array dtype and shape, an int where an int is, a dict
+of numbers where a dict is. So a state written by another configuration, another version of
+mlmon or a corrupt writer is rejected (:class:`StateError`) instead of being merged into
+garbage; nothing in a state is ever executed or imported (no pickle).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MAX_ARRAY", "StateError", "decode_into", "decode_value", "encode", "encode_value"]
+
+MAX_ARRAY = 1 << 22
+"""Most elements of one array in a state (an optional array, such as a sketch's negative half,
+has no shape to compare with)."""
+MAX_KEYS = 4096
+MAX_LIST = 1 << 16
+MAX_KEY_LEN = 256
+MAX_INT = 1 << 63
+_DTYPES = {"i8": np.dtype(np.int64), "f8": np.dtype(np.float64), "b1": np.dtype(np.bool_)}
+_SKIP = frozenset({"schema", "_scratch"})
+"""Slots that hold configuration or scratch space, never state."""
+_EQUAL = frozenset({"rel_error", "min_value", "max_value", "_lg", "_offset", "n_classes", "timed"})
+"""Slots that are parameters: a state must have the reader's values exactly."""
+
+
+class StateError(ValueError):
+    """A state that cannot be merged: wrong shape, type, size or version (the reason says which)."""
+
+
+def _slots(obj: object) -> list[str]:
+    names: list[str] = []
+    for cls in type(obj).__mro__:
+        for s in getattr(cls, "__slots__", ()):
+            if s not in names and s not in _SKIP and s != "__weakref__":
+                names.append(s)
+    return names
+
+
+def _dtype_code(a: np.ndarray[Any, Any]) -> str:
+    for code, dt in _DTYPES.items():
+        if a.dtype == dt:
+            return code
+    raise StateError(f"cannot encode an array of dtype {a.dtype}")
+
+
+def encode_value(v: Any) -> Any:
+    """One value of a state as JSON-able data (see the module docstring for what is allowed)."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        a = np.ascontiguousarray(v)
+        return {"$a": [_dtype_code(a), list(a.shape), base64.b64encode(a.tobytes()).decode("ascii")]}
+    if isinstance(v, dict):
+        return {"$d": [[str(k), encode_value(x)] for k, x in v.items()]}
+    if isinstance(v, (list, tuple)):
+        return {"$l": [float(x) for x in v]}
+    if hasattr(type(v), "__slots__"):
+        return encode(v)
+    raise StateError(f"cannot encode a {type(v).__name__}")
+
+
+def encode(acc: object) -> dict[str, Any]:
+    """An accumulator's slots as JSON-able data."""
+    return {"$o": {name: encode_value(getattr(acc, name, None)) for name in _slots(acc)}}
+
+
+def _number(v: Any, where: str, *, integer: bool) -> int | float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise StateError(f"{where}: expected a number, got {type(v).__name__}")
+    if integer:
+        if not isinstance(v, int) or abs(v) >= MAX_INT:
+            raise StateError(f"{where}: expected an int64, got {v!r}")
+        return v
+    f = float(v)
+    if math.isnan(f):
+        raise StateError(f"{where}: NaN")
+    return f
+
+
+def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+    if not (isinstance(data, dict) and set(data) == {"$a"}):
+        raise StateError(f"{where}: expected an array")
+    spec = data["$a"]
+    if not (isinstance(spec, list) and len(spec) == 3 and spec[0] in _DTYPES and isinstance(spec[1], list)):
+        raise StateError(f"{where}: malformed array")
+    dt = _DTYPES[spec[0]]
+    shape = spec[1]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ARRAY for n in shape):
+        raise StateError(f"{where}: bad shape {shape!r}")
+    size = int(np.prod(shape)) if shape else 1
+    if size > MAX_ARRAY:
+        raise StateError(f"{where}: array of {size} elements is too large")
+    if like is not None and (like.dtype != dt or list(like.shape) != shape):
+        raise StateError(f"{where}: expected {like.dtype}{list(like.shape)}, got {dt}{shape}")
+    if not isinstance(spec[2], str):
+        raise StateError(f"{where}: malformed array")
+    try:
+        raw = base64.b64decode(spec[2].encode("ascii"), validate=True)
+    except Exception as exc:
+        raise StateError(f"{where}: bad array data") from exc
+    if len(raw) != size * dt.itemsize:
+        raise StateError(f"{where}: array data of {len(raw)} bytes for {size} elements")
+    out: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+    if dt.kind == "f" and np.isnan(out).any():
+        raise StateError(f"{where}: NaN in an array")
+    return out
+
+
+def decode_value(data: Any, like: Any, where: str) -> Any:
+    """A value of the same kind as ``like`` (the fresh accumulator's) from ``data``."""
+    if isinstance(like, bool):
+        if not isinstance(data, bool):
+            raise StateError(f"{where}: expected a bool")
+        return data
+    if isinstance(like, (int, np.integer)):
+        return _number(data, where, integer=True)
+    if isinstance(like, (float, np.floating)):
+        return _number(data, where, integer=False)
+    if isinstance(like, np.ndarray):
+        return _array(data, where, like)
+    if isinstance(like, dict):
+        if not (isinstance(data, dict) and set(data) == {"$d"} and isinstance(data["$d"], list)):
+            raise StateError(f"{where}: expected a mapping")
+        items = data["$d"]
+        if len(items) > MAX_KEYS:
+            raise StateError(f"{where}: {len(items)} keys is too many")
+        out: dict[str, Any] = {}
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise StateError(f"{where}: malformed mapping")
+            key = item[0]
+            if len(key) > MAX_KEY_LEN:
+                raise StateError(f"{where}: key too long")
+            value = item[1]
+            integer = isinstance(value, int) and not isinstance(value, bool)
+            out[key] = _number(value, f"{where}[{key!r}]", integer=integer)
+        return out
+    if isinstance(like, list):
+        if not (isinstance(data, dict) and set(data) == {"$l"} and isinstance(data["$l"], list)):
+            raise StateError(f"{where}: expected a list")
+        if len(data["$l"]) > MAX_LIST:
+            raise StateError(f"{where}: list too long")
+        return [_number(x, where, integer=False) for x in data["$l"]]
+    if like is None:
+        if data is None:
+            return None
+        return _array(data, where, None)  # an optional array (a sketch's negative half)
+    if hasattr(type(like), "__slots__"):
+        decode_into(like, data, where)
+        return like
+    if isinstance(like, str):
+        if not isinstance(data, str) or len(data) > MAX_KEY_LEN:
+            raise StateError(f"{where}: expected a short string")
+        return data
+    raise StateError(f"{where}: cannot decode into a {type(like).__name__}")
+
+
+def decode_into(acc: object, data: Any, where: str = "state") -> None:
+    """Fill the fresh accumulator ``acc`` from :func:`encode`'s output (strictly: every slot
+    must be present and of the same kind as ``acc``'s)."""
+    if not (isinstance(data, dict) and set(data) == {"$o"} and isinstance(data["$o"], dict)):
+        raise StateError(f"{where}: expected an accumulator")
+    fields = data["$o"]
+    names = _slots(acc)
+    if set(fields) != set(names):
+        missing = sorted(set(names) - set(fields))
+        extra = sorted(set(fields) - set(names))
+        raise StateError(f"{where}: fields differ (missing {missing}, unexpected {extra})")
+    for name in names:
+        like = getattr(acc, name)
+        value = decode_value(fields[name], like, f"{where}.{name}")
+        if name in _EQUAL and value != like:
+            raise StateError(f"{where}.{name}: {value!r} where this process has {like!r}")
+        setattr(acc, name, value)
