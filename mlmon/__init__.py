@@ -16,6 +16,7 @@ from mlmon import fleet as fleet
 from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon.drift import DriftConfig
+from mlmon.fleet import Fleet
 from mlmon.monitor import Call, Monitor, Track
 from mlmon.reference import Reference
 from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
@@ -29,6 +30,7 @@ __all__ = [
     "Call",
     "DriftConfig",
     "FakeClock",
+    "Fleet",
     "MetricInfo",
     "Monitor",
     "MulticlassClassification",

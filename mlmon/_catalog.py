@@ -210,6 +210,15 @@ _CATALOG_LIST = [
     _m("mlmon_store_buffered_bytes", "gauge", "bytes", "Bytes waiting for the next shared-store sync.", ("buffer",)),
     _m("mlmon_store_buffered_items", "gauge", "1", "Items waiting for the next shared-store sync.", ("buffer",)),
     _m("mlmon_store_sync_seconds", "gauge", "seconds", "Time the last shared-store sync took."),
+    # fleet view (Monitor(fleet=Fleet(...)))
+    _m("mlmon_fleet_up", "gauge", "1", "1 when the last publish to (and, as leader, read of) the fleet's states succeeded."),
+    _m("mlmon_fleet_leader", "gauge", "1", "1 while this process holds the fleet's lease (and makes the fleet snapshot)."),
+    _m("mlmon_fleet_state_bytes", "gauge", "bytes", "Size of the state this process published last."),
+    _m("mlmon_fleet_refused_total", "counter", "1", "Publishes refused because the fleet had max_processes live states."),
+    _m("mlmon_fleet_takeovers_total", "counter", "1", "Times this process took the fleet's lease."),
+    _m("mlmon_fleet_processes", "gauge", "1", "Live processes merged into the fleet snapshot."),
+    _m("mlmon_fleet_states_rejected_total", "counter", "1", "States not merged, by reason (corrupt, size, version, config, model).", ("reason",)),
+    _m("mlmon_fleet_merge_seconds", "gauge", "seconds", "Time the leader took to merge the fleet snapshot."),
 ]
 
 CATALOG: Mapping[str, MetricInfo] = {m.name: m for m in _CATALOG_LIST}

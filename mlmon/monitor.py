@@ -45,6 +45,7 @@ from mlmon.drift import DriftConfig
 from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
 from mlmon.fleet.state import config_digest, export_state
+from mlmon.fleet.view import Fleet
 from mlmon.outcomes import OutcomeComponent
 from mlmon.outputs import OutputComponent
 from mlmon.quality import QualityComponent
@@ -155,6 +156,7 @@ class Monitor:
         store: PredictionStore | None = None,
         emit_timeout: float = 5.0,
         close_timeout: float = 5.0,
+        fleet: Fleet | None = None,
     ) -> None:
         emitter_list = check_monitor(
             name=name, version=version, instance=instance, window=window, flush_interval=flush_interval,
@@ -218,6 +220,14 @@ class Monitor:
         except BaseException:
             self._closed = True
             raise
+        self._fleet = fleet
+        if fleet is not None:
+            try:
+                fleet.bind(self, store, emitter_list, self._internal_error)
+            except BaseException:
+                self._deliveries.close(time.monotonic() + 1.0, self.name, self.version, self.instance)
+                self._closed = True
+                raise
         _lifecycle.register(self)
 
     # -- parts -----------------------------------------------------------------------------
@@ -301,9 +311,10 @@ class Monitor:
         """
         with self._drain_lock:
             self._drain_locked()
-            return export_state(
-                self, now=self._clock.monotonic(), wall=self._clock.time(), instance=self.instance
-            )
+            return self._export_locked()
+
+    def _export_locked(self) -> bytes:
+        return export_state(self, now=self._clock.monotonic(), wall=self._clock.time(), instance=self.instance)
 
     # -- failures inside mlmon ---------------------------------------------------------------
     def _internal_error(self, stage: str, exc: BaseException) -> None:
@@ -445,6 +456,9 @@ class Monitor:
                 triples.extend(self._store.samples())
             except Exception as exc:
                 self._internal_error("store", exc)
+        fleet = getattr(self, "_fleet", None)
+        if fleet is not None:
+            triples.extend(fleet.samples())
         return Snapshot(
             model=self.name,
             version=self.version,
@@ -535,9 +549,12 @@ class Monitor:
             if timings is not None:
                 sample, rate = timings.take()
                 snap = attrs.evolve(snap, timings=sample, timings_rate=rate)
+            state = self._export_locked() if self._fleet is not None else None
         snap = self._evaluate_rules(snap)
         if not self._closed:
             self._deliveries.emit(snap, emit_timeout)
+            if state is not None and self._fleet is not None:
+                self._fleet.cycle(state, emit_timeout)
         return snap
 
     def _sync_store(self) -> None:
@@ -592,6 +609,8 @@ class Monitor:
                     self._engine.close()
                 except Exception as exc:
                     self._internal_error("close", exc)
+            if self._fleet is not None:
+                self._fleet.close(max(0.0, deadline - time.monotonic()) * 0.5)
             if self._store is not None:
                 try:
                     self._store.close(max(0.0, deadline - time.monotonic()))
@@ -679,6 +698,8 @@ class Monitor:
                 self._store.after_fork()
             except Exception as exc:
                 self._internal_error("fork", exc)
+        if self._fleet is not None:
+            self._fleet.after_fork()
         for e in self.emitters:
             hook = getattr(e, "after_fork", None)
             if hook is not None:

@@ -13,7 +13,7 @@ PACKAGE = Path(mlmon.__file__).parent
 
 def test_top_level_surface_is_exactly_what_the_docs_promise() -> None:
     expected = {
-        "BinaryClassification", "CATALOG", "Call", "DriftConfig", "FakeClock", "MetricInfo",
+        "BinaryClassification", "CATALOG", "Call", "DriftConfig", "FakeClock", "Fleet", "MetricInfo",
         "Monitor", "MulticlassClassification", "Reference", "Regression", "Sample", "Snapshot",
         "Track", "__version__", "configure", "flush", "get_monitor", "log_feedback", "log_outcome",
         "snapshot", "track",

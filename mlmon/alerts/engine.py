@@ -139,6 +139,7 @@ class AlertEngine:
         self._samples: tuple[Triple, ...] = self._zero_samples()
         self._active: tuple[AlertEvent, ...] = ()
         self._closed = False
+        self._held: list[AlertEvent] | None = None
 
     # -- public ----------------------------------------------------------------------------
     def evaluate(self, snapshot: Snapshot) -> Snapshot:
@@ -507,7 +508,23 @@ class AlertEngine:
         out.append(("mlmon_alerts_firing", 0.0, {}))
         return tuple(out)
 
+    def hold(self) -> None:
+        """Keep the events of the next evaluations instead of sending them, until
+        :meth:`release` (the fleet's leader sends only once its new state is committed)."""
+        self._held = []
+
+    def release(self, send: bool = True) -> int:
+        """Send (or, with ``send=False``, drop) the events held since :meth:`hold`, and stop
+        holding. Returns how many there were."""
+        held, self._held = self._held or [], None
+        if send:
+            self._dispatch(held)
+        return len(held)
+
     def _dispatch(self, events: list[AlertEvent]) -> None:
+        if self._held is not None:
+            self._held.extend(events)
+            return
         for e in events:
             for s, name, tally in zip(self.sinks, self._sink_names, self._tally, strict=True):
                 try:

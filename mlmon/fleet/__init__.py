@@ -15,10 +15,12 @@ from mlmon.fleet.state import (
     read_state,
     retire_state,
 )
+from mlmon.fleet.view import Fleet
 
 __all__ = [
     "MAX_STATE_BYTES",
     "STATE_VERSION",
+    "Fleet",
     "FleetMerge",
     "StateError",
     "combine_states",

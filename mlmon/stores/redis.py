@@ -68,6 +68,7 @@ import numpy as np
 from mlmon.feedback import as_batch
 from mlmon.stores._ids import encode_ids
 from mlmon.stores._redis_buffer import FloatArray, _Buffer, _Chunk, _concat
+from mlmon.stores._redis_fleet import _FleetOps
 from mlmon.stores._redis_scripts import SHARDS as SHARDS
 from mlmon.stores._redis_scripts import _Scripts
 from mlmon.stores.base import REASONS, StoreJoined
@@ -132,7 +133,7 @@ def _pos_number(name: str, value: object, *, allow_zero: bool = False) -> float:
     return v
 
 
-class RedisStore(_Scripts):
+class RedisStore(_Scripts, _FleetOps):
     """Pending predictions in Redis, shared by every process that serves the model.
 
     Args:
@@ -223,7 +224,7 @@ class RedisStore(_Scripts):
         self._invalid_preds = 0
         self._raw: list[tuple[object, FloatArray, FloatArray]] = []  # recorded, not yet encoded
         self._raw_bytes = 0
-        self._errors: dict[str, int] = {"connect": 0, "write": 0, "read": 0}
+        self._errors: dict[str, int] = {"connect": 0, "write": 0, "read": 0, "fleet": 0}
         self._up = 0.0
         self._sync_seconds = 0.0
         self._syncs = 0
