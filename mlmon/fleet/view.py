@@ -72,9 +72,11 @@ class Fleet:
             own ``rules=`` keep running in every process on its own snapshot.
         sinks: where the fleet's alert events go (default: a :class:`~mlmon.alerts.LoggingSink`).
         emitters: where the fleet snapshot goes; None (default) means the monitor's emitters.
-        lease: seconds the leader's lease lasts without renewal (default 1.5 flush intervals):
-            a leader killed with SIGKILL is replaced within ``lease`` plus a follower's next
-            flush.
+        lease: seconds the leader's lease lasts without renewal (default half a flush
+            interval). The leader renews it three times per ``lease`` on a small thread of its
+            own, as long as its reporter cycles keep finishing (a leader whose cycle is stuck
+            for two intervals lets the lease go); followers try to take it at each flush. So a
+            leader killed with SIGKILL is replaced within ``lease`` plus one flush interval.
         state_ttl: seconds a published state counts as live (default 3 flush intervals).
         max_processes: most live states merged (default 1,024); beyond, new processes are
             refused and counted.
@@ -137,7 +139,8 @@ class Fleet:
         if store is None or not callable(getattr(store, "fleet_publish", None)):
             raise ValueError("fleet=... needs store=RedisStore(...): the states are shared through it")
         interval = float(monitor.flush_interval)
-        self._lease = self.lease if self.lease is not None else 1.5 * interval
+        self._lease = self.lease if self.lease is not None else 0.5 * interval
+        self._interval = interval
         self._ttl = self.state_ttl if self.state_ttl is not None else 3.0 * interval
         if self._ttl <= interval:
             raise ValueError(f"state_ttl ({self._ttl} s) must be longer than the flush interval ({interval} s)")
@@ -163,6 +166,9 @@ class Fleet:
         self._fenced = 0
         self._last: Snapshot | None = None
         self._deliveries: Deliveries | None = None
+        self._cycle_end = time.monotonic()
+        self._keepalive: threading.Thread | None = None
+        self._stop = threading.Event()
         engine = None
         if self.rules:
             engine = AlertEngine(self.rules, sinks=self.sinks, clock=self._clock)
@@ -187,6 +193,8 @@ class Fleet:
         except Exception as exc:  # a bug here must not take the reporter down
             self._on_error("fleet", exc)
             return None
+        finally:
+            self._cycle_end = time.monotonic()
 
     def _cycle(self, state: bytes, emit_timeout: float) -> Snapshot | None:
         store, mon = self._store, self._monitor
@@ -283,6 +291,11 @@ class Fleet:
         assert mon is not None
         self._leader = True
         self._takeovers += 1
+        self._cycle_end = time.monotonic()
+        if self._keepalive is None or not self._keepalive.is_alive():
+            self._stop = threading.Event()
+            self._keepalive = threading.Thread(target=self._renew, args=(self._stop,), name="mlmon-fleet-lease", daemon=True)
+            self._keepalive.start()
         engine = self._engine
         if engine is not None:
             data = self._store.fleet_alerts()
@@ -300,10 +313,25 @@ class Fleet:
             return
         self._deliveries = deliveries
 
+    def _renew(self, stop: threading.Event) -> None:
+        """The leader's keepalive: renew the lease every third of it while the reporter's
+        cycles keep finishing; stop when the lease is lost or the fleet closes."""
+        while not stop.wait(self._lease / 3.0):
+            if not self._leader:
+                return
+            if time.monotonic() - self._cycle_end > 2.0 * self._interval:
+                continue  # the reporter is stuck: let the lease lapse so another process leads
+            try:
+                if self._store.fleet_lease(self._token, self._lease) is False:
+                    return
+            except Exception as exc:
+                self._on_error("fleet", exc)
+
     def _lose_lease(self, timeout: float = 1.0) -> None:
         if not self._leader:
             return
         self._leader = False
+        self._stop.set()
         deliveries, self._deliveries = self._deliveries, None
         mon = self._monitor
         if deliveries is not None and mon is not None:
@@ -354,4 +382,5 @@ class Fleet:
     def after_fork(self) -> None:
         """In a forked child: not the leader, a new token, nothing of the parent's."""
         self._deliveries = None  # the parent's threads do not exist here
+        self._keepalive = None
         self._init_state()
