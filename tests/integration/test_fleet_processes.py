@@ -38,8 +38,8 @@ def fleet(tmp_path: Path, url: str, workers: int, events: Path | None = None) ->
         subprocess.Popen(
             [sys.executable, str(Path(__file__).parent / "_fleet_worker.py"), url, str(i), str(workers),
              str(tmp_path / f"w{i}.jsonl"), str(INTERVAL), str(stop), *([str(events)] if events else [])],
-            env=env, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            env=env, stderr=(tmp_path / f"w{i}.err").open("wb"),
+        )
         for i in range(workers)
     ]
     try:
