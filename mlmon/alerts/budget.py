@@ -339,15 +339,21 @@ def family_decisions(
         return np.asarray(plain, dtype=np.bool_)
     if correction != "bh":
         raise ValueError(f"correction must be 'bonferroni' or 'bh', got {correction!r}")
-    idx = np.flatnonzero(ok & ~np.isnan(zz))
-    if idx.size == 0:
-        return np.zeros(zz.shape, dtype=np.bool_)
-    # log q = log p - log alpha, computed in logs so a z of 30 is not a p of 0.
+    m = int(np.count_nonzero(ok & ~np.isnan(zz)))
+    out = np.zeros(zz.shape, dtype=np.bool_)
+    if m == 0:
+        return out
+    # Only q <= m can be kept (q_(k) <= k <= m): those are the smallest q, so their ranks among
+    # themselves are their ranks among all. log q = log p - log alpha, in logs so a z of 30 is
+    # not a p of 0.
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero(ok & (zz > 0))
     log_q = special.log_ndtr(-zz[idx]) - special.log_ndtr(-lim[idx])
+    keep = log_q <= math.log(m)
+    idx, log_q = idx[keep], log_q[keep]
     order = np.argsort(log_q, kind="stable")
     ranks = np.arange(1, idx.size + 1, dtype=np.float64)
     passing = np.flatnonzero(log_q[order] <= np.log(ranks))
-    out = np.zeros(zz.shape, dtype=np.bool_)
     if passing.size:
         out[idx[order[: passing[-1] + 1]]] = True
     return np.asarray(out | plain, dtype=np.bool_)

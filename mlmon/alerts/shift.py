@@ -116,7 +116,8 @@ class Shift(Rule):  # type: ignore[override]  # __attrs_init__ gains required fi
       ``min_samples``);
     - its z-score (:func:`~mlmon.alerts.budget.shift_statistic`, in ``direction``) is at or
       above the budget's limit (corrected across series and across overlapping windows);
-    - and the change is at least ``min_effect`` (default ``effect / 2``).
+    - and the change is at least ``min_effect`` (default ``effect / 4``: a shift a quarter of
+      the one you asked to catch is never worth a page, however significant).
 
     While firing it holds until z is under ``clear_ratio`` × the limit or the change under
     ``min_effect``.
@@ -130,7 +131,7 @@ class Shift(Rule):  # type: ignore[override]  # __attrs_init__ gains required fi
             (down for precision, up for the error ratio, both for means).
         baseline: ``"reference"``, a number or a trailing :class:`Baseline` (the default,
             ``Baseline.trailing(3600)``).
-        min_effect: the smallest change that may fire (default ``effect / 2``).
+        min_effect: the smallest change that may fire (default ``effect / 4``).
         power: the detection probability ``min_samples`` is computed for, in [0.5, 1).
         clear_ratio: share of the limit z must fall under to count as cleared, in (0, 1].
         for_: default 0 (the budget already counts every flush).
@@ -138,7 +139,7 @@ class Shift(Rule):  # type: ignore[override]  # __attrs_init__ gains required fi
 
     >>> r = Shift("mlmon_precision", effect=0.10, labels={"class": "*"}, baseline="reference")
     >>> r.name, r.direction, r.min_effect, r.min_samples
-    ('precision_shift_down_0_1', 'down', 0.05, 200)
+    ('precision_shift_down_0_1', 'down', 0.025, 200)
     >>> Shift("mlmon_feature_mean", labels={"feature": "*"}, effect=0.25).name
     'feature_mean_shift_both_0_25'
     >>> Shift("mlmon_latency_seconds_mean", effect=0.1)
@@ -183,7 +184,7 @@ class Shift(Rule):  # type: ignore[override]  # __attrs_init__ gains required fi
         if direction is None:
             direction = spec.direction
         if min_effect is None and is_number(effect):
-            min_effect = float(effect) / 2.0
+            min_effect = float(effect) / 4.0
         self._build(
             metric, None, options,
             effect=effect, direction=direction, baseline=baseline, min_effect=min_effect,
