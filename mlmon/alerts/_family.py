@@ -115,10 +115,7 @@ class Family:
         window = snapshot.window
         per_rule: list[tuple[Compiled, list[Any]]] = []
         for c in compiled:
-            try:
-                per_rule.append((c, self._collect(c, snapshot, index, now, window, instance, baseline)))
-            except BaseException as exc:  # a reference_value of yours, say: counted, never out
-                error(f"rule:{c.rule.name}", exc)
+            per_rule.append((c, self._collect(c, snapshot, index, now, window, instance, baseline, error)))
         series = sum(len(c.instances) for c in compiled)
         interval = self.interval()
         insts: list[tuple[Compiled, Instance]] = []
@@ -165,8 +162,13 @@ class Family:
         window: float,
         instance: Callable[[Compiled, LabelPairs, LabelPairs], Instance | None],
         baseline: Callable[..., tuple[float | None, float | None]],
+        error: Callable[[str, BaseException], None],
     ) -> list[Any]:
-        """One row per matching series: (instance, value, baseline, trials, n_baseline, scale)."""
+        """One row per matching series: (instance, value, baseline, trials, n_baseline, scale).
+
+        A series whose baseline raises (a ``reference_value`` of yours) is counted as an error
+        of the rule and left undecided; the rule's other series go on.
+        """
         rule = c.rule
         assert isinstance(rule, Shift)
         spec = rule.spec
@@ -205,7 +207,11 @@ class Family:
             base: float | None = None
             n_base: float | None = None
             if math.isfinite(n) and n >= rule.min_samples and math.isfinite(s.value):
-                base, n_base = baseline(c, inst, s, trials, now, window)
+                try:
+                    base, n_base = baseline(c, inst, s, trials, now, window)
+                except BaseException as exc:  # counted, never out of the reporter thread
+                    error(f"rule:{rule.name}", exc)
+                    base = n_base = None
                 if base_spec.kind == "trailing" and n_base is not None:
                     # The trailing mean averages overlapping windows spanning seconds + window.
                     assert base_spec.seconds is not None
