@@ -25,7 +25,7 @@ alarms per ``per``" for the whole monitor into the z-limit each series is held t
 
 The statistics held to the limit are one-sided z-scores (:func:`shift_statistic`): a signed-root
 likelihood-ratio statistic for rates (far more accurate than the Wald z in the tails where the
-limits sit) and a Welch z for means. ``docs/alerts.md`` (section 11) shows the detection delay
+limits sit) and a Welch z for means. ``docs/alerts.md`` (section 10) shows the detection delay
 this costs, measured by ``benchmarks/bench_false_alarms.py``.
 
 >>> budget = AlertBudget(false_alarms=1, per="week")

@@ -60,7 +60,7 @@ SHIFT_METRICS: Mapping[str, ShiftSpec] = {
     "mlmon_output_mean": ShiftSpec("mean", "outputs", "both", scale="mlmon_output_variance"),
     "mlmon_mean_error": ShiftSpec("mean", "labels", "both", scale="mlmon_rmse"),
 }
-"""The metrics a :class:`Shift` rule can test, and how (see docs/alerts.md, section 11)."""
+"""The metrics a :class:`Shift` rule can test, and how (see docs/alerts.md, section 10)."""
 
 
 def _check_shift_metric(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
