@@ -396,3 +396,44 @@ def test_evolved_rules_are_validated() -> None:
     assert attrs.evolve(r, min_effect=0.0).min_effect == 0.0
     with pytest.raises(ValueError, match="min_effect must be a number in"):
         attrs.evolve(r, min_effect=0.5)
+
+
+def test_engine_decides_what_the_shared_functions_decide() -> None:
+    """The engine's wiring (per-segment counts, variances, precision's trials) against the
+    functions the benchmark drives, on one evaluation of many series near the limit."""
+    rng = np.random.default_rng(21)
+    segments = [f"s{i}" for i in range(12)]
+    rows = {s: float(rng.integers(600, 20_000)) for s in segments}
+    means = {s: float(rng.normal(0.0, 5.0 / math.sqrt(rows[s]))) for s in segments}
+    variances = {s: float(rng.uniform(0.5, 2.0)) for s in segments}
+    prec = {s: float(rng.uniform(0.74, 0.8)) for s in segments}
+    samples = []
+    for s in segments:
+        samples += [
+            Sample.make("mlmon_rows_per_second", rows[s] / WINDOW, segment=s),
+            Sample.make("mlmon_labels_window", rows[s], segment=s),
+            Sample.make("mlmon_output_class_ratio", 0.75, segment=s, **{"class": "0"}),
+            Sample.make("mlmon_output_class_ratio", 0.25, segment=s, **{"class": "1"}),
+            Sample.make("mlmon_precision", prec[s], segment=s),
+            Sample.make("mlmon_feature_mean", means[s], feature="x", segment=s),
+            Sample.make("mlmon_feature_variance", variances[s], feature="x", segment=s),
+        ]
+    budget = AlertBudget(false_alarms=1, per="day", interval=STEP)
+    engine = _engine([], budget=budget)
+    engine.evaluate(Snapshot("m", None, "h", T0 + 10.0, WINDOW, tuple(samples)))
+    lim_f = budget.limit(2 * len(segments), WINDOW, STEP, 2)
+    lim_p = budget.limit(2 * len(segments), WINDOW, STEP, 1)
+    n = np.array([rows[s] for s in segments])
+    zf, cf, okf = series_statistics(
+        "mean", [means[s] for s in segments], 0.0, n, None, [variances[s] for s in segments], "both",
+        limit=lim_f, effect=0.25,
+    )
+    zp, cp, okp = series_statistics(
+        "rate", [prec[s] for s in segments], 0.8, n * 0.25, None, None, "down", limit=lim_p, effect=0.1
+    )
+    cond_f = decide_family(zf, cf, okf & (n >= 500), lim_f, False, 0.25 / 4, 0.5)
+    cond_p = decide_family(zp, cp, okp & (n >= 200), lim_p, False, 0.1 / 4, 0.5)
+    got_f = [engine.state("feature_mean_shift_both_0_25", feature="x", segment=s) == "firing" for s in segments]
+    got_p = [engine.state("precision_shift_down_0_1", segment=s) == "firing" for s in segments]
+    assert got_f == cond_f.tolist() and got_p == cond_p.tolist()
+    assert 0 < sum(got_f) < len(segments) and 0 < sum(got_p) < len(segments)  # near the limit
