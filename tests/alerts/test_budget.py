@@ -437,3 +437,32 @@ def test_engine_decides_what_the_shared_functions_decide() -> None:
     got_p = [engine.state("precision_shift_down_0_1", segment=s) == "firing" for s in segments]
     assert got_f == cond_f.tolist() and got_p == cond_p.tolist()
     assert 0 < sum(got_f) < len(segments) and 0 < sum(got_p) < len(segments)  # near the limit
+
+
+def test_trailing_baseline_learns_the_level_then_catches_a_rise() -> None:
+    """Error ratio 1% for two hours against its own trailing hour, then 3%: fires once, soon."""
+    rng = np.random.default_rng(4)
+    events: list[AlertEvent] = []
+    engine = AlertEngine(
+        [Shift("mlmon_error_ratio", effect=0.01)],
+        sinks=[CallbackSink(events.append)],
+        budget=AlertBudget(interval=STEP),
+    )
+    calls_per_s = 20.0
+    slices = []  # errors per 10 s slice; the window sums the last 30
+    change_at = 7200.0
+    for i in range(1, 1000):
+        t = i * STEP
+        p = 0.03 if t > change_at else 0.01
+        slices.append(rng.binomial(int(calls_per_s * STEP), p))
+        window_errors = sum(slices[-K:])
+        calls = calls_per_s * STEP * min(len(slices), K)
+        engine.evaluate(Snapshot("m", None, "h", T0 + t, min(t, WINDOW), (
+            Sample.make("mlmon_error_ratio", window_errors / calls),
+            Sample.make("mlmon_calls_per_second", calls_per_s),
+        )))  # fmt: skip
+        if t == change_at:
+            assert events == []  # two hours of 1%: nothing, once the baseline was learnt
+    fired = [e.at - T0 for e in events if e.state == "firing"]
+    assert len(fired) == 1 and change_at < fired[0] <= change_at + WINDOW
+    assert events[0].baseline == pytest.approx(0.01, abs=0.003)
