@@ -7,10 +7,12 @@
 >>> [r.name for r in rules]
 ['precision_drop_10pct', 'output_variance_change_x2', 'latency_seconds_p99_above_0_2']
 
-See ``docs/alerts.md``: each rule, baselines, picking thresholds, flapping control, sinks and the
-Prometheus export (:func:`mlmon.export.prometheus_rules`).
+See ``docs/alerts.md``: each rule, baselines, picking thresholds, flapping control, sinks, the
+Prometheus export (:func:`mlmon.export.prometheus_rules`) and the false-alarm budget shared by
+:class:`Shift` rules (:class:`AlertBudget`).
 """
 
+from mlmon.alerts.budget import AlertBudget
 from mlmon.alerts.engine import AlertEngine, ReferenceValue, reference_lookup
 from mlmon.alerts.events import STATES, AlertEvent
 from mlmon.alerts.rules import (
@@ -24,6 +26,7 @@ from mlmon.alerts.rules import (
     VarianceChange,
     default_min_samples,
 )
+from mlmon.alerts.shift import SHIFT_METRICS, Shift
 from mlmon.alerts.sinks import (
     OUTCOMES,
     AlertSink,
@@ -36,8 +39,10 @@ from mlmon.alerts.sinks import (
 __all__ = [
     "OUTCOMES",
     "SEVERITIES",
+    "SHIFT_METRICS",
     "STATES",
     "Absent",
+    "AlertBudget",
     "AlertEngine",
     "AlertEvent",
     "AlertSink",
@@ -49,6 +54,7 @@ __all__ = [
     "PercentDrop",
     "ReferenceValue",
     "Rule",
+    "Shift",
     "Threshold",
     "VarianceChange",
     "WebhookSink",

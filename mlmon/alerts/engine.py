@@ -25,10 +25,13 @@ from typing import Protocol
 import attrs
 
 from mlmon.alerts._checks import LabelPairs
+from mlmon.alerts._family import Family
 from mlmon.alerts._state import FIRING, INACTIVE, PENDING, Compiled, Instance, Trail
+from mlmon.alerts.budget import AlertBudget
 from mlmon.alerts.events import AlertEvent, AlertState
 from mlmon.alerts.reference import ReferenceValue, reference_lookup
 from mlmon.alerts.rules import COUNT_METRICS, Rule
+from mlmon.alerts.shift import Shift
 from mlmon.alerts.sinks import AlertSink, LoggingSink, sink_name
 from mlmon.snapshot import Sample, Snapshot
 
@@ -74,6 +77,8 @@ class AlertEngine:
             with ``baseline="reference"`` (see :func:`reference_lookup`).
         clock: an object with ``monotonic()``, used only to rate-limit error logs.
         max_instances: series per rule beyond which new ones are ignored (and counted).
+        budget: the false-alarm budget every :class:`~mlmon.alerts.Shift` rule shares (None:
+            ``AlertBudget()``, one false alarm a week); the other rules ignore it.
 
     Raises:
         ValueError: duplicate rule names, or a ``"reference"`` baseline without
@@ -105,8 +110,13 @@ class AlertEngine:
         clock: _Clock | None = None,
         *,
         max_instances: int = 1000,
+        budget: AlertBudget | None = None,
     ) -> None:
         self.rules = _check_rules(rules)
+        if budget is not None and not isinstance(budget, AlertBudget):
+            raise ValueError(f"budget must be an mlmon.alerts.AlertBudget or None, got {budget!r}")
+        self.budget = AlertBudget() if budget is None else budget
+        self._family = Family(self.budget)
         if reference_value is None:
             for r in self.rules:
                 base = r.baseline_spec
@@ -136,6 +146,9 @@ class AlertEngine:
         self._lock = threading.Lock()
         self._compiled = [Compiled(r) for r in self.rules]
         self._needed = {r.metric for r in self.rules}
+        for r in self.rules:
+            if isinstance(r, Shift):
+                self._needed |= r.needs
         self._samples: tuple[Triple, ...] = self._zero_samples()
         self._active: tuple[AlertEvent, ...] = ()
         self._closed = False
@@ -157,7 +170,11 @@ class AlertEngine:
                 if s.name in self._needed:
                     index.setdefault(s.name, []).append(s)
             counts: dict[str | None, float] = {}
+            budgeted: list[Compiled] = []
             for c in self._compiled:
+                if isinstance(c.rule, Shift):
+                    budgeted.append(c)
+                    continue
                 try:
                     if c.rule.kind == "absent":
                         self._eval_absent(c, snapshot, index, now, events)
@@ -165,6 +182,14 @@ class AlertEngine:
                         self._eval_rule(c, snapshot, index, counts, now, events)
                 except BaseException as exc:  # a reference_value of yours, say: never out
                     self._error(f"rule:{c.rule.name}", exc)
+            if budgeted:
+                try:
+                    self._family.evaluate(
+                        budgeted, snapshot, index, now, events, instance=self._instance,
+                        baseline=self._baseline, step=self._step, error=self._error,
+                    )  # fmt: skip
+                except BaseException as exc:  # never out of the reporter thread
+                    self._error("rule:budget", exc)
             triples, active = self._collect(snapshot, now)
             self._samples = triples
             self._active = active
@@ -229,6 +254,7 @@ class AlertEngine:
             self._compiled = [Compiled(r) for r in self.rules]
             self._samples = self._zero_samples()
             self._active = ()
+            self._family.reset()
 
     def close(self) -> None:
         """Close the sinks (a webhook delivers what it has queued). Idempotent."""
