@@ -37,7 +37,7 @@ from mlmon import _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
-from mlmon.alerts import AlertEngine, AlertSink, Rule, reference_lookup
+from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.buffers import CallBuffers
 from mlmon.delivery import Deliveries
 from mlmon.drain import Drain
@@ -112,6 +112,13 @@ class Monitor:
         max_buffer_bytes: byte cap of the features, ids and batch outputs buffered between
             drains (default 64 MiB). Past it a call's details are dropped (counted in
             ``mlmon_dropped_total{buffer="details"}``); its latency, rows and errors still count.
+        fleet: a :class:`mlmon.Fleet` (needs ``store=``): publish this process's window each
+            flush, and when this process holds the fleet's lease, merge every process's window
+            into the fleet snapshot (``instance="fleet"``) and evaluate the fleet's rules on it
+            (see docs/scale-out.md).
+        alert_budget: the false-alarm budget the ``Shift`` rules share
+            (:class:`mlmon.alerts.AlertBudget`; default one false alarm a week, decided every
+            ``flush_interval``).
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -157,6 +164,7 @@ class Monitor:
         emit_timeout: float = 5.0,
         close_timeout: float = 5.0,
         fleet: Fleet | None = None,
+        alert_budget: AlertBudget | None = None,
     ) -> None:
         emitter_list = check_monitor(
             name=name, version=version, instance=instance, window=window, flush_interval=flush_interval,
@@ -169,7 +177,12 @@ class Monitor:
         engine = None
         if rule_list:
             lookup = reference_lookup(reference, reference_values) if reference is not None or reference_values else None
-            engine = AlertEngine(rule_list, sinks=alert_sinks, reference_value=lookup, clock=clock or SystemClock())
+            budget = alert_budget if alert_budget is not None else AlertBudget()
+            if isinstance(budget, AlertBudget) and budget.interval is None:
+                budget = attrs.evolve(budget, interval=float(flush_interval))
+            engine = AlertEngine(
+                rule_list, sinks=alert_sinks, reference_value=lookup, clock=clock or SystemClock(), budget=budget
+            )
 
         self.name = name
         self.version = version

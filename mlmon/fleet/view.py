@@ -38,8 +38,10 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from mlmon._component import Triple
-from mlmon.alerts import AlertEngine, AlertSink, Rule
+from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule
 from mlmon.alerts.persist import export_engine_state, load_engine_state
 from mlmon.delivery import Deliveries
 from mlmon.emitters.base import Emitter
@@ -81,6 +83,8 @@ class Fleet:
         max_processes: most live states merged (default 1,024); beyond, new processes are
             refused and counted.
         instance: the fleet snapshot's identity (default ``"fleet"``).
+        budget: the false-alarm budget of the fleet's ``Shift`` rules
+            (:class:`mlmon.alerts.AlertBudget`; default one a week, decided every flush).
 
     Raises:
         ValueError: naming the argument, for a value out of range.
@@ -102,7 +106,11 @@ class Fleet:
         state_ttl: float | None = None,
         max_processes: int = 1024,
         instance: str = "fleet",
+        budget: AlertBudget | None = None,
     ) -> None:
+        if budget is not None and not isinstance(budget, AlertBudget):
+            raise ValueError(f"budget must be an mlmon.alerts.AlertBudget or None, got {budget!r}")
+        self.budget = budget
         self.rules = list(rules)
         for r in self.rules:
             if not isinstance(r, Rule):
@@ -171,7 +179,10 @@ class Fleet:
         self._stop = threading.Event()
         engine = None
         if self.rules:
-            engine = AlertEngine(self.rules, sinks=self.sinks, clock=self._clock)
+            budget = self.budget if self.budget is not None else AlertBudget()
+            if budget.interval is None:
+                budget = attrs.evolve(budget, interval=self._interval)
+            engine = AlertEngine(self.rules, sinks=self.sinks, clock=self._clock, budget=budget)
         self._engine = engine
 
     @property
