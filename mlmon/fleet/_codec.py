@@ -38,12 +38,19 @@ class StateError(ValueError):
     """A state that cannot be merged: wrong shape, type, size or version (the reason says which)."""
 
 
+_SLOTS: dict[type, list[str]] = {}
+
+
 def _slots(obj: object) -> list[str]:
-    names: list[str] = []
-    for cls in type(obj).__mro__:
-        for s in getattr(cls, "__slots__", ()):
-            if s not in names and s not in _SKIP and s != "__weakref__":
-                names.append(s)
+    cls = type(obj)
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = []
+        for c in cls.__mro__:
+            for s in getattr(c, "__slots__", ()):
+                if s not in names and s not in _SKIP and s != "__weakref__":
+                    names.append(s)
+        _SLOTS[cls] = names
     return names
 
 
@@ -66,7 +73,12 @@ def encode_value(v: Any) -> Any:
         return float(v)
     if isinstance(v, np.ndarray):
         a = np.ascontiguousarray(v)
-        return {"$a": [_dtype_code(a), list(a.shape), base64.b64encode(a.tobytes()).decode("ascii")]}
+        code = _dtype_code(a)
+        if code == "i8" and a.size >= 64:
+            nz = np.flatnonzero(a)
+            if nz.size * 3 < a.size:  # mostly zeros (a sketch's buckets): indices and values
+                return {"$s": [code, list(a.shape), _b64(nz.astype("<i4")), _b64(a.ravel()[nz].astype("<i8"))]}
+        return {"$a": [code, list(a.shape), _b64(a)]}
     if isinstance(v, dict):
         return {"$d": [[str(k), encode_value(x)] for k, x in v.items()]}
     if isinstance(v, (list, tuple)):
@@ -79,6 +91,19 @@ def encode_value(v: Any) -> Any:
 def encode(acc: object) -> dict[str, Any]:
     """An accumulator's slots as JSON-able data."""
     return {"$o": {name: encode_value(getattr(acc, name, None)) for name in _slots(acc)}}
+
+
+def _b64(a: np.ndarray[Any, Any]) -> str:
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
+def _unb64(text: Any, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise StateError(f"{where}: malformed array")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except Exception as exc:
+        raise StateError(f"{where}: bad array data") from exc
 
 
 def _number(v: Any, where: str, *, integer: bool) -> int | float:
@@ -95,29 +120,44 @@ def _number(v: Any, where: str, *, integer: bool) -> int | float:
 
 
 def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-    if not (isinstance(data, dict) and set(data) == {"$a"}):
+    if not (isinstance(data, dict) and len(data) == 1):
         raise StateError(f"{where}: expected an array")
-    spec = data["$a"]
-    if not (isinstance(spec, list) and len(spec) == 3 and spec[0] in _DTYPES and isinstance(spec[1], list)):
+    sparse = "$s" in data
+    spec = data.get("$s") if sparse else data.get("$a")
+    if not (
+        isinstance(spec, list)
+        and len(spec) == (4 if sparse else 3)
+        and spec[0] in _DTYPES
+        and isinstance(spec[1], list)
+        and len(spec[1]) <= 4
+    ):
         raise StateError(f"{where}: malformed array")
     dt = _DTYPES[spec[0]]
     shape = spec[1]
     if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ARRAY for n in shape):
         raise StateError(f"{where}: bad shape {shape!r}")
-    size = int(np.prod(shape)) if shape else 1
+    size = math.prod(shape)
     if size > MAX_ARRAY:
         raise StateError(f"{where}: array of {size} elements is too large")
     if like is not None and (like.dtype != dt or list(like.shape) != shape):
         raise StateError(f"{where}: expected {like.dtype}{list(like.shape)}, got {dt}{shape}")
-    if not isinstance(spec[2], str):
-        raise StateError(f"{where}: malformed array")
-    try:
-        raw = base64.b64decode(spec[2].encode("ascii"), validate=True)
-    except Exception as exc:
-        raise StateError(f"{where}: bad array data") from exc
+    out: np.ndarray[Any, Any]
+    if sparse:
+        if dt != _DTYPES["i8"]:
+            raise StateError(f"{where}: malformed array")
+        idx_raw, val_raw = _unb64(spec[2], where), _unb64(spec[3], where)
+        if len(idx_raw) % 4 or len(val_raw) != 2 * len(idx_raw):
+            raise StateError(f"{where}: sparse array data of mismatched lengths")
+        idx = np.frombuffer(idx_raw, dtype="<i4")
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
+            raise StateError(f"{where}: sparse index out of range")
+        out = np.zeros(size, dtype=dt)
+        out[idx] = np.frombuffer(val_raw, dtype="<i8")
+        return out.reshape(shape)
+    raw = _unb64(spec[2], where)
     if len(raw) != size * dt.itemsize:
         raise StateError(f"{where}: array data of {len(raw)} bytes for {size} elements")
-    out: np.ndarray[Any, Any] = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+    out = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
     if dt.kind == "f" and np.isnan(out).any():
         raise StateError(f"{where}: NaN in an array")
     return out
@@ -125,6 +165,19 @@ def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarr
 
 def decode_value(data: Any, like: Any, where: str) -> Any:
     """A value of the same kind as ``like`` (the fresh accumulator's) from ``data``."""
+    t = type(like)  # the common kinds first, by exact type
+    if t is np.ndarray:
+        return _array(data, where, like)
+    if t is int:
+        if type(data) is not int or not -MAX_INT < data < MAX_INT:
+            raise StateError(f"{where}: expected an int64, got {data!r}"[:200])
+        return data
+    if t is float:
+        if type(data) is float:
+            if data != data:
+                raise StateError(f"{where}: NaN")
+            return data
+        return _number(data, where, integer=False)
     if isinstance(like, bool):
         if not isinstance(data, bool):
             raise StateError(f"{where}: expected a bool")
