@@ -14,6 +14,7 @@
 
 from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
+from mlmon._env import emitter_from_url, emitters_from_env
 from mlmon.drift import DriftConfig
 from mlmon.monitor import Call, Monitor, Track
 from mlmon.reference import Reference
@@ -38,6 +39,8 @@ __all__ = [
     "Track",
     "__version__",
     "configure",
+    "emitter_from_url",
+    "emitters_from_env",
     "flush",
     "get_monitor",
     "log_feedback",
