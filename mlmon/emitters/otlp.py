@@ -52,8 +52,9 @@ def _mlmon_version() -> str | None:
         return None
 
 
-def _unit(name: str) -> str:
-    info = CATALOG.get(name) or CATALOG.get(name + "_bucket")
+def _unit(name: str, histogram: bool = False) -> str:
+    # A histogram's unit is that of the values it counts: its _sum's.
+    info = CATALOG.get(name.rsplit("_", 1)[0] + "_sum") if histogram else CATALOG.get(name)
     if info is None:
         return ""
     return _UNITS.get(info.unit, info.unit)
@@ -176,7 +177,7 @@ def snapshot_metrics(
             )
         if hpoints:
             data = ex.Histogram(hpoints, ex.AggregationTemporality.CUMULATIVE)
-            metrics.append(ex.Metric(fam, _help(name, fam, "histogram"), _unit(name), data))
+            metrics.append(ex.Metric(fam, _help(name, fam, "histogram"), _unit(name, True), data))
     return metrics, bad
 
 
