@@ -65,8 +65,8 @@ class OtlpReceiver:
     """``POST /v1/metrics`` on ``127.0.0.1:<free port>``; decoded requests in :attr:`requests`.
 
     Attributes:
-        mode: ``"ok"`` (answer 200), ``"hold"`` (answer nothing until released), or an int
-            HTTP status to answer with.
+        mode: ``"ok"`` (decode, answer 200), ``"discard"`` (answer 200 without decoding),
+            ``"hold"`` (answer nothing until released), or an int HTTP status to answer with.
         requests: the decoded ``ExportMetricsServiceRequest`` of every request received.
         headers: the HTTP headers of each request, lower-case names.
     """
@@ -97,6 +97,11 @@ class OtlpReceiver:
                     return
                 if isinstance(mode, int):
                     self._answer(mode, b"")
+                    return
+                if mode == "discard":  # a benchmark's sink: answer without decoding
+                    with receiver._lock:
+                        receiver.bodies.append(len(body))
+                    self._answer(200, b"")
                     return
                 encoding = self.headers.get("Content-Encoding", "").lower()
                 raw = body
