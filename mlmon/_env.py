@@ -174,62 +174,62 @@ _OPTIONS: dict[str, dict[str, Conv]] = {
 _SCHEMES = ("statsd", "graphite", "prometheus", "otlp", "otlp+http", "otlp+https", "jsonl", "console")
 
 
-def _options(scheme: str, query: str, where: str) -> dict[str, Any]:
+def _options(scheme: str, query: str) -> dict[str, Any]:
     known = _OPTIONS[scheme]
     out: dict[str, Any] = {}
     for key, text in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in known:
             raise ValueError(
-                f"{where}: unknown option {key!r} for {scheme}:// (known: {', '.join(sorted(known))})"
+                f"unknown option {key!r} for {scheme}:// (known: {', '.join(sorted(known))})"
             )
         if key in out:
-            raise ValueError(f"{where}: option {key!r} is given twice")
+            raise ValueError(f"option {key!r} is given twice")
         try:
             out[key] = known[key](text)
         except ValueError:
-            raise ValueError(f"{where}: option {key}={text!r} is not valid") from None
+            raise ValueError(f"option {key}={text!r} is not valid") from None
     return out
 
 
-def _host_port(parts: Any, where: str, default_port: int | None) -> tuple[str | None, int | None]:
+def _host_port(parts: Any, default_port: int | None) -> tuple[str | None, int | None]:
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{where}: the port is not a number in 0..65535") from None
+        raise ValueError("the port is not a number in 0..65535") from None
     host = parts.hostname
     return host, port if port is not None else default_port
 
 
-def _build(url: str, where: str) -> Emitter:
+def _build(url: str) -> Emitter:
     if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"{where}: an emitter URL must be a non-empty string, got {url!r}")
+        raise ValueError("an emitter URL must be a non-empty string")
     url = url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES or "://" not in url:
         raise ValueError(
-            f"{where}: {url!r} is not an emitter URL (schemes: "
+            "not an emitter URL (schemes: "
             + ", ".join(f"{s}://" for s in _SCHEMES)
             + ")"
         )
     if parts.fragment:
-        raise ValueError(f"{where}: {url!r} has a fragment (#...), which means nothing here")
+        raise ValueError("a fragment (#...) means nothing in an emitter URL")
     base = "otlp" if scheme.startswith("otlp") else scheme
-    opts = _options(base, parts.query, where)
+    opts = _options(base, parts.query)
     if base in ("statsd", "graphite", "prometheus"):
         default = {"statsd": 8125, "graphite": None, "prometheus": 9464}[base]
-        host, port = _host_port(parts, where, default)
+        host, port = _host_port(parts, default)
         if not host:
-            raise ValueError(f"{where}: {url!r} needs a host ({base}://host:port)")
+            raise ValueError(f"needs a host ({base}://host:port)")
         if base == "statsd":
             if parts.path not in ("", "/"):
-                raise ValueError(f"{where}: {url!r}: a statsd URL has no path")
+                raise ValueError("a statsd URL has no path")
             from mlmon.emitters.statsd import StatsdEmitter
 
             return StatsdEmitter(host, port if port is not None else 8125, **opts)
         if base == "graphite":
             if parts.path not in ("", "/"):
-                raise ValueError(f"{where}: {url!r}: a graphite URL has no path")
+                raise ValueError("a graphite URL has no path")
             from mlmon.emitters.graphite import GraphiteEmitter
 
             return GraphiteEmitter(host, port, **opts)
@@ -242,11 +242,11 @@ def _build(url: str, where: str) -> Emitter:
 
         endpoint: str | None = None
         if parts.netloc:
-            _host_port(parts, where, None)  # checks the port
+            _host_port(parts, None)  # checks the port
             transport = "https" if scheme == "otlp+https" else "http"
             endpoint = f"{transport}://{parts.netloc}{parts.path or '/v1/metrics'}"
         elif parts.path not in ("", "/"):
-            raise ValueError(f"{where}: {url!r}: give otlp://host:port[/path] or otlp://")
+            raise ValueError("give otlp://host:port[/path] or otlp://")
         return OtlpEmitter(endpoint, **opts)
     if base == "jsonl":
         from mlmon.emitters.jsonl import JsonlEmitter
@@ -255,13 +255,13 @@ def _build(url: str, where: str) -> Emitter:
             return JsonlEmitter(sys.stdout if parts.netloc == "stdout" else sys.stderr, **opts)
         if parts.netloc or not parts.path or parts.path.endswith("/"):
             raise ValueError(
-                f"{where}: {url!r}: give jsonl:///absolute/path.jsonl, jsonl://stdout or jsonl://stderr"
+                "give jsonl:///absolute/path.jsonl, jsonl://stdout or jsonl://stderr"
             )
         return JsonlEmitter(unquote(parts.path), **opts)
     from mlmon.emitters.console import ConsoleEmitter
 
     if parts.netloc not in ("", "stdout", "stderr") or parts.path not in ("", "/"):
-        raise ValueError(f"{where}: {url!r}: give console://, console://stdout or console://stderr")
+        raise ValueError("give console://, console://stdout or console://stderr")
     return ConsoleEmitter(sys.stderr if parts.netloc == "stderr" else None, **opts)
 
 
@@ -292,15 +292,12 @@ def emitter_from_url(url: str, *, source: str = "url") -> Emitter:
     >>> emitter_from_url("statsd://127.0.0.1:8125?prefx=ml", source="MLMON_EMITTERS")
     Traceback (most recent call last):
     ...
-    ValueError: MLMON_EMITTERS: unknown option 'prefx' for statsd:// (known: ...)
+    ValueError: MLMON_EMITTERS: 'statsd://127.0.0.1:8125?prefx=ml': unknown option 'prefx' for statsd:// (known: ...)
     """
     try:
-        return _build(url, source)
+        return _build(url)
     except ValueError as exc:
-        text = str(exc)
-        if text.startswith(f"{source}:"):
-            raise
-        raise ValueError(f"{source}: {url!r}: {text}") from exc
+        raise ValueError(f"{source}: {url!r}: {exc}") from exc
 
 
 def emitters_from_env(environ: Mapping[str, str] | None = None) -> list[Emitter]:

@@ -286,12 +286,12 @@ def test_defaults_of_each_scheme() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("kafka://broker:9092", "is not an emitter URL"),
-        ("statsd:127.0.0.1", "is not an emitter URL"),
+        ("kafka://broker:9092", "'kafka://broker:9092': not an emitter URL"),
+        ("statsd:127.0.0.1", "not an emitter URL"),
         ("statsd://127.0.0.1:99999", "port"),
         ("statsd://127.0.0.1:http", "port"),
         ("statsd://:8125", "needs a host"),
-        ("statsd://127.0.0.1?prefx=ml", "unknown option 'prefx'"),
+        ("statsd://127.0.0.1?prefx=ml", "'statsd://127.0.0.1?prefx=ml': unknown option 'prefx'"),
         ("statsd://127.0.0.1?prefix=a&prefix=b", "given twice"),
         ("statsd://127.0.0.1?timeout=soon", "timeout='soon' is not valid"),
         ("statsd://127.0.0.1?timeout=-1", "timeout must be a positive"),
