@@ -181,6 +181,63 @@ def snapshot_metrics(
     return metrics, bad
 
 
+class _Worker:
+    """A daemon thread that runs one job at a time; the caller waits for it with a deadline."""
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition()
+        self._job: Callable[[], Any] | None = None
+        self._result: tuple[bool, Any] | None = None
+        self.busy = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None:
+                    if self._stopped:
+                        return
+                    self._cond.wait()
+                job = self._job
+            result: tuple[bool, Any]
+            try:
+                result = (True, job())
+            except BaseException as exc:  # handed to the waiting thread
+                result = (False, exc)
+            with self._cond:
+                self._job = None
+                self._result = result
+                self.busy = False
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        """End the thread once its current job (if any) is done."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def run(self, job: Callable[[], Any], timeout: float) -> tuple[bool | None, Any]:
+        """``(True, value)``, ``(False, exception)``, or ``(None, None)`` at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self.busy:  # one job at a time: the caller skips
+                return None, None
+            self._job, self._result, self.busy = job, None, True
+            self._cond.notify_all()
+            while self._result is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, None
+                self._cond.wait(left)
+            result, self._result = self._result, None
+            return result
+
+
 class OtlpEmitter:
     """Export every snapshot with OpenTelemetry's OTLP exporter (OTLP/HTTP protobuf by default).
 
@@ -268,7 +325,8 @@ class OtlpEmitter:
         self._renderer = PrometheusRenderer()
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._pending: threading.Thread | None = None
+        self._worker: _Worker | None = None  # the export thread, started at the first emit
+        self._scope: Any = None
         self._starts: dict[Identity, tuple[int, float]] = {}  # identity -> (start ns, calls)
         self._resources: dict[Identity, Any] = {}
         self._closed = False
@@ -341,7 +399,9 @@ class OtlpEmitter:
             return ex.MetricsData([])
         metrics, bad = snapshot_metrics(snapshot, self._start_ns(snapshot), self._renderer)
         self.bad_series += bad
-        scope = InstrumentationScope("mlmon", _mlmon_version())
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = InstrumentationScope("mlmon", _mlmon_version())
         return ex.MetricsData(
             [
                 ex.ResourceMetrics(
@@ -357,7 +417,7 @@ class OtlpEmitter:
             return
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._pending = None
+        self._worker = None  # the parent's thread does not exist here
         self._starts = {}
         self.exports = self.failures = self.timeouts = self.skipped = self.bad_series = 0
         if self._own_exporter:  # the parent's pooled connections are the parent's
@@ -367,38 +427,32 @@ class OtlpEmitter:
         """A forked child gets its own exporter (and connections) and fresh counters."""
         self._check_fork()
 
-    def _run(self, job: Callable[[], Any], what: str) -> Any:
-        """Run ``job`` on a helper thread, waiting at most ``timeout``; raises TimeoutError."""
-        box: list[Any] = []
-
-        def work() -> None:
-            try:
-                box.append((True, job()))
-            except BaseException as exc:  # handed to the waiting thread
-                box.append((False, exc))
-
-        thread = threading.Thread(target=work, name=f"mlmon-{self.name}-{what}", daemon=True)
-        with self._lock:
-            self._pending = thread
-        thread.start()
-        thread.join(self.timeout)
-        if thread.is_alive():
+    def _run(self, job: Callable[[], Any], what: str, worker: _Worker | None = None) -> Any:
+        """Run ``job`` on the export thread (or ``worker``), waiting at most ``timeout``; raises
+        TimeoutError (the job goes on, and :attr:`busy` stays True until it ends)."""
+        if worker is None:
+            worker = self._worker
+            if worker is None or not worker.alive():
+                worker = self._worker = _Worker(f"mlmon-{self.name}-export")
+        ok, value = worker.run(job, self.timeout)
+        if ok is None:
             raise TimeoutError(f"{what} to the OTLP endpoint took longer than {self.timeout:g}s")
-        with self._lock:
-            if self._pending is thread:
-                self._pending = None
-        ok, value = box[0]
         if not ok:
             raise value
         return value
+
+    @property
+    def busy(self) -> bool:
+        """An export (or the shutdown) is still running past its deadline."""
+        worker = self._worker
+        return worker is not None and worker.busy
 
     def emit(self, snapshot: Snapshot) -> None:
         """Export the snapshot; raises (after counting) when the export fails or times out."""
         self._check_fork()
         if self._closed:
             raise RuntimeError("OtlpEmitter is closed")
-        pending = self._pending
-        if pending is not None and pending.is_alive():
+        if self.busy:
             self.skipped += 1
             raise TimeoutError("the previous OTLP export is still running: this snapshot is skipped")
         data = self.metrics_data(snapshot)
@@ -453,10 +507,18 @@ class OtlpEmitter:
             return
         self._closed = True
         exporter = self._exporter
+        if self._worker is not None:
+            self._worker.stop()
+        # A thread of its own: the export thread may still be busy with a hung export.
+        closer = _Worker(f"mlmon-{self.name}-shutdown")
         try:
-            self._run(lambda: exporter.shutdown(timeout_millis=self.timeout * 1000.0), "shutdown")
+            self._run(
+                lambda: exporter.shutdown(timeout_millis=self.timeout * 1000.0), "shutdown", closer
+            )
         except TimeoutError:
             log.warning("mlmon: %s: the OTLP exporter did not shut down within %gs", self.name, self.timeout)
+        finally:
+            closer.stop()  # its thread ends after this one job
 
     def __repr__(self) -> str:
         return f"OtlpEmitter(endpoint={self.endpoint!r}, timeout={self.timeout:g})"

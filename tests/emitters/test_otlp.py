@@ -58,7 +58,7 @@ def test_a_hung_export_makes_later_emits_skip_at_once_and_count() -> None:
     assert ("mlmon_dropped_total", 2.0, {"buffer": "otlp"}) in em.self_metrics()
     hang.go.set()
     for _ in range(100):  # the helper thread ends once released
-        if em._pending is None or not em._pending.is_alive():
+        if not em.busy:
             break
         time.sleep(0.01)
     em.emit(snap())
@@ -150,3 +150,23 @@ def test_a_forked_child_builds_its_own_exporter() -> None:
     os.waitpid(pid, 0)
     assert em._exporter is parent
     em.close()
+
+
+def test_close_ends_the_emitters_threads() -> None:
+    class Ok:
+        def export(self, data: Any, timeout_millis: float | None = None, **kw: Any) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def shutdown(self, timeout_millis: float | None = None, **kw: Any) -> None:
+            pass
+
+    em = OtlpEmitter(exporter=Ok(), name="otlp_threads")
+    for i in range(3):
+        em.emit(snap(i))
+    assert [t for t in threading.enumerate() if t.name == "mlmon-otlp_threads-export"]
+    em.close()
+    for _ in range(200):
+        if not [t for t in threading.enumerate() if t.name.startswith("mlmon-otlp_threads-")]:
+            break
+        time.sleep(0.01)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("mlmon-otlp_threads-")] == []
