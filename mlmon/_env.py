@@ -167,7 +167,7 @@ _OPTIONS: dict[str, dict[str, Conv]] = {
     },
     "prometheus": {"name": _str, "push_url": _str, "job": _str, "push_timeout": float,
                    "push_delete_on_close": _bool},
-    "otlp": {**_COMMON, "service_name": _str, "export_timeout": float},
+    "otlp": {**_COMMON, "service_name": _str},
     "jsonl": {**_COMMON, "max_bytes": int, "backups": int},
     "console": dict(_COMMON),
 }  # fmt: skip

@@ -337,3 +337,67 @@ def test_emitter_from_url_names_url_when_called_directly() -> None:
         mlmon.emitter_from_url("kafka://x")
     assert mlmon.emitters_from_env({}) == []
     assert mlmon.emitters_from_env({"MLMON_EMITTERS": "  "}) == []
+
+
+# option -> (text in the URL, the attribute it sets on the emitter, its value there)
+OPTIONS: dict[tuple[str, str], tuple[str, str, object]] = {
+    ("statsd", "name"): ("custom", "name", "custom"),
+    ("statsd", "timeout"): ("0.5", "timeout", 0.5),
+    ("statsd", "prefix"): ("ml", "prefix", "ml"),
+    ("statsd", "protocol"): ("tcp", "protocol", "tcp"),
+    ("statsd", "tags"): ("dogstatsd", "tags", "dogstatsd"),
+    ("statsd", "timings"): ("0.5", "timing_rate", 0.5),
+    ("statsd", "max_packet"): ("1400", "max_packet", 1400),
+    ("statsd", "instance_in_path"): ("1", "_renderer.instance_in_path", True),
+    ("statsd", "version_in_path"): ("yes", "_renderer.version_in_path", True),
+    ("graphite", "name"): ("custom", "name", "custom"),
+    ("graphite", "timeout"): ("0.5", "timeout", 0.5),
+    ("graphite", "prefix"): ("ml", "prefix", "ml"),
+    ("graphite", "protocol"): ("pickle", "protocol", "pickle"),
+    ("graphite", "tags"): ("on", "tags", True),
+    ("graphite", "buffer_lines"): ("1000", "buffer_lines", 1000),
+    ("graphite", "instance_in_path"): ("0", "_renderer.instance_in_path", False),
+    ("graphite", "version_in_path"): ("true", "_renderer.version_in_path", True),
+    ("prometheus", "name"): ("custom", "name", "custom"),
+    ("prometheus", "push_url"): ("http://127.0.0.1:9", "push_url", "http://127.0.0.1:9"),
+    ("prometheus", "job"): ("j", "job", "j"),
+    ("prometheus", "push_timeout"): ("1.5", "push_timeout", 1.5),
+    ("prometheus", "push_delete_on_close"): ("true", "push_delete_on_close", True),
+    ("otlp", "name"): ("custom", "name", "custom"),
+    ("otlp", "timeout"): ("0.5", "timeout", 0.5),
+    ("otlp", "service_name"): ("svc", "service_name", "svc"),
+    ("jsonl", "name"): ("custom", "name", "custom"),
+    ("jsonl", "timeout"): ("0.5", "timeout", 0.5),
+    ("jsonl", "max_bytes"): ("4096", "max_bytes", 4096),
+    ("jsonl", "backups"): ("2", "backups", 2),
+    ("console", "name"): ("custom", "name", "custom"),
+    ("console", "timeout"): ("0.5", "timeout", 0.5),
+}
+BASES = {
+    "statsd": "statsd://127.0.0.1:8125", "graphite": "graphite://127.0.0.1:2003",
+    "prometheus": "prometheus://127.0.0.1:0?push_url=http://127.0.0.1:9",
+    "otlp": "otlp://127.0.0.1:4318", "jsonl": "jsonl:///tmp/mlmon-test-env-options.jsonl",
+    "console": "console://",
+}  # fmt: skip
+
+
+def test_the_option_table_covers_every_accepted_option() -> None:
+    assert set(OPTIONS) == {(scheme, o) for scheme, opts in _env._OPTIONS.items() for o in opts}
+
+
+@pytest.mark.parametrize(("scheme", "option"), sorted(OPTIONS))
+def test_every_documented_option_reaches_its_emitter(scheme: str, option: str) -> None:
+    text, attr, expected = OPTIONS[(scheme, option)]
+    base = BASES[scheme]
+    if option == "push_url":
+        base = "prometheus://127.0.0.1:0"
+    sep = "&" if "?" in base else "?"
+    em = _env.emitter_from_url(f"{base}{sep}{option}={text}")
+    try:
+        value: object = em
+        for part in attr.split("."):
+            value = getattr(value, part)
+        assert value == expected
+    finally:
+        em.close()
+    assert f"`{option}`" in (ROOT / "docs" / "configuration.md").read_text()
