@@ -181,6 +181,20 @@ def snapshot_metrics(
     return metrics, bad
 
 
+def _timeout_from_env() -> float:
+    for var in ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = os.environ.get(var)
+        if raw:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{var} must be a positive number of seconds, got {raw!r}")
+            return value
+    return 5.0
+
+
 class _Worker:
     """A daemon thread that runs one job at a time; the caller waits for it with a deadline."""
 
@@ -250,7 +264,9 @@ class OtlpEmitter:
         headers: extra HTTP headers (None: ``OTEL_EXPORTER_OTLP_[METRICS_]HEADERS``).
         timeout: the total deadline of one export, seconds: whatever the collector does (down,
             slow, trickling its answer), :meth:`emit` returns by then; an export still running
-            is left to its helper thread and the next emits are skipped (counted) until it ends.
+            is left to its thread and the next emits are skipped (counted) until it ends. None:
+            ``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT`` (seconds,
+            as the Python SDK reads them), else 5.
         service_name: ``service.name`` of the resource. Default: ``OTEL_SERVICE_NAME`` or the
             ``service.name`` of ``OTEL_RESOURCE_ATTRIBUTES``, else the model name.
         resource_attributes: more resource attributes; they win over the environment.
@@ -288,7 +304,7 @@ class OtlpEmitter:
         endpoint: str | None = None,
         *,
         headers: Mapping[str, str] | None = None,
-        timeout: float = 5.0,
+        timeout: float | None = None,
         service_name: str | None = None,
         resource_attributes: Mapping[str, str] | None = None,
         exporter: Any = None,
@@ -301,6 +317,8 @@ class OtlpEmitter:
             parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+        if timeout is None:
+            timeout = _timeout_from_env()
         _check_seconds(timeout=timeout)
         if service_name is not None and (not isinstance(service_name, str) or not service_name):
             raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
@@ -330,6 +348,7 @@ class OtlpEmitter:
         self._starts: dict[Identity, tuple[int, float]] = {}  # identity -> (start ns, calls)
         self._resources: dict[Identity, Any] = {}
         self._closed = False
+        self._opened: list[Identity] = []
         self.exports = 0
         self.failures = 0
         self.timeouts = 0
@@ -427,6 +446,34 @@ class OtlpEmitter:
         """A forked child gets its own exporter (and connections) and fresh counters."""
         self._check_fork()
 
+    def open(self, model: str, version: str | None, instance: str) -> None:
+        """A monitor starts using this emitter (several may share one: one exporter for the
+        models of a process). The same identity twice is refused: its points would collide."""
+        self._check_fork()
+        ident = (model, version, instance)
+        if self._closed:
+            raise RuntimeError("OtlpEmitter is closed")
+        if ident in self._opened:
+            raise ValueError(
+                f"model {model!r} version {version!r} instance {instance!r} already uses this "
+                "OtlpEmitter: two monitors would export the same series"
+            )
+        self._opened.append(ident)
+
+    def release(self, model: str, version: str | None, instance: str) -> None:
+        """The monitor with this identity is done; the exporter shuts down after the last one
+        (without a matching :meth:`open`, this is :meth:`close`)."""
+        self._check_fork()
+        ident = (model, version, instance)
+        if ident not in self._opened:
+            self.close()
+            return
+        self._opened.remove(ident)
+        self._starts.pop(ident, None)
+        self._resources.pop(ident, None)
+        if not self._opened:
+            self.close()
+
     def _run(self, job: Callable[[], Any], what: str, worker: _Worker | None = None) -> Any:
         """Run ``job`` on the export thread (or ``worker``), waiting at most ``timeout``; raises
         TimeoutError (the job goes on, and :attr:`busy` stays True until it ends)."""
@@ -501,10 +548,15 @@ class OtlpEmitter:
 
     def close(self) -> None:
         """Shut the exporter down, waiting at most ``timeout`` (an export still running is
-        told to stop retrying and left to its daemon thread). Idempotent."""
+        told to stop retrying and left to its daemon thread). Idempotent. With monitors that
+        opened it, each ``close()`` ends one of them and the last one shuts it down."""
         self._check_fork()
         if self._closed:
             return
+        if self._opened:
+            self._opened.pop()
+            if self._opened:
+                return
         self._closed = True
         exporter = self._exporter
         if self._worker is not None:

@@ -339,3 +339,40 @@ def test_configuration_errors_name_the_field() -> None:
         OtlpEmitter(service_name="")
     with pytest.raises(ValueError, match="resource_attributes"):
         OtlpEmitter(resource_attributes={"a": object()})  # type: ignore[dict-item]
+
+
+def test_monitors_share_one_emitter_until_the_last_closes(
+    receiver: OtlpReceiver, clean_otel_env: pytest.MonkeyPatch
+) -> None:
+    em = OtlpEmitter(receiver.url)
+    fraud = mlmon.Monitor("fraud", instance="w:1", emitters=[em])
+    churn = mlmon.Monitor("churn", instance="w:1", emitters=[em])
+    with pytest.raises(ValueError, match="already uses this OtlpEmitter"):
+        mlmon.Monitor("fraud", instance="w:1", emitters=[em])
+    fraud.track(lambda x: x)(1)
+    churn.track(lambda x: x)(1)
+    churn.track(lambda x: x)(1)
+    fraud.close()
+    churn.flush()  # still exporting after the other monitor closed
+    churn.close()
+    requests = receiver.wait_for(3)
+    seen = {}
+    for request in requests:
+        rm = request.resource_metrics[0]
+        name = attributes(rm.resource.attributes)["service.name"]
+        seen[name] = metric(request, "mlmon_calls_total").sum.data_points[0].as_double
+    assert seen == {"fraud": 1.0, "churn": 2.0}
+    with pytest.raises(RuntimeError, match="closed"):
+        em.emit(Snapshot("x", None, "h:1", 1.0, 60.0, ()))
+
+
+def test_the_timeout_comes_from_the_otel_variables(clean_otel_env: pytest.MonkeyPatch) -> None:
+    assert OtlpEmitter("http://127.0.0.1:9/v1/metrics").timeout == 5.0
+    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2.5")
+    assert OtlpEmitter("http://127.0.0.1:9/v1/metrics").timeout == 2.5
+    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "0.75")
+    assert OtlpEmitter("http://127.0.0.1:9/v1/metrics").timeout == 0.75
+    assert OtlpEmitter("http://127.0.0.1:9/v1/metrics", timeout=3).timeout == 3.0  # code wins
+    clean_otel_env.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"):
+        OtlpEmitter("http://127.0.0.1:9/v1/metrics")
