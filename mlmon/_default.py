@@ -55,9 +55,8 @@ def configure(model: str | None = None, **kwargs: Any) -> Monitor:
     """
     global _default, _generation
     killed = _env.kill_switch()
-    env_model = _env.model_from_env()
-    name = model if model is not None else (env_model or "default")
-    if kwargs.get("version") is None:
+    name = model if model is not None else (_env.model_from_env() or "default")
+    if kwargs.get("version") is None:  # a variable the code overrides is not even read
         kwargs["version"] = _env.version_from_env()
     if killed:
         kwargs["enabled"] = False

@@ -195,10 +195,12 @@ def test_a_malformed_identity_names_its_variable(
     assert predict(1) == 1
     assert mlmon.get_monitor().name == "default"
     assert "MLMON_MODEL" in caplog.text
+    assert mlmon.configure(model="fraud").name == "fraud"  # overridden by the code: not read
     clean.delenv("MLMON_MODEL")
     clean.setenv("MLMON_MODEL_VERSION", "v1\nv2")
     with pytest.raises(ValueError, match="MLMON_MODEL_VERSION"):
         mlmon.configure(model="x")
+    assert mlmon.configure(model="x", version="3").version == "3"
 
 
 def test_emitters_come_from_the_environment_only_when_the_code_gives_none(
