@@ -495,10 +495,23 @@ class OtlpEmitter:
         return worker is not None and worker.busy
 
     def emit(self, snapshot: Snapshot) -> None:
-        """Export the snapshot; raises (after counting) when the export fails or times out."""
+        """Export the snapshot; raises (after counting) when the export fails or times out.
+
+        Monitors sharing the emitter take turns (each waits at most ``timeout`` for the other's
+        export); never two exports at a time.
+        """
         self._check_fork()
         if self._closed:
             raise RuntimeError("OtlpEmitter is closed")
+        if not self._lock.acquire(timeout=self.timeout):
+            self.skipped += 1
+            raise TimeoutError("another monitor's OTLP export still runs: this snapshot is skipped")
+        try:
+            self._emit_locked(snapshot)
+        finally:
+            self._lock.release()
+
+    def _emit_locked(self, snapshot: Snapshot) -> None:
         if self.busy:
             self.skipped += 1
             raise TimeoutError("the previous OTLP export is still running: this snapshot is skipped")

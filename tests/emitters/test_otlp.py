@@ -170,3 +170,44 @@ def test_close_ends_the_emitters_threads() -> None:
             break
         time.sleep(0.01)
     assert [t.name for t in threading.enumerate() if t.name.startswith("mlmon-otlp_threads-")] == []
+
+
+def test_monitors_sharing_the_emitter_take_turns_instead_of_skipping() -> None:
+    class Slow:
+        def __init__(self) -> None:
+            self.active = 0
+            self.most = 0
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def export(self, data: Any, timeout_millis: float | None = None, **kw: Any) -> MetricExportResult:
+            with self.lock:
+                self.active += 1
+                self.calls += 1
+                self.most = max(self.most, self.active)
+            time.sleep(0.05)
+            with self.lock:
+                self.active -= 1
+            return MetricExportResult.SUCCESS
+
+        def shutdown(self, timeout_millis: float | None = None, **kw: Any) -> None:
+            pass
+
+    slow = Slow()
+    em = OtlpEmitter(exporter=slow, timeout=2.0)
+    errors: list[BaseException] = []
+
+    def flush(model: str) -> None:
+        try:
+            em.emit(Snapshot(model, None, "h:1", 1.0, 60.0, (Sample.make("mlmon_calls_total", 1),)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flush, args=(f"m{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and slow.calls == 4 and slow.most == 1
+    assert em.stats["exports"] == 4 and em.stats["skipped"] == 0
+    em.close()
