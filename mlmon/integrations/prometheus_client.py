@@ -273,12 +273,11 @@ class MlmonCollector:
             else:
                 with self._lock:
                     snaps = list(self._snapshots.values())
-            families, bad = build_families(snaps, self.instance_label, self._renderer)
+            families, _ = build_families(snaps, self.instance_label, self._renderer)
         except Exception as exc:  # a scrape of the application's metrics must not fail for us
             self._read_errors += 1
             log.warning("mlmon: %s: collect failed: %r", self.name, exc)
             return iter(())
-        self._bad_series = max(self._bad_series, bad)
         return iter(families)
 
     # -- emitter protocol --------------------------------------------------------------------
@@ -337,6 +336,8 @@ class MlmonCollector:
         with self._lock:
             if self._closed:
                 raise RuntimeError("MlmonCollector is closed")
+            snapshot, bad = _clean(snapshot)  # counted once per snapshot, not per scrape
+            self._bad_series += bad
             ident = (snapshot.model, snapshot.version, snapshot.instance)
             self._snapshots[ident] = snapshot
             self._snapshots.move_to_end(ident)
