@@ -15,6 +15,7 @@
 from mlmon import fleet as fleet
 from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
+from mlmon._env import emitter_from_url, emitters_from_env
 from mlmon.drift import DriftConfig
 from mlmon.fleet import Fleet
 from mlmon.monitor import Call, Monitor, Track
@@ -41,6 +42,8 @@ __all__ = [
     "Track",
     "__version__",
     "configure",
+    "emitter_from_url",
+    "emitters_from_env",
     "flush",
     "get_monitor",
     "log_feedback",

@@ -70,6 +70,10 @@ _CATALOG_LIST = [
         "Age of the oldest call still in flight (0 when none).",
     ),
     # latency
+    # The window quantiles keep this name in snapshots, StatsD, Graphite, JSON lines and the
+    # report; where a histogram family owns mlmon_latency_seconds (Prometheus text, the
+    # prometheus_client bridge, OTLP) they are mlmon_latency_window_seconds (naming.PROMETHEUS_RENAMES,
+    # docs/metrics.md "Names by backend").
     _m(
         "mlmon_latency_seconds",
         "gauge",

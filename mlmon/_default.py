@@ -5,6 +5,10 @@ the default monitor at its first call, and again after each ``configure()``, so 
 decorate its predict function and leave the configuration to the application that imports it.
 Until ``configure()`` is called the default monitor is named after ``$MLMON_MODEL`` (or
 ``default``) and has no emitters.
+
+``configure()`` reads the environment (:mod:`mlmon._env`, docs/configuration.md): what the code
+passes wins, the variables fill in what it leaves out (``MLMON_MODEL``, ``MLMON_MODEL_VERSION``,
+``MLMON_EMITTERS``), and ``MLMON_DISABLED=1`` turns tracking off whatever the code says.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from mlmon import _env
 from mlmon.monitor import Monitor
 from mlmon.snapshot import Snapshot
 from mlmon.tracking import Call, Track
@@ -37,6 +41,12 @@ def configure(model: str | None = None, **kwargs: Any) -> Monitor:
     The previous default monitor, if any, is flushed and closed. Functions decorated with
     ``@mlmon.track`` move to the new monitor at their next call.
 
+    Arguments the code gives win over the environment; what it leaves out comes from
+    ``MLMON_MODEL`` (else ``default``), ``MLMON_MODEL_VERSION`` and ``MLMON_EMITTERS`` (emitter
+    URLs, built only when ``emitters`` is not given). With ``MLMON_DISABLED=1`` the monitor is
+    created disabled (it tracks nothing and starts no thread) and ``MLMON_EMITTERS`` is not
+    read. A malformed variable raises ``ValueError`` naming it, before anything is replaced.
+
     >>> import mlmon
     >>> mon = mlmon.configure(model="doc_configure", version="2")
     >>> mlmon.get_monitor() is mon
@@ -44,8 +54,24 @@ def configure(model: str | None = None, **kwargs: Any) -> Monitor:
     >>> mon.close()
     """
     global _default, _generation
-    name = model if model is not None else os.environ.get("MLMON_MODEL", "default")
-    new = Monitor(name, **kwargs)
+    killed = _env.kill_switch()
+    name = model if model is not None else (_env.model_from_env() or "default")
+    if kwargs.get("version") is None:  # a variable the code overrides is not even read
+        kwargs["version"] = _env.version_from_env()
+    if killed:
+        kwargs["enabled"] = False
+    built: list[Any] = []
+    if kwargs.get("emitters") is None and not killed:
+        built = kwargs["emitters"] = _env.emitters_from_env()
+    try:
+        new = Monitor(name, **kwargs)
+    except BaseException:
+        for em in built:  # emitters made from MLMON_EMITTERS are ours to close
+            try:
+                em.close()
+            except Exception:
+                pass
+        raise
     with _lock:
         old, _default = _default, new
         _generation += 1
@@ -62,7 +88,8 @@ def get_monitor() -> Monitor:
         return mon
     with _lock:
         if _default is None or _default._closed:
-            _default = Monitor(os.environ.get("MLMON_MODEL", "default"))
+            name, version = _identity_or_default()
+            _default = Monitor(name, version=version, enabled=not _env.KILLED)
             _generation += 1
             log.warning(
                 "mlmon: using the default monitor %r, which configure() has not set up: it emits "
@@ -70,6 +97,16 @@ def get_monitor() -> Monitor:
                 _default.name,
             )
         return _default
+
+
+def _identity_or_default() -> tuple[str, str | None]:
+    # On the caller's thread (a tracked function's first call): a malformed variable is
+    # logged, never raised; configure() is where it raises.
+    try:
+        return _env.model_from_env() or "default", _env.version_from_env()
+    except ValueError as exc:
+        log.warning("mlmon: %s; the default monitor is named 'default', without a version", exc)
+        return "default", None
 
 
 class _LazyTrack:
@@ -90,6 +127,8 @@ class _LazyTrack:
         return gen, mon.track(features=self._features, ids=self._ids, outputs=self._outputs)(func)
 
     def __call__(self, func: F) -> F:
+        if _env.kill_switch():  # MLMON_DISABLED: the function, unchanged
+            return func
         bound: list[Any] = [-1, None]
         bind = self._bind
         if inspect.iscoroutinefunction(func):

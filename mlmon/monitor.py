@@ -33,7 +33,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from mlmon import _lifecycle
+from mlmon import _env, _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
@@ -193,7 +193,7 @@ class Monitor:
         self.reference = reference
         self.emitters: list[Emitter] = emitter_list
         self.rules = rule_list
-        self.enabled = bool(enabled)
+        self.enabled = bool(enabled) and not _env.kill_switch()
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._instance_given = instance is not None
         self.emit_timeout = float(emit_timeout)

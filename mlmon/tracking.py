@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
+from mlmon import _env
 from mlmon.buffers import (
     _IMMUTABLE,
     _NUMERIC,
@@ -492,7 +493,7 @@ class Track(Call):
         if not callable(func):
             raise TypeError(f"track() decorates a callable, got {func!r}")
         mon = self._mon
-        if not mon.enabled:
+        if not mon.enabled or _env.kill_switch():  # MLMON_DISABLED: the function, unchanged
             return func
         for arg in (self._features, self._ids):
             if arg is not None and not isinstance(arg, str):
@@ -534,7 +535,7 @@ class Track(Call):
                     self._ids = copy_value(self._ids)
             except Exception as exc:  # an object whose copy() raises
                 mon._internal_error("track", exc)
-        if mon.enabled:
+        if mon.enabled and not _env.KILLED:
             if mon._scheduler is None:
                 mon._start_background()
             self._cid = cid = next(mon._ids)

@@ -16,7 +16,7 @@ def test_top_level_surface_is_exactly_what_the_docs_promise() -> None:
         "BinaryClassification", "CATALOG", "Call", "DriftConfig", "FakeClock", "Fleet", "MetricInfo",
         "Monitor", "MulticlassClassification", "Reference", "Regression", "Sample", "Snapshot",
         "Track", "__version__", "configure", "flush", "get_monitor", "log_feedback", "log_outcome",
-        "snapshot", "track",
+        "snapshot", "track", "emitter_from_url", "emitters_from_env",
     }  # fmt: skip
     assert expected == set(mlmon.__all__)
     for name in mlmon.__all__:
@@ -29,7 +29,7 @@ def test_testing_surface() -> None:
 
 def test_emitters_surface() -> None:
     assert {"ConsoleEmitter", "Emitter", "GraphiteEmitter", "InMemoryEmitter", "JsonlEmitter",
-            "PrometheusEmitter", "StatsdEmitter", "check_collisions"} == set(mlmon.emitters.__all__)  # fmt: skip
+            "PrometheusEmitter", "StatsdEmitter", "check_collisions", "OtlpEmitter"} == set(mlmon.emitters.__all__)  # fmt: skip
 
 
 def test_py_typed_is_shipped() -> None:

@@ -1,4 +1,7 @@
-"""Emitters: where snapshots go. ``Emitter`` is the protocol (``emit(snapshot)`` + ``close()``)."""
+"""Emitters: where snapshots go. ``Emitter`` is the protocol (``emit(snapshot)`` + ``close()``).
+
+``OtlpEmitter`` needs the ``otel`` extra (``pip install 'mlmon[otel]'``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ __all__ = [
     "GraphiteEmitter",
     "InMemoryEmitter",
     "JsonlEmitter",
+    "OtlpEmitter",
     "PrometheusEmitter",
     "StatsdEmitter",
     "check_collisions",
@@ -25,6 +29,7 @@ _LAZY = {
     "StatsdEmitter": "mlmon.emitters.statsd",
     "GraphiteEmitter": "mlmon.emitters.graphite",
     "PrometheusEmitter": "mlmon.emitters.prometheus",
+    "OtlpEmitter": "mlmon.emitters.otlp",  # needs the `otel` extra
 }
 
 

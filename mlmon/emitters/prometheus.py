@@ -148,6 +148,11 @@ class PrometheusEmitter(_ForkAware):
             snapshot to ``/metrics/job/<job>/model/<model>/instance/<instance>`` (values
             base64-encoded), replacing that group.
         job: the ``job`` grouping label for pushes.
+        push_delete_on_close: also delete the pushed groups from the Pushgateway when the
+            monitor that pushed them closes (``DELETE`` on the grouping key's URL, the
+            Pushgateway's documented API), so a finished job or a stopped process leaves no
+            stale series behind. All deletes of one close share one ``push_timeout`` deadline;
+            a failed delete is logged and counted (``stats["push_delete_failures"]``).
         push_timeout: the total deadline of one push, seconds: resolving, connecting, TLS,
             sending and reading the answer together (a Pushgateway that answers a byte per
             second costs at most this, and the push counts as failed).
@@ -190,6 +195,7 @@ class PrometheusEmitter(_ForkAware):
         push_url: str | None = None,
         job: str = "mlmon",
         push_timeout: float = 5.0,
+        push_delete_on_close: bool = False,
         file_sd_dir: str | os.PathLike[str] | None = None,
         name: str = "prometheus",
     ) -> None:
@@ -206,6 +212,10 @@ class PrometheusEmitter(_ForkAware):
         if not isinstance(job, str) or not job:
             raise ValueError(f"job must be a non-empty string, got {job!r}")
         _check_seconds(push_timeout=push_timeout)
+        if not isinstance(push_delete_on_close, bool):
+            raise ValueError(f"push_delete_on_close must be a bool, got {push_delete_on_close!r}")
+        if push_delete_on_close and push_url is None:
+            raise ValueError("push_delete_on_close=True needs a push_url")
         if file_sd_dir is not None and not os.path.isdir(file_sd_dir):
             raise ValueError(f"file_sd_dir must be an existing directory, got {file_sd_dir!r}")
         _check_name(name)
@@ -214,6 +224,7 @@ class PrometheusEmitter(_ForkAware):
         self.push_url = push_url.rstrip("/") if push_url is not None else None
         self.job = job
         self.push_timeout = float(push_timeout)
+        self.push_delete_on_close = push_delete_on_close
         self.file_sd_dir = os.fspath(file_sd_dir) if file_sd_dir is not None else None
         self.name = name
         self._renderer = PrometheusRenderer()
@@ -223,6 +234,9 @@ class PrometheusEmitter(_ForkAware):
         self._push_failures = 0
         self._pushes = 0
         self._bad_series = 0
+        self._pushed: dict[Identity, str] = {}  # identity -> its group's URL, to delete at close
+        self._deletes = 0
+        self._delete_failures = 0
         self._push_resolver: _Resolver | None = None
         if self.push_url is not None:
             pu = urlsplit(self.push_url)
@@ -316,6 +330,8 @@ class PrometheusEmitter(_ForkAware):
         self._snapshots = OrderedDict()
         self._body = b""
         self._push_failures = self._pushes = self._bad_series = 0
+        self._pushed = {}  # the parent's groups are the parent's to delete
+        self._deletes = self._delete_failures = 0
         self._old_disconnects = self._old_errors = 0
         if self._push_resolver is not None:
             self._push_resolver.reset_after_fork()
@@ -354,14 +370,49 @@ class PrometheusEmitter(_ForkAware):
                 return
             known = ident in self._opened
             last = False
+            groups: list[str] = []
             if known:
                 self._opened.remove(ident)
                 self._forget_series(ident)
                 last = not self._opened
+                if not last:
+                    groups = self._take_groups(ident)
         if not known:
             self.close()  # e.g. a forked child's monitor, whose instance changed
         elif last:
             self._shutdown()
+        else:
+            self._delete_groups(groups)
+
+    def _take_groups(self, ident: Identity | None) -> list[str]:
+        """The Pushgateway groups to delete for ``ident`` (every group when None), forgotten.
+        Called with self._lock held; empty unless ``push_delete_on_close``."""
+        if not self.push_delete_on_close:
+            return []
+        keys = [k for k in self._pushed if ident is None or k == ident]
+        return [self._pushed.pop(k) for k in keys]
+
+    def _delete_groups(self, urls: list[str]) -> None:
+        """DELETE each group before one ``push_timeout`` deadline; failures logged and counted."""
+        if not urls:
+            return
+        deadline = time.monotonic() + self.push_timeout
+        failed: list[str] = []
+        for url in urls:
+            try:
+                status, _ = _http_request(url, "DELETE", b"", {}, deadline, self._push_resolver)
+                if status >= 300:
+                    raise ConnectionError(f"HTTP {status}")
+            except (OSError, ValueError) as exc:
+                failed.append(f"{url}: {exc}")
+                continue
+            self._deletes += 1
+        if failed:
+            self._delete_failures += len(failed)
+            log.warning(
+                "mlmon: %s could not delete %d Pushgateway group(s) at close (deadline %gs): %s",
+                self.name, len(failed), self.push_timeout, "; ".join(failed),
+            )  # fmt: skip
 
     def _forget_series(self, ident: Identity) -> None:
         # Called with self._lock held.
@@ -412,6 +463,11 @@ class PrometheusEmitter(_ForkAware):
             f"{self.push_url}/metrics/job@base64/{_b64(self.job)}"
             f"/model@base64/{_b64(snapshot.model)}/instance@base64/{_b64(snapshot.instance)}"
         )
+        if self.push_delete_on_close:
+            ident = (snapshot.model, snapshot.version, snapshot.instance)
+            if ident not in self._pushed and len(self._pushed) >= _MAX_IDENTITIES:
+                self._pushed.pop(next(iter(self._pushed)))
+            self._pushed[ident] = url
         try:
             status, _ = _http_request(
                 url, "PUT", body, {"Content-Type": CONTENT_TYPE}, deadline, self._push_resolver
@@ -438,6 +494,8 @@ class PrometheusEmitter(_ForkAware):
             "pushes": self._pushes,
             "push_failures": self._push_failures,
             "bad_series": self._bad_series,
+            "push_deletes": self._deletes,
+            "push_delete_failures": self._delete_failures,
             "disconnects": self._old_disconnects + (server.disconnects if server else 0),
             "scrape_errors": self._old_errors + (server.errors if server else 0),
         }
@@ -465,6 +523,14 @@ class PrometheusEmitter(_ForkAware):
             out.append(
                 ("mlmon_dropped_total", float(self._push_failures), {"buffer": f"{self.name}_push"})
             )
+        if self.push_delete_on_close:
+            out.append(
+                (
+                    "mlmon_internal_errors_total",
+                    float(self._delete_failures),
+                    {"stage": f"{self.name}_push_delete"},
+                )
+            )
         return out
 
     def close(self) -> None:
@@ -475,13 +541,19 @@ class PrometheusEmitter(_ForkAware):
         the endpoint.
         """
         self._check_fork()
+        groups: list[str] = []
+        others = False
         with self._lock:
             if self._closed:
                 return
             if self._opened:
-                self._opened.pop()
-                if self._opened:
-                    return
+                ident = self._opened.pop()
+                others = bool(self._opened)
+                if others:
+                    groups = self._take_groups(ident)
+        if others:
+            self._delete_groups(groups)
+            return
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -493,6 +565,8 @@ class PrometheusEmitter(_ForkAware):
             server, self._server = self._server, None
             thread, self._thread = self._thread, None
             sd_file, self._sd_file = self._sd_file, None
+            groups = self._take_groups(None)
+        self._delete_groups(groups)
         if server is not None:
             self._old_disconnects += server.disconnects
             self._old_errors += server.errors

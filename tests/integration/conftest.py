@@ -280,3 +280,51 @@ from redis_servers import (  # noqa: E402
 def skip_or_fail_fixture() -> Callable[[str], None]:
     """:func:`skip_or_fail` as a fixture, for fixture modules that cannot import conftest."""
     return skip_or_fail
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushgateway
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pushgateway_url(tmp_path: Path) -> Iterator[str]:
+    """A real Pushgateway (Debian ``prometheus-pushgateway``) on a free loopback port: its URL."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        skip_or_fail("prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)")
+    port = servers.free_port()
+    log_path = tmp_path / "pushgateway.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            # Debian's build persists to a file shared by every Pushgateway on the machine by
+            # default: this one keeps its own, in the test's directory.
+            [
+                binary,
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--persistence.file={tmp_path / 'pushgateway.data'}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise servers.ServerError(log_path.read_text()) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -168,7 +168,8 @@ def pushgateway(tmp_path: Any) -> Iterator[str]:
     port = servers.free_port()
     log = open(tmp_path / "pushgateway.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        # its own persistence file: Debian's default is shared by every Pushgateway on the machine
+        [binary, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={tmp_path / 'pushgateway.data'}"],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
