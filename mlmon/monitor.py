@@ -193,7 +193,11 @@ class Monitor:
         self.reference = reference
         self.emitters: list[Emitter] = emitter_list
         self.rules = rule_list
-        self.enabled = bool(enabled) and not _env.kill_switch()
+        try:
+            killed = _env.kill_switch()
+        except ValueError:  # said where configuration is read (configure(), track)
+            killed = _env.KILLED
+        self.enabled = bool(enabled) and not killed
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._instance_given = instance is not None
         self.emit_timeout = float(emit_timeout)

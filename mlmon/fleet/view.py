@@ -47,7 +47,7 @@ from mlmon.delivery import Deliveries
 from mlmon.emitters.base import Emitter
 from mlmon.fleet._codec import StateError
 from mlmon.fleet.state import combine_states, merge_states, reason_of, retire_state
-from mlmon.snapshot import Snapshot
+from mlmon.snapshot import CATALOG, Snapshot
 
 if TYPE_CHECKING:
     pass
@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 __all__ = ["Fleet"]
 
 log = logging.getLogger("mlmon.fleet")
+
+
+def _keeps_identities(emitter: object) -> bool:
+    """False for an emitter whose paths leave the instance out (the fleet's series would land
+    on the processes')."""
+    renderer = getattr(emitter, "_renderer", None)
+    return getattr(renderer, "instance_in_path", True) is not False
+
+
+def _is_counter(name: str) -> bool:
+    info = CATALOG.get(name)
+    return info is not None and info.kind == "counter"
 
 
 def _positive(name: str, value: object) -> float | None:
@@ -73,7 +85,16 @@ class Fleet:
         rules: alert rules evaluated on the fleet snapshot (by the leader only). The monitor's
             own ``rules=`` keep running in every process on its own snapshot.
         sinks: where the fleet's alert events go (default: a :class:`~mlmon.alerts.LoggingSink`).
-        emitters: where the fleet snapshot goes; None (default) means the monitor's emitters.
+        emitters: where the fleet snapshot goes; None (default) means the monitor's emitters
+            that keep identities apart. An emitter that leaves the instance out of its paths
+            (``StatsdEmitter`` by default) would write the fleet's gauges over the processes'
+            own: it is left out, with a warning; give the fleet one of its own
+            (``emitters=[StatsdEmitter(prefix="ml.fleet")]``).
+        emit_counters: also emit the fleet's cumulative counters (default False). Every
+            process already emits its own, and queries sum them over instances
+            (``sum(rate(mlmon_calls_total[5m]))``); a fleet series would be counted twice in
+            such sums, and a StatsD daemon would add the fleet's deltas to the processes'. The
+            fleet snapshot itself (``Fleet.last``, rules) always has them.
         lease: seconds the leader's lease lasts without renewal (default half a flush
             interval). The leader renews it three times per ``lease`` on a small thread of its
             own, as long as its reporter cycles keep finishing (a leader whose cycle is stuck
@@ -107,7 +128,9 @@ class Fleet:
         max_processes: int = 1024,
         instance: str = "fleet",
         budget: AlertBudget | None = None,
+        emit_counters: bool = False,
     ) -> None:
+        self.emit_counters = bool(emit_counters)
         if budget is not None and not isinstance(budget, AlertBudget):
             raise ValueError(f"budget must be an mlmon.alerts.AlertBudget or None, got {budget!r}")
         self.budget = budget
@@ -155,7 +178,17 @@ class Fleet:
         self._monitor = monitor
         self._store = store
         self._on_error = on_error
-        self._emitters = list(emitters) if self.emitters is None else self.emitters
+        if self.emitters is None:
+            kept = [e for e in emitters if _keeps_identities(e)]
+            for e in emitters:
+                if not _keeps_identities(e):
+                    log.warning(
+                        "mlmon fleet: %r leaves the instance out of its paths; the fleet snapshot is not "
+                        "sent to it (give Fleet(emitters=[...]) one with a prefix of its own)", e,
+                    )
+            self._emitters = kept
+        else:
+            self._emitters = list(self.emitters)
         self._clock = monitor._clock
         self._bound = True
         self._init_state()
@@ -288,7 +321,10 @@ class Fleet:
         self._last = snap
         deliveries = self._deliveries
         if deliveries is not None:
-            deliveries.emit(snap, emit_timeout)
+            out = snap
+            if not self.emit_counters:
+                out = attrs.evolve(snap, samples=tuple(x for x in snap.samples if not _is_counter(x.name)))
+            deliveries.emit(out, emit_timeout)
         return snap
 
     def _count_rejected(self, reason: str, n: int = 1) -> None:

@@ -36,7 +36,7 @@ def stream() -> tuple[np.ndarray, np.ndarray, np.ndarray, mlmon.Reference]:
 def build(url: str, instance: str, out: Path, interval: float, events: Path | None) -> mlmon.Monitor:
     _, _, _, ref = stream()
     sinks = [] if events is None else [CallbackSink(lambda e: _append(events, e))]
-    fleet = mlmon.Fleet(rules=[Threshold("mlmon_error_ratio", above=0.05, name="fleet_errors", min_samples=0)], sinks=sinks)
+    fleet = mlmon.Fleet(rules=[Threshold("mlmon_error_ratio", above=0.05, name="fleet_errors", min_samples=0)], sinks=sinks, emit_counters=True)
     return mlmon.Monitor(
         "fleet8", task=mlmon.BinaryClassification(threshold=0.5), reference=ref, instance=instance,
         emitters=[JsonlEmitter(str(out))], flush_interval=interval, window=600.0,

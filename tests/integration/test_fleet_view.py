@@ -24,7 +24,7 @@ def make(url: str, clock: FakeClock, name: str, *, fleet: mlmon.Fleet | None = N
     em = MemoryEmitter()
     mon = mlmon.Monitor(
         "fleetm", task=TASK, clock=clock, instance=name, emitters=[em], flush_interval=10.0,
-        store=RedisStore(url, deadline=2.0), fleet=fleet if fleet is not None else mlmon.Fleet(), **kw,
+        store=RedisStore(url, deadline=2.0), fleet=fleet if fleet is not None else mlmon.Fleet(emit_counters=True), **kw,
     )  # fmt: skip
     return mon, em
 
@@ -117,3 +117,34 @@ def test_fleet_alert_fires_once_across_a_handover(redis_server: Any) -> None:
     finally:
         for mon, _ in mons:
             mon.close()
+
+
+def test_emitted_fleet_snapshots_leave_counters_to_the_processes(redis_server: Any) -> None:
+    """By default the fleet's counters stay out of the emitters (queries sum the processes'),
+    and an emitter without instances in its paths does not get the fleet at all."""
+    from mlmon.emitters import StatsdEmitter
+
+    clock = FakeClock(start=time.time())
+    statsd = StatsdEmitter(port=9, instance_in_path=False)  # nothing listens: UDP, counted
+    mons = [make(redis_server.url, clock, f"c{i}", fleet=mlmon.Fleet()) for i in range(2)]
+    em_ids = mlmon.Monitor("fleetm", task=TASK, clock=clock, instance="c2", emitters=[statsd],
+                           store=RedisStore(redis_server.url), fleet=mlmon.Fleet())  # fmt: skip
+    try:
+        for mon, _ in mons:
+            feed(mon, np.array([0.2, 0.9]), np.array([1, 2]))
+        for _ in range(2):
+            for mon, _ in mons:
+                mon.flush()
+            em_ids.flush()
+        leader = next((mon, em) for mon, em in mons if mon._fleet is not None and mon._fleet.leader)
+        sent = [s for s in leader[1].snapshots if s.instance == "fleet"]
+        assert sent and all(s.get("mlmon_calls_total") is None for s in sent)
+        assert all(not any(x.name.endswith("_bucket") for x in s.samples) for s in sent)
+        assert sent[-1].get("mlmon_output_count") == 4  # window values are there
+        assert leader[0]._fleet is not None and leader[0]._fleet.last is not None
+        assert leader[0]._fleet.last.get("mlmon_calls_total") == 2  # the snapshot itself has them
+        assert em_ids._fleet is not None and em_ids._fleet._emitters == []
+    finally:
+        for mon, _ in mons:
+            mon.close()
+        em_ids.close()
