@@ -8,8 +8,8 @@ live in one slot and each operation is one atomic script:
 - ``<prefix>:{..|fleet}:seen`` — a sorted set, instance → the *Redis server's* time (ms) of its
   last publish. Liveness uses the server's clock only, so hosts whose clocks disagree by
   minutes still agree on who is alive. A state not refreshed within its TTL is dropped by the
-  next publish or read (at most 1,000 at a time), and both keys expire when the whole fleet
-  is gone;
+  next publish or read (at most 1,000 at a time) into the retired hash, whose counters the
+  leader folds into the archive; the keys expire a day after the whole fleet is gone;
 - ``<prefix>:{..|fleet}:leader`` — the lease: a random token, set if absent with a TTL, renewed
   only by its holder;
 - ``<prefix>:{..|fleet}:alerts`` — the fleet's alert state, written only by the lease holder
@@ -52,8 +52,8 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 2 * ttl)
-redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+redis.call('PEXPIRE', KEYS[1], 2 * ttl + 86400000)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl + 86400000)
 return 1
 """
 
@@ -78,9 +78,21 @@ if #old > 0 then
 end
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now - ttl, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {redis.call('GET', KEYS[4])}
-local retired = redis.call('HSCAN', KEYS[3], 0, 'COUNT', tonumber(ARGV[3]))[2]
-out[#out + 1] = tostring(#retired / 2)
-for _, v in ipairs(retired) do
+local want = tonumber(ARGV[3])
+local got = {}
+local cursor = '0'
+repeat
+  local r = redis.call('HSCAN', KEYS[3], cursor, 'COUNT', want)
+  cursor = r[1]
+  for i = 1, #r[2], 2 do
+    if #got < 2 * want then
+      got[#got + 1] = r[2][i]
+      got[#got + 1] = r[2][i + 1]
+    end
+  end
+until cursor == '0' or #got >= 2 * want
+out[#out + 1] = tostring(#got / 2)
+for _, v in ipairs(got) do
   out[#out + 1] = v
 end
 for i = 1, #live, 2 do
