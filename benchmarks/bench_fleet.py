@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import mlmon  # noqa: E402
-from bench_store import start_redis  # noqa: E402
-from mlmon.fleet import combine_states, merge_states, retire_state  # noqa: E402
-from mlmon.stores import RedisStore  # noqa: E402
-from mlmon.testing import FakeClock  # noqa: E402
+from bench_store import start_redis
+
+import mlmon
+from mlmon.fleet import combine_states, merge_states, retire_state
+from mlmon.stores import RedisStore
+from mlmon.testing import FakeClock
 
 GOAL_MERGE_MS = 50.0
 
