@@ -229,7 +229,7 @@ class Monitor:
             inflight=self._inflight_state,
             timings=self._max_timings if self._want_timings else None,
         )  # fmt: skip
-        self._outputs = OutputComponent(self.task, window, slices, now)
+        self._outputs = OutputComponent(self.task, window, slices, now, reference=self.reference)
         self._quality = QualityComponent(
             self.task, window, slices, now,
             max_pending=self._max_pending, ttl=self._ttl, rows=self._outputs.rows, shared=self._store,

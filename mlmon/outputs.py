@@ -2,9 +2,11 @@
 
 Per window: count, mean, variance and standard deviation, quantiles (within 1% relative error,
 from :class:`~mlmon.stats.LogHistogram`), the share of each predicted class for classifiers,
-and for binary classifiers the precision, recall and F1 expected from the scores if they are
-calibrated (see :func:`estimated_performance`). Outputs that cannot be read are counted in
-``mlmon_output_invalid_total``, never raised.
+and for binary classifiers the precision, recall, F1, accuracy and ROC AUC expected from the
+scores, with 95% bands (see :func:`estimated_performance` and docs/quality.md): from the scores
+calibrated on the reference when the :class:`~mlmon.reference.Reference` carries a
+:class:`~mlmon.reference.Calibration`, else from the raw scores taken as probabilities. Outputs
+that cannot be read are counted in ``mlmon_output_invalid_total``, never raised.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
-from mlmon.reference import bin_index
+from mlmon.reference import Calibration, Reference, bin_index
+from mlmon.stats.binary import ScoreBins, auc_band, binned_auc, expected_binary
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.moments import Moments
 from mlmon.tasks import (
@@ -30,6 +34,8 @@ from mlmon.tasks import (
 from mlmon.window import RollingWindow
 
 __all__ = [
+    "ESTIMATED",
+    "OUT_OF_RANGE_LIMIT",
     "QUANTILES",
     "SCORE_EDGES",
     "VALUE_EDGES",
@@ -55,6 +61,16 @@ VALUE_EDGES: tuple[float, ...] = (
 """Bin edges of ``mlmon_output_bin_total`` for regression and task-less scores: a signed log
 scale, ``-1e6, -1e5, .., -1e-3, 0, 1e-3, .., 1e6`` (21 edges, 20 bins, 22 cells with bin
 ``"00"`` below -1e6 and ``"21"`` above 1e6)."""
+
+ESTIMATED: tuple[str, ...] = ("precision", "recall", "f1", "accuracy", "roc_auc")
+"""The estimated binary metrics: ``mlmon_estimated_<name>`` with ``_lower``/``_upper`` bands."""
+
+OUT_OF_RANGE_LIMIT = 0.01
+"""``mlmon_estimate_unreliable`` is 1 when more than this share of the window's scores lie
+outside the reference's score range (where the calibration is extrapolated)."""
+
+UNCALIBRATED_AUC_EDGES: tuple[float, ...] = tuple(i / 1000 for i in range(1001))
+"""Score bins of the ROC AUC estimated from uncalibrated scores: 1,000 bins on [0, 1]."""
 
 log = logging.getLogger("mlmon")
 
@@ -149,17 +165,18 @@ def estimated_performance(
 class _OutputSlice:
     """Output statistics of one window slice."""
 
-    __slots__ = ("classes", "count", "est", "hist", "moments", "rows")
+    __slots__ = ("auc", "classes", "count", "est", "hist", "moments", "rows")
 
-    def __init__(self, n_classes: int, binary: bool) -> None:
+    def __init__(self, n_classes: int, binary: bool, auc_cells: int = 0) -> None:
         self.rows = 0  # prediction rows of the calls (valid or not, recorded or not)
         self.count = 0  # valid outputs
         self.moments = Moments()
         self.hist = LogHistogram()
         self.classes = np.zeros(n_classes, dtype=np.int64) if n_classes else None
-        # Binary: rows predicted positive, Σ score over them, Σ score over predicted negatives,
-        # and scores outside [0, 1] (which make the estimate meaningless).
-        self.est = np.zeros(4) if binary else None
+        # Binary, over the (calibrated) probabilities p: see _EST_* for the cells.
+        self.est = np.zeros(_EST_CELLS) if binary else None
+        # Binary: Σp and Σ(1 - p) per raw-score bin, for the estimated ROC AUC.
+        self.auc = ScoreBins(auc_cells) if binary else None
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _OutputSlice)
@@ -171,6 +188,8 @@ class _OutputSlice:
             self.classes += other.classes
         if self.est is not None and other.est is not None:
             self.est += other.est
+        if self.auc is not None and other.auc is not None:
+            self.auc.merge(other.auc)
 
     def reset(self) -> None:
         self.rows = self.count = 0
@@ -180,6 +199,15 @@ class _OutputSlice:
             self.classes[:] = 0
         if self.est is not None:
             self.est[:] = 0.0
+        if self.auc is not None:
+            self.auc.reset()
+
+
+# Cells of _OutputSlice.est: rows predicted positive, Σp and Σp(1-p) over them; rows predicted
+# negative, Σp and Σp(1-p) over them; uncalibrated scores outside [0, 1] (which make the
+# estimate meaningless); scores outside the reference's range (calibration extrapolated).
+_N_PP, _A, _VA, _N_PN, _B, _VB, _RAW_OUT, _REF_OUT = range(8)
+_EST_CELLS = 8
 
 
 class OutputComponent:
@@ -196,7 +224,10 @@ class OutputComponent:
     (population, ddof=0), ``_stddev`` and ``mlmon_output{quantile}`` when the window holds a
     score; ``mlmon_output_class_ratio{class}`` for classifiers when it holds a prediction;
     ``mlmon_estimated_precision``/``_recall``/``_f1`` for binary classifiers whose window
-    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always); once a finite score was
+    scores all lie in [0, 1] or whose reference carries a calibration, with
+    ``mlmon_estimated_accuracy``, ``mlmon_estimated_roc_auc``, the ``_lower``/``_upper`` band of
+    each, and (calibrated) ``mlmon_estimate_out_of_range_ratio`` and
+    ``mlmon_estimate_unreliable``; ``mlmon_output_invalid_total`` (always); once a finite score was
     seen, ``mlmon_output_bin_total{bin}``, cumulative counts over :data:`SCORE_EDGES`
     (classifiers) or :data:`VALUE_EDGES` (regression, no task), which summed over processes are
     the fleet's output histogram.
@@ -212,7 +243,13 @@ class OutputComponent:
     """
 
     def __init__(
-        self, task: Task | None, window: float, slices: int = 10, now: float = 0.0
+        self,
+        task: Task | None,
+        window: float,
+        slices: int = 10,
+        now: float = 0.0,
+        *,
+        reference: Reference | None = None,
     ) -> None:
         self.task = task
         if isinstance(task, (BinaryClassification, MulticlassClassification)):
@@ -220,8 +257,16 @@ class OutputComponent:
         else:
             self._names = ()
         n, binary = len(self._names), isinstance(task, BinaryClassification)
+        self.calibration: Calibration | None = reference.calibration if reference is not None else None
+        if self.calibration is not None and binary:
+            self._cal_x = np.asarray(self.calibration.x)
+            self._cal_y = np.asarray(self.calibration.y)
+            self._auc_edges = np.asarray(self.calibration.edges)
+        else:
+            self._auc_edges = np.asarray(UNCALIBRATED_AUC_EDGES)
+        cells = self._auc_edges.size + 1
         self._window: RollingWindow[_OutputSlice] = RollingWindow(
-            lambda: _OutputSlice(n, binary), window, slices, now
+            lambda: _OutputSlice(n, binary, cells), window, slices, now
         )
         self.invalid_total = 0
         # Cumulative counts of the finite scores per cell of fixed edges (mlmon_output_bin_total):
@@ -250,14 +295,30 @@ class OutputComponent:
         classes = mapped.classes
         if sl.classes is not None and classes is not None:
             sl.classes += np.bincount(classes[valid], minlength=sl.classes.size)
-        if sl.est is not None and classes is not None:
-            p, positive = mapped.values[valid], classes[valid] == 1
-            sl.est += (
-                np.count_nonzero(positive),
-                p[positive].sum(),
-                p[~positive].sum(),
-                np.count_nonzero((p < 0.0) | (p > 1.0)),
-            )
+        if sl.est is not None and sl.auc is not None and classes is not None:
+            self._estimate(sl.est, sl.auc, mapped.values[valid], classes[valid] == 1)
+
+    def _estimate(
+        self, est: npt.NDArray[np.float64], bins: ScoreBins, raw: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]
+    ) -> None:
+        """Add valid binary scores (and their predicted class) to a slice's estimate."""
+        cal = self.calibration
+        if cal is not None:
+            lo, hi = cal.score_range
+            est[_REF_OUT] += np.count_nonzero((raw < lo) | (raw > hi))
+            p = np.interp(raw, self._cal_x, self._cal_y)
+        else:
+            est[_RAW_OUT] += np.count_nonzero((raw < 0.0) | (raw > 1.0))
+            p = np.clip(raw, 0.0, 1.0)
+        pp = p[positive]
+        pn = p[~positive]
+        est[_N_PP] += pp.size
+        est[_A] += pp.sum()
+        est[_VA] += np.dot(pp, 1.0 - pp)
+        est[_N_PN] += pn.size
+        est[_B] += pn.sum()
+        est[_VB] += np.dot(pn, 1.0 - pn)
+        bins.add(bin_index(raw, self._auc_edges), p)
 
     def ingest(self, batch: CallBatch) -> None:
         """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
@@ -295,15 +356,33 @@ class OutputComponent:
             if total:
                 for name, c in zip(self._names, m.classes.tolist(), strict=True):
                     yield ("mlmon_output_class_ratio", c / total, {"class": name})
-        if m.est is not None and m.count and m.est[3] == 0:
-            names = ("mlmon_estimated_precision", "mlmon_estimated_recall", "mlmon_estimated_f1")
-            for name, v in zip(names, estimated_performance(*m.est[:3].tolist()), strict=True):
-                if v is not None:
-                    yield (name, v, {})
+        if m.est is not None and m.auc is not None and m.count:
+            yield from self._estimates(m.est, m.auc)
         yield ("mlmon_output_invalid_total", self.invalid_total, {})
         counts = self.bin_totals.tolist()
         for i, c in enumerate(counts if any(counts) else ()):
             yield ("mlmon_output_bin_total", c, {"bin": f"{i:02d}"})
+
+    def _estimates(self, est: npt.NDArray[np.float64], bins: ScoreBins) -> Iterator[Triple]:
+        e = est.tolist()
+        if self.calibration is None and e[_RAW_OUT]:
+            return  # raw scores that are not probabilities: no estimate (docs/quality.md)
+        values = expected_binary(e[_N_PP], e[_A], e[_VA], e[_N_PN], e[_B], e[_VB])
+        auc, _ = binned_auc(bins.pos, bins.neg)
+        if auc is not None:
+            positives = e[_A] + e[_B]
+            values["roc_auc"] = auc_band(auc, positives, e[_N_PP] + e[_N_PN] - positives)
+        for name in ESTIMATED:
+            band = values.get(name)
+            if band is not None:
+                yield (f"mlmon_estimated_{name}", band[0], {})
+                yield (f"mlmon_estimated_{name}_lower", band[1], {})
+                yield (f"mlmon_estimated_{name}_upper", band[2], {})
+        if self.calibration is not None:
+            n = e[_N_PP] + e[_N_PN]
+            share = e[_REF_OUT] / n if n else 0.0
+            yield ("mlmon_estimate_out_of_range_ratio", share, {})
+            yield ("mlmon_estimate_unreliable", 1 if share > OUT_OF_RANGE_LIMIT else 0, {})
 
     def reset(self) -> None:
         """Forget everything (after a fork)."""

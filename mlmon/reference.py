@@ -3,7 +3,9 @@
 A :class:`Reference` keeps no raw rows. Per numeric feature it keeps quantile bin edges (deciles by
 default), the reference count in each bin, min, max, mean, variance, the number of valid values
 and of rows; per categorical feature the counts of its most frequent categories plus an "other"
-count. The same summary of the model's outputs (1-D scores) is kept when ``outputs=`` is given.
+count. The same summary of the model's outputs (1-D scores) is kept when ``outputs=`` is given,
+and with ``labels=`` (binary classifiers) an isotonic :class:`Calibration` of those scores, from
+which the monitor estimates precision, recall, F1, accuracy and ROC AUC before labels arrive.
 
 Binning, shared by the reference and the serving-side window (:func:`binned_counts`):
 
@@ -38,7 +40,9 @@ from mlmon._files import atomic_write
 from mlmon._profiles import MAX_BINS as MAX_BINS
 from mlmon._profiles import MAX_CATEGORIES as MAX_CATEGORIES
 from mlmon._profiles import MAX_COUNT as MAX_COUNT
+from mlmon._profiles import MIN_LABELS_PER_CLASS as MIN_LABELS_PER_CLASS
 from mlmon._profiles import (
+    Calibration,
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,
@@ -56,6 +60,8 @@ from mlmon._values import (
 )
 
 __all__ = [
+    "MIN_LABELS_PER_CLASS",
+    "Calibration",
     "CategoricalProfile",
     "FeatureProfile",
     "NumericProfile",
@@ -178,6 +184,8 @@ class Reference:
         rows: rows of the reference data.
         features: one profile per feature, in column order.
         outputs: profile of the reference model outputs, or None.
+        calibration: isotonic calibration of the outputs (binary scores) fitted on the
+            reference labels, or None (see :meth:`from_data` ``labels=``).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -198,6 +206,10 @@ class Reference:
     outputs: NumericProfile | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(NumericProfile)),
+    )
+    calibration: Calibration | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(Calibration)),
     )
 
     @property
@@ -225,6 +237,7 @@ class Reference:
         outputs: npt.ArrayLike | None = None,
         bins: int = 10,
         max_categories: int = 100,
+        labels: npt.ArrayLike | None = None,
     ) -> Reference:
         """Summarise reference data.
 
@@ -239,11 +252,19 @@ class Reference:
             outputs: 1-D reference model outputs (scores), for ``mlmon_output_drift_psi``.
             bins: quantile bins per numeric feature (10: deciles).
             max_categories: categories kept per categorical feature; the rest count as "other".
+            labels: binary classifiers: the true label of each row, 1 (or True) for the
+                positive class and 0 (False) for the negative; with ``outputs``, fits the
+                :class:`Calibration` the monitor estimates performance from before labels
+                arrive. Use held-out data (the model's scores on its training rows are
+                optimistic).
 
         Raises:
             ValueError: no rows, no columns, ragged rows, bad names (see
                 :func:`check_feature_names`), unknown categorical names, bad outputs, or
-                ``bins``/``max_categories`` out of range.
+                ``bins``/``max_categories`` out of range; ``labels`` without ``outputs``, not
+                one 0/1 label per row, or unfit to calibrate (see :meth:`Calibration.fit`:
+                NaN scores, constant scores, fewer than :data:`MIN_LABELS_PER_CLASS` labels of
+                either class).
         """
         if not (isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= MAX_BINS):
             raise ValueError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
@@ -291,9 +312,28 @@ class Reference:
                 )
                 profiles.append(NumericProfile.from_values(name, x, bins))
         out_profile = None
+        calibration = None
+        if labels is not None and outputs is None:
+            raise ValueError("labels= needs outputs= (the reference scores they calibrate)")
         if outputs is not None:
-            out_profile = NumericProfile.from_values("output", _outputs_1d(outputs), bins)
-        return cls(rows=rows, features=tuple(profiles), outputs=out_profile)
+            scores = _outputs_1d(outputs)
+            out_profile = NumericProfile.from_values("output", scores, bins)
+            if labels is not None:
+                if np.shape(labels) != (rows,):
+                    raise ValueError(
+                        f"labels must be 1-D with one label per row of X ({rows}), got shape {np.shape(labels)}"
+                    )
+                calibration = Calibration.fit(scores, labels)
+        return cls(rows=rows, features=tuple(profiles), outputs=out_profile, calibration=calibration)
+
+    def with_calibration(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Reference:
+        """This reference with a :class:`Calibration` fitted on ``scores`` and 0/1 ``labels``
+        (e.g. a validation set's, when the drift profile came from the training set).
+
+        Raises:
+            ValueError: as :meth:`Calibration.fit`.
+        """
+        return attrs.evolve(self, calibration=Calibration.fit(_outputs_1d(scores), labels))
 
     # ----------------------------------------------------------------------- files
 
@@ -304,6 +344,7 @@ class Reference:
             "rows": self.rows,
             "features": [p.to_dict() for p in self.features],
             "outputs": None if self.outputs is None else self.outputs.to_dict(),
+            **({} if self.calibration is None else {"calibration": self.calibration.to_dict()}),
         }
 
     @classmethod
@@ -353,8 +394,12 @@ class Reference:
                 )
         out = data.get("outputs")
         outputs = None if out is None else NumericProfile.from_dict(out, "outputs")
+        cal = data.get("calibration")
+        calibration = None if cal is None else Calibration.from_dict(cal, "calibration")
+        if calibration is not None and outputs is None:
+            raise ValueError("reference.calibration needs reference.outputs (the scores it calibrates)")
         try:
-            return cls(rows=rows, features=tuple(features), outputs=outputs)
+            return cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration)
         except TypeError as e:  # a name that is not a string: check_feature_names
             raise ValueError(str(e)) from None
 
