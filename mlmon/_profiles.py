@@ -393,8 +393,6 @@ FeatureProfile = NumericProfile | CategoricalProfile
 # --------------------------------------------------------------------------- file fields
 
 
-
-
 MIN_LABELS_PER_CLASS = 100
 """Fewest reference labels of each class a :class:`Calibration` is fitted from: with fewer, the
 calibrated probabilities (and every estimate built on them) would carry errors as large as the
@@ -467,7 +465,8 @@ class Calibration:
 
     def apply(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Calibrated probabilities of raw ``scores`` (NaN stays NaN)."""
-        return np.interp(scores, np.asarray(self.x), np.asarray(self.y))
+        out: npt.NDArray[np.float64] = np.interp(scores, np.asarray(self.x), np.asarray(self.y))
+        return out
 
     @classmethod
     def fit(cls, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Calibration:
@@ -498,7 +497,7 @@ class Calibration:
         bad = ~((t == 0.0) | (t == 1.0))
         if bad.any():
             raise ValueError(
-                f"labels must be 0/1 or booleans (1 = the positive class), got {_short(lab[bad][0])} "
+                f"labels must be 0/1 or booleans (1 = the positive class), got {_short(lab[bad][0].item())} "
                 f"({int(bad.sum())} such labels)"
             )
         nonfinite = int(np.count_nonzero(~np.isfinite(s)))
@@ -515,7 +514,7 @@ class Calibration:
                 f"got {pos} positive and {neg} negative"
             )
         if s.min() == s.max():
-            raise ValueError(f"calibration needs varying scores, the reference scores are all {s[0]!r}")
+            raise ValueError(f"calibration needs varying scores, the reference scores are all {float(s[0])!r}")
         x, y = isotonic_knots(s, t)
         if x.size < 2:  # unreachable: two distinct scores make two knots
             raise ValueError("calibration: fewer than two distinct scores")
