@@ -250,3 +250,54 @@ def test_a_calibration_without_outputs_is_refused() -> None:
     data["outputs"] = None
     with pytest.raises(ValueError, match=r"calibration needs reference.outputs"):
         Reference.from_dict(data)
+
+
+# ---------------------------------------------------------------------------- scikit-learn wrapper
+
+
+def _model_data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n, 3))
+    logit = 2.0 * X[:, 0] - X[:, 1]
+    y = np.where(rng.uniform(size=n) < 1 / (1 + np.exp(-logit)), "spam", "ham")
+    return X, y
+
+
+def test_the_sklearn_wrapper_calibrates_from_y_train_and_estimates_before_labels() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mlmon.integrations.sklearn import monitor_estimator
+
+    rng = np.random.default_rng(12)
+    X_fit, y_fit = _model_data(rng, 3000)
+    X_val, y_val = _model_data(rng, 5000)
+    X_new, y_new = _model_data(rng, 5000)
+    # A forest's scores are not calibrated probabilities.
+    est = RandomForestClassifier(n_estimators=30, min_samples_leaf=20, random_state=0).fit(X_fit, y_fit)
+    model = monitor_estimator(est, X_val, y_val, name="est_sklearn", clock=FakeClock())
+    try:
+        assert model.monitor.reference is not None and model.monitor.reference.calibration is not None
+        scores = model.predict_proba(X_new)[:, 1]
+        snap = model.monitor.snapshot()
+        truth = realized(scores, (y_new == "spam").astype(int))
+        for name in ("precision", "recall", "f1", "accuracy", "roc_auc"):
+            assert abs(snap.get(f"mlmon_estimated_{name}") - truth[name]) < 0.03, name
+    finally:
+        model.close()
+
+
+def test_the_sklearn_wrapper_warns_and_keeps_raw_scores_when_y_train_is_too_small(caplog: pytest.LogCaptureFixture) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlmon.integrations.sklearn import monitor_estimator
+
+    rng = np.random.default_rng(13)
+    X, y = _model_data(rng, 60)
+    with caplog.at_level("WARNING", logger="mlmon"):
+        model = monitor_estimator(LogisticRegression().fit(X, y), X, y, name="est_sklearn_small", clock=FakeClock())
+    try:
+        assert model.monitor.reference is not None and model.monitor.reference.calibration is None
+        assert "y_train cannot calibrate the scores (calibration needs at least 100" in caplog.text
+        model.predict_proba(X)
+        assert model.monitor.snapshot().get("mlmon_estimated_precision") is not None  # raw scores
+    finally:
+        model.close()
