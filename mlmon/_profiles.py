@@ -469,8 +469,9 @@ class Calibration:
         return out
 
     @classmethod
-    def fit(cls, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Calibration:
-        """Fit on reference ``scores`` and their ``labels`` (1/True positive, 0/False negative).
+    def fit(cls, scores: npt.ArrayLike, labels: npt.ArrayLike, *, bins: int = AUC_BINS) -> Calibration:
+        """Fit on reference ``scores`` and their ``labels`` (1/True positive, 0/False negative);
+        ``bins`` quantile bins (at most :data:`AUC_BINS`) for the estimated ROC AUC.
 
         Raises:
             ValueError: scores or labels not 1-D numbers of equal length, a NaN or infinite
@@ -518,7 +519,7 @@ class Calibration:
         x, y = isotonic_knots(s, t)
         if x.size < 2:  # unreachable: two distinct scores make two knots
             raise ValueError("calibration: fewer than two distinct scores")
-        return cls(x=x.tolist(), y=y.tolist(), edges=quantile_edges(s, AUC_BINS).tolist(),
+        return cls(x=x.tolist(), y=y.tolist(), edges=quantile_edges(s, min(bins, AUC_BINS)).tolist(),
                    positives=pos, negatives=neg)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

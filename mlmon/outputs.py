@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
 from mlmon.reference import Calibration, Reference, bin_index
-from mlmon.stats.binary import ScoreBins, auc_band, binned_auc, expected_binary
+from mlmon.stats.binary import ScoreBins, auc_se, band, binned_auc, expected_binary
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.moments import Moments
 from mlmon.tasks import (
@@ -138,6 +138,20 @@ def mapped_outputs(task: Task | None, batch: CallBatch) -> tuple[MappedOutputs, 
     return batch.memo(("mapped_outputs", id(task)), lambda: map_calls(task, batch.outputs, batch.rows))
 
 
+def _banded(name: str, value: tuple[float, float], labels: dict[str, str]) -> Iterator[Triple]:
+    """``mlmon_estimated_<name>`` and its ``_lower``/``_upper`` band."""
+    v, lo, hi = band(*value)
+    yield (f"mlmon_estimated_{name}", v, labels)
+    yield (f"mlmon_estimated_{name}_lower", lo, labels)
+    yield (f"mlmon_estimated_{name}_upper", hi, labels)
+
+
+def _reliability(outside: float, n: float) -> Iterator[Triple]:
+    share = outside / n if n else 0.0
+    yield ("mlmon_estimate_out_of_range_ratio", share, {})
+    yield ("mlmon_estimate_unreliable", 1 if share > OUT_OF_RANGE_LIMIT else 0, {})
+
+
 def _scores_only(task: Task | None) -> bool:
     return not isinstance(task, (BinaryClassification, MulticlassClassification))
 
@@ -167,16 +181,17 @@ class _OutputSlice:
 
     __slots__ = ("auc", "classes", "count", "est", "hist", "moments", "rows")
 
-    def __init__(self, n_classes: int, binary: bool, auc_cells: int = 0) -> None:
+    def __init__(self, n_classes: int, est_shape: tuple[int, ...] | None = None, auc_cells: int = 0) -> None:
         self.rows = 0  # prediction rows of the calls (valid or not, recorded or not)
         self.count = 0  # valid outputs
         self.moments = Moments()
         self.hist = LogHistogram()
         self.classes = np.zeros(n_classes, dtype=np.int64) if n_classes else None
-        # Binary, over the (calibrated) probabilities p: see _EST_* for the cells.
-        self.est = np.zeros(_EST_CELLS) if binary else None
-        # Binary: Σp and Σ(1 - p) per raw-score bin, for the estimated ROC AUC.
-        self.auc = ScoreBins(auc_cells) if binary else None
+        # Estimate sums over the (calibrated) probabilities p: binary (8,), see _N_PP...; a
+        # calibrated multiclass task (k, 7), one row per class, see _C_*.
+        self.est = np.zeros(est_shape) if est_shape is not None else None
+        # Σp and Σ(1 - p) per raw-score bin (per class, one after the other), for the ROC AUC.
+        self.auc = ScoreBins(auc_cells) if est_shape is not None else None
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _OutputSlice)
@@ -208,6 +223,10 @@ class _OutputSlice:
 # estimate meaningless); scores outside the reference's range (calibration extrapolated).
 _N_PP, _A, _VA, _N_PN, _B, _VB, _RAW_OUT, _REF_OUT = range(8)
 _EST_CELLS = 8
+# Multiclass, per class c (one-vs-rest): rows predicted c, Σp_c and Σp_c(1-p_c) over them; rows
+# predicted another class, Σp_c and Σp_c(1-p_c) over them; and (row 0 only) rows with a score
+# outside the reference's range of its class.
+_C_CELLS = 7
 
 
 class OutputComponent:
@@ -257,16 +276,34 @@ class OutputComponent:
         else:
             self._names = ()
         n, binary = len(self._names), isinstance(task, BinaryClassification)
-        self.calibration: Calibration | None = reference.calibration if reference is not None else None
-        if self.calibration is not None and binary:
-            self._cal_x = np.asarray(self.calibration.x)
-            self._cal_y = np.asarray(self.calibration.y)
-            self._auc_edges = np.asarray(self.calibration.edges)
-        else:
-            self._auc_edges = np.asarray(UNCALIBRATED_AUC_EDGES)
-        cells = self._auc_edges.size + 1
+        self.calibration: Calibration | None = None
+        self.class_calibration: tuple[Calibration, ...] | None = None
+        est_shape: tuple[int, ...] | None = None
+        if binary:
+            self.calibration = reference.calibration if reference is not None else None
+            est_shape = (_EST_CELLS,)
+            if self.calibration is not None:
+                self._cal_x = np.asarray(self.calibration.x)
+                self._cal_y = np.asarray(self.calibration.y)
+                edges = [np.asarray(self.calibration.edges)]
+            else:
+                edges = [np.asarray(UNCALIBRATED_AUC_EDGES)]
+        elif isinstance(task, MulticlassClassification) and reference is not None:
+            self.class_calibration = reference.class_calibration
+            if self.class_calibration is not None:
+                if len(self.class_calibration) != n:
+                    raise ValueError(
+                        f"reference.class_calibration has {len(self.class_calibration)} classes, "
+                        f"the task {n} ({list(self._names)})"
+                    )
+                est_shape = (n, _C_CELLS)
+                edges = [np.asarray(c.edges) for c in self.class_calibration]
+        if est_shape is not None:
+            self._auc_edges = edges
+            self._auc_offsets = np.cumsum([0] + [e.size + 1 for e in edges])
+        cells = int(self._auc_offsets[-1]) if est_shape is not None else 0
         self._window: RollingWindow[_OutputSlice] = RollingWindow(
-            lambda: _OutputSlice(n, binary, cells), window, slices, now
+            lambda: _OutputSlice(n, est_shape, cells), window, slices, now
         )
         self.invalid_total = 0
         # Cumulative counts of the finite scores per cell of fixed edges (mlmon_output_bin_total):
@@ -295,7 +332,7 @@ class OutputComponent:
         classes = mapped.classes
         if sl.classes is not None and classes is not None:
             sl.classes += np.bincount(classes[valid], minlength=sl.classes.size)
-        if sl.est is not None and sl.auc is not None and classes is not None:
+        if sl.est is not None and sl.auc is not None and classes is not None and self.class_calibration is None:
             self._estimate(sl.est, sl.auc, mapped.values[valid], classes[valid] == 1)
 
     def _estimate(
@@ -318,12 +355,60 @@ class OutputComponent:
         est[_N_PN] += pn.size
         est[_B] += pn.sum()
         est[_VB] += np.dot(pn, 1.0 - pn)
-        bins.add(bin_index(raw, self._auc_edges), p)
+        bins.add(bin_index(raw, self._auc_edges[0]), p)
+
+    def _estimate_classes(
+        self, est: npt.NDArray[np.float64], bins: ScoreBins, raw: npt.NDArray[np.float64]
+    ) -> None:
+        """Add probability rows ``(n, k)`` (finite) to a slice's multiclass estimate: each column
+        calibrated one-vs-rest, the calibrated rows normalised to sum to 1."""
+        cals = self.class_calibration
+        assert cals is not None
+        pred = np.argmax(raw, axis=1)
+        p = np.empty_like(raw)
+        out = np.zeros(raw.shape[0], dtype=np.bool_)
+        for c, cal in enumerate(cals):
+            col = raw[:, c]
+            lo, hi = cal.score_range
+            out |= (col < lo) | (col > hi)
+            p[:, c] = cal.apply(col)
+        total = p.sum(axis=1, keepdims=True)
+        k = raw.shape[1]
+        p = np.divide(p, total, out=np.full_like(p, 1.0 / k), where=total > 0)
+        est[0, _C_CELLS - 1] += np.count_nonzero(out)
+        for c in range(k):
+            pc = p[:, c]
+            is_c = pred == c
+            a, b = pc[is_c], pc[~is_c]
+            est[c, :6] += (a.size, a.sum(), np.dot(a, 1.0 - a), b.size, b.sum(), np.dot(b, 1.0 - b))
+            bins.add(self._auc_offsets[c] + bin_index(raw[:, c], self._auc_edges[c]), pc)
+
+    def _probability_rows(self, batch: CallBatch) -> npt.NDArray[np.float64]:
+        """The finite probability rows ``(n, k)`` of a batch's outputs (other outputs skipped)."""
+        k = len(self._names)
+        parts = []
+        for out, n in zip(batch.outputs, batch.rows, strict=True):
+            if out is None or isinstance(out, (str, bytes)):
+                continue
+            try:
+                arr = np.asarray(out, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if arr.ndim == 1 and arr.size == k and n == 1:
+                arr = arr.reshape(1, k)
+            if arr.ndim == 2 and arr.shape[1] == k:
+                parts.append(arr[np.isfinite(arr).all(axis=1)])
+        return np.concatenate(parts) if parts else np.empty((0, k))
 
     def ingest(self, batch: CallBatch) -> None:
         """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
         mapped, _ = mapped_outputs(self.task, batch)
         self.observe(mapped, int(sum(batch.rows)), batch.now)
+        if self.class_calibration is not None:
+            sl = self._window.current(batch.now)
+            rows = self._probability_rows(batch)
+            if rows.shape[0] and sl.est is not None and sl.auc is not None:
+                self._estimate_classes(sl.est, sl.auc, rows)
         if mapped.invalid and not self._warned_strings:
             text = next((o for o in batch.outputs if isinstance(o, str)), None)
             if text is not None:
@@ -357,7 +442,10 @@ class OutputComponent:
                 for name, c in zip(self._names, m.classes.tolist(), strict=True):
                     yield ("mlmon_output_class_ratio", c / total, {"class": name})
         if m.est is not None and m.auc is not None and m.count:
-            yield from self._estimates(m.est, m.auc)
+            if self.class_calibration is not None:
+                yield from self._class_estimates(m.est, m.auc)
+            else:
+                yield from self._estimates(m.est, m.auc)
         yield ("mlmon_output_invalid_total", self.invalid_total, {})
         counts = self.bin_totals.tolist()
         for i, c in enumerate(counts if any(counts) else ()):
@@ -371,18 +459,46 @@ class OutputComponent:
         auc, _ = binned_auc(bins.pos, bins.neg)
         if auc is not None:
             positives = e[_A] + e[_B]
-            values["roc_auc"] = auc_band(auc, positives, e[_N_PP] + e[_N_PN] - positives)
+            values["roc_auc"] = (auc, auc_se(auc, positives, e[_N_PP] + e[_N_PN] - positives))
         for name in ESTIMATED:
-            band = values.get(name)
-            if band is not None:
-                yield (f"mlmon_estimated_{name}", band[0], {})
-                yield (f"mlmon_estimated_{name}_lower", band[1], {})
-                yield (f"mlmon_estimated_{name}_upper", band[2], {})
+            if name in values:
+                yield from _banded(name, values[name], {})
         if self.calibration is not None:
-            n = e[_N_PP] + e[_N_PN]
-            share = e[_REF_OUT] / n if n else 0.0
-            yield ("mlmon_estimate_out_of_range_ratio", share, {})
-            yield ("mlmon_estimate_unreliable", 1 if share > OUT_OF_RANGE_LIMIT else 0, {})
+            yield from _reliability(e[_REF_OUT], e[_N_PP] + e[_N_PN])
+
+    def _class_estimates(self, est: npt.NDArray[np.float64], bins: ScoreBins) -> Iterator[Triple]:
+        """Per class (one-vs-rest), macro and micro averages, accuracy and the flag."""
+        rows = est.tolist()
+        n = rows[0][0] + rows[0][3]
+        if not n:
+            return
+        per: dict[str, list[tuple[float, float]]] = {name: [] for name in ("precision", "recall", "f1", "roc_auc")}
+        correct = var = 0.0
+        for c, (r, name) in enumerate(zip(rows, self._names, strict=True)):
+            values = expected_binary(*r[:6])
+            correct += r[1]
+            var += r[2]
+            lo, hi = int(self._auc_offsets[c]), int(self._auc_offsets[c + 1])
+            auc, _ = binned_auc(bins.pos[lo:hi], bins.neg[lo:hi])
+            if auc is not None:
+                positives = r[1] + r[4]
+                values["roc_auc"] = (auc, auc_se(auc, positives, n - positives))
+            for metric, got in per.items():
+                if metric in values:
+                    got.append(values[metric])
+                    yield from _banded(metric, values[metric], {"class": name})
+        for metric, got in per.items():
+            if got:
+                k = len(got)
+                mean = sum(v for v, _ in got) / k
+                se = math.sqrt(sum(s * s for _, s in got)) / k  # classes taken as independent
+                yield from _banded(metric, (mean, se), {"average": "macro"})
+        # Single-label multiclass: micro precision, recall and F1 all equal the accuracy.
+        micro = (correct / n, math.sqrt(max(var, 0.0)) / n)
+        for metric in ("precision", "recall", "f1"):
+            yield from _banded(metric, micro, {"average": "micro"})
+        yield from _banded("accuracy", micro, {})
+        yield from _reliability(rows[0][_C_CELLS - 1], n)
 
     def reset(self) -> None:
         """Forget everything (after a fork)."""

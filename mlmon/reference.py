@@ -172,6 +172,58 @@ def _check_features(_inst: object, attribute: attrs.Attribute[Any], value: tuple
     check_feature_names([p.name for p in value], attribute.name)
 
 
+MAX_CALIBRATED_CLASSES = 32
+"""Most classes of a multiclass calibration (each keeps its own score bins per window slice)."""
+
+CLASS_AUC_BINS = 250
+"""Score bins per class of the multiclass estimated ROC AUC."""
+
+
+def _calibration_tuple(value: Iterable[Calibration] | None) -> tuple[Calibration, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _check_class_calibration(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not 2 <= len(value) <= MAX_CALIBRATED_CLASSES or not all(isinstance(c, Calibration) for c in value):
+        raise ValueError(
+            f"{attribute.name} must hold 2 to {MAX_CALIBRATED_CLASSES} Calibration objects, got {_short(value)}"
+        )
+
+
+def _probability_rows(outputs: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    try:
+        proba = np.asarray(outputs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("outputs must be numeric probability rows (n, k)") from None
+    if proba.ndim != 2 or not 2 <= proba.shape[1] <= MAX_CALIBRATED_CLASSES:
+        raise ValueError(
+            f"outputs must be probability rows (n, k) with 2 <= k <= {MAX_CALIBRATED_CLASSES}, "
+            f"got shape {proba.shape}"
+        )
+    return proba
+
+
+def _fit_classes(proba: npt.NDArray[np.float64], labels: npt.ArrayLike) -> tuple[Calibration, ...]:
+    """One-vs-rest calibrations of each probability column on class-index ``labels``."""
+    lab = np.asarray(labels)
+    k = proba.shape[1]
+    if lab.dtype.kind not in "biuf" or not np.all(np.isin(lab, np.arange(k))):
+        bad = lab[~np.isin(lab, np.arange(k))] if lab.dtype.kind in "biuf" else lab
+        raise ValueError(
+            f"labels of probability rows must be class indices 0 .. {k - 1} (the columns), "
+            f"got {_short(bad[0].item() if bad.size and hasattr(bad[0], 'item') else bad[:1].tolist())}"
+        )
+    out = []
+    for c in range(k):
+        try:
+            out.append(Calibration.fit(proba[:, c], lab == c, bins=CLASS_AUC_BINS))
+        except ValueError as e:
+            raise ValueError(f"class {c}: {e}") from None
+    return tuple(out)
+
+
 @attrs.frozen(kw_only=True)
 class Reference:
     """What the training data looked like, per feature and for the outputs, in a few numbers.
@@ -186,6 +238,8 @@ class Reference:
         outputs: profile of the reference model outputs, or None.
         calibration: isotonic calibration of the outputs (binary scores) fitted on the
             reference labels, or None (see :meth:`from_data` ``labels=``).
+        class_calibration: multiclass: one isotonic calibration per class of that class's
+            probability column (one-vs-rest), in class order, or None.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -210,6 +264,9 @@ class Reference:
     calibration: Calibration | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(Calibration)),
+    )
+    class_calibration: tuple[Calibration, ...] | None = attrs.field(
+        default=None, converter=_calibration_tuple, validator=_check_class_calibration
     )
 
     @property
@@ -249,14 +306,18 @@ class Reference:
             categorical: names or column indices of the categorical features. When None,
                 non-numeric columns (strings, pandas categories, objects) are categorical.
                 Booleans are numeric (0/1).
-            outputs: 1-D reference model outputs (scores), for ``mlmon_output_drift_psi``.
+            outputs: 1-D reference model outputs (scores), for ``mlmon_output_drift_psi``; or,
+                for a multiclass model with ``labels``, its ``(n, k)`` probability rows (the
+                output profile is then of the top probability, as the monitor sees outputs).
             bins: quantile bins per numeric feature (10: deciles).
             max_categories: categories kept per categorical feature; the rest count as "other".
             labels: binary classifiers: the true label of each row, 1 (or True) for the
                 positive class and 0 (False) for the negative; with ``outputs``, fits the
                 :class:`Calibration` the monitor estimates performance from before labels
-                arrive. Use held-out data (the model's scores on its training rows are
-                optimistic).
+                arrive. Multiclass (2-D ``outputs``): the class index of each row (``0 ..
+                k - 1``, the column of ``outputs`` and the position in the task's ``classes``),
+                fitting one calibration per class (``class_calibration``). Use held-out data
+                (the model's scores on its training rows are optimistic).
 
         Raises:
             ValueError: no rows, no columns, ragged rows, bad names (see
@@ -315,24 +376,43 @@ class Reference:
         calibration = None
         if labels is not None and outputs is None:
             raise ValueError("labels= needs outputs= (the reference scores they calibrate)")
+        class_calibration = None
         if outputs is not None:
-            scores = _outputs_1d(outputs)
-            out_profile = NumericProfile.from_values("output", scores, bins)
-            if labels is not None:
-                if np.shape(labels) != (rows,):
+            if labels is not None and np.ndim(outputs) == 2 and np.shape(outputs)[1] > 1:
+                proba = _probability_rows(outputs)
+                if np.shape(labels) != (rows,) or proba.shape[0] != rows:
                     raise ValueError(
-                        f"labels must be 1-D with one label per row of X ({rows}), got shape {np.shape(labels)}"
+                        f"labels and outputs need one row per row of X ({rows}), got shapes "
+                        f"{np.shape(labels)} and {proba.shape}"
                     )
-                calibration = Calibration.fit(scores, labels)
-        return cls(rows=rows, features=tuple(profiles), outputs=out_profile, calibration=calibration)
+                class_calibration = _fit_classes(proba, labels)
+                out_profile = NumericProfile.from_values("output", proba.max(axis=1), bins)
+            else:
+                scores = _outputs_1d(outputs)
+                out_profile = NumericProfile.from_values("output", scores, bins)
+                if labels is not None:
+                    if np.shape(labels) != (rows,):
+                        raise ValueError(
+                            f"labels must be 1-D with one label per row of X ({rows}), got shape {np.shape(labels)}"
+                        )
+                    calibration = Calibration.fit(scores, labels)
+        return cls(rows=rows, features=tuple(profiles), outputs=out_profile, calibration=calibration,
+                   class_calibration=class_calibration)  # fmt: skip
 
     def with_calibration(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Reference:
         """This reference with a :class:`Calibration` fitted on ``scores`` and 0/1 ``labels``
-        (e.g. a validation set's, when the drift profile came from the training set).
+        (e.g. a validation set's, when the drift profile came from the training set); with
+        ``(n, k)`` probability rows and class-index labels, one per class
+        (``class_calibration``).
 
         Raises:
             ValueError: as :meth:`Calibration.fit`.
         """
+        if np.ndim(scores) == 2 and np.shape(scores)[1] > 1:
+            proba = _probability_rows(scores)
+            if np.shape(labels) != (proba.shape[0],):
+                raise ValueError(f"labels must be 1-D with one label per row, got shape {np.shape(labels)}")
+            return attrs.evolve(self, class_calibration=_fit_classes(proba, labels))
         return attrs.evolve(self, calibration=Calibration.fit(_outputs_1d(scores), labels))
 
     # ----------------------------------------------------------------------- files
@@ -345,6 +425,11 @@ class Reference:
             "features": [p.to_dict() for p in self.features],
             "outputs": None if self.outputs is None else self.outputs.to_dict(),
             **({} if self.calibration is None else {"calibration": self.calibration.to_dict()}),
+            **(
+                {}
+                if self.class_calibration is None
+                else {"class_calibration": [c.to_dict() for c in self.class_calibration]}
+            ),
         }
 
     @classmethod
@@ -398,8 +483,20 @@ class Reference:
         calibration = None if cal is None else Calibration.from_dict(cal, "calibration")
         if calibration is not None and outputs is None:
             raise ValueError("reference.calibration needs reference.outputs (the scores it calibrates)")
+        per_class = data.get("class_calibration")
+        class_calibration = None
+        if per_class is not None:
+            if not isinstance(per_class, list) or not 2 <= len(per_class) <= MAX_CALIBRATED_CLASSES:
+                raise ValueError(
+                    f"reference.class_calibration must be a list of 2 to {MAX_CALIBRATED_CLASSES} "
+                    f"calibrations, got {_short(per_class)}"
+                )
+            class_calibration = tuple(
+                Calibration.from_dict(c, f"class_calibration[{i}]") for i, c in enumerate(per_class)
+            )
         try:
-            return cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration)
+            return cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration,
+                       class_calibration=class_calibration)  # fmt: skip
         except TypeError as e:  # a name that is not a string: check_feature_names
             raise ValueError(str(e)) from None
 

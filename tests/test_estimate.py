@@ -301,3 +301,69 @@ def test_the_sklearn_wrapper_warns_and_keeps_raw_scores_when_y_train_is_too_smal
         assert model.monitor.snapshot().get("mlmon_estimated_precision") is not None  # raw scores
     finally:
         model.close()
+
+
+# ---------------------------------------------------------------------------- multiclass
+
+
+def overconfident(rng: np.random.Generator, n: int, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Probability rows sharper than the truth: softmax(2 z) while y ~ softmax(z)."""
+    z = rng.normal(size=(n, k)) * 1.2 + np.array([0.4, 0.0, -0.3])[:k]
+    true = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = (rng.uniform(size=(n, 1)) > np.cumsum(true, axis=1)).sum(axis=1)
+    sharp = np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)
+    return sharp, y
+
+
+def multiclass_estimates(ref: Reference, proba: np.ndarray) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    mon = mlmon.Monitor("est_mc", task=mlmon.MulticlassClassification(classes=["a", "b", "c"]), reference=ref, clock=FakeClock())
+    try:
+        predict = mon.track(lambda X: X)
+        for block in np.array_split(proba, 20):
+            predict(block)
+        predict(proba[0])  # one row given as a 1-D array
+        return {(x.name, x.labels): x.value for x in mon.snapshot().samples if "estimate" in x.name}
+    finally:
+        mon.close()
+
+
+def test_multiclass_estimates_per_class_macro_and_micro_match_scikit_learn() -> None:
+    rng = np.random.default_rng(14)
+    p_ref, y_ref = overconfident(rng, 30_000)
+    ref = Reference.from_data(np.zeros((30_000, 1)), outputs=p_ref, labels=y_ref)
+    assert ref.class_calibration is not None and len(ref.class_calibration) == 3
+    assert ref.outputs is not None and ref.outputs.max == pytest.approx(p_ref.max())
+    p, y = overconfident(rng, 20_000)
+    got = multiclass_estimates(ref, p)
+    p_all, y_all = np.vstack([p, p[:1]]), np.append(y, y[0])
+    pred = p_all.argmax(axis=1)
+    for avg in ("macro", "micro"):
+        for name, fn in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+            truth = fn(y_all, pred, average=avg)
+            assert abs(got[(f"mlmon_estimated_{name}", (("average", avg),))] - truth) < 0.02, (name, avg)
+    for c, cls in enumerate("abc"):
+        truth = precision_score(y_all == c, pred == c)
+        assert abs(got[("mlmon_estimated_precision", (("class", cls),))] - truth) < 0.03, cls
+        auc = roc_auc_score(y_all == c, p_all[:, c])
+        assert abs(got[("mlmon_estimated_roc_auc", (("class", cls),))] - auc) < 0.02, cls
+    macro_auc = roc_auc_score(y_all, p_all, multi_class="ovr", average="macro")
+    assert abs(got[("mlmon_estimated_roc_auc", (("average", "macro"),))] - macro_auc) < 0.02
+    assert abs(got[("mlmon_estimated_accuracy", ())] - accuracy_score(y_all, pred)) < 0.02
+    # The raw top probability over-states accuracy: the calibration is what makes it right.
+    assert p_all.max(axis=1).mean() - accuracy_score(y_all, pred) > 0.05
+    assert got[("mlmon_estimate_unreliable", ())] == 0
+
+
+def test_multiclass_calibration_bad_input_and_task_mismatch() -> None:
+    rng = np.random.default_rng(15)
+    p, y = overconfident(rng, 3000)
+    with pytest.raises(ValueError, match=r"class indices 0 \.\. 2 .* got 3"):
+        Reference.from_data(np.zeros((3000, 1)), outputs=p, labels=np.where(np.arange(3000) == 7, 3, y))
+    few = np.where(y == 2, 0, y)
+    few[:30] = 2
+    with pytest.raises(ValueError, match=r"class 2: calibration needs at least 100 .* got 30 positive"):
+        Reference.from_data(np.zeros((3000, 1)), outputs=p, labels=few)
+    ref = Reference.from_data(np.zeros((3000, 1)), outputs=p, labels=y)
+    assert Reference.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
+    with pytest.raises(ValueError, match=r"reference.class_calibration has 3 classes, the task 2"):
+        mlmon.Monitor("est_mc_bad", task=mlmon.MulticlassClassification(classes=["a", "b"]), reference=ref)

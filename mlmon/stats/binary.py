@@ -18,7 +18,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Z95", "ScoreBins", "auc_band", "binned_auc", "binned_average_precision", "expected_binary"]
+__all__ = ["Z95", "ScoreBins", "auc_se", "band", "binned_auc", "binned_average_precision", "expected_binary"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -92,16 +92,25 @@ def binned_average_precision(pos: FloatArray, neg: FloatArray) -> float | None:
     return float(np.dot(pos[::-1][step], precision)) / total
 
 
-def _band(value: float, var: float) -> tuple[float, float, float]:
-    half = Z95 * math.sqrt(max(var, 0.0))
+def band(value: float, se: float) -> tuple[float, float, float]:
+    """``(value, lower, upper)``: ``value ± Z95 * se`` clipped to [0, 1].
+
+    >>> band(0.9, 0.1)
+    (0.9, 0.7040036015459946, 1.0)
+    """
+    half = Z95 * se
     return value, max(value - half, 0.0), min(value + half, 1.0)
+
+
+def _se(var: float) -> float:
+    return math.sqrt(max(var, 0.0))
 
 
 def expected_binary(
     n_pp: float, a: float, va: float, n_pn: float, b: float, vb: float
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, float]]:
     """Precision, recall, F1 and accuracy expected from calibrated probabilities, each as
-    ``(value, lower, upper)``.
+    ``(value, standard error)`` (:func:`band` makes the 95% band).
 
     Args:
         n_pp: rows predicted positive; ``a`` = Σp over them (expected true positives) and
@@ -111,42 +120,41 @@ def expected_binary(
 
     A row is positive with its probability ``p``, independently: the realized true positives
     ``A`` and false negatives ``B`` are sums of Bernoulli variables. Each value is the ratio of
-    expectations (as NannyML's CBPE computes it); the band is ± :data:`Z95` standard errors of
-    the realized metric at this window's size (delta method), clipped to [0, 1]. A metric whose
-    denominator is 0 is left out.
+    expectations (as NannyML's CBPE computes it); the standard error is that of the realized
+    metric at this window's size (delta method). A metric whose denominator is 0 is left out.
 
     >>> est = expected_binary(n_pp=100, a=80.0, va=16.0, n_pn=100, b=20.0, vb=16.0)
-    >>> [round(v, 4) for v in est["precision"]]
+    >>> [round(v, 4) for v in band(*est["precision"])]
     [0.8, 0.7216, 0.8784]
     >>> round(est["f1"][0], 4), round(est["accuracy"][0], 4)
     (0.8, 0.8)
     """
-    out: dict[str, tuple[float, float, float]] = {}
+    out: dict[str, tuple[float, float]] = {}
     if n_pp > 0:
-        out["precision"] = _band(a / n_pp, va / (n_pp * n_pp))
+        out["precision"] = (a / n_pp, _se(va) / n_pp)
     if a + b > 0:
         s = a + b
-        out["recall"] = _band(a / s, (b * b * va + a * a * vb) / s**4)
+        out["recall"] = (a / s, _se(b * b * va + a * a * vb) / (s * s))
     d = a + n_pp + b
     if d > 0:
-        out["f1"] = _band(2.0 * a / d, (4.0 * (n_pp + b) ** 2 * va + 4.0 * a * a * vb) / d**4)
+        out["f1"] = (2.0 * a / d, _se(4.0 * (n_pp + b) ** 2 * va + 4.0 * a * a * vb) / (d * d))
     n = n_pp + n_pn
     if n > 0:
-        out["accuracy"] = _band((a + n_pn - b) / n, (va + vb) / (n * n))
+        out["accuracy"] = ((a + n_pn - b) / n, _se(va + vb) / n)
     return out
 
 
-def auc_band(auc: float, positives: float, negatives: float) -> tuple[float, float, float]:
-    """``(auc, lower, upper)`` with the Hanley-McNeil standard error for ``positives`` and
-    ``negatives`` rows (expected counts for an estimate).
+def auc_se(auc: float, positives: float, negatives: float) -> float:
+    """The Hanley-McNeil standard error of an AUC over ``positives`` and ``negatives`` rows
+    (expected counts for an estimate); 0.5 (no information) when either is 0.
 
-    >>> [round(v, 4) for v in auc_band(0.8, 100.0, 100.0)]
+    >>> [round(v, 4) for v in band(0.8, auc_se(0.8, 100.0, 100.0))]
     [0.8, 0.7385, 0.8615]
     """
     if positives <= 0 or negatives <= 0:
-        return auc, 0.0, 1.0
+        return 0.5
     q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
     var = (
         auc * (1.0 - auc) + (positives - 1.0) * (q1 - auc * auc) + (negatives - 1.0) * (q2 - auc * auc)
     ) / (positives * negatives)
-    return _band(auc, var)
+    return _se(var)
