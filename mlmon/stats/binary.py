@@ -70,8 +70,8 @@ def binned_auc(pos: FloatArray, neg: FloatArray) -> tuple[float | None, float]:
     if p <= 0.0 or n <= 0.0:
         return None, 0.0
     below = np.cumsum(neg) - neg
-    auc = float(np.dot(pos, below + 0.5 * neg)) / (p * n)
-    bound = float(np.dot(pos, neg)) / (2.0 * p * n)
+    auc = float(np.dot(pos, below + 0.5 * neg)) / p / n
+    bound = float(np.dot(pos, neg)) / p / n / 2.0
     return min(max(auc, 0.0), 1.0), bound
 
 
@@ -134,10 +134,10 @@ def expected_binary(
         out["precision"] = (a / n_pp, _se(va) / n_pp)
     if a + b > 0:
         s = a + b
-        out["recall"] = (a / s, _se(b * b * va + a * a * vb) / (s * s))
+        out["recall"] = (a / s, _se((b / s) ** 2 * va + (a / s) ** 2 * vb) / s)
     d = a + n_pp + b
     if d > 0:
-        out["f1"] = (2.0 * a / d, _se(4.0 * (n_pp + b) ** 2 * va + 4.0 * a * a * vb) / (d * d))
+        out["f1"] = (2.0 * a / d, 2.0 * _se(((n_pp + b) / d) ** 2 * va + (a / d) ** 2 * vb) / d)
     n = n_pp + n_pn
     if n > 0:
         out["accuracy"] = ((a + n_pn - b) / n, _se(va + vb) / n)
@@ -151,7 +151,7 @@ def auc_se(auc: float, positives: float, negatives: float) -> float:
     >>> [round(v, 4) for v in band(0.8, auc_se(0.8, 100.0, 100.0))]
     [0.8, 0.7385, 0.8615]
     """
-    if positives <= 0 or negatives <= 0:
+    if positives < 1.0 or negatives < 1.0:
         return 0.5
     q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
     var = (
