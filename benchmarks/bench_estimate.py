@@ -35,6 +35,7 @@ METRICS = ("precision", "recall", "f1", "accuracy", "roc_auc")
 DATASETS = {
     "car_loan": "load_synthetic_car_loan_dataset",
     "binary": "load_synthetic_binary_classification_dataset",
+    "multiclass": "load_synthetic_multiclass_classification_dataset",
 }
 CHUNK = 5000
 
@@ -54,6 +55,9 @@ def nannyml_side(dataset: str, out_dir: str) -> None:
         roc_auc_score,
     )
 
+    if dataset == "multiclass":
+        multiclass_side(nml, out_dir)
+        return
     ref, ana, tgt = getattr(nml, DATASETS[dataset])()
     target = next(c for c in tgt.columns if c != "id")
     ana = ana.merge(tgt, on="id")
@@ -99,22 +103,81 @@ def nannyml_side(dataset: str, out_dir: str) -> None:
     (Path(out_dir) / "result.json").write_text(json.dumps({"threshold": threshold, "chunks": chunks}))
 
 
+def multiclass_side(nml: Any, out_dir: str) -> None:
+    """The multiclass dataset: macro-averaged metrics (CBPE's), one-vs-rest macro ROC AUC."""
+    from sklearn.metrics import (  # type: ignore[import-not-found]
+        accuracy_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    ref, ana, tgt = nml.load_synthetic_multiclass_classification_dataset()
+    ana = ana.merge(tgt, on="id") if "y_true" not in ana.columns else ana
+    columns = [c for c in ref.columns if c.startswith("y_pred_proba_")]
+    classes = [c[len("y_pred_proba_") :] for c in columns]
+    proba_ref, proba_ana = ref[columns].to_numpy(float), ana[columns].to_numpy(float)
+    assert np.array_equal(np.array(classes)[proba_ref.argmax(axis=1)], ref["y_pred"].to_numpy()), "y_pred is not the argmax"
+    cbpe = nml.CBPE(
+        problem_type="classification_multiclass",
+        y_pred_proba=dict(zip(classes, columns, strict=True)),
+        y_pred="y_pred",
+        y_true="y_true",
+        metrics=list(METRICS),
+        chunk_size=CHUNK,
+    )
+    cbpe.fit(ref)
+    df = cbpe.estimate(ana).filter(period="analysis").to_df()
+    index = {c: i for i, c in enumerate(classes)}
+    y_ana = np.array([index[v] for v in ana["y_true"]])
+    chunks: list[dict[str, Any]] = []
+    for i in range(len(df)):
+        start, end = int(df[("chunk", "start_index")].iloc[i]), int(df[("chunk", "end_index")].iloc[i]) + 1
+        y, p = y_ana[start:end], proba_ana[start:end]
+        yp = p.argmax(axis=1)
+        realized = {
+            "precision": precision_score(y, yp, average="macro"),
+            "recall": recall_score(y, yp, average="macro"),
+            "f1": f1_score(y, yp, average="macro"),
+            "accuracy": accuracy_score(y, yp),
+            "roc_auc": roc_auc_score(y, p, multi_class="ovr", average="macro"),
+        }
+        chunks.append({
+            "start": start, "end": end, "realized": realized,
+            "cbpe": {m: float(df[(m, "value")].iloc[i]) for m in METRICS},
+            "cbpe_band": {m: (float(df[(m, "lower_confidence_boundary")].iloc[i]),
+                              float(df[(m, "upper_confidence_boundary")].iloc[i])) for m in METRICS},
+        })  # fmt: skip
+    np.savez(
+        Path(out_dir) / "data.npz",
+        ref_scores=proba_ref,
+        ref_labels=np.array([index[v] for v in ref["y_true"]]),
+        ana_scores=proba_ana,
+    )
+    (Path(out_dir) / "result.json").write_text(json.dumps({"classes": classes, "chunks": chunks}))
+
+
 # --------------------------------------------------------------------------- mlmon side
 
 
-def mlmon_estimates(ref: Any, threshold: float, scores: np.ndarray) -> dict[str, float]:
-    """Estimates of a monitor fed one chunk of scores, through the public API."""
+def mlmon_estimates(ref: Any, task: Any, scores: np.ndarray) -> dict[str, float]:
+    """Estimates of a monitor fed one chunk of scores, through the public API (multiclass: the
+    macro averages, and the accuracy)."""
     import mlmon
     from mlmon.testing import FakeClock
 
-    mon = mlmon.Monitor("bench_estimate", task=mlmon.BinaryClassification(threshold=threshold),
-                        reference=ref, clock=FakeClock(), window=3600.0)  # fmt: skip
+    mon = mlmon.Monitor("bench_estimate", task=task, reference=ref, clock=FakeClock(), window=3600.0)
     try:
         predict = mon.track(lambda X: X)
         for block in np.array_split(scores, 50):  # requests of 100 rows
             predict(block)
         snap = mon.snapshot()
-        return {x.name: x.value for x in snap.samples if x.name.startswith("mlmon_estimate")}
+        return {
+            x.name: x.value
+            for x in snap.samples
+            if x.name.startswith("mlmon_estimate") and x.labels in ((), (("average", "macro"),))
+        }
     finally:
         mon.close()
 
@@ -176,6 +239,7 @@ def snapshot_cost(ref: Any, scores: np.ndarray, repeats: int) -> tuple[float, fl
 
 
 def run(nannyml_python: str, datasets: list[str], repeats: int) -> None:
+    from mlmon import BinaryClassification, MulticlassClassification
     from mlmon.reference import Reference
 
     print("## Estimated performance before labels: mean absolute error per 5,000-row chunk\n")
@@ -193,15 +257,19 @@ def run(nannyml_python: str, datasets: list[str], repeats: int) -> None:
             data = np.load(Path(tmp) / "data.npz")
             result = json.loads((Path(tmp) / "result.json").read_text())
         ref_scores, ref_labels, ana = data["ref_scores"], data["ref_labels"], data["ana_scores"]
-        ref = Reference.from_data(ref_scores.reshape(-1, 1), feature_names=["score"], outputs=ref_scores, labels=ref_labels)
-        last_ref, last_scores = ref, ref_scores
+        ref = Reference.from_data(np.zeros((len(ref_labels), 1)), feature_names=["x"], outputs=ref_scores, labels=ref_labels)
+        if dataset == "multiclass":
+            task: Any = MulticlassClassification(classes=result["classes"])
+        else:
+            task = BinaryClassification(threshold=result["threshold"])
+            last_ref, last_scores = ref, ref_scores
         errors: dict[str, list[float]] = {m: [] for m in METRICS}
         cbpe_errors: dict[str, list[float]] = {m: [] for m in METRICS}
         hits = dict.fromkeys(METRICS, 0)
         cbpe_hits = dict.fromkeys(METRICS, 0)
         chunks = result["chunks"]
         for c in chunks:
-            est = mlmon_estimates(ref, result["threshold"], ana[c["start"] : c["end"]])
+            est = mlmon_estimates(ref, task, ana[c["start"] : c["end"]])
             for m in METRICS:
                 truth = c["realized"][m]
                 errors[m].append(abs(est[f"mlmon_estimated_{m}"] - truth))
