@@ -233,6 +233,7 @@ class Monitor:
         self._quality = QualityComponent(
             self.task, window, slices, now,
             max_pending=self._max_pending, ttl=self._ttl, rows=self._outputs.rows, shared=self._store,
+            reference=self.reference,
         )  # fmt: skip
         self._outcomes = OutcomeComponent(window, slices, now)
         # Without a reference or names, the feature part learns the schema from the first
