@@ -367,3 +367,35 @@ def test_multiclass_calibration_bad_input_and_task_mismatch() -> None:
     assert Reference.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
     with pytest.raises(ValueError, match=r"reference.class_calibration has 3 classes, the task 2"):
         mlmon.Monitor("est_mc_bad", task=mlmon.MulticlassClassification(classes=["a", "b"]), reference=ref)
+
+
+def test_the_sklearn_wrapper_calibrates_a_multiclass_classifier_per_class() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mlmon.integrations.sklearn import monitor_estimator
+
+    rng = np.random.default_rng(16)
+
+    def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+        X = rng.normal(size=(n, 3))
+        z = np.stack([X[:, 0], X[:, 1], -X[:, 0] - X[:, 1]], axis=1) * 1.5
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        y = np.array(["x", "y", "z"])[(rng.uniform(size=(n, 1)) > np.cumsum(p, axis=1)).sum(axis=1)]
+        return X, y
+
+    X_fit, y_fit = data(3000)
+    X_val, y_val = data(6000)
+    X_new, y_new = data(6000)
+    est = RandomForestClassifier(n_estimators=30, min_samples_leaf=20, random_state=0).fit(X_fit, y_fit)
+    model = monitor_estimator(est, X_val, y_val, name="est_sklearn_mc", clock=FakeClock())
+    try:
+        ref = model.monitor.reference
+        assert ref is not None and ref.class_calibration is not None and len(ref.class_calibration) == 3
+        proba = model.predict_proba(X_new)
+        snap = model.monitor.snapshot()
+        pred = np.array(["x", "y", "z"])[proba.argmax(axis=1)]
+        assert abs(snap.get("mlmon_estimated_accuracy") - accuracy_score(y_new, pred)) < 0.03
+        macro = f1_score(y_new, pred, average="macro")
+        assert abs(snap.get("mlmon_estimated_f1", average="macro") - macro) < 0.03
+    finally:
+        model.close()

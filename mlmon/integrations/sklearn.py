@@ -50,7 +50,7 @@ from mlmon.integrations._sklearn_tasks import (
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
 from mlmon.snapshot import Snapshot
-from mlmon.tasks import BinaryClassification
+from mlmon.tasks import BinaryClassification, MulticlassClassification
 
 __all__ = [
     "MonitoredEstimator",
@@ -212,7 +212,8 @@ def monitor_estimator(
         y_train: their labels: the estimator's quality on them under mlmon's definitions
             becomes :attr:`MonitoredEstimator.reference_values`, and for a binary classifier
             the reference's :class:`~mlmon.reference.Calibration` of the scores (from which
-            ``mlmon_estimated_*`` are computed before labels arrive). Prefer held-out data:
+            ``mlmon_estimated_*`` are computed before labels arrive; for a multiclass
+            classifier with ``predict_proba``, one calibration per class). Prefer held-out data:
             training-set quality is optimistic and training scores are overconfident. When the
             labels cannot calibrate (fewer than 100 of either class, NaN or constant scores) a
             warning gives the reason and the estimate uses the raw scores. Needs ``X_train``.
@@ -276,18 +277,26 @@ def monitor_estimator(
 
 
 def _calibrated(reference: Reference, plan: _Plan, estimator: Any, X: Any, y: Any, name: str) -> Reference:
-    """The reference with a calibration of a binary classifier's scores on ``(X, y)``; unchanged
-    (with a warning giving the reason) when they cannot calibrate, or for other tasks."""
+    """The reference with a calibration of a classifier's scores on ``(X, y)`` (binary: its
+    monitored scores; multiclass: its ``predict_proba`` rows, one calibration per class);
+    unchanged (with a warning giving the reason) when they cannot calibrate, or for other tasks."""
     task = plan.task
-    if not isinstance(task, BinaryClassification):
-        return reference
-    scores = plan.scores(estimator, X)
-    if scores is None:
-        return reference
     y_arr = np.asarray(y)
-    positive = y_arr == task.positive
-    keep = positive | (y_arr == task.negative) if task.negative is not None else np.ones(y_arr.shape, np.bool_)
     try:
+        if isinstance(task, MulticlassClassification) and plan.space == "proba":
+            # One calibration per class of its predict_proba column (the task's classes, in order).
+            proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+            index = {c: i for i, c in enumerate(plan.classes)}
+            codes = np.array([index.get(v, -1) for v in y_arr.tolist()], dtype=np.int64)
+            known = codes >= 0
+            return reference.with_calibration(proba[known], codes[known])
+        if not isinstance(task, BinaryClassification):
+            return reference
+        scores = plan.scores(estimator, X)
+        if scores is None:
+            return reference
+        positive = y_arr == task.positive
+        keep = positive | (y_arr == task.negative) if task.negative is not None else np.ones(y_arr.shape, np.bool_)
         return reference.with_calibration(scores[keep], positive[keep])
     except ValueError as e:
         log.warning(
