@@ -9,10 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 import mlmon
+from mlmon._component import CallBatch
 from mlmon.outputs import OutputComponent
 from mlmon.reference import MIN_LABELS_PER_CLASS, Calibration, Reference
 from mlmon.stats.binary import expected_binary
@@ -399,3 +402,42 @@ def test_the_sklearn_wrapper_calibrates_a_multiclass_classifier_per_class() -> N
         assert abs(snap.get("mlmon_estimated_f1", average="macro") - macro) < 0.03
     finally:
         model.close()
+
+
+# ---------------------------------------------------------------------------- hostile outputs
+
+_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0.0, 1.0, 0.5, -1e308, 1e308, 5e-324]),
+)
+_junk = st.recursive(
+    st.one_of(_numbers, st.none(), st.text(max_size=3), st.booleans()),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=12,
+)
+_rows = st.lists(st.lists(_numbers, min_size=3, max_size=3), min_size=1, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> tuple[Reference, Reference]:
+    rng = np.random.default_rng(17)
+    s, y = miscalibrated(rng, 3000)
+    p, c = overconfident(rng, 3000)
+    return (Reference.from_data(s.reshape(-1, 1), outputs=s, labels=y),
+            Reference.from_data(np.zeros((3000, 1)), outputs=p, labels=c))  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(outputs=st.lists(st.one_of(_junk, _rows), max_size=5))
+def test_hostile_outputs_never_raise_and_estimates_stay_in_0_1(
+    calibrated: tuple[Reference, Reference], outputs: list[Any]
+) -> None:
+    binary, multi = calibrated
+    for task, ref in ((BinaryClassification(), binary), (mlmon.MulticlassClassification(classes=["a", "b", "c"]), multi)):
+        comp = OutputComponent(task, window=60.0, now=0.0, reference=ref)
+        rows = [len(o) if isinstance(o, list) else 1 for o in outputs]
+        comp.ingest(CallBatch(now=1.0, wall=0.0, outputs=outputs, ids=[None] * len(outputs), rows=rows))
+        for name, value, _ in comp.samples(2.0):
+            if name.startswith("mlmon_estimate"):
+                assert 0.0 <= value <= 1.0, (name, value)
