@@ -279,6 +279,16 @@ class OutputComponent:
         self.calibration: Calibration | None = None
         self.class_calibration: tuple[Calibration, ...] | None = None
         est_shape: tuple[int, ...] | None = None
+        if reference is not None and binary and reference.class_calibration is not None:
+            raise ValueError(
+                "reference.class_calibration (per class, multiclass) does not fit a binary task: "
+                "build the reference with 1-D scores and 0/1 labels"
+            )
+        if reference is not None and not binary and reference.calibration is not None and n:
+            raise ValueError(
+                "reference.calibration (binary scores) does not fit a multiclass task: build the "
+                "reference with probability rows (n, k) and class-index labels"
+            )
         if binary:
             self.calibration = reference.calibration if reference is not None else None
             est_shape = (_EST_CELLS,)

@@ -441,3 +441,25 @@ def test_hostile_outputs_never_raise_and_estimates_stay_in_0_1(
         for name, value, _ in comp.samples(2.0):
             if name.startswith("mlmon_estimate"):
                 assert 0.0 <= value <= 1.0, (name, value)
+
+
+def test_a_calibration_of_the_wrong_kind_for_the_task_is_a_configuration_error() -> None:
+    rng = np.random.default_rng(18)
+    s, y = miscalibrated(rng, 3000)
+    p, c = overconfident(rng, 3000)
+    binary = Reference.from_data(s.reshape(-1, 1), outputs=s, labels=y)
+    multi = Reference.from_data(np.zeros((3000, 1)), outputs=p, labels=c)
+    with pytest.raises(ValueError, match=r"class_calibration .* does not fit a binary task"):
+        mlmon.Monitor("est_kind_b", task=BinaryClassification(), reference=multi)
+    with pytest.raises(ValueError, match=r"reference.calibration \(binary scores\) does not fit a multiclass task"):
+        mlmon.Monitor("est_kind_m", task=mlmon.MulticlassClassification(classes=["a", "b", "c"]), reference=binary)
+
+
+def test_logits_against_a_calibration_of_probabilities_are_flagged_unreliable() -> None:
+    rng = np.random.default_rng(19)
+    s, y = miscalibrated(rng, 10_000)
+    ref = Reference.from_data(s.reshape(-1, 1), outputs=s, labels=y)
+    z = np.log(np.clip(s, 1e-6, 1 - 1e-6) / (1 - np.clip(s, 1e-6, 1 - 1e-6)))  # the same model's logits
+    got = estimates(ref, z, threshold=0.0)
+    assert got["mlmon_estimate_unreliable"] == 1
+    assert got["mlmon_estimate_out_of_range_ratio"] > 0.4
