@@ -245,8 +245,9 @@ def run(nannyml_python: str, datasets: list[str], repeats: int) -> None:
     print("## Estimated performance before labels: mean absolute error per 5,000-row chunk\n")
     print("Against the realized value on the chunk's labels; lower is better. "
           "Band: share of chunks whose realized value lies in the 95% band.\n")  # fmt: skip
-    print("| dataset | metric | mlmon MAE | CBPE MAE | mlmon / CBPE | mlmon band hits | CBPE band hits |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| dataset | metric | mlmon MAE | CBPE MAE | mlmon / CBPE | mlmon band hits | CBPE band hits "
+          "| mlmon MAE, reference without labels |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     last_ref = None
     last_scores = None
     for dataset in datasets:
@@ -263,23 +264,33 @@ def run(nannyml_python: str, datasets: list[str], repeats: int) -> None:
         else:
             task = BinaryClassification(threshold=result["threshold"])
             last_ref, last_scores = ref, ref_scores
+        # What mlmon did before calibration: the raw scores taken as probabilities (binary only:
+        # without a calibration a multiclass task has no estimate).
+        raw_ref = Reference.from_data(np.zeros((len(ref_labels), 1)), feature_names=["x"],
+                                      outputs=ref_scores if ref_scores.ndim == 1 else ref_scores.max(axis=1))  # fmt: skip
         errors: dict[str, list[float]] = {m: [] for m in METRICS}
+        raw_errors: dict[str, list[float]] = {m: [] for m in METRICS}
         cbpe_errors: dict[str, list[float]] = {m: [] for m in METRICS}
         hits = dict.fromkeys(METRICS, 0)
         cbpe_hits = dict.fromkeys(METRICS, 0)
         chunks = result["chunks"]
         for c in chunks:
             est = mlmon_estimates(ref, task, ana[c["start"] : c["end"]])
+            raw = mlmon_estimates(raw_ref, task, ana[c["start"] : c["end"]]) if dataset != "multiclass" else {}
             for m in METRICS:
                 truth = c["realized"][m]
                 errors[m].append(abs(est[f"mlmon_estimated_{m}"] - truth))
+                if f"mlmon_estimated_{m}" in raw:
+                    raw_errors[m].append(abs(raw[f"mlmon_estimated_{m}"] - truth))
                 cbpe_errors[m].append(abs(c["cbpe"][m] - truth))
                 hits[m] += est[f"mlmon_estimated_{m}_lower"] <= truth <= est[f"mlmon_estimated_{m}_upper"]
                 lo, hi = c["cbpe_band"][m]
                 cbpe_hits[m] += lo <= truth <= hi
         for m in METRICS:
             a, b = float(np.mean(errors[m])), float(np.mean(cbpe_errors[m]))
-            print(f"| {dataset} | {m} | {a:.5f} | {b:.5f} | {a / b:.3f} | {hits[m]}/{len(chunks)} | {cbpe_hits[m]}/{len(chunks)} |")
+            before = f"{np.mean(raw_errors[m]):.5f}" if raw_errors[m] else "no estimate"
+            print(f"| {dataset} | {m} | {a:.5f} | {b:.5f} | {a / b:.3f} | {hits[m]}/{len(chunks)} "
+                  f"| {cbpe_hits[m]}/{len(chunks)} | {before} |")  # fmt: skip
     if last_ref is not None and last_scores is not None:
         snap, est, drain = snapshot_cost(last_ref, last_scores, repeats)
         print(f"\n## Cost at 100,000 predictions in the window (median of {repeats})\n")
