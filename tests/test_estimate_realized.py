@@ -199,3 +199,22 @@ def test_realized_metrics_through_a_monitor_match_scikit_learn() -> None:
         assert snap.get("mlmon_label_support", **{"class": "1"}) == y.sum()
     finally:
         mon.close()
+
+
+def test_labels_arriving_across_slices_give_the_metrics_of_one_batch() -> None:
+    rng = np.random.default_rng(4)
+    s = rng.uniform(size=3000)
+    y = (rng.uniform(size=s.size) < s).astype(int)
+    one = window_metrics(s, y)
+    q = QualityComponent(BinaryClassification(), window=60.0, slices=6, now=0.0)
+    ids = np.arange(s.size)
+    q.ingest(CallBatch(now=1.0, wall=0.0, outputs=[s], ids=[ids.tolist()], rows=[s.size]))
+    for k, part in enumerate(np.array_split(ids, 5)):  # labels in five different slices
+        q.log_feedback(part.tolist(), y[part].tolist(), now=2.0 + 10.0 * k)
+    spread = {(n, tuple(sorted(lab.items()))): float(v) for n, v, lab in q.samples(45.0)}
+    keys = [k for k in one if k[0] in {"mlmon_roc_auc", "mlmon_roc_auc_error_bound", "mlmon_pr_auc", "mlmon_log_loss",
+                                       "mlmon_brier_score", "mlmon_expected_calibration_error", "mlmon_calibration_rows",
+                                       "mlmon_calibration_predicted", "mlmon_calibration_observed", "mlmon_label_support"}]
+    assert len(keys) >= 36
+    for k in keys:
+        assert spread[k] == pytest.approx(one[k], rel=1e-9, abs=1e-12), k
