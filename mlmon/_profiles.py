@@ -18,11 +18,14 @@ import numpy.typing as npt
 
 from mlmon._binning import _numeric_edges, binned_counts
 from mlmon._values import category_key
+from mlmon.stats.calibration import MAX_KNOTS, isotonic_knots, quantile_edges
 
 __all__ = [
     "MAX_BINS",
     "MAX_CATEGORIES",
     "MAX_COUNT",
+    "MIN_LABELS_PER_CLASS",
+    "Calibration",
     "CategoricalProfile",
     "FeatureProfile",
     "NumericProfile",
@@ -390,7 +393,172 @@ FeatureProfile = NumericProfile | CategoricalProfile
 # --------------------------------------------------------------------------- file fields
 
 
-_P = TypeVar("_P", NumericProfile, CategoricalProfile)
+MIN_LABELS_PER_CLASS = 100
+"""Fewest reference labels of each class a :class:`Calibration` is fitted from: with fewer, the
+calibrated probabilities (and every estimate built on them) would carry errors as large as the
+drops they must detect."""
+
+AUC_BINS = 1000
+"""Score bins of the estimated ROC AUC (quantiles of the reference scores)."""
+
+CALIBRATION_VERSION = 1
+"""Version of the ``calibration`` object in a reference file."""
+
+
+def _floats_checked(value: Iterable[Any]) -> tuple[float, ...]:
+    return tuple(float(v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class Calibration:
+    """Isotonic calibration of a binary classifier's scores, fitted on labelled reference data.
+
+    Maps a raw score (a probability, a logit, a margin: any real number, only the order
+    matters) to the share of positives among reference rows with such scores: linear between
+    knots ``(x, y)``, clipped outside ``[x[0], x[-1]]``, the range of the reference scores.
+
+    Attributes:
+        x: increasing raw scores (knots); ``x[0]``/``x[-1]`` are the reference's min and max.
+        y: calibrated probabilities at the knots, non-decreasing, in [0, 1].
+        edges: increasing raw-score bin edges (reference quantiles) for the estimated ROC AUC.
+        positives, negatives: labelled reference rows of each class.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.uniform(size=2000); y = rng.uniform(size=2000) < s ** 2
+    >>> cal = Calibration.fit(s, y)
+    >>> cal.positives + cal.negatives, round(float(cal.apply(np.array([0.5]))[0]), 1)
+    (2000, 0.2)
+    """
+
+    x: tuple[float, ...] = attrs.field(converter=_floats_checked)
+    y: tuple[float, ...] = attrs.field(converter=_floats_checked)
+    edges: tuple[float, ...] = attrs.field(converter=_floats_checked)
+    positives: int = attrs.field(validator=_count)
+    negatives: int = attrs.field(validator=_count)
+
+    def __attrs_post_init__(self) -> None:
+        x, y, e = self.x, self.y, self.edges
+        if not 2 <= len(x) <= MAX_KNOTS or len(y) != len(x):
+            raise ValueError(
+                f"calibration needs 2 to {MAX_KNOTS} knots with one y per x, got {len(x)} x and {len(y)} y"
+            )
+        if not all(math.isfinite(v) for v in x) or any(b <= a for a, b in itertools.pairwise(x)):
+            raise ValueError(f"calibration x must be finite and strictly increasing, got {_short(x)}")
+        if not all(0.0 <= v <= 1.0 for v in y) or any(b < a for a, b in itertools.pairwise(y)):
+            raise ValueError(f"calibration y must be non-decreasing probabilities in [0, 1], got {_short(y)}")
+        if not 2 <= len(e) <= AUC_BINS + 1:
+            raise ValueError(f"calibration edges must hold 2 to {AUC_BINS + 1} values, got {len(e)}")
+        if not all(math.isfinite(v) for v in e) or any(b <= a for a, b in itertools.pairwise(e)):
+            raise ValueError(f"calibration edges must be finite and strictly increasing, got {_short(e)}")
+        for name in ("positives", "negatives"):
+            n = getattr(self, name)
+            if n < MIN_LABELS_PER_CLASS:
+                raise ValueError(
+                    f"calibration {name} must be >= {MIN_LABELS_PER_CLASS} (MIN_LABELS_PER_CLASS), got {n}"
+                )
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """The reference's lowest and highest score: beyond them the estimate is unreliable."""
+        return self.x[0], self.x[-1]
+
+    def apply(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated probabilities of raw ``scores`` (NaN stays NaN)."""
+        out: npt.NDArray[np.float64] = np.interp(scores, np.asarray(self.x), np.asarray(self.y))
+        return out
+
+    @classmethod
+    def fit(cls, scores: npt.ArrayLike, labels: npt.ArrayLike, *, bins: int = AUC_BINS) -> Calibration:
+        """Fit on reference ``scores`` and their ``labels`` (1/True positive, 0/False negative);
+        ``bins`` quantile bins (at most :data:`AUC_BINS`) for the estimated ROC AUC.
+
+        Raises:
+            ValueError: scores or labels not 1-D numbers of equal length, a NaN or infinite
+                score, a label other than 0/1, fewer than :data:`MIN_LABELS_PER_CLASS` labels
+                of either class (one class only, a few dozen labels), or constant scores.
+        """
+        try:
+            s = np.asarray(scores, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("calibration: outputs (the reference scores) must be numbers") from None
+        if s.ndim == 2 and s.shape[1] == 1:
+            s = s[:, 0]
+        lab = np.asarray(labels)
+        if lab.dtype.kind not in "biuf":
+            raise ValueError(
+                f"labels must be 0/1 or booleans (1 = the positive class), got dtype {lab.dtype}"
+            )
+        if s.ndim != 1 or lab.ndim != 1 or s.size != lab.size:
+            raise ValueError(
+                f"labels must be 1-D with one label per output score, got {lab.shape} labels "
+                f"for {s.shape} scores"
+            )
+        t = lab.astype(np.float64)
+        bad = ~((t == 0.0) | (t == 1.0))
+        if bad.any():
+            raise ValueError(
+                f"labels must be 0/1 or booleans (1 = the positive class), got {_short(lab[bad][0].item())} "
+                f"({int(bad.sum())} such labels)"
+            )
+        nonfinite = int(np.count_nonzero(~np.isfinite(s)))
+        if nonfinite:
+            raise ValueError(
+                f"calibration needs a finite score for every labelled row: outputs has {nonfinite} "
+                "NaN or infinite scores (drop those rows from the reference)"
+            )
+        pos = int(t.sum())
+        neg = int(t.size - pos)
+        if min(pos, neg) < MIN_LABELS_PER_CLASS:
+            raise ValueError(
+                f"calibration needs at least {MIN_LABELS_PER_CLASS} reference labels of each class, "
+                f"got {pos} positive and {neg} negative"
+            )
+        if s.min() == s.max():
+            raise ValueError(f"calibration needs varying scores, the reference scores are all {float(s[0])!r}")
+        x, y = isotonic_knots(s, t)
+        if x.size < 2:  # unreachable: two distinct scores make two knots
+            raise ValueError("calibration: fewer than two distinct scores")
+        return cls(x=x.tolist(), y=y.tolist(), edges=quantile_edges(s, min(bins, AUC_BINS)).tolist(),
+                   positives=pos, negatives=neg)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, versioned: ``{"mlmon_calibration": 1, "method": "isotonic", ...}``."""
+        return {
+            "mlmon_calibration": CALIBRATION_VERSION,
+            "method": "isotonic",
+            "x": list(self.x),
+            "y": list(self.y),
+            "edges": list(self.edges),
+            "positives": self.positives,
+            "negatives": self.negatives,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
+        """Inverse of :meth:`to_dict`, strict about types and invariants.
+
+        Raises:
+            ValueError: an unsupported version or method, or a missing or invalid field,
+                named as ``where.field``.
+        """
+        r = _Fields(data, where)
+        version = r.get("mlmon_calibration")
+        if type(version) is not int or version != CALIBRATION_VERSION:
+            raise r.fail("mlmon_calibration", f"{CALIBRATION_VERSION} (the supported version)", version)
+        if r.get("method") != "isotonic":
+            raise r.fail("method", "'isotonic'", r.get("method"))
+        kw: dict[str, Any] = {
+            "x": r.numbers("x", MAX_KNOTS),
+            "y": r.numbers("y", MAX_KNOTS),
+            "edges": r.numbers("edges", AUC_BINS + 1),
+            "positives": r.count("positives"),
+            "negatives": r.count("negatives"),
+        }
+        return r.build(cls, kw)
+
+
+_P = TypeVar("_P", NumericProfile, CategoricalProfile, Calibration)
 
 
 class _Fields:

@@ -275,10 +275,11 @@ class Monitor:
             inflight=self._inflight_state,
             timings=self._max_timings if self._want_timings else None,
         )  # fmt: skip
-        outputs = OutputComponent(self.task, window, slices, now)
+        outputs = OutputComponent(self.task, window, slices, now, reference=self.reference)
         quality = QualityComponent(
             self.task, window, slices, now,
             max_pending=self._max_pending, ttl=self._ttl, rows=outputs.rows, shared=self._store,
+            reference=self.reference,
         )  # fmt: skip
         outcomes = OutcomeComponent(window, slices, now)
         # Without a reference or names, the feature part learns the schema from the first

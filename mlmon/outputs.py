@@ -2,9 +2,11 @@
 
 Per window: count, mean, variance and standard deviation, quantiles (within 1% relative error,
 from :class:`~mlmon.stats.LogHistogram`), the share of each predicted class for classifiers,
-and for binary classifiers the precision, recall and F1 expected from the scores if they are
-calibrated (see :func:`estimated_performance`). Outputs that cannot be read are counted in
-``mlmon_output_invalid_total``, never raised.
+and for binary classifiers the precision, recall, F1, accuracy and ROC AUC expected from the
+scores, with 95% bands (see :func:`estimated_performance` and docs/quality.md): from the scores
+calibrated on the reference when the :class:`~mlmon.reference.Reference` carries a
+:class:`~mlmon.reference.Calibration`, else from the raw scores taken as probabilities. Outputs
+that cannot be read are counted in ``mlmon_output_invalid_total``, never raised.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
-from mlmon.reference import bin_index
+from mlmon.reference import Calibration, Reference, bin_index
+from mlmon.stats.binary import ScoreBins, auc_se, band, binned_auc, expected_binary
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.moments import Moments
 from mlmon.tasks import (
@@ -30,6 +34,8 @@ from mlmon.tasks import (
 from mlmon.window import RollingWindow
 
 __all__ = [
+    "ESTIMATED",
+    "OUT_OF_RANGE_LIMIT",
     "QUANTILES",
     "SCORE_EDGES",
     "VALUE_EDGES",
@@ -55,6 +61,16 @@ VALUE_EDGES: tuple[float, ...] = (
 """Bin edges of ``mlmon_output_bin_total`` for regression and task-less scores: a signed log
 scale, ``-1e6, -1e5, .., -1e-3, 0, 1e-3, .., 1e6`` (21 edges, 20 bins, 22 cells with bin
 ``"00"`` below -1e6 and ``"21"`` above 1e6)."""
+
+ESTIMATED: tuple[str, ...] = ("precision", "recall", "f1", "accuracy", "roc_auc")
+"""The estimated binary metrics: ``mlmon_estimated_<name>`` with ``_lower``/``_upper`` bands."""
+
+OUT_OF_RANGE_LIMIT = 0.01
+"""``mlmon_estimate_unreliable`` is 1 when more than this share of the window's scores lie
+outside the reference's score range (where the calibration is extrapolated)."""
+
+UNCALIBRATED_AUC_EDGES: tuple[float, ...] = tuple(i / 1000 for i in range(1001))
+"""Score bins of the ROC AUC estimated from uncalibrated scores: 1,000 bins on [0, 1]."""
 
 log = logging.getLogger("mlmon")
 
@@ -122,6 +138,20 @@ def mapped_outputs(task: Task | None, batch: CallBatch) -> tuple[MappedOutputs, 
     return batch.memo(("mapped_outputs", id(task)), lambda: map_calls(task, batch.outputs, batch.rows))
 
 
+def _banded(name: str, value: tuple[float, float], labels: dict[str, str]) -> Iterator[Triple]:
+    """``mlmon_estimated_<name>`` and its ``_lower``/``_upper`` band."""
+    v, lo, hi = band(*value)
+    yield (f"mlmon_estimated_{name}", v, labels)
+    yield (f"mlmon_estimated_{name}_lower", lo, labels)
+    yield (f"mlmon_estimated_{name}_upper", hi, labels)
+
+
+def _reliability(outside: float, n: float) -> Iterator[Triple]:
+    share = outside / n if n else 0.0
+    yield ("mlmon_estimate_out_of_range_ratio", share, {})
+    yield ("mlmon_estimate_unreliable", 1 if share > OUT_OF_RANGE_LIMIT else 0, {})
+
+
 def _scores_only(task: Task | None) -> bool:
     return not isinstance(task, (BinaryClassification, MulticlassClassification))
 
@@ -149,17 +179,19 @@ def estimated_performance(
 class _OutputSlice:
     """Output statistics of one window slice."""
 
-    __slots__ = ("classes", "count", "est", "hist", "moments", "rows")
+    __slots__ = ("auc", "classes", "count", "est", "hist", "moments", "rows")
 
-    def __init__(self, n_classes: int, binary: bool) -> None:
+    def __init__(self, n_classes: int, est_shape: tuple[int, ...] | None = None, auc_cells: int = 0) -> None:
         self.rows = 0  # prediction rows of the calls (valid or not, recorded or not)
         self.count = 0  # valid outputs
         self.moments = Moments()
         self.hist = LogHistogram()
         self.classes = np.zeros(n_classes, dtype=np.int64) if n_classes else None
-        # Binary: rows predicted positive, Σ score over them, Σ score over predicted negatives,
-        # and scores outside [0, 1] (which make the estimate meaningless).
-        self.est = np.zeros(4) if binary else None
+        # Estimate sums over the (calibrated) probabilities p: binary (8,), see _N_PP...; a
+        # calibrated multiclass task (k, 7), one row per class, see _C_*.
+        self.est = np.zeros(est_shape) if est_shape is not None else None
+        # Σp and Σ(1 - p) per raw-score bin (per class, one after the other), for the ROC AUC.
+        self.auc = ScoreBins(auc_cells) if est_shape is not None else None
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _OutputSlice)
@@ -171,6 +203,8 @@ class _OutputSlice:
             self.classes += other.classes
         if self.est is not None and other.est is not None:
             self.est += other.est
+        if self.auc is not None and other.auc is not None:
+            self.auc.merge(other.auc)
 
     def reset(self) -> None:
         self.rows = self.count = 0
@@ -180,6 +214,19 @@ class _OutputSlice:
             self.classes[:] = 0
         if self.est is not None:
             self.est[:] = 0.0
+        if self.auc is not None:
+            self.auc.reset()
+
+
+# Cells of _OutputSlice.est: rows predicted positive, Σp and Σp(1-p) over them; rows predicted
+# negative, Σp and Σp(1-p) over them; uncalibrated scores outside [0, 1] (which make the
+# estimate meaningless); scores outside the reference's range (calibration extrapolated).
+_N_PP, _A, _VA, _N_PN, _B, _VB, _RAW_OUT, _REF_OUT = range(8)
+_EST_CELLS = 8
+# Multiclass, per class c (one-vs-rest): rows predicted c, Σp_c and Σp_c(1-p_c) over them; rows
+# predicted another class, Σp_c and Σp_c(1-p_c) over them; and (row 0 only) rows with a score
+# outside the reference's range of its class.
+_C_CELLS = 7
 
 
 class OutputComponent:
@@ -196,7 +243,10 @@ class OutputComponent:
     (population, ddof=0), ``_stddev`` and ``mlmon_output{quantile}`` when the window holds a
     score; ``mlmon_output_class_ratio{class}`` for classifiers when it holds a prediction;
     ``mlmon_estimated_precision``/``_recall``/``_f1`` for binary classifiers whose window
-    scores all lie in [0, 1]; ``mlmon_output_invalid_total`` (always); once a finite score was
+    scores all lie in [0, 1] or whose reference carries a calibration, with
+    ``mlmon_estimated_accuracy``, ``mlmon_estimated_roc_auc``, the ``_lower``/``_upper`` band of
+    each, and (calibrated) ``mlmon_estimate_out_of_range_ratio`` and
+    ``mlmon_estimate_unreliable``; ``mlmon_output_invalid_total`` (always); once a finite score was
     seen, ``mlmon_output_bin_total{bin}``, cumulative counts over :data:`SCORE_EDGES`
     (classifiers) or :data:`VALUE_EDGES` (regression, no task), which summed over processes are
     the fleet's output histogram.
@@ -212,7 +262,13 @@ class OutputComponent:
     """
 
     def __init__(
-        self, task: Task | None, window: float, slices: int = 10, now: float = 0.0
+        self,
+        task: Task | None,
+        window: float,
+        slices: int = 10,
+        now: float = 0.0,
+        *,
+        reference: Reference | None = None,
     ) -> None:
         self.task = task
         if isinstance(task, (BinaryClassification, MulticlassClassification)):
@@ -220,8 +276,44 @@ class OutputComponent:
         else:
             self._names = ()
         n, binary = len(self._names), isinstance(task, BinaryClassification)
+        self.calibration: Calibration | None = None
+        self.class_calibration: tuple[Calibration, ...] | None = None
+        est_shape: tuple[int, ...] | None = None
+        if reference is not None and binary and reference.class_calibration is not None:
+            raise ValueError(
+                "reference.class_calibration (per class, multiclass) does not fit a binary task: "
+                "build the reference with 1-D scores and 0/1 labels"
+            )
+        if reference is not None and not binary and reference.calibration is not None and n:
+            raise ValueError(
+                "reference.calibration (binary scores) does not fit a multiclass task: build the "
+                "reference with probability rows (n, k) and class-index labels"
+            )
+        if binary:
+            self.calibration = reference.calibration if reference is not None else None
+            est_shape = (_EST_CELLS,)
+            if self.calibration is not None:
+                self._cal_x = np.asarray(self.calibration.x)
+                self._cal_y = np.asarray(self.calibration.y)
+                edges = [np.asarray(self.calibration.edges)]
+            else:
+                edges = [np.asarray(UNCALIBRATED_AUC_EDGES)]
+        elif isinstance(task, MulticlassClassification) and reference is not None:
+            self.class_calibration = reference.class_calibration
+            if self.class_calibration is not None:
+                if len(self.class_calibration) != n:
+                    raise ValueError(
+                        f"reference.class_calibration has {len(self.class_calibration)} classes, "
+                        f"the task {n} ({list(self._names)})"
+                    )
+                est_shape = (n, _C_CELLS)
+                edges = [np.asarray(c.edges) for c in self.class_calibration]
+        if est_shape is not None:
+            self._auc_edges = edges
+            self._auc_offsets = np.cumsum([0] + [e.size + 1 for e in edges])
+        cells = int(self._auc_offsets[-1]) if est_shape is not None else 0
         self._window: RollingWindow[_OutputSlice] = RollingWindow(
-            lambda: _OutputSlice(n, binary), window, slices, now
+            lambda: _OutputSlice(n, est_shape, cells), window, slices, now
         )
         self.invalid_total = 0
         # Cumulative counts of the finite scores per cell of fixed edges (mlmon_output_bin_total):
@@ -250,19 +342,83 @@ class OutputComponent:
         classes = mapped.classes
         if sl.classes is not None and classes is not None:
             sl.classes += np.bincount(classes[valid], minlength=sl.classes.size)
-        if sl.est is not None and classes is not None:
-            p, positive = mapped.values[valid], classes[valid] == 1
-            sl.est += (
-                np.count_nonzero(positive),
-                p[positive].sum(),
-                p[~positive].sum(),
-                np.count_nonzero((p < 0.0) | (p > 1.0)),
-            )
+        if sl.est is not None and sl.auc is not None and classes is not None and self.class_calibration is None:
+            self._estimate(sl.est, sl.auc, mapped.values[valid], classes[valid] == 1)
+
+    def _estimate(
+        self, est: npt.NDArray[np.float64], bins: ScoreBins, raw: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]
+    ) -> None:
+        """Add valid binary scores (and their predicted class) to a slice's estimate."""
+        cal = self.calibration
+        if cal is not None:
+            lo, hi = cal.score_range
+            est[_REF_OUT] += np.count_nonzero((raw < lo) | (raw > hi))
+            p = np.interp(raw, self._cal_x, self._cal_y)
+        else:
+            est[_RAW_OUT] += np.count_nonzero((raw < 0.0) | (raw > 1.0))
+            p = np.clip(raw, 0.0, 1.0)
+        pp = p[positive]
+        pn = p[~positive]
+        est[_N_PP] += pp.size
+        est[_A] += pp.sum()
+        est[_VA] += np.dot(pp, 1.0 - pp)
+        est[_N_PN] += pn.size
+        est[_B] += pn.sum()
+        est[_VB] += np.dot(pn, 1.0 - pn)
+        bins.add(bin_index(raw, self._auc_edges[0]), p)
+
+    def _estimate_classes(
+        self, est: npt.NDArray[np.float64], bins: ScoreBins, raw: npt.NDArray[np.float64]
+    ) -> None:
+        """Add probability rows ``(n, k)`` (finite) to a slice's multiclass estimate: each column
+        calibrated one-vs-rest, the calibrated rows normalised to sum to 1."""
+        cals = self.class_calibration
+        assert cals is not None
+        pred = np.argmax(raw, axis=1)
+        p = np.empty_like(raw)
+        out = np.zeros(raw.shape[0], dtype=np.bool_)
+        for c, cal in enumerate(cals):
+            col = raw[:, c]
+            lo, hi = cal.score_range
+            out |= (col < lo) | (col > hi)
+            p[:, c] = cal.apply(col)
+        total = p.sum(axis=1, keepdims=True)
+        k = raw.shape[1]
+        p = np.divide(p, total, out=np.full_like(p, 1.0 / k), where=total > 0)
+        est[0, _C_CELLS - 1] += np.count_nonzero(out)
+        for c in range(k):
+            pc = p[:, c]
+            is_c = pred == c
+            a, b = pc[is_c], pc[~is_c]
+            est[c, :6] += (a.size, a.sum(), np.dot(a, 1.0 - a), b.size, b.sum(), np.dot(b, 1.0 - b))
+            bins.add(self._auc_offsets[c] + bin_index(raw[:, c], self._auc_edges[c]), pc)
+
+    def _probability_rows(self, batch: CallBatch) -> npt.NDArray[np.float64]:
+        """The finite probability rows ``(n, k)`` of a batch's outputs (other outputs skipped)."""
+        k = len(self._names)
+        parts = []
+        for out, n in zip(batch.outputs, batch.rows, strict=True):
+            if out is None or isinstance(out, (str, bytes)):
+                continue
+            try:
+                arr = np.asarray(out, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if arr.ndim == 1 and arr.size == k and n == 1:
+                arr = arr.reshape(1, k)
+            if arr.ndim == 2 and arr.shape[1] == k:
+                parts.append(arr[np.isfinite(arr).all(axis=1)])
+        return np.concatenate(parts) if parts else np.empty((0, k))
 
     def ingest(self, batch: CallBatch) -> None:
         """Map and add the outputs of drained calls; bad outputs are counted, never raised."""
         mapped, _ = mapped_outputs(self.task, batch)
         self.observe(mapped, int(sum(batch.rows)), batch.now)
+        if self.class_calibration is not None:
+            sl = self._window.current(batch.now)
+            rows = self._probability_rows(batch)
+            if rows.shape[0] and sl.est is not None and sl.auc is not None:
+                self._estimate_classes(sl.est, sl.auc, rows)
         if mapped.invalid and not self._warned_strings:
             text = next((o for o in batch.outputs if isinstance(o, str)), None)
             if text is not None:
@@ -295,15 +451,64 @@ class OutputComponent:
             if total:
                 for name, c in zip(self._names, m.classes.tolist(), strict=True):
                     yield ("mlmon_output_class_ratio", c / total, {"class": name})
-        if m.est is not None and m.count and m.est[3] == 0:
-            names = ("mlmon_estimated_precision", "mlmon_estimated_recall", "mlmon_estimated_f1")
-            for name, v in zip(names, estimated_performance(*m.est[:3].tolist()), strict=True):
-                if v is not None:
-                    yield (name, v, {})
+        if m.est is not None and m.auc is not None and m.count:
+            if self.class_calibration is not None:
+                yield from self._class_estimates(m.est, m.auc)
+            else:
+                yield from self._estimates(m.est, m.auc)
         yield ("mlmon_output_invalid_total", self.invalid_total, {})
         counts = self.bin_totals.tolist()
         for i, c in enumerate(counts if any(counts) else ()):
             yield ("mlmon_output_bin_total", c, {"bin": f"{i:02d}"})
+
+    def _estimates(self, est: npt.NDArray[np.float64], bins: ScoreBins) -> Iterator[Triple]:
+        e = est.tolist()
+        if self.calibration is None and e[_RAW_OUT]:
+            return  # raw scores that are not probabilities: no estimate (docs/quality.md)
+        values = expected_binary(e[_N_PP], e[_A], e[_VA], e[_N_PN], e[_B], e[_VB])
+        auc, _ = binned_auc(bins.pos, bins.neg)
+        if auc is not None:
+            positives = e[_A] + e[_B]
+            values["roc_auc"] = (auc, auc_se(auc, positives, e[_N_PP] + e[_N_PN] - positives))
+        for name in ESTIMATED:
+            if name in values:
+                yield from _banded(name, values[name], {})
+        if self.calibration is not None:
+            yield from _reliability(e[_REF_OUT], e[_N_PP] + e[_N_PN])
+
+    def _class_estimates(self, est: npt.NDArray[np.float64], bins: ScoreBins) -> Iterator[Triple]:
+        """Per class (one-vs-rest), macro and micro averages, accuracy and the flag."""
+        rows = est.tolist()
+        n = rows[0][0] + rows[0][3]
+        if not n:
+            return
+        per: dict[str, list[tuple[float, float]]] = {name: [] for name in ("precision", "recall", "f1", "roc_auc")}
+        correct = var = 0.0
+        for c, (r, name) in enumerate(zip(rows, self._names, strict=True)):
+            values = expected_binary(*r[:6])
+            correct += r[1]
+            var += r[2]
+            lo, hi = int(self._auc_offsets[c]), int(self._auc_offsets[c + 1])
+            auc, _ = binned_auc(bins.pos[lo:hi], bins.neg[lo:hi])
+            if auc is not None:
+                positives = r[1] + r[4]
+                values["roc_auc"] = (auc, auc_se(auc, positives, n - positives))
+            for metric, got in per.items():
+                if metric in values:
+                    got.append(values[metric])
+                    yield from _banded(metric, values[metric], {"class": name})
+        for metric, got in per.items():
+            if got:
+                k = len(got)
+                mean = sum(v for v, _ in got) / k
+                se = math.sqrt(sum(s * s for _, s in got)) / k  # classes taken as independent
+                yield from _banded(metric, (mean, se), {"average": "macro"})
+        # Single-label multiclass: micro precision, recall and F1 all equal the accuracy.
+        micro = (correct / n, math.sqrt(max(var, 0.0)) / n)
+        for metric in ("precision", "recall", "f1"):
+            yield from _banded(metric, micro, {"average": "micro"})
+        yield from _banded("accuracy", micro, {})
+        yield from _reliability(rows[0][_C_CELLS - 1], n)
 
     def reset(self) -> None:
         """Forget everything (after a fork)."""

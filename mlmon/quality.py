@@ -30,7 +30,9 @@ from mlmon.feedback import (
     id_keys,
     label_array,
 )
-from mlmon.outputs import QUANTILES, mapped_outputs
+from mlmon.outputs import QUANTILES, UNCALIBRATED_AUC_EDGES, mapped_outputs
+from mlmon.reference import Reference, bin_index
+from mlmon.stats.binary import ScoreBins, binned_auc, binned_average_precision
 from mlmon.stats.confusion import ConfusionMatrix
 from mlmon.stats.loghist import LogHistogram
 from mlmon.stats.regression import RegressionErrors
@@ -38,7 +40,58 @@ from mlmon.stores.base import REASONS, PredictionStore, StoreJoined
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
 from mlmon.window import RollingWindow
 
-__all__ = ["QualityComponent"]
+__all__ = ["CALIBRATION_BINS", "QualityComponent", "decode_scores", "encode_scores"]
+
+CALIBRATION_BINS = 10
+"""Bins of width 0.1 on [0, 1] of the calibration curve (``mlmon_calibration_*{bin}``) and of
+``mlmon_expected_calibration_error``."""
+
+_EPS = float(np.finfo(np.float64).eps)
+_PENDING = 64  # single-label delays buffered before one histogram update
+
+
+def encode_scores(
+    classes: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Binary predictions as stored in the feedback join: ``class + f(score)``.
+
+    ``f`` maps every finite score monotonically into (0, 0.75) (``0.25 + score / 4`` on [0, 1],
+    exponential tails outside), so ``floor`` of the stored value is still the class index
+    (what the confusion matrix reads, and what older mlmon stored) and :func:`decode_scores`
+    gets the score back (within 1e-15 on [0, 1]; scores beyond about ±30 outside it lose
+    their order).
+
+    >>> enc = encode_scores(np.array([1, 0]), np.array([0.9, 0.2]))
+    >>> enc.astype(np.int64).tolist(), [round(v, 12) for v in decode_scores(enc)[1].tolist()]
+    ([1, 0], [0.9, 0.2])
+    """
+    s = scores
+    with np.errstate(over="ignore", under="ignore"):
+        f = np.where(
+            s < 0.0,
+            0.25 * np.exp(np.minimum(s, 0.0)),
+            np.where(s > 1.0, 0.75 - 0.25 * np.exp(-np.maximum(s - 1.0, 0.0)), 0.25 + 0.25 * s),
+        )
+    # A score so far out that f rounds to an end is kept as its class alone.
+    f = np.where((f > 0.0) & (f < 0.75), f, 0.0)
+    return classes.astype(np.float64) + f
+
+
+def decode_scores(
+    preds: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Inverse of :func:`encode_scores`: class indices and scores (NaN where the prediction
+    was stored without a score)."""
+    classes = np.floor(preds)
+    f = preds - classes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(
+            f < 0.25,
+            np.log(f / 0.25),
+            np.where(f > 0.5, 1.0 - np.log((0.75 - f) / 0.25), (f - 0.25) / 0.25),
+        )
+    s = np.where(f > 0.0, s, np.nan)
+    return classes.astype(np.int64), s
 
 _AVERAGES = ("macro", "micro")
 _QUALITY = ("mlmon_precision", "mlmon_recall", "mlmon_f1")
@@ -49,21 +102,46 @@ at most 1,024 series); above it only the cells that ever counted a pair."""
 
 
 class _LabelSlice:
-    """Joined labels of one window slice: count, delays, and the task's error accumulator."""
+    """Joined labels of one window slice: count, delays, and the task's error accumulators.
 
-    __slots__ = ("confusion", "count", "delays", "errors", "hist", "timed")
+    Binary tasks also keep the score-based accumulators (when ``auc_edges`` is given): label
+    counts per raw-score bin (ROC and PR AUC), the log-loss and Brier sums over scores in
+    [0, 1], and the calibration curve's per-bin count, Σ score and Σ label.
+    """
 
-    def __init__(self, task: Task | None, timed: bool = True) -> None:
+    __slots__ = (
+        "calib",
+        "confusion",
+        "count",
+        "errors",
+        "hist",
+        "n_pending",
+        "pending",
+        "scored",
+        "sums",
+        "timed",
+    )
+
+    def __init__(self, task: Task | None, timed: bool = True, auc_cells: int = 0) -> None:
         self.count = 0
         # The cumulative totals (``timed=False``) keep no delays: only counts and errors.
         self.timed = timed
         self.hist = LogHistogram()
-        # Single labels append here; the histogram takes them in one batch at merge time.
-        self.delays: list[float] = []
+        # Single labels' delays wait here (a fixed buffer); the histogram takes them in one batch.
+        self.pending = np.zeros(_PENDING if timed else 0)
+        self.n_pending = 0
         self.confusion: ConfusionMatrix | None = None
         self.errors: RegressionErrors | None = None
+        self.scored: ScoreBins | None = None
+        self.sums: npt.NDArray[np.float64] | None = None
+        self.calib: npt.NDArray[np.float64] | None = None
         if isinstance(task, BinaryClassification):
             self.confusion = ConfusionMatrix(2)
+            if auc_cells:
+                self.scored = ScoreBins(auc_cells)
+                # Labels with a score; with a score outside [0, 1]; Σ log loss; Σ squared error.
+                self.sums = np.zeros(4)
+                self.calib = np.zeros((3, CALIBRATION_BINS))  # count, Σ score, Σ label per bin
         elif isinstance(task, MulticlassClassification):
             self.confusion = ConfusionMatrix(len(task.classes))
         elif isinstance(task, Regression):
@@ -74,28 +152,59 @@ class _LabelSlice:
         preds: npt.NDArray[np.float64],
         labels: npt.NDArray[np.float64],
         delays: npt.NDArray[np.float64],
+        edges: npt.NDArray[np.float64] | None = None,
     ) -> None:
         self.count += int(preds.size)
         if self.timed:
             self.hist.add_many(delays)
         if self.confusion is not None:
             self.confusion.update_many(labels.astype(np.int64), preds.astype(np.int64))
+            if self.scored is not None and edges is not None:
+                self._add_scores(preds, labels, edges)
         elif self.errors is not None:
             self.errors.update_many(preds, labels)
 
+    def _add_scores(
+        self, preds: npt.NDArray[np.float64], labels: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
+    ) -> None:
+        _, scores = decode_scores(preds)
+        has = np.isfinite(scores)
+        if not has.any():
+            return
+        s, y = scores[has], labels[has]
+        assert self.scored is not None and self.sums is not None and self.calib is not None
+        self.scored.add(bin_index(s, edges), y)
+        prob = (s >= 0.0) & (s <= 1.0)
+        p, t = s[prob], y[prob]
+        q = np.clip(p, _EPS, 1.0 - _EPS)
+        self.sums += (
+            s.size,
+            s.size - p.size,
+            -float(np.dot(t, np.log(q)) + np.dot(1.0 - t, np.log1p(-q))),
+            float(np.dot(p - t, p - t)),
+        )
+        b = np.minimum((p * CALIBRATION_BINS).astype(np.intp), CALIBRATION_BINS - 1)
+        self.calib[0] += np.bincount(b, minlength=CALIBRATION_BINS)
+        self.calib[1] += np.bincount(b, weights=p, minlength=CALIBRATION_BINS)
+        self.calib[2] += np.bincount(b, weights=t, minlength=CALIBRATION_BINS)
+
     def add_one(self, pred: float, label: float, delay: float) -> None:
-        self.count += 1
+        """One joined pair (a single label); its delay waits in the fixed buffer."""
         if self.timed:
-            self.delays.append(delay)
+            if self.n_pending == self.pending.size:
+                self._flush()
+            self.pending[self.n_pending] = delay
+            self.n_pending += 1
+        self.count += 1
         if self.confusion is not None:
             self.confusion.update(int(label), int(pred))
         elif self.errors is not None:
             self.errors.update(pred, label)
 
     def _flush(self) -> None:
-        if self.delays:
-            self.hist.add_many(np.array(self.delays))
-            self.delays.clear()
+        if self.n_pending:
+            self.hist.add_many(self.pending[: self.n_pending])
+            self.n_pending = 0
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _LabelSlice)
@@ -107,15 +216,27 @@ class _LabelSlice:
             self.confusion.merge(other.confusion)
         if self.errors is not None and other.errors is not None:
             self.errors.merge(other.errors)
+        if self.scored is not None and other.scored is not None:
+            self.scored.merge(other.scored)
+        if self.sums is not None and other.sums is not None:
+            self.sums += other.sums
+        if self.calib is not None and other.calib is not None:
+            self.calib += other.calib
 
     def reset(self) -> None:
         self.count = 0
         self.hist.reset()
-        self.delays.clear()
+        self.n_pending = 0
         if self.confusion is not None:
             self.confusion.reset()
         if self.errors is not None:
             self.errors.reset()
+        if self.scored is not None:
+            self.scored.reset()
+        if self.sums is not None:
+            self.sums[:] = 0.0
+        if self.calib is not None:
+            self.calib[:] = 0.0
 
 
 def _any_label(v: object) -> float:
@@ -147,6 +268,8 @@ class QualityComponent:
             with ids of the caller's go there, labels are joined there by the background
             thread (:meth:`take_shared`), in whichever process they arrive. Predictions with
             generated ids (which other processes cannot know) stay in the in-process store.
+        reference: binary tasks: when it carries a calibration, the ROC and PR AUC bin scores
+            at its quantiles (else 1,000 bins on [0, 1]).
 
     Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
     when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
@@ -179,6 +302,7 @@ class QualityComponent:
         ttl: float = DEFAULT_TTL,
         rows: Callable[[float], tuple[int, float]] | None = None,
         shared: PredictionStore | None = None,
+        reference: Reference | None = None,
     ) -> None:
         if task is not None and not isinstance(
             task, (BinaryClassification, MulticlassClassification, Regression)
@@ -189,11 +313,17 @@ class QualityComponent:
         # Cumulative counts of every joined pair, never rotated out: summed over processes by
         # any backend, they rebuild the fleet's quality exactly.
         self._totals = _LabelSlice(task, timed=False)
+        self._edges: npt.NDArray[np.float64] | None = None
+        cells = 0
+        if isinstance(task, BinaryClassification):
+            cal = reference.calibration if reference is not None else None
+            self._edges = np.asarray(cal.edges if cal is not None else UNCALIBRATED_AUC_EDGES)
+            cells = self._edges.size + 1
         self.shared = shared
         self.shared_counts = dict.fromkeys(REASONS, 0)
         self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
         self._labels: RollingWindow[_LabelSlice] = RollingWindow(
-            lambda: _LabelSlice(task), window, slices, now
+            lambda: _LabelSlice(task, True, cells), window, slices, now
         )
         self._map_label = task.map_label if task is not None else _any_label
         self.unjoinable = 0  # predictions whose ids did not match their outputs in length
@@ -209,7 +339,10 @@ class QualityComponent:
         ids = batch.ids
         if not mapped.values.size or not any(i is not None for i in ids):
             return
-        if mapped.classes is not None:
+        if mapped.classes is not None and isinstance(self.task, BinaryClassification):
+            # The score rides along with the class (encode_scores): ROC AUC, log loss, ...
+            preds = np.where(mapped.valid, encode_scores(mapped.classes, mapped.values), np.nan)
+        elif mapped.classes is not None:
             preds = np.where(mapped.valid, mapped.classes, np.nan)
         else:
             preds = np.where(mapped.valid, mapped.values, np.nan)
@@ -357,7 +490,7 @@ class QualityComponent:
 
         The pairs go into the window slice of ``now`` and into the cumulative totals behind
         ``mlmon_confusion_total`` and ``mlmon_regression_*_total``."""
-        self._labels.current(now).add(preds, labels, delays)
+        self._labels.current(now).add(preds, labels, delays, self._edges)
         self._totals.add(preds, labels, delays)
 
     def take_shared(self, joined: StoreJoined, now: float) -> None:
@@ -444,6 +577,13 @@ class QualityComponent:
             acc = cm.accuracy()
             if acc is not None:
                 yield ("mlmon_accuracy", acc, {})
+            names = self.task.class_names if isinstance(self.task, (BinaryClassification, MulticlassClassification)) else ()
+            support = cm.counts.sum(axis=1).tolist()
+            every = len(names) <= MAX_CONFUSION_CLASSES
+            for name, n in zip(names, support, strict=True):
+                if every or n:
+                    yield ("mlmon_label_support", n, {"class": name})
+        yield from self._scored(m)
         errors = m.errors
         if errors is not None:
             for name, v in (
@@ -453,6 +593,36 @@ class QualityComponent:
             ):
                 if v is not None:
                     yield (name, v, {})
+
+    def _scored(self, m: _LabelSlice) -> Iterator[Triple]:
+        """Binary: the realized metrics of scores (docs/quality.md, "Scores and labels")."""
+        if m.scored is None or m.sums is None or m.calib is None:
+            return
+        n, outside, log_loss, brier = m.sums.tolist()
+        if not n:
+            return
+        auc, bound = binned_auc(m.scored.pos, m.scored.neg)
+        if auc is not None:
+            yield ("mlmon_roc_auc", auc, {})
+            yield ("mlmon_roc_auc_error_bound", bound, {})
+        ap = binned_average_precision(m.scored.pos, m.scored.neg)
+        if ap is not None:
+            yield ("mlmon_pr_auc", ap, {})
+        if outside:
+            return  # scores that are not probabilities: no log loss, Brier score or calibration
+        yield ("mlmon_log_loss", log_loss / n, {})
+        yield ("mlmon_brier_score", brier / n, {})
+        count, sum_p, sum_y = m.calib.tolist()
+        ece = 0.0
+        for b in range(CALIBRATION_BINS):
+            c = count[b]
+            if c:
+                label = {"bin": f"{b:02d}"}
+                yield ("mlmon_calibration_rows", c, label)
+                yield ("mlmon_calibration_predicted", sum_p[b] / c, label)
+                yield ("mlmon_calibration_observed", sum_y[b] / c, label)
+                ece += abs(sum_p[b] - sum_y[b])
+        yield ("mlmon_expected_calibration_error", ece / n, {})
 
     def reset(self) -> None:
         """Forget everything: windows, stored predictions and counters (in a forked child)."""

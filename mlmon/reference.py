@@ -3,7 +3,9 @@
 A :class:`Reference` keeps no raw rows. Per numeric feature it keeps quantile bin edges (deciles by
 default), the reference count in each bin, min, max, mean, variance, the number of valid values
 and of rows; per categorical feature the counts of its most frequent categories plus an "other"
-count. The same summary of the model's outputs (1-D scores) is kept when ``outputs=`` is given.
+count. The same summary of the model's outputs (1-D scores) is kept when ``outputs=`` is given,
+and with ``labels=`` (binary classifiers) an isotonic :class:`Calibration` of those scores, from
+which the monitor estimates precision, recall, F1, accuracy and ROC AUC before labels arrive.
 
 Binning, shared by the reference and the serving-side window (:func:`binned_counts`):
 
@@ -38,7 +40,9 @@ from mlmon._files import atomic_write
 from mlmon._profiles import MAX_BINS as MAX_BINS
 from mlmon._profiles import MAX_CATEGORIES as MAX_CATEGORIES
 from mlmon._profiles import MAX_COUNT as MAX_COUNT
+from mlmon._profiles import MIN_LABELS_PER_CLASS as MIN_LABELS_PER_CLASS
 from mlmon._profiles import (
+    Calibration,
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,
@@ -56,6 +60,8 @@ from mlmon._values import (
 )
 
 __all__ = [
+    "MIN_LABELS_PER_CLASS",
+    "Calibration",
     "CategoricalProfile",
     "FeatureProfile",
     "NumericProfile",
@@ -166,6 +172,58 @@ def _check_features(_inst: object, attribute: attrs.Attribute[Any], value: tuple
     check_feature_names([p.name for p in value], attribute.name)
 
 
+MAX_CALIBRATED_CLASSES = 32
+"""Most classes of a multiclass calibration (each keeps its own score bins per window slice)."""
+
+CLASS_AUC_BINS = 250
+"""Score bins per class of the multiclass estimated ROC AUC."""
+
+
+def _calibration_tuple(value: Iterable[Calibration] | None) -> tuple[Calibration, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _check_class_calibration(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not 2 <= len(value) <= MAX_CALIBRATED_CLASSES or not all(isinstance(c, Calibration) for c in value):
+        raise ValueError(
+            f"{attribute.name} must hold 2 to {MAX_CALIBRATED_CLASSES} Calibration objects, got {_short(value)}"
+        )
+
+
+def _probability_rows(outputs: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    try:
+        proba = np.asarray(outputs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("outputs must be numeric probability rows (n, k)") from None
+    if proba.ndim != 2 or not 2 <= proba.shape[1] <= MAX_CALIBRATED_CLASSES:
+        raise ValueError(
+            f"outputs must be probability rows (n, k) with 2 <= k <= {MAX_CALIBRATED_CLASSES}, "
+            f"got shape {proba.shape}"
+        )
+    return proba
+
+
+def _fit_classes(proba: npt.NDArray[np.float64], labels: npt.ArrayLike) -> tuple[Calibration, ...]:
+    """One-vs-rest calibrations of each probability column on class-index ``labels``."""
+    lab = np.asarray(labels)
+    k = proba.shape[1]
+    if lab.dtype.kind not in "biuf" or not np.all(np.isin(lab, np.arange(k))):
+        bad = lab[~np.isin(lab, np.arange(k))] if lab.dtype.kind in "biuf" else lab
+        raise ValueError(
+            f"labels of probability rows must be class indices 0 .. {k - 1} (the columns), "
+            f"got {_short(bad[0].item() if bad.size and hasattr(bad[0], 'item') else bad[:1].tolist())}"
+        )
+    out = []
+    for c in range(k):
+        try:
+            out.append(Calibration.fit(proba[:, c], lab == c, bins=CLASS_AUC_BINS))
+        except ValueError as e:
+            raise ValueError(f"class {c}: {e}") from None
+    return tuple(out)
+
+
 @attrs.frozen(kw_only=True)
 class Reference:
     """What the training data looked like, per feature and for the outputs, in a few numbers.
@@ -178,6 +236,10 @@ class Reference:
         rows: rows of the reference data.
         features: one profile per feature, in column order.
         outputs: profile of the reference model outputs, or None.
+        calibration: isotonic calibration of the outputs (binary scores) fitted on the
+            reference labels, or None (see :meth:`from_data` ``labels=``).
+        class_calibration: multiclass: one isotonic calibration per class of that class's
+            probability column (one-vs-rest), in class order, or None.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -198,6 +260,13 @@ class Reference:
     outputs: NumericProfile | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(NumericProfile)),
+    )
+    calibration: Calibration | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(Calibration)),
+    )
+    class_calibration: tuple[Calibration, ...] | None = attrs.field(
+        default=None, converter=_calibration_tuple, validator=_check_class_calibration
     )
 
     @property
@@ -225,6 +294,7 @@ class Reference:
         outputs: npt.ArrayLike | None = None,
         bins: int = 10,
         max_categories: int = 100,
+        labels: npt.ArrayLike | None = None,
     ) -> Reference:
         """Summarise reference data.
 
@@ -236,14 +306,26 @@ class Reference:
             categorical: names or column indices of the categorical features. When None,
                 non-numeric columns (strings, pandas categories, objects) are categorical.
                 Booleans are numeric (0/1).
-            outputs: 1-D reference model outputs (scores), for ``mlmon_output_drift_psi``.
+            outputs: 1-D reference model outputs (scores), for ``mlmon_output_drift_psi``; or,
+                for a multiclass model with ``labels``, its ``(n, k)`` probability rows (the
+                output profile is then of the top probability, as the monitor sees outputs).
             bins: quantile bins per numeric feature (10: deciles).
             max_categories: categories kept per categorical feature; the rest count as "other".
+            labels: binary classifiers: the true label of each row, 1 (or True) for the
+                positive class and 0 (False) for the negative; with ``outputs``, fits the
+                :class:`Calibration` the monitor estimates performance from before labels
+                arrive. Multiclass (2-D ``outputs``): the class index of each row (``0 ..
+                k - 1``, the column of ``outputs`` and the position in the task's ``classes``),
+                fitting one calibration per class (``class_calibration``). Use held-out data
+                (the model's scores on its training rows are optimistic).
 
         Raises:
             ValueError: no rows, no columns, ragged rows, bad names (see
                 :func:`check_feature_names`), unknown categorical names, bad outputs, or
-                ``bins``/``max_categories`` out of range.
+                ``bins``/``max_categories`` out of range; ``labels`` without ``outputs``, not
+                one 0/1 label per row, or unfit to calibrate (see :meth:`Calibration.fit`:
+                NaN scores, constant scores, fewer than :data:`MIN_LABELS_PER_CLASS` labels of
+                either class).
         """
         if not (isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= MAX_BINS):
             raise ValueError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
@@ -291,9 +373,47 @@ class Reference:
                 )
                 profiles.append(NumericProfile.from_values(name, x, bins))
         out_profile = None
+        calibration = None
+        if labels is not None and outputs is None:
+            raise ValueError("labels= needs outputs= (the reference scores they calibrate)")
+        class_calibration = None
         if outputs is not None:
-            out_profile = NumericProfile.from_values("output", _outputs_1d(outputs), bins)
-        return cls(rows=rows, features=tuple(profiles), outputs=out_profile)
+            if labels is not None and np.ndim(outputs) == 2 and np.shape(outputs)[1] > 1:
+                proba = _probability_rows(outputs)
+                if np.shape(labels) != (rows,) or proba.shape[0] != rows:
+                    raise ValueError(
+                        f"labels and outputs need one row per row of X ({rows}), got shapes "
+                        f"{np.shape(labels)} and {proba.shape}"
+                    )
+                class_calibration = _fit_classes(proba, labels)
+                out_profile = NumericProfile.from_values("output", proba.max(axis=1), bins)
+            else:
+                scores = _outputs_1d(outputs)
+                out_profile = NumericProfile.from_values("output", scores, bins)
+                if labels is not None:
+                    if np.shape(labels) != (rows,):
+                        raise ValueError(
+                            f"labels must be 1-D with one label per row of X ({rows}), got shape {np.shape(labels)}"
+                        )
+                    calibration = Calibration.fit(scores, labels)
+        return cls(rows=rows, features=tuple(profiles), outputs=out_profile, calibration=calibration,
+                   class_calibration=class_calibration)  # fmt: skip
+
+    def with_calibration(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Reference:
+        """This reference with a :class:`Calibration` fitted on ``scores`` and 0/1 ``labels``
+        (e.g. a validation set's, when the drift profile came from the training set); with
+        ``(n, k)`` probability rows and class-index labels, one per class
+        (``class_calibration``).
+
+        Raises:
+            ValueError: as :meth:`Calibration.fit`.
+        """
+        if np.ndim(scores) == 2 and np.shape(scores)[1] > 1:
+            proba = _probability_rows(scores)
+            if np.shape(labels) != (proba.shape[0],):
+                raise ValueError(f"labels must be 1-D with one label per row, got shape {np.shape(labels)}")
+            return attrs.evolve(self, class_calibration=_fit_classes(proba, labels))
+        return attrs.evolve(self, calibration=Calibration.fit(_outputs_1d(scores), labels))
 
     # ----------------------------------------------------------------------- files
 
@@ -304,6 +424,12 @@ class Reference:
             "rows": self.rows,
             "features": [p.to_dict() for p in self.features],
             "outputs": None if self.outputs is None else self.outputs.to_dict(),
+            **({} if self.calibration is None else {"calibration": self.calibration.to_dict()}),
+            **(
+                {}
+                if self.class_calibration is None
+                else {"class_calibration": [c.to_dict() for c in self.class_calibration]}
+            ),
         }
 
     @classmethod
@@ -353,8 +479,24 @@ class Reference:
                 )
         out = data.get("outputs")
         outputs = None if out is None else NumericProfile.from_dict(out, "outputs")
+        cal = data.get("calibration")
+        calibration = None if cal is None else Calibration.from_dict(cal, "calibration")
+        if calibration is not None and outputs is None:
+            raise ValueError("reference.calibration needs reference.outputs (the scores it calibrates)")
+        per_class = data.get("class_calibration")
+        class_calibration = None
+        if per_class is not None:
+            if not isinstance(per_class, list) or not 2 <= len(per_class) <= MAX_CALIBRATED_CLASSES:
+                raise ValueError(
+                    f"reference.class_calibration must be a list of 2 to {MAX_CALIBRATED_CLASSES} "
+                    f"calibrations, got {_short(per_class)}"
+                )
+            class_calibration = tuple(
+                Calibration.from_dict(c, f"class_calibration[{i}]") for i, c in enumerate(per_class)
+            )
         try:
-            return cls(rows=rows, features=tuple(features), outputs=outputs)
+            return cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration,
+                       class_calibration=class_calibration)  # fmt: skip
         except TypeError as e:  # a name that is not a string: check_feature_names
             raise ValueError(str(e)) from None
 

@@ -63,7 +63,9 @@ QUANTILE_METRICS = {"mlmon_latency_seconds", "mlmon_output", "mlmon_label_delay_
 FLOAT_METRICS = {"mlmon_output_mean", "mlmon_output_variance", "mlmon_output_stddev", "mlmon_feature_mean",
                  "mlmon_feature_variance", "mlmon_latency_seconds_mean", "mlmon_latency_seconds_sum",
                  "mlmon_mae", "mlmon_rmse", "mlmon_mean_error", "mlmon_regression_abs_error_sum_total",
-                 "mlmon_regression_squared_error_sum_total", "mlmon_regression_error_sum_total"}  # fmt: skip
+                 "mlmon_regression_squared_error_sum_total", "mlmon_regression_error_sum_total",
+                 "mlmon_brier_score", "mlmon_log_loss", "mlmon_expected_calibration_error",
+                 "mlmon_calibration_predicted", "mlmon_calibration_observed"}  # fmt: skip
 """Float sums: equal up to the order of additions."""
 
 
@@ -78,7 +80,7 @@ def check_equal(fleet: dict[Key, float], whole: dict[Key, float]) -> None:
         assert key in fleet, key
         if name in QUANTILE_METRICS:
             assert fleet[key] == pytest.approx(v, rel=0.021, abs=1e-12), key
-        elif name in FLOAT_METRICS or name.startswith("mlmon_estimated"):
+        elif name in FLOAT_METRICS or name.startswith("mlmon_estimate"):
             assert fleet[key] == pytest.approx(v, rel=1e-9, abs=1e-12), key
         else:
             assert fleet[key] == v, key  # counts, confusion, bins, ratios and PSI: exact

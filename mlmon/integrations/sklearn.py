@@ -30,6 +30,7 @@ BinaryClassification(threshold=0.5, positive='spam', negative='ham')
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +48,9 @@ from mlmon.integrations._sklearn_tasks import (
     infer_task,
 )
 from mlmon.monitor import Monitor
+from mlmon.reference import Reference
 from mlmon.snapshot import Snapshot
+from mlmon.tasks import BinaryClassification, MulticlassClassification
 
 __all__ = [
     "MonitoredEstimator",
@@ -56,6 +59,8 @@ __all__ = [
     "infer_task",
     "monitor_estimator",
 ]
+
+log = logging.getLogger("mlmon")
 
 TRACKED_METHODS = ("predict", "predict_proba", "decision_function")
 """The prediction methods a :class:`MonitoredEstimator` tracks (when the estimator has them)."""
@@ -205,8 +210,13 @@ def monitor_estimator(
         X_train: training (or validation) features: the drift reference is built from them and
             from the estimator's scores on them.
         y_train: their labels: the estimator's quality on them under mlmon's definitions
-            becomes :attr:`MonitoredEstimator.reference_values`. Prefer held-out data:
-            training-set quality is optimistic. Needs ``X_train``.
+            becomes :attr:`MonitoredEstimator.reference_values`, and for a binary classifier
+            the reference's :class:`~mlmon.reference.Calibration` of the scores (from which
+            ``mlmon_estimated_*`` are computed before labels arrive; for a multiclass
+            classifier with ``predict_proba``, one calibration per class). Prefer held-out data:
+            training-set quality is optimistic and training scores are overconfident. When the
+            labels cannot calibrate (fewer than 100 of either class, NaN or constant scores) a
+            warning gives the reason and the estimate uses the raw scores. Needs ``X_train``.
         name: the monitor's model name (required unless ``monitor`` is given).
         monitor: an existing monitor to record into instead (its task must fit the estimator);
             then give none of ``name``, ``X_train``, ``task``, names or Monitor arguments.
@@ -253,6 +263,8 @@ def monitor_estimator(
     if X_train is not None:
         reference = estimator_reference(estimator, X_train, feature_names, categorical, task=resolved)
     values = _quality_on(plan, estimator, X_train, y_train) if y_train is not None else {}
+    if y_train is not None and reference is not None:
+        reference = _calibrated(reference, plan, estimator, X_train, y_train, name)
     if reference is None:
         monitor_kwargs.setdefault("feature_names", _names(estimator, None, feature_names))
         monitor_kwargs.setdefault("categorical", tuple(categorical or ()))
@@ -262,3 +274,34 @@ def monitor_estimator(
     except BaseException:
         mon.close()
         raise
+
+
+def _calibrated(reference: Reference, plan: _Plan, estimator: Any, X: Any, y: Any, name: str) -> Reference:
+    """The reference with a calibration of a classifier's scores on ``(X, y)`` (binary: its
+    monitored scores; multiclass: its ``predict_proba`` rows, one calibration per class);
+    unchanged (with a warning giving the reason) when they cannot calibrate, or for other tasks."""
+    task = plan.task
+    y_arr = np.asarray(y)
+    try:
+        if isinstance(task, MulticlassClassification) and plan.space == "proba":
+            # One calibration per class of its predict_proba column (the task's classes, in order).
+            proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+            index = {c: i for i, c in enumerate(plan.classes)}
+            codes = np.array([index.get(v, -1) for v in y_arr.tolist()], dtype=np.int64)
+            known = codes >= 0
+            return reference.with_calibration(proba[known], codes[known])
+        if not isinstance(task, BinaryClassification):
+            return reference
+        scores = plan.scores(estimator, X)
+        if scores is None:
+            return reference
+        positive = y_arr == task.positive
+        keep = positive | (y_arr == task.negative) if task.negative is not None else np.ones(y_arr.shape, np.bool_)
+        return reference.with_calibration(scores[keep], positive[keep])
+    except ValueError as e:
+        log.warning(
+            "mlmon %s: y_train cannot calibrate the scores (%s): estimated metrics use the raw "
+            "scores as probabilities",
+            name, e,
+        )  # fmt: skip
+        return reference

@@ -124,7 +124,44 @@ class Page:
 
     def chart_section(self, sid: str, title: str, empty: str, charts: Sequence[Chart]) -> str:
         parts = [p for p in (self.chart(c) for c in charts) if p is not None]
+        if sid == "quality":
+            card = self.calibration_card()
+            if card is not None:
+                parts.append(card)
         return self.section(sid, title, empty, "".join(parts) if parts else None)
+
+    def calibration_card(self) -> str | None:
+        """The calibration chart of the last snapshot with calibration bins, per instance."""
+        series: list[_svg.Series] = []
+        latest = 0.0
+        for inst in sorted(self.log.instances):
+            points: dict[str, list[float]] = {}
+            for metric in ("mlmon_calibration_predicted", "mlmon_calibration_observed"):
+                for labels, where, xs, ys in self.log.select(metric, {"bin": "*"}):
+                    if where == inst and xs.size:
+                        points.setdefault(labels["bin"], [math.nan, math.nan, -math.inf])
+                        slot = 0 if metric.endswith("predicted") else 1
+                        points[labels["bin"]][slot] = float(ys[-1])
+                        points[labels["bin"]][2] = max(points[labels["bin"]][2], float(xs[-1]))
+            if not points:
+                continue
+            # Only the bins of the instance's last snapshot with any (older bins are stale).
+            last = max(p[2] for p in points.values())
+            latest = max(latest, last)
+            bins = sorted(b for b, p in points.items() if p[2] == last)
+            name = f"{inst}" if self.multi else "labelled scores"
+            color = _svg.PALETTE[len(series) % len(_svg.PALETTE)]
+            series.append(_svg.Series(name, [points[b][0] for b in bins], [points[b][1] for b in bins],
+                                      color=color, data={"instance": inst}))  # fmt: skip
+        if not series:
+            return None
+        svg = _svg.reliability_chart(series, chart_id="calibration")
+        return (
+            '<figure class="card chart-card" id="chart-calibration"><figcaption><h3>Calibration '
+            f"(labels of the window at {esc(utc(latest, self.when))} UTC)</h3>"
+            '<p class="metric">mlmon_calibration_predicted, mlmon_calibration_observed</p></figcaption>'
+            f"{svg}</figure>"
+        )
 
     # -- summary cards -----------------------------------------------------------------------
     def total(self, name: str) -> float | None:

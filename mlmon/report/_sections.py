@@ -143,6 +143,21 @@ SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
                 Line("mlmon_f1", (), "F1", color="f"),
                 Line("mlmon_estimated_f1", (), "estimated F1", dashed=True, color="f"),
             ), y_cap=1.0),
+            Chart("estimated-more", "Accuracy and ROC AUC: estimated vs realized", _svg.fmt_ratio, (
+                Line("mlmon_accuracy", (), "accuracy", color="a"),
+                Line("mlmon_estimated_accuracy", (), "estimated accuracy", dashed=True, color="a"),
+                Line("mlmon_roc_auc", (), "ROC AUC", color="u"),
+                Line("mlmon_estimated_roc_auc", (), "estimated ROC AUC", dashed=True, color="u"),
+                Line("mlmon_estimated_f1", (("average", "macro"),), "estimated F1 (macro)", dashed=True, color="f"),
+                Line("mlmon_estimated_roc_auc", (("average", "macro"),), "estimated ROC AUC (macro)", dashed=True, color="u"),
+            ), y_cap=1.0),
+            Chart("estimate-reliability", "Scores outside the reference's range (estimate unreliable above 1%)",
+                  _svg.fmt_ratio, (Line("mlmon_estimate_out_of_range_ratio", (), "out of range"),), hide_if_zero=True),
+            Chart("score-quality", "Calibration error, Brier score and log loss (from labels)", _svg.fmt_number, (
+                Line("mlmon_expected_calibration_error", (), "expected calibration error"),
+                Line("mlmon_brier_score", (), "Brier score"),
+                Line("mlmon_log_loss", (), "log loss", dashed=True),
+            )),
             Chart("regression", "Regression errors", _svg.fmt_number, (
                 Line("mlmon_mae", (), "MAE"),
                 Line("mlmon_rmse", (), "RMSE"),
@@ -192,6 +207,7 @@ USED = frozenset(line.metric for _, _, _, charts in SECTIONS for c in charts for
     "mlmon_labels_total", "mlmon_feature_drift_psi", "mlmon_feature_drift_status",
     "mlmon_output_drift_psi", "mlmon_alert_firing", "mlmon_alerts_firing",
     "mlmon_internal_errors_total", "mlmon_dropped_total", "mlmon_emit_errors_total",
+    "mlmon_calibration_predicted", "mlmon_calibration_observed",
 }  # fmt: skip
 
 PSI_STOPS = ((0.0, "#e8f5e9"), (0.1, "#fde68a"), (0.25, "#f97316"), (0.5, "#991b1b"))

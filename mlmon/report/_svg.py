@@ -52,6 +52,7 @@ __all__ = [
     "heat_map",
     "line_chart",
     "nice_ticks",
+    "reliability_chart",
     "scale_color",
     "time_ticks",
     "timeline",
@@ -258,6 +259,76 @@ def line_chart(
         f'data-y-domain="{y0!r} {y1!r}" data-y-scale="{"log" if log else "linear"}">'
         f'<defs><clipPath id="clip-{esc(chart_id)}"><rect x="{_c(left - 4)}" y="{_c(top - 4)}" '
         f'width="{_c(pw + 8)}" height="{_c(ph + 8)}"/></clipPath></defs>'
+        f'<rect class="plot-bg" x="{_c(left)}" y="{_c(top)}" width="{_c(pw)}" height="{_c(ph)}"/>'
+        + "".join(out)
+        + f'<g class="legend">{legend}</g></svg>'
+    )
+
+
+# ------------------------------------------------------------------------------ calibration
+
+
+def reliability_chart(
+    series: Sequence[Series], *, chart_id: str, size: int = 300, width: int = 640
+) -> str:
+    """A calibration (reliability) chart: mean score (x) against the share of positives (y) per
+    score bin, both on [0, 1], with the diagonal of perfect calibration dashed.
+
+    ``series`` hold the points (``xs`` mean scores, ``ys`` observed shares), one series per
+    instance. The markup follows :func:`line_chart`'s conventions (``data-plot``,
+    ``data-x-domain``, ``data-y-domain``, a ``<g class="series">`` per series with its
+    ``<polyline>`` and one ``<circle class="marker">`` per point).
+    """
+    left, top = 62.0, 12.0
+    ph = pw = float(size)
+
+    def px(v: float) -> float:
+        return left + v * pw
+
+    def py(v: float) -> float:
+        return top + ph - v * ph
+
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+    bottom = top + ph
+    out: list[str] = ['<g class="axis y-axis">']
+    for v in ticks:
+        out.append(
+            f'<line class="grid" x1="{_c(left)}" y1="{_c(py(v))}" x2="{_c(left + pw)}" y2="{_c(py(v))}"/>'
+            f'<text x="{_c(left - 6)}" y="{_c(py(v) + 4)}" text-anchor="end">{esc(fmt_ratio(v))}</text>'
+        )
+    out.append(f'<text class="scale-note" x="{_c(left + 4)}" y="{_c(top + 11)}">share of positives</text>')
+    out.append('</g><g class="axis x-axis">')
+    out.append(f'<line class="axis-line" x1="{_c(left)}" y1="{_c(bottom)}" x2="{_c(left + pw)}" y2="{_c(bottom)}"/>')
+    for v in ticks:
+        out.append(
+            f'<line class="tick" x1="{_c(px(v))}" y1="{_c(bottom)}" x2="{_c(px(v))}" y2="{_c(bottom + 4)}"/>'
+            f'<text x="{_c(px(v))}" y="{_c(bottom + 16)}" text-anchor="middle">{esc(fmt_ratio(v))}</text>'
+        )
+    out.append(f'<text x="{_c(left + pw)}" y="{_c(bottom + 30)}" text-anchor="end">mean score</text></g>')
+    out.append(
+        f'<line class="diagonal" x1="{_c(px(0))}" y1="{_c(py(0))}" x2="{_c(px(1))}" y2="{_c(py(1))}" '
+        'stroke="#9ca3af" stroke-width="1.2" stroke-dasharray="5 3"/>'
+    )
+    for s in series:
+        pts = [(x, y) for x, y in zip(s.xs, s.ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
+        pts = [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in pts]
+        extra = "".join(f' data-{esc(k)}="{esc(v)}"' for k, v in s.data.items())
+        out.append(f'<g class="series" data-series="{esc(s.name)}" data-points="{len(pts)}"{extra}><title>{esc(s.name)}</title>')
+        if len(pts) > 1:
+            line = " ".join(f"{_c(px(x))},{_c(py(y))}" for x, y in pts)
+            out.append(f'<polyline points="{line}" fill="none" stroke="{esc(s.color)}" stroke-width="1.8"/>')
+        for x, y in pts:
+            out.append(f'<circle class="marker" cx="{_c(px(x))}" cy="{_c(py(y))}" r="3" fill="{esc(s.color)}"/>')
+        out.append("</g>")
+    legend, lh = _legend(
+        [("perfect calibration", "#9ca3af", True), *((s.name, s.color, s.dashed) for s in series)],
+        left, bottom + 44, width - left - 16,
+    )  # fmt: skip
+    height = bottom + 44 + lh + 4
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart reliability-chart" data-chart="{esc(chart_id)}" '
+        f'width="{width}" height="{_c(height)}" viewBox="0 0 {width} {_c(height)}" role="img" '
+        f'data-plot="{_c(left)} {_c(top)} {_c(pw)} {_c(ph)}" data-x-domain="0.0 1.0" data-y-domain="0.0 1.0">'
         f'<rect class="plot-bg" x="{_c(left)}" y="{_c(top)}" width="{_c(pw)}" height="{_c(ph)}"/>'
         + "".join(out)
         + f'<g class="legend">{legend}</g></svg>'

@@ -238,6 +238,10 @@ class _Graphite(_Queries):
             (self._by_process(self._gauge("mlmon_estimated_f1"), "estimated F1", node), ""),
         ]
 
+    def _gauges(self, metrics: tuple[tuple[str, str], ...]) -> list[Query]:
+        node = self._metric_node()
+        return [(self._by_process(self._gauge(metric), legend, node), "") for metric, legend in metrics]
+
     def label_coverage(self) -> list[Query]:
         return [(self._by_process(self._gauge("mlmon_label_coverage_ratio"), "coverage"), "")]
 

@@ -195,6 +195,9 @@ class _Prometheus(_Queries):
             (self._sel("mlmon_estimated_f1"), "estimated F1 {{instance}}"),
         ]
 
+    def _gauges(self, metrics: tuple[tuple[str, str], ...]) -> list[Query]:
+        return [(self._sel(metric), f"{legend} {{{{instance}}}}") for metric, legend in metrics]
+
     def label_coverage(self) -> list[Query]:
         return [
             (self._weighted("mlmon_label_coverage_ratio", "mlmon_rows_per_second"), "coverage")

@@ -81,6 +81,28 @@ class _Queries:
     def estimated_vs_realized(self) -> list[Query]:
         raise NotImplementedError
 
+    def _gauges(self, metrics: tuple[tuple[str, str], ...]) -> list[Query]:
+        """One series per process of each unlabelled gauge ``(metric, legend)``."""
+        raise NotImplementedError
+
+    def estimate_band(self) -> list[Query]:
+        """The estimated F1 and its 95% band."""
+        return self._gauges((
+            ("mlmon_estimated_f1", "estimated F1"),
+            ("mlmon_estimated_f1_lower", "band low"),
+            ("mlmon_estimated_f1_upper", "band high"),
+        ))  # fmt: skip
+
+    def score_quality(self) -> list[Query]:
+        """ROC AUC (realized and estimated), PR AUC and calibration of the labelled scores."""
+        return self._gauges((
+            ("mlmon_roc_auc", "ROC AUC"),
+            ("mlmon_estimated_roc_auc", "estimated ROC AUC"),
+            ("mlmon_pr_auc", "PR AUC"),
+            ("mlmon_expected_calibration_error", "calibration error"),
+            ("mlmon_brier_score", "Brier score"),
+        ))  # fmt: skip
+
     def label_coverage(self) -> list[Query]:
         raise NotImplementedError
 

@@ -205,6 +205,25 @@ def _quality_row(b: _Builder, task: str, positive: str = "1") -> None:
             "labels arrive. A growing gap means the scores are no longer calibrated.",
             ratio=True,
         )
+        b.timeseries(
+            "Estimated F1 and its band",
+            q.estimate_band(),
+            unit="percentunit",
+            description="The 95% band is the sampling error of the realized F1 at the window's "
+            "size if the reference calibration holds. With a calibrated reference, "
+            "mlmon_estimate_unreliable is 1 when over 1% of scores lie outside the reference's "
+            "range (the calibration is extrapolated there).",
+            ratio=True,
+        )
+        b.timeseries(
+            "ROC AUC, PR AUC and calibration (from labels)",
+            q.score_quality(),
+            unit="percentunit",
+            description="Over each process's labelled scores in its window; the estimated ROC AUC "
+            "is from scores before labels. Calibration error: mean gap between score and share "
+            "of positives over ten score bins (0 = calibrated).",
+            ratio=True,
+        )
     prom = q.datasource_type == "prometheus"
     b.timeseries(
         "Label coverage",
