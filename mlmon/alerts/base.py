@@ -44,10 +44,16 @@ CountSource = Literal["labels", "outputs", "rows", "calls"]
 # Quality metrics: labels joined in the window; output statistics: valid outputs in the window;
 # features and outcomes: prediction rows in the window; service health: calls in the window.
 _QUALITY = ("mlmon_precision", "mlmon_recall", "mlmon_f1", "mlmon_accuracy", "mlmon_mae",
-            "mlmon_rmse", "mlmon_mean_error", "mlmon_label_delay_seconds")  # fmt: skip
+            "mlmon_rmse", "mlmon_mean_error", "mlmon_label_delay_seconds", "mlmon_roc_auc",
+            "mlmon_pr_auc", "mlmon_log_loss", "mlmon_brier_score",
+            "mlmon_expected_calibration_error")  # fmt: skip
+_ESTIMATED = tuple(
+    f"mlmon_estimated_{m}{b}"
+    for m in ("precision", "recall", "f1", "accuracy", "roc_auc")
+    for b in ("", "_lower", "_upper")
+)
 _OUTPUTS = ("mlmon_output_mean", "mlmon_output_variance", "mlmon_output_stddev", "mlmon_output",
-            "mlmon_output_class_ratio", "mlmon_output_drift_psi", "mlmon_estimated_precision",
-            "mlmon_estimated_recall", "mlmon_estimated_f1")  # fmt: skip
+            "mlmon_output_class_ratio", "mlmon_output_drift_psi", *_ESTIMATED)  # fmt: skip
 _SERVICE = ("mlmon_error_ratio", "mlmon_availability_ratio", "mlmon_latency_seconds",
             "mlmon_latency_seconds_mean")  # fmt: skip
 
