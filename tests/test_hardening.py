@@ -186,6 +186,11 @@ def test_buffered_features_stay_under_the_byte_cap_and_every_call_still_counts()
 def test_a_call_that_fills_the_buffer_drains_one_bounded_chunk_not_everything() -> None:
     m = mlmon.Monitor("chunk", clock=FakeClock(), max_buffer_bytes=8 << 20)
     predict = m.track(features="X")(lambda X: 0.5)
+    # No background thread: it would drain everything as soon as the lock is released, racing
+    # the inline drain this test measures.
+    scheduler, m._scheduler = m._scheduler, None
+    if scheduler is not None:
+        scheduler.stop(5.0)
     b = m._buffers
     batch = np.ones((100, 20))
     with m._drain_lock:
