@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import mlmon
 from mlmon.fleet import StateError, combine_states, merge_states, read_state, retire_state
-from mlmon.fleet.state import MAX_STATE_BYTES
+from mlmon.fleet.state import MAX_STATE_BYTES, pack_state
 from mlmon.testing import FakeClock
 
 RNG = np.random.default_rng(7)
@@ -141,8 +141,13 @@ def good_state() -> tuple[mlmon.Monitor, bytes]:
     return mon, mon.fleet_state()
 
 
-def repack(doc: Any) -> bytes:
-    return b"MLMS" + zlib.compress(json.dumps(doc).encode())
+def repack(header: Any, table: list[bytes] | None = None) -> bytes:
+    """A state container around any JSON header (what a corrupt or hostile writer could send)."""
+    table = table or []
+    if isinstance(header, dict):
+        header = {**header, "$lens": [len(b) for b in table]}
+    head = json.dumps(header).encode()
+    return b"MLM2" + zlib.compress(len(head).to_bytes(4, "little") + head + b"".join(table))
 
 
 def edit(blob: bytes, path: list[Any], value: Any) -> bytes:
@@ -151,7 +156,7 @@ def edit(blob: bytes, path: list[Any], value: Any) -> bytes:
     for p in path[:-1]:
         node = node[p]
     node[path[-1]] = value
-    return repack(doc)
+    return pack_state(doc)
 
 
 def test_each_bad_state_is_rejected_with_its_reason_and_spoils_nothing() -> None:
@@ -162,9 +167,12 @@ def test_each_bad_state_is_rejected_with_its_reason_and_spoils_nothing() -> None
         le = read_state(good)["parts"]["service"]["totals"]["le_counts"]["$a"]
         bad = {
             "corrupt": [
-                b"", b"garbage", b"MLMS" + b"\x00" * 50, good[: len(good) // 2],  # truncated
-                repack([1, 2]), repack({"v": 1}),
-                b"MLMS" + zlib.compress(b"[" * 100_000 + b"]" * 100_000),  # deep nesting
+                b"", b"garbage", b"MLM2" + b"\x00" * 50, good[: len(good) // 2],  # truncated
+                repack([1, 2]), repack({"v": 2}),
+                repack(json.loads("[" * 50 + "]" * 50)),  # nested, not a state
+                b"MLM2" + zlib.compress((100_000).to_bytes(4, "little") + b"[" * 100_000),  # deep nesting
+                b"MLM2" + zlib.compress((10).to_bytes(4, "little") + b"{}"),  # header past the end
+                repack({**read_state(good), "$table": None}, [b"x" * 7]),  # arrays refer to data that is not there
                 edit(good, ["parts", "service", "totals", "calls_total"], 10**30),  # beyond int64
                 edit(good, ["parts", "service", "totals", "calls_total"], "12"),
                 edit(good, ["parts", "service", "totals", "le_counts", "$a"], ["i8", [3], le[2]]),  # shape
@@ -175,10 +183,10 @@ def test_each_bad_state_is_rejected_with_its_reason_and_spoils_nothing() -> None
                 edit(good, ["parts", "service", "inflight"], "x"),
                 edit(good, ["parts", "outcomes", "totals", "totals"], {"$d": [["k" * 300, 1]]}),
             ],
-            "version": [edit(good, ["v"], 2), edit(good, ["v"], None)],
+            "version": [edit(good, ["v"], 1), edit(good, ["v"], None), b"MLMS" + zlib.compress(b"{}")],
             "config": [other_window.fleet_state()],
             "model": [other_model.fleet_state()],
-            "size": [b"MLMS" + zlib.compress(b" " * (MAX_STATE_BYTES + 10))],
+            "size": [b"MLM2" + zlib.compress(b" " * (MAX_STATE_BYTES + 10))],
         }
         blobs = [good] + [b for v in bad.values() for b in v] + [good]
         result = merge_states(mon, blobs)
@@ -204,7 +212,7 @@ def test_mutated_states_never_raise_and_never_corrupt_a_good_neighbour(data: st.
     for _ in range(data.draw(st.integers(1, 5))):
         i = data.draw(st.integers(0, len(raw) - 1))
         raw[i] = data.draw(st.integers(0, 255))
-    mutated = b"MLMS" + zlib.compress(bytes(raw))
+    mutated = b"MLM2" + zlib.compress(bytes(raw))
     result = merge_states(mon, [good, mutated])
     assert result.merged + sum(result.rejected.values()) == 2
     got = values(result.snapshot)

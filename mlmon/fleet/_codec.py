@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import base64
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,41 @@ _EQUAL = frozenset({"rel_error", "min_value", "max_value", "_lg", "_offset", "n_
 
 class StateError(ValueError):
     """A state that cannot be merged: wrong shape, type, size or version (the reason says which)."""
+
+
+_TABLE = threading.local()
+"""The raw arrays of the state being written or read: arrays go into the state as indices into
+this table (``{"$b": ...}``), so that a state is a small JSON header plus raw bytes, with no
+base64 and no parsing of numbers. Outside :func:`arrays`, arrays are written as base64."""
+
+
+@contextmanager
+def arrays(table: list[Any]) -> Iterator[list[Any]]:
+    """Write arrays into ``table`` (encoding), or read them from it (decoding), in this block."""
+    old = getattr(_TABLE, "table", None)
+    _TABLE.table = table
+    try:
+        yield table
+    finally:
+        _TABLE.table = old
+
+
+def _put(raw: bytes) -> int | str:
+    table = getattr(_TABLE, "table", None)
+    if table is None:
+        return base64.b64encode(raw).decode("ascii")
+    table.append(raw)
+    return len(table) - 1
+
+
+def _get(ref: Any, where: str) -> bytes | memoryview:
+    if isinstance(ref, str):
+        return _unb64(ref, where)
+    table = getattr(_TABLE, "table", None)
+    if table is None or isinstance(ref, bool) or not isinstance(ref, int) or not 0 <= ref < len(table):
+        raise StateError(f"{where}: bad array reference")
+    out: bytes | memoryview = table[ref]
+    return out
 
 
 _SLOTS: dict[type, list[str]] = {}
@@ -74,11 +112,12 @@ def encode_value(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         a = np.ascontiguousarray(v)
         code = _dtype_code(a)
-        if code == "i8" and a.size >= 64:
+        if code in ("i8", "f8") and a.size >= 64:
             nz = np.flatnonzero(a)
             if nz.size * 3 < a.size:  # mostly zeros (a sketch's buckets): indices and values
-                return {"$s": [code, list(a.shape), _b64(nz.astype("<i4")), _b64(a.ravel()[nz].astype("<i8"))]}
-        return {"$a": [code, list(a.shape), _b64(a)]}
+                vals = a.ravel()[nz].astype("<" + code)
+                return {"$s": [code, list(a.shape), _put(nz.astype("<i4").tobytes()), _put(vals.tobytes())]}
+        return {"$a": [code, list(a.shape), _put(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())]}
     if isinstance(v, dict):
         return {"$d": [[str(k), encode_value(x)] for k, x in v.items()]}
     if isinstance(v, (list, tuple)):
@@ -143,21 +182,24 @@ def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarr
         raise StateError(f"{where}: expected {like.dtype}{list(like.shape)}, got {dt}{shape}")
     out: np.ndarray[Any, Any]
     if sparse:
-        if dt != _DTYPES["i8"]:
+        if dt.kind not in "if":
             raise StateError(f"{where}: malformed array")
-        idx_raw, val_raw = _unb64(spec[2], where), _unb64(spec[3], where)
+        idx_raw, val_raw = _get(spec[2], where), _get(spec[3], where)
         if len(idx_raw) % 4 or len(val_raw) != 2 * len(idx_raw):
             raise StateError(f"{where}: sparse array data of mismatched lengths")
         idx = np.frombuffer(idx_raw, dtype="<i4")
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
             raise StateError(f"{where}: sparse index out of range")
         out = np.zeros(size, dtype=dt)
-        out[idx] = np.frombuffer(val_raw, dtype="<i8")
+        vals = np.frombuffer(val_raw, dtype=dt.newbyteorder("<"))
+        if dt.kind == "f" and np.isnan(vals).any():
+            raise StateError(f"{where}: NaN in an array")
+        out[idx] = vals
         return out.reshape(shape)
-    raw = _unb64(spec[2], where)
+    raw = _get(spec[2], where)
     if len(raw) != size * dt.itemsize:
         raise StateError(f"{where}: array data of {len(raw)} bytes for {size} elements")
-    out = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+    out = np.frombuffer(raw, dtype=dt.newbyteorder("<")).reshape(shape).astype(dt)
     if dt.kind == "f" and np.isnan(out).any():
         raise StateError(f"{where}: NaN in an array")
     return out

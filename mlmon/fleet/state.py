@@ -3,7 +3,8 @@
 Each process's parts (service, outputs, quality, outcomes, features) keep rolling windows of
 mergeable accumulators and cumulative counters. :func:`export_state` writes the *merged* window
 of every part (one accumulator per part, not its slices), the seconds it covers, the cumulative
-counters and the calls in flight, as zlib-compressed JSON. :func:`merge_states` reads any number
+counters and the calls in flight: a small JSON header and the raw arrays it refers to,
+zlib-compressed (:func:`pack_state`). :func:`merge_states` reads any number
 of such states into *fresh* parts built from the reading monitor's own configuration, merges
 them with the same ``merge()`` the windows use, and asks those parts for their samples: the
 fleet's precision, PSI, variance and the rest are computed on the merged counts, never averaged.
@@ -41,6 +42,7 @@ import json
 import math
 import os
 import socket
+import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from mlmon._component import Triple
-from mlmon.fleet._codec import StateError, decode_into, decode_value, encode, encode_value
+from mlmon.fleet._codec import StateError, arrays, decode_into, decode_value, encode, encode_value
 from mlmon.snapshot import Snapshot, samples_from
 
 if TYPE_CHECKING:
@@ -72,11 +74,13 @@ __all__ = [
     "retire_state",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 """The format of a state. A reader rejects any other (reason ``"version"``)."""
 MAX_STATE_BYTES = 16 << 20
 """Largest state accepted, decompressed (reason ``"size"`` beyond it)."""
-_MAGIC = b"MLMS"
+_MAGIC = b"MLM2"
+_OLD_MAGIC = (b"MLMS",)  # format 1: zlib-compressed JSON with base64 arrays
+_U32 = struct.Struct("<I")
 MAX_ERROR_TYPES = 64
 
 
@@ -221,8 +225,15 @@ def _export_parts(parts: tuple[Any, ...], now: float) -> dict[str, Any]:
     return {"service": service, "outputs": outputs, "quality": quality, "outcomes": outcomes, "features": features}
 
 
-def _pack(doc: dict[str, Any]) -> bytes:
-    return _MAGIC + zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+def pack_state(doc: Mapping[str, Any], table: Sequence[bytes | memoryview] | None = None) -> bytes:
+    """A state's bytes: ``MLM2``, then zlib of a 4-byte header length, the JSON header (with the
+    lengths of the raw arrays in ``"$lens"``) and the raw arrays (little-endian) it refers to."""
+    if table is None:
+        table = doc.get("$table", [])
+    head = {k: v for k, v in doc.items() if k != "$table"}
+    head["$lens"] = [len(b) for b in table]
+    header = json.dumps(head, separators=(",", ":")).encode()
+    return _MAGIC + zlib.compress(b"".join([_U32.pack(len(header)), header, *table]), 1)
 
 
 def export_state(monitor: Parts, *, now: float, wall: float, instance: str) -> bytes:
@@ -241,9 +252,10 @@ def export_state(monitor: Parts, *, now: float, wall: float, instance: str) -> b
         "wall": float(wall),
         "window": float(monitor.window),
         "config": monitor._state_config(),
-        "parts": _export_parts(monitor._state_parts(), now),
     }
-    return _pack(doc)
+    with arrays([]) as table:
+        doc["parts"] = _export_parts(monitor._state_parts(), now)
+    return pack_state(doc, table)
 
 
 # -- read -----------------------------------------------------------------------------------
@@ -255,6 +267,8 @@ def read_state(blob: bytes, *, max_bytes: int = MAX_STATE_BYTES) -> dict[str, An
     Raises:
         StateError: with ``.reason`` one of ``"corrupt"``, ``"size"``, ``"version"``.
     """
+    if isinstance(blob, (bytes, bytearray, memoryview)) and bytes(blob[:4]) in _OLD_MAGIC:
+        raise _err("version", f"state format 1, this mlmon reads {STATE_VERSION}")
     if not isinstance(blob, (bytes, bytearray, memoryview)) or bytes(blob[:4]) != _MAGIC:
         raise _err("corrupt", "not an mlmon state")
     d = zlib.decompressobj()
@@ -266,12 +280,29 @@ def read_state(blob: bytes, *, max_bytes: int = MAX_STATE_BYTES) -> dict[str, An
         raise _err("size", f"state larger than {max_bytes} bytes")
     if not d.eof:
         raise _err("corrupt", "truncated state")
+    if len(raw) < 4:
+        raise _err("corrupt", "truncated state")
+    (hlen,) = _U32.unpack_from(raw, 0)
+    if 4 + hlen > len(raw):
+        raise _err("corrupt", "truncated state header")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw[4 : 4 + hlen])
     except (ValueError, RecursionError) as exc:
         raise _err("corrupt", f"bad JSON: {str(exc)[:80]}") from None
     if not isinstance(doc, dict):
         raise _err("corrupt", "not a mapping")
+    lens = doc.pop("$lens", None)
+    if not (isinstance(lens, list) and all(type(n) is int and n >= 0 for n in lens)):
+        raise _err("corrupt", "bad array table")
+    if sum(lens) != len(raw) - 4 - hlen:
+        raise _err("corrupt", "array table does not match the data")
+    view = memoryview(raw)
+    table: list[memoryview] = []
+    off = 4 + hlen
+    for n in lens:
+        table.append(view[off : off + n])
+        off += n
+    doc["$table"] = table
     if doc.get("v") != STATE_VERSION:
         raise _err("version", f"state format {doc.get('v')!r}, this mlmon reads {STATE_VERSION}")
     for key, kinds in (("model", str), ("instance", str), ("config", str), ("parts", dict)):
@@ -323,13 +354,8 @@ class _Loader:
             raise _err("config", "a state of a differently configured monitor")
         parts = doc["parts"]
         try:
-            staged = [
-                self._stage_service(parts["service"]),
-                self._stage_outputs(parts["outputs"]),
-                self._stage_quality(parts["quality"]),
-                self._stage_outcomes(parts["outcomes"]),
-                self._stage_features(parts["features"]),
-            ]
+            with arrays(doc.get("$table", [])):
+                staged = self._stage_all(parts)
         except StateError as exc:
             raise _err("corrupt", str(exc)) from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -337,6 +363,15 @@ class _Loader:
         for apply in staged:
             apply()
         self.merged += 1
+
+    def _stage_all(self, parts: Mapping[str, Any]) -> list[Callable[[], None]]:
+        return [
+            self._stage_service(parts["service"]),
+            self._stage_outputs(parts["outputs"]),
+            self._stage_quality(parts["quality"]),
+            self._stage_outcomes(parts["outcomes"]),
+            self._stage_features(parts["features"]),
+        ]
 
     def _stage_window(self, key: str, factory: Callable[[], Any], data: Any) -> Callable[[], None]:
         if data is None:
@@ -613,9 +648,10 @@ def combine_states(monitor: Parts, states: Iterable[bytes], *, instance: str = "
         "wall": wall,
         "window": float(monitor.window),
         "config": monitor._state_config(),
-        "parts": _export_parts(parts, 0.0),
     }
-    return _pack(doc), rejected
+    with arrays([]) as table:
+        doc["parts"] = _export_parts(parts, 0.0)
+    return pack_state(doc, table), rejected
 
 
 def retire_state(blob: bytes) -> bytes:
@@ -638,7 +674,7 @@ def retire_state(blob: bytes) -> bytes:
     except (KeyError, TypeError, AttributeError) as exc:
         raise _err("corrupt", f"malformed state: {exc}") from None
     doc["instance"] = f"retired:{doc['instance']}"
-    return _pack(doc)
+    return pack_state(doc)
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
