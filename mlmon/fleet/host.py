@@ -1,7 +1,7 @@
 """One Prometheus endpoint per host for pre-fork servers (gunicorn, ``uvicorn --workers``).
 
 Every worker writes its state (:meth:`Monitor.fleet_state`, a few KB) into one host directory
-each flush, whole or not at all (``w.<model>.<digest>.<pid>.<start>.state``). One process
+each flush, whole or not at all (``w.<model>.<digest>.<pid>.<start>.<instance digest>.state``). One process
 serves ``/metrics``: whichever worker binds the port first (the others try again each flush,
 so when it ends another takes over within a flush), or the gunicorn master
 (:func:`mlmon.integrations.gunicorn.serve_host_endpoint`). A scrape reads the live workers'
@@ -77,7 +77,7 @@ __all__ = ["CONTENT_TYPE", "HostEndpoint", "HostScrape"]
 
 log = logging.getLogger("mlmon.fleet.host")
 
-_STATE_RE = re.compile(r"^w\.([A-Za-z0-9_-]+)\.([0-9a-f]{12})\.([0-9]+)\.([0-9]+)\.state$")
+_STATE_RE = re.compile(r"^w\.([A-Za-z0-9_-]+)\.([0-9a-f]{12})\.([0-9]+)\.([0-9]+)\.[0-9a-f]{8}\.state$")
 _ARCHIVE_RE = re.compile(r"^a\.([A-Za-z0-9_-]+)\.([0-9a-f]{12})\.state$")
 _TMP_RE = re.compile(r"^\.[aw]\..*\.tmp$")  # left by a writer killed inside atomic_write
 _LOCK_NAME = "host.lock"
@@ -271,7 +271,7 @@ class HostEndpoint:
         self._pid = os.getpid()
         self._start = _own_start()
         self._monitors: dict[str, weakref.ref[Any]] = {}
-        self._own: dict[str, str] = {}  # key -> this process's state file
+        self._own: dict[tuple[str, str], str] = {}  # (key, instance) -> this process's state file
         self._opened: list[tuple[str, str | None, str]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -370,7 +370,8 @@ class HostEndpoint:
             with self._lock:
                 self._dropped += 1
             raise ValueError(f"state of {len(state)} bytes is over max_state_bytes={self.max_state_bytes}")
-        target = os.path.join(self.directory, f"w.{key}.{self._pid}.{self._start}.state")
+        inst = hashlib.blake2b(str(monitor.instance).encode(), digest_size=4).hexdigest()
+        target = os.path.join(self.directory, f"w.{key}.{self._pid}.{self._start}.{inst}.state")
         try:
             atomic_write(target, state)
         except OSError:
@@ -378,7 +379,7 @@ class HostEndpoint:
                 self._errors["publish"] += 1
             raise
         with self._lock:
-            self._own[key] = target
+            self._own[key, str(monitor.instance)] = target
         try:
             self.fold()
         except Exception as exc:
@@ -398,7 +399,7 @@ class HostEndpoint:
         with self._lock:
             if (model, version, instance) in self._opened:
                 self._opened.remove((model, version, instance))
-            own = self._own.pop(key, None)
+            own = self._own.pop((key, instance), None)
             last = not self._opened
         if own is not None:
             try:
