@@ -360,6 +360,29 @@ def test_the_port_passes_to_another_worker_when_the_server_closes(tmp_path: Path
         mb.close()
 
 
+def test_an_idle_worker_takes_the_port_within_the_lease_interval(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = HostEndpoint(tmp_path, port=port, lease_interval=0.05)
+    b = HostEndpoint(tmp_path, port=port, lease_interval=0.05)
+    ma = mlmon.Monitor("m", emitters=[a], instance="a", flush_interval=300)
+    mb = mlmon.Monitor("m", emitters=[b], instance="b", flush_interval=300)  # never flushes
+    try:
+        ma.flush()
+        assert a.serving
+        ma.close()
+        deadline = time.monotonic() + 10
+        while not b.serving:
+            assert time.monotonic() < deadline, "the idle worker never took the port"
+            time.sleep(0.02)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert "mlmon_host_retired_total" in resp.read().decode()
+    finally:
+        ma.close()
+        mb.close()
+
+
 def test_a_failing_write_is_counted_and_never_reaches_predict(tmp_path: Path) -> None:
     d = tmp_path / "gone"
     d.mkdir()
@@ -389,6 +412,7 @@ def test_a_failing_write_is_counted_and_never_reaches_predict(tmp_path: Path) ->
         ({"max_states": 0}, "max_states"),
         ({"max_state_bytes": 1.5}, "max_state_bytes"),
         ({"fold_batch": True}, "fold_batch"),
+        ({"lease_interval": -1}, "lease_interval"),
         ({"instance": ""}, "instance"),
     ],
 )

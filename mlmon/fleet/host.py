@@ -39,6 +39,7 @@ counted in ``mlmon_host_rejected_total{reason}``; a scrape never fails because o
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -213,6 +214,8 @@ class HostEndpoint:
             written, counted in ``mlmon_dropped_total{buffer="host_state"}``).
         fold_batch: most ended workers folded into the archive by one fold.
         lock_timeout: seconds a scrape or a worker's last fold waits for ``host.lock``.
+        lease_interval: seconds between two attempts to take the port, besides each flush
+            (``lease=True``): the longest a host goes unserved after its server ends.
         name: the ``emitter`` label.
 
     Raises:
@@ -233,6 +236,7 @@ class HostEndpoint:
         max_state_bytes: int = 4 << 20,
         fold_batch: int = 256,
         lock_timeout: float = 2.0,
+        lease_interval: float = 1.0,
         name: str = "host",
     ) -> None:
         d = os.fspath(directory)
@@ -242,7 +246,7 @@ class HostEndpoint:
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
-        for field, value in (("stale_after", stale_after), ("lock_timeout", lock_timeout)):
+        for field, value in (("stale_after", stale_after), ("lock_timeout", lock_timeout), ("lease_interval", lease_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
         for field, n in (("max_states", max_states), ("max_state_bytes", max_state_bytes), ("fold_batch", fold_batch)):
@@ -260,6 +264,7 @@ class HostEndpoint:
         self.max_state_bytes = max_state_bytes
         self.fold_batch = fold_batch
         self.lock_timeout = float(lock_timeout)
+        self.lease_interval = float(lease_interval)
         self.name = name
         self._want_port = port
         self._renderer = PrometheusRenderer()
@@ -277,6 +282,8 @@ class HostEndpoint:
         self._thread: threading.Thread | None = None
         self._port = self._want_port
         self._closed = False
+        self._lease_thread: threading.Thread | None = None
+        self._lease_stop: threading.Event | None = None
         self._errors: dict[str, int] = {"publish": 0, "fold": 0, "bind": 0, "scrape": 0}
         self._dropped = 0
         self._last_seconds = 0.0
@@ -285,8 +292,10 @@ class HostEndpoint:
     # -- fork --------------------------------------------------------------------------------
 
     def after_fork(self) -> None:
-        """In a forked child: let go of the parent's endpoint (its socket copy is closed)."""
+        """In a forked child: let go of the parent's endpoint (its socket copy is closed); with
+        ``lease=True`` the child tries to take the port after ``lease_interval``."""
         self._check_fork()
+        self._ensure_lease()
 
     def _check_fork(self) -> None:
         if self._pid == os.getpid():
@@ -321,6 +330,47 @@ class HostEndpoint:
             if self._closed:
                 raise RuntimeError("HostEndpoint is closed")
             self._opened.append((model, version, instance))
+        self._ensure_lease()
+
+    def _ensure_lease(self) -> None:
+        """With ``lease=True``: a daemon thread that tries to take the port every
+        ``lease_interval`` seconds while nobody of this process serves, so that a worker that
+        takes no request still takes over from a server that ended."""
+        if not self.lease:
+            return
+        with self._lock:
+            if self._lease_thread is not None or self._closed:
+                return
+            stop = self._lease_stop = threading.Event()
+            t = self._lease_thread = threading.Thread(
+                target=self._lease_loop, args=(stop, os.getpid()), name="mlmon-host-lease", daemon=True
+            )
+        t.start()
+
+    def _lease_loop(self, stop: threading.Event, pid: int) -> None:
+        while not stop.wait(self.lease_interval):
+            if pid != os.getpid():  # pragma: no cover - threads do not survive a fork
+                return
+            if self._server is not None:
+                continue
+            self._known_monitors()
+            with self._lock:
+                known = bool(self._monitors)
+            if known:
+                self._try_serve()
+
+    def _known_monitors(self) -> None:
+        """Bind the live monitors of this process that use this endpoint."""
+        for obj in _lifecycle.live():
+            if any(e is self for e in getattr(obj, "emitters", ())) and callable(getattr(obj, "fleet_state", None)):
+                self.bind_monitor(obj)  # type: ignore[arg-type]
+
+    def _try_serve(self) -> None:
+        try:
+            self.serve()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE and not isinstance(exc, PermissionError):
+                self._failed("bind", exc)
 
     def bind_monitor(self, monitor: Parts) -> None:
         """Know ``monitor`` (its configuration reads the states of its model). Called by
@@ -385,11 +435,8 @@ class HostEndpoint:
         except Exception as exc:
             self._failed("fold", exc)
         if self.lease and self._server is None:
-            try:
-                self.serve()
-            except OSError as exc:
-                if exc.errno != 98 and not isinstance(exc, PermissionError):  # 98: EADDRINUSE
-                    self._failed("bind", exc)
+            self._try_serve()
+        self._ensure_lease()
 
     def release(self, model: str, version: str | None, instance: str) -> None:
         """The monitor with that identity is done: its last state goes to the archive now,
@@ -407,7 +454,9 @@ class HostEndpoint:
             except Exception as exc:
                 self._failed("fold", exc)
         if last:
-            self._stop()
+            self._stop(lease=True)
+            with self._lock:
+                self._closed = True  # the last monitor of this process is done with it
 
     def close(self) -> None:
         """Fold this process's states into the archive and stop the endpoint. Idempotent."""
@@ -421,14 +470,17 @@ class HostEndpoint:
                 self.fold(only=own, wait=True)
             except Exception as exc:
                 self._failed("fold", exc)
-        self._stop()
         with self._lock:
             self._closed = True
+        self._stop(lease=True)
 
-    def _stop(self) -> None:
+    def _stop(self, lease: bool = False) -> None:
         with self._lock:
             server, self._server = self._server, None
             thread, self._thread = self._thread, None
+            stop = self._lease_stop if lease else None
+        if stop is not None:
+            stop.set()
         if server is not None:
             server.shutdown()
             server.server_close()
