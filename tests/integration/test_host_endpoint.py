@@ -9,11 +9,14 @@ and the directory must hold one file per live worker plus the archive.
 from __future__ import annotations
 
 import importlib.util
+import random
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,19 +33,39 @@ pytestmark = [
 
 APP = """
 import os
+from urllib.parse import parse_qs
+
+import numpy as np
+
 import mlmon
 from mlmon.fleet.host import HostEndpoint
+from mlmon.stores import RedisStore
 
 host = HostEndpoint(
     os.environ["T_DIR"], port=int(os.environ["T_PORT"]), instance="pod-1",
     lease=os.environ["T_LEASE"] == "1", lease_interval=0.2,
 )
-mon = mlmon.Monitor("web", emitters=[host], flush_interval=0.3, window=60)
+store = RedisStore(os.environ["T_REDIS"], retry_for=30.0, deadline=2.0) if os.environ["T_REDIS"] else None
+mon = mlmon.Monitor(
+    "web", emitters=[host], flush_interval=0.3, window=60, store=store,
+    task=mlmon.BinaryClassification() if store is not None else None,
+)
 predict = mon.track(lambda x: x * 0.1)
 
 
+@mon.track(ids="ids")
+def model(scores, ids):
+    return scores
+
+
 def app(environ, start_response):
-    predict(1.0)
+    q = parse_qs(environ.get("QUERY_STRING", ""))
+    if "label" in q:  # a label, joined through Redis whichever worker made the prediction
+        mon.log_feedback([q["id"][0]], [int(q["label"][0])])
+    elif "score" in q:
+        model(np.array([float(q["score"][0])]), [q["id"][0]])
+    else:
+        predict(1.0)
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -84,7 +107,7 @@ def value(text: str | None, series: str) -> float | None:
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, conf: str, lease: bool, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, int, Path]]:
+def gunicorn(tmp_path: Path, conf: str, lease: bool, *args: str, redis: str = "") -> Iterator[tuple[subprocess.Popen[bytes], str, int, Path]]:
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "gunicorn_conf.py").write_text(conf)
     host_dir = tmp_path / "host"
@@ -93,7 +116,7 @@ def gunicorn(tmp_path: Path, conf: str, lease: bool, *args: str) -> Iterator[tup
     listener = free_listener()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
     cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "--bind", f"fd://{listener.fileno()}", *args, "app:app"]
-    env = {"T_DIR": str(host_dir), "T_PORT": str(port), "T_LEASE": "1" if lease else "0"}
+    env = {"T_DIR": str(host_dir), "T_PORT": str(port), "T_LEASE": "1" if lease else "0", "T_REDIS": redis}
     with serving(tmp_path, cmd, listener, env) as proc:
         try:
             yield proc, url, port, host_dir
@@ -138,3 +161,36 @@ def test_the_master_serves_with_preload_and_workers_never_bind(tmp_path: Path) -
         pids = [get(url) for _ in range(40)]
         assert proc.pid not in pids and len(set(pids)) >= 4
         wait_for(lambda: value(scrape(port), 'mlmon_calls_total{model="web",instance="pod-1"}') == 40)
+
+
+def series(text: str | None, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for line in (text or "").splitlines():
+        if line.startswith(name + "{"):
+            labels, _, v = line[len(name) + 1 :].rpartition("} ")
+            pairs = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels)))
+            out[pairs] = float(v)
+    return out
+
+
+def test_labels_joined_through_redis_in_any_worker_add_up_on_the_host_page(tmp_path: Path, redis_server: Any) -> None:
+    rng = random.Random(7)
+    n = 120
+    scores = [rng.random() for _ in range(n)]
+    labels = [int(rng.random() < 0.5) for _ in range(n)]
+    expected = Counter((str(y), str(int(s >= 0.5))) for s, y in zip(scores, labels, strict=True))
+    with gunicorn(tmp_path, CONF_LEASE, True, "--workers", "3", redis=redis_server.url) as (_proc, url, port, _dir):
+        pids = {get(f"{url}?id=r{i}&score={s}") for i, s in enumerate(scores)}
+        order = list(range(n))
+        rng.shuffle(order)  # most labels reach a worker that did not make their prediction
+        pids |= {get(f"{url}?id=r{i}&label={labels[i]}") for i in order}
+        assert len(pids) == 3
+
+        def confusion() -> dict[tuple[str, str], float] | None:
+            got = series(scrape(port), "mlmon_confusion_total")
+            cells = {(d["actual"], d["predicted"]): v for k, v in got.items() if (d := dict(k))["instance"] == "pod-1"}
+            return cells if sum(cells.values()) == n else None
+
+        cells = wait_for(confusion, timeout=90)
+        assert cells == {k: float(expected.get(k, 0)) for k in cells}
+        assert value(scrape(port), 'mlmon_labels_total{model="web",instance="pod-1"}') == n
