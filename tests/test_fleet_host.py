@@ -252,6 +252,26 @@ def test_a_fold_killed_before_deleting_its_files_never_counts_them_twice(served:
     assert states(tmp_path) == [n for n in states(tmp_path) if f".{os.getpid()}." in n]
 
 
+def test_a_last_emit_that_outlives_the_release_writes_nothing(tmp_path: Path) -> None:
+    host = HostEndpoint(tmp_path, port=0)
+    one = mlmon.Monitor("m", emitters=[host], instance="one", flush_interval=300)
+    two = mlmon.Monitor("m", emitters=[host], instance="two", flush_interval=300)
+    try:
+        p = one.track(lambda x: x)
+        for i in range(4):
+            p(i)
+        one.flush()
+        two.flush()
+        host.release("m", None, "one")  # what one.close() does after its last emit
+        assert len(states(tmp_path)) == 1 and host.scrape().snapshots[0].get("mlmon_calls_total") == 4
+        host.publish(one)  # an emit still running when the release came: too late, nothing written
+        assert len(states(tmp_path)) == 1
+        assert host.scrape().snapshots[0].get("mlmon_calls_total") == 4
+    finally:
+        one.close()
+        two.close()
+
+
 def test_two_processes_folding_at_once_fold_each_state_once(tmp_path: Path) -> None:
     blob = one_state(2)
     for i in range(120):

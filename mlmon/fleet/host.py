@@ -277,6 +277,7 @@ class HostEndpoint:
         self._start = _own_start()
         self._monitors: dict[str, weakref.ref[Any]] = {}
         self._own: dict[tuple[str, str], str] = {}  # (key, instance) -> this process's state file
+        self._retired: set[tuple[str, str]] = set()  # released: never written again
         self._opened: list[tuple[str, str | None, str]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -420,16 +421,28 @@ class HostEndpoint:
             with self._lock:
                 self._dropped += 1
             raise ValueError(f"state of {len(state)} bytes is over max_state_bytes={self.max_state_bytes}")
-        inst = hashlib.blake2b(str(monitor.instance).encode(), digest_size=4).hexdigest()
+        ident = (key, str(monitor.instance))
+        inst = hashlib.blake2b(ident[1].encode(), digest_size=4).hexdigest()
         target = os.path.join(self.directory, f"w.{key}.{self._pid}.{self._start}.{inst}.state")
         try:
-            atomic_write(target, state)
+            # Shared lock: a release that folds this file (exclusive) waits for this write, and a
+            # write that comes after the release (a last emit still running) writes nothing.
+            fd = self._lock_file(False, True)
+            if fd is None:
+                raise TimeoutError(f"host.lock held longer than lock_timeout={self.lock_timeout}s")
+            try:
+                with self._lock:
+                    if ident in self._retired:
+                        return
+                atomic_write(target, state)
+                with self._lock:
+                    self._own[ident] = target
+            finally:
+                os.close(fd)
         except OSError:
             with self._lock:
                 self._errors["publish"] += 1
             raise
-        with self._lock:
-            self._own[key, str(monitor.instance)] = target
         try:
             self.fold()
         except Exception as exc:
@@ -446,8 +459,9 @@ class HostEndpoint:
         with self._lock:
             if (model, version, instance) in self._opened:
                 self._opened.remove((model, version, instance))
+            self._retired.add((key, instance))
             own = self._own.pop((key, instance), None)
-            last = not self._opened
+            last = not self._opened and not self._own
         if own is not None:
             try:
                 self.fold(only=[own], wait=True)
@@ -463,6 +477,7 @@ class HostEndpoint:
         self._check_fork()
         with self._lock:
             own = list(self._own.values())
+            self._retired.update(self._own)
             self._own.clear()
             self._opened.clear()
         if own:
