@@ -21,7 +21,8 @@ directory, merge, render the text format; no HTTP) is timed:
   for every dead worker, as its docs ask. Its collector reads every ``*.db`` file at every
   scrape, and counter files of dead workers are never removed.
 
-Every figure is the median of ``--repeats`` runs.
+Also printed: a worker's cost per flush (``HostEndpoint.publish``: its state, the atomic write,
+the check for ended workers). Every figure is the median of ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -164,6 +165,23 @@ def bench_prometheus_client(dead: int, repeats: int) -> dict[str, float]:
     return {"scrape": scrape, "files": files}
 
 
+def bench_publish(repeats: int) -> float:
+    """A worker's cost per flush: its state, the atomic write, the check for ended workers."""
+    d = Path(tempfile.mkdtemp(prefix="mlmon-host-"))
+    host = HostEndpoint(d, port=0, lease=False)
+    mon = mlmon.Monitor("bench", emitters=[])
+    try:
+        predict = mon.track(lambda x: x * 0.001)
+        for i in range(1000):
+            predict(i)
+        fill_mlmon(d, 0, worker_state())
+        return median_ms(lambda: host.publish(mon), max(repeats, 20))
+    finally:
+        mon.close()
+        host.close()
+        shutil.rmtree(d)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--repeats", type=int, default=5)
@@ -184,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
             f"| {p['scrape'] / m['scrape']:.1f}x | {m['fold_all']:.0f} | {m['per_restart']:.2f} |",
             flush=True,
         )
+    print(f"\nA worker's publish per flush (state, atomic write, fold check; 4 live workers): "
+          f"{bench_publish(args.repeats):.2f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":
