@@ -334,7 +334,8 @@ def test_a_scrape_after_1000_restarts_costs_what_it_costs_after_ten(tmp_path: Pa
             medians[n] = _median_scrape(host)
         finally:
             mon.close()
-    assert medians[1000] < 2 * medians[10] + 0.005, medians
+    # reading 1,000 states would take seconds; the same work takes the same time, give or take load
+    assert medians[1000] < 3 * medians[10] + 0.02, medians
 
 
 def test_a_scrape_reads_at_most_max_states_and_counts_the_rest(tmp_path: Path) -> None:
@@ -353,6 +354,28 @@ def test_a_scrape_reads_at_most_max_states_and_counts_the_rest(tmp_path: Path) -
 
 
 # ------------------------------------------------------------------------------- serving
+
+
+def test_one_page_serves_every_model_of_the_host(tmp_path: Path) -> None:
+    host = HostEndpoint(tmp_path, port=0, instance="h")
+    m = mlmon.Monitor("m", emitters=[host], flush_interval=300)
+    n = mlmon.Monitor("n", version="2", emitters=[host], flush_interval=300)
+    try:
+        m.track(lambda x: x)(1)
+        pn = n.track(lambda x: x)
+        pn(1)
+        pn(2)
+        m.flush()
+        n.flush()
+        lines = host.render().splitlines()
+        assert 'mlmon_calls_total{model="m",instance="h"} 1' in lines
+        assert 'mlmon_calls_total{model="n",version="2",instance="h"} 2' in lines
+        m.close()  # the endpoint stays up for n, and m's counters stay on the page
+        assert host.serving
+        assert 'mlmon_calls_total{model="m",instance="h"} 1' in host.render().splitlines()
+    finally:
+        m.close()
+        n.close()
 
 
 def test_the_port_passes_to_another_worker_when_the_server_closes(tmp_path: Path) -> None:

@@ -181,6 +181,15 @@ class HostScrape:
         skipped: states left out, by reason (``max_states``, ``unread`` and the merge's
             rejection reasons).
         seconds: the time the scrape took.
+
+    >>> import mlmon, tempfile
+    >>> host = HostEndpoint(tempfile.mkdtemp(), port=0, lease=False)
+    >>> mon = mlmon.Monitor("doc-host-scrape", emitters=[host])
+    >>> host.publish(mon)
+    >>> scrape = host.scrape()
+    >>> scrape.live, scrape.ended, scrape.skipped
+    (1, 0, {})
+    >>> mon.close()
     """
 
     snapshots: tuple[Snapshot, ...]
@@ -220,6 +229,14 @@ class HostEndpoint:
 
     Raises:
         ValueError: a directory that does not exist, or a value out of range (named).
+
+    >>> import mlmon, tempfile
+    >>> host = HostEndpoint(tempfile.mkdtemp(), port=0, lease=False)
+    >>> mon = mlmon.Monitor("doc-host-class", emitters=[host])
+    >>> host.publish(mon)                    # what each flush does
+    >>> host.scrape().snapshots[0].get("mlmon_host_workers", state="live"), host.serving
+    (1.0, False)
+    >>> mon.close()
     """
 
     def __init__(
