@@ -338,6 +338,43 @@ def test_a_scrape_after_1000_restarts_costs_what_it_costs_after_ten(tmp_path: Pa
     assert medians[1000] < 3 * medians[10] + 0.02, medians
 
 
+def test_real_worker_restarts_leave_one_archive_and_every_call(tmp_path: Path) -> None:
+    """200 forked workers in turn, like ``--max-requests`` restarts: each serves a few calls,
+    flushes, and ends, two in three through close() (gunicorn's worker_exit), one in three
+    killed (os._exit after its flush). Their pids really end; nothing is simulated."""
+    host = HostEndpoint(tmp_path, port=0, lease=False, instance="h")
+    mon = mlmon.Monitor("m", emitters=[host], flush_interval=300)
+    predict = mon.track(lambda x: x)  # the parent never calls it: no reporter thread to fork
+    restarts, per_worker = 200, 3
+    t0 = time.perf_counter()
+    try:
+        for k in range(restarts):
+            pid = os.fork()
+            if pid == 0:  # the worker: the monitor was reset by the fork
+                code = 1
+                try:
+                    for i in range(per_worker):
+                        predict(i)
+                    mon.flush()
+                    if k % 3:
+                        mon.close()
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        elapsed = time.perf_counter() - t0
+        scrape = host.scrape()
+        snap = scrape.snapshots[0]
+        assert snap.get("mlmon_calls_total") == restarts * per_worker
+        assert snap.get("mlmon_host_retired_total") == restarts
+        assert sorted(os.listdir(tmp_path)) == [f"a.{KEY}.state", "host.lock"]
+        assert scrape.live == scrape.ended == 0
+        print(f"{restarts} restarts in {elapsed:.1f} s; a scrape then takes {scrape.seconds * 1000:.1f} ms")
+    finally:
+        mon.close()
+
+
 def test_a_scrape_reads_at_most_max_states_and_counts_the_rest(tmp_path: Path) -> None:
     host = HostEndpoint(tmp_path, port=0, max_states=5, fold_batch=1)
     mon = mlmon.Monitor("m", emitters=[host], flush_interval=300)

@@ -762,6 +762,7 @@ class HostEndpoint:
                 self.fold()  # ended workers since the last flush; skipped if someone is folding
             except Exception as exc:
                 self._failed("fold", exc)
+            self._known_monitors()  # a master's monitors, or ours before their first flush
             with self._lock:
                 refs = list(self._monitors.items())
             monitors = {k: m for k, r in refs if (m := r()) is not None}
