@@ -194,3 +194,66 @@ def test_labels_joined_through_redis_in_any_worker_add_up_on_the_host_page(tmp_p
         cells = wait_for(confusion, timeout=90)
         assert cells == {k: float(expected.get(k, 0)) for k in cells}
         assert value(scrape(port), 'mlmon_labels_total{model="web",instance="pod-1"}') == n
+
+
+ASGI_APP = """
+import os
+
+import mlmon
+from mlmon.fleet.host import HostEndpoint
+from mlmon.integrations.asgi import ShutdownMiddleware
+
+host = HostEndpoint(os.environ["T_DIR"], port=int(os.environ["T_PORT"]), instance="pod-1", lease_interval=0.2)
+mon = mlmon.Monitor("web", emitters=[host], flush_interval=0.3, window=60)
+predict = mon.track(lambda x: x * 0.1)
+
+
+async def inner(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    predict(1.0)
+    body = str(os.getpid()).encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+app = ShutdownMiddleware(inner, mon)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="needs uvicorn")
+def test_uvicorn_workers_recycled_by_limit_max_requests_add_up_on_one_endpoint(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    port = free_port()
+    listener = free_listener()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    cmd = [sys.executable, "-m", "uvicorn", "--fd", str(listener.fileno()), "--workers", "2",
+           "--limit-max-requests", "8", "--log-level", "warning", "--no-access-log", "app:app"]  # fmt: skip
+    requests = 40
+    with serving(tmp_path, cmd, listener, {"T_DIR": str(host_dir), "T_PORT": str(port)}) as proc:
+        try:
+            pids = []
+            for _ in range(requests):  # no retry: a failed request may have been counted
+                pid = _get_or_none(url)
+                if pid is not None:
+                    pids.append(pid)
+                time.sleep(0.1)  # uvicorn checks --limit-max-requests every 0.1 s
+            assert len(set(pids)) > 2 and len(pids) >= requests - 5, pids  # workers were recycled
+            line = 'mlmon_calls_total{model="web",instance="pod-1"}'
+            got = wait_for(lambda: (v := value(scrape(port), line)) is not None and v >= len(pids) and v, timeout=60)
+            assert len(pids) <= got <= requests, scrape(port)  # exact when no request failed
+            names = [p.name for p in host_dir.iterdir()]
+            assert len([n for n in names if n.startswith("w.")]) <= 2, names
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _get_or_none(url: str) -> int | None:
+    try:
+        return get(url)
+    except OSError:
+        return None  # a worker exiting at its request limit may drop the connection
