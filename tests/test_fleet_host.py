@@ -246,9 +246,15 @@ def test_a_fold_killed_before_deleting_its_files_never_counts_them_twice(served:
     assert host.fold() == 3
     for i in range(3):  # as if the folder had died after writing the archive
         (tmp_path / dead_name(i)).write_bytes(blob)
+    assert host.scrape().snapshots[0].get("mlmon_calls_total") == 15  # not in the archive and in their files
+    for i in (0, 1, 2, 9):  # the scrape's fold died the same way; and a worker ended since
+        (tmp_path / dead_name(i)).write_bytes(blob)
+    assert host.fold() == 4
+    for i in (0, 1, 2, 9):  # and the next folder dies the same way
+        (tmp_path / dead_name(i)).write_bytes(blob)
     snap = host.scrape().snapshots[0]
-    assert snap.get("mlmon_calls_total") == 15
-    assert snap.get("mlmon_host_retired_total") == 3
+    assert snap.get("mlmon_calls_total") == 20
+    assert snap.get("mlmon_host_retired_total") == 4
     assert states(tmp_path) == [n for n in states(tmp_path) if f".{os.getpid()}." in n]
 
 

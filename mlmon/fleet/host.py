@@ -684,19 +684,17 @@ class HostEndpoint:
         combined, lost = combine_states(monitor, states, instance="archive")
         for r, n in lost.items():
             rejected[r] = rejected.get(r, 0) + n
-        new = _Archive(
-            combined,
-            [n for n in folded if n not in already],
-            archive.retired + max(0, good - sum(lost.values())),
-            rejected,
-        )
+        # The files this fold deletes, and those an earlier killed fold left that still exist:
+        # whoever finds them next deletes them without counting them again.
+        leftover = [n for n in already if n not in folded and os.path.exists(os.path.join(self.directory, n))]
+        new = _Archive(combined, folded + leftover, archive.retired + max(0, good - sum(lost.values())), rejected)
         atomic_write(os.path.join(self.directory, f"a.{key}.state"), new.pack())
         for name in folded:
             try:
                 os.unlink(os.path.join(self.directory, name))
             except FileNotFoundError:
                 pass
-        return len(new.folded)
+        return len(folded)
 
     # -- the serving side --------------------------------------------------------------------
 
