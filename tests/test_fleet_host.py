@@ -469,6 +469,27 @@ def test_an_idle_worker_takes_the_port_within_the_lease_interval(tmp_path: Path)
         mb.close()
 
 
+def test_a_scrape_that_fails_fails_alone_and_is_counted(tmp_path: Path) -> None:
+    d = tmp_path / "host"
+    d.mkdir()
+    host = HostEndpoint(d, port=0)
+    mon = mlmon.Monitor("m", emitters=[host], flush_interval=300)
+    try:
+        mon.flush()
+        for p in d.iterdir():
+            p.unlink()
+        d.rmdir()  # the directory is gone: the scrape cannot lock it
+        with pytest.raises(OSError):
+            urllib.request.urlopen(host.url, timeout=10)
+        d.mkdir()
+        mon.flush()  # the next flush writes the state again, and the next scrape works
+        with urllib.request.urlopen(host.url, timeout=10) as resp:
+            assert resp.status == 200
+        assert dict(((n, lab.get("stage")), v) for n, v, lab in host.self_metrics())["mlmon_internal_errors_total", "host_scrape"] == 1
+    finally:
+        mon.close()
+
+
 def test_a_failing_write_is_counted_and_never_reaches_predict(tmp_path: Path) -> None:
     d = tmp_path / "gone"
     d.mkdir()

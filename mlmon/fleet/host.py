@@ -387,7 +387,7 @@ class HostEndpoint:
         try:
             self.serve()
         except OSError as exc:
-            if exc.errno != errno.EADDRINUSE and not isinstance(exc, PermissionError):
+            if exc.errno != errno.EADDRINUSE:  # in use: another worker serves, the lease works
                 self._failed("bind", exc)
 
     def bind_monitor(self, monitor: Parts) -> None:
@@ -514,6 +514,8 @@ class HostEndpoint:
         if stop is not None:
             stop.set()
         if server is not None:
+            with self._lock:
+                self._errors["scrape"] += server.errors
             server.shutdown()
             server.server_close()
         if thread is not None:
@@ -742,11 +744,8 @@ class HostEndpoint:
         return f"http://{host}:{self._port}{self.path}"
 
     def _body(self) -> bytes:
-        try:
-            return self.render().encode("utf-8")
-        except Exception as exc:
-            self._failed("scrape", exc)
-            raise
+        # A failure fails this scrape (Prometheus records it); the server counts and logs it.
+        return self.render().encode("utf-8")
 
     def render(self) -> str:
         """The text a scrape gets now (what the endpoint serves)."""
@@ -828,8 +827,9 @@ class HostEndpoint:
         for name, pid, start, mtime in newest_first:
             try:
                 blob = self._read(os.path.join(self.directory, name))
-            except (StateError, OSError):
-                skipped["unread"] = skipped.get("unread", 0) + 1
+            except (StateError, OSError) as exc:
+                r = reason_of(exc) if isinstance(exc, StateError) else "unread"
+                skipped[r] = skipped.get(r, 0) + 1
                 continue
             if blob is None:
                 continue
