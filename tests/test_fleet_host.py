@@ -396,6 +396,20 @@ def test_a_scrape_reads_at_most_max_states_and_counts_the_rest(tmp_path: Path) -
         mon.close()
 
 
+def test_a_scrape_reads_at_most_max_scrape_bytes_and_counts_the_rest(tmp_path: Path) -> None:
+    blob = one_state(1)
+    host = HostEndpoint(tmp_path, port=0, max_scrape_bytes=3 * len(blob) + 10, fold_batch=1)
+    mon = mlmon.Monitor("m", emitters=[host], flush_interval=300)
+    try:
+        for i in range(6):
+            (tmp_path / dead_name(i)).write_bytes(blob)
+        scrape = host.scrape()  # folds 1, reads 3 of the other 5, skips 2
+        assert scrape.ended == 3 and scrape.skipped == {"max_bytes": 2}
+        assert scrape.snapshots[0].get("mlmon_calls_total") == 4
+    finally:
+        mon.close()
+
+
 # ------------------------------------------------------------------------------- serving
 
 
@@ -518,6 +532,7 @@ def test_a_failing_write_is_counted_and_never_reaches_predict(tmp_path: Path) ->
         ({"lock_timeout": float("inf")}, "lock_timeout"),
         ({"max_states": 0}, "max_states"),
         ({"max_state_bytes": 1.5}, "max_state_bytes"),
+        ({"max_scrape_bytes": 0}, "max_scrape_bytes"),
         ({"fold_batch": True}, "fold_batch"),
         ({"lease_interval": -1}, "lease_interval"),
         ({"instance": ""}, "instance"),

@@ -221,6 +221,9 @@ class HostEndpoint:
         max_states: most worker states one scrape reads (past it: counted, left out).
         max_state_bytes: largest state file read, bytes (a worker's larger state is not
             written, counted in ``mlmon_dropped_total{buffer="host_state"}``).
+        max_scrape_bytes: most bytes of state files one scrape reads (past it: counted in
+            ``mlmon_host_skipped_states{reason="max_bytes"}``, left out). With the two above,
+            what a scrape holds in memory is bounded.
         fold_batch: most ended workers folded into the archive by one fold.
         lock_timeout: seconds a scrape or a worker's last fold waits for ``host.lock``.
         lease_interval: seconds between two attempts to take the port, besides each flush
@@ -251,6 +254,7 @@ class HostEndpoint:
         stale_after: float = 60.0,
         max_states: int = 1024,
         max_state_bytes: int = 4 << 20,
+        max_scrape_bytes: int = 64 << 20,
         fold_batch: int = 256,
         lock_timeout: float = 2.0,
         lease_interval: float = 1.0,
@@ -266,7 +270,7 @@ class HostEndpoint:
         for field, value in (("stale_after", stale_after), ("lock_timeout", lock_timeout), ("lease_interval", lease_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-        for field, n in (("max_states", max_states), ("max_state_bytes", max_state_bytes), ("fold_batch", fold_batch)):
+        for field, n in (("max_states", max_states), ("max_state_bytes", max_state_bytes), ("max_scrape_bytes", max_scrape_bytes), ("fold_batch", fold_batch)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"{field} must be a positive int, got {n!r}")
         if instance is not None and (not isinstance(instance, str) or not instance):
@@ -279,6 +283,7 @@ class HostEndpoint:
         self.stale_after = float(stale_after)
         self.max_states = max_states
         self.max_state_bytes = max_state_bytes
+        self.max_scrape_bytes = max_scrape_bytes
         self.fold_batch = fold_batch
         self.lock_timeout = float(lock_timeout)
         self.lease_interval = float(lease_interval)
@@ -755,11 +760,11 @@ class HostEndpoint:
         """Read and merge the host's states now (one per model this process knows)."""
         t0 = time.perf_counter()
         with self._serve_lock:
+            self._known_monitors()  # a master's monitors, or ours before their first flush
             try:
                 self.fold()  # ended workers since the last flush; skipped if someone is folding
             except Exception as exc:
                 self._failed("fold", exc)
-            self._known_monitors()  # a master's monitors, or ours before their first flush
             with self._lock:
                 refs = list(self._monitors.items())
             monitors = {k: m for k, r in refs if (m := r()) is not None}
@@ -768,7 +773,8 @@ class HostEndpoint:
                 raise TimeoutError(f"host.lock held longer than lock_timeout={self.lock_timeout}s")
             try:
                 by_key, _ = self._scan()
-                reads = {k: self._read_key(k, by_key.get(k, [])) for k in monitors}
+                budget = [self.max_scrape_bytes]
+                reads = {k: self._read_key(k, by_key.get(k, []), budget) for k in monitors}
             finally:
                 os.close(fd)
             snaps: list[Snapshot] = []
@@ -810,7 +816,7 @@ class HostEndpoint:
         return HostScrape(tuple(snaps), totals["live"], totals["stale"], totals["ended"], skipped_all, seconds)
 
     def _read_key(
-        self, key: str, files: list[tuple[str, int, str, float]]
+        self, key: str, files: list[tuple[str, int, str, float]], budget: list[int]
     ) -> tuple[_Archive, list[tuple[bytes, bool]], dict[str, int], dict[str, int]]:
         archive, bad = self._archive(key)
         skipped: dict[str, int] = {}
@@ -833,6 +839,10 @@ class HostEndpoint:
                 continue
             if blob is None:
                 continue
+            if len(blob) > budget[0]:
+                skipped["max_bytes"] = skipped.get("max_bytes", 0) + 1
+                continue
+            budget[0] -= len(blob)
             if self._ended(pid, start):
                 kind = "ended"
             elif now - mtime > self.stale_after:
