@@ -495,7 +495,12 @@ class HostEndpoint:
                 self._closed = True  # the last monitor of this process is done with it
 
     def close(self) -> None:
-        """Fold this process's states into the archive and stop the endpoint. Idempotent."""
+        """Fold this process's states into the archive and stop the endpoint. Idempotent.
+
+        Takes at most ``lock_timeout`` (waiting for ``host.lock``) plus the endpoint's stop
+        (a poll of 0.1 s; a scrape being answered is waited for at most 5 s). A monitor that
+        closes calls :meth:`release` within its own ``close_timeout``.
+        """
         self._check_fork()
         with self._lock:
             own = list(self._own.values())
