@@ -1,10 +1,12 @@
 """One Prometheus endpoint per host for pre-fork servers (gunicorn, ``uvicorn --workers``).
 
-Every worker writes its state (:meth:`Monitor.fleet_state`, a few KB) into one host directory
-each flush, whole or not at all (``w.<model>.<digest>.<pid>.<start>.<instance digest>.state``). One process
-serves ``/metrics``: whichever worker binds the port first (the others try again each flush,
-so when it ends another takes over within a flush), or the gunicorn master
-(:func:`mlmon.integrations.gunicorn.serve_host_endpoint`). A scrape reads the live workers'
+Every worker's monitor has a :class:`HostEndpoint` among its emitters; at each flush it writes
+the worker's state (:meth:`Monitor.fleet_state`, a few KB) into one host directory, whole or
+not at all (``w.<model>.<digest>.<pid>.<start>.<instance digest>.state``). One process serves
+``/metrics``: whichever worker binds the port first (the others try again at each flush and
+every ``lease_interval``, so when it ends another takes over within a second), or the gunicorn
+master (:func:`mlmon.integrations.gunicorn.serve_host_endpoint`). POSIX only (``flock``,
+``/proc`` where there is one). A scrape reads the live workers'
 states and one *archive* per model, merges them (:func:`mlmon.fleet.merge_states`: counters
 and buckets added, window gauges computed on the merged window) and renders the text format
 with ``instance="<hostname>"``.

@@ -49,10 +49,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlmon.fleet.host import HostEndpoint
 from mlmon.integrations.signals import close_monitors
+
+if TYPE_CHECKING:
+    from mlmon.fleet.host import HostEndpoint
 
 __all__ = ["child_exit_hook", "on_exit", "remove_target_file", "serve_host_endpoint", "worker_exit"]
 
@@ -149,10 +151,13 @@ def serve_host_endpoint(endpoint: HostEndpoint) -> Callable[[Any], None]:
         TypeError: ``endpoint`` is not a HostEndpoint.
 
     >>> import tempfile
+    >>> from mlmon.fleet.host import HostEndpoint
     >>> hook = serve_host_endpoint(HostEndpoint(tempfile.mkdtemp(), port=0, lease=False))
     >>> callable(hook)
     True
     """
+    from mlmon.fleet.host import HostEndpoint
+
     if not isinstance(endpoint, HostEndpoint):
         raise TypeError(f"serve_host_endpoint needs a HostEndpoint, got {endpoint!r}")
 
