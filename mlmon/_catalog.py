@@ -247,6 +247,12 @@ _CATALOG_LIST = [
     _m("mlmon_fleet_processes", "gauge", "1", "Live processes merged into the fleet snapshot."),
     _m("mlmon_fleet_states_rejected_total", "counter", "1", "States not merged, by reason (corrupt, size, version, config, model).", ("reason",)),
     _m("mlmon_fleet_merge_seconds", "gauge", "seconds", "Time the leader took to merge the fleet snapshot."),
+    # one endpoint per host (mlmon.fleet.host)
+    _m("mlmon_host_workers", "gauge", "1", "Worker states merged by the host endpoint's scrape, by state (live, stale, ended).", ("state",)),
+    _m("mlmon_host_retired_total", "counter", "1", "Ended workers' states folded into the host's archive."),
+    _m("mlmon_host_rejected_total", "counter", "1", "Host state files removed unmerged, by reason.", ("reason",)),
+    _m("mlmon_host_skipped_states", "gauge", "1", "States the host endpoint's scrape left out, by reason.", ("reason",)),
+    _m("mlmon_host_scrape_seconds", "gauge", "seconds", "Time the host endpoint's previous scrape took."),
 ]
 
 CATALOG: Mapping[str, MetricInfo] = {m.name: m for m in _CATALOG_LIST}

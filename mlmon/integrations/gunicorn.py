@@ -24,6 +24,14 @@ every worker that exits, however it exits; :func:`child_exit_hook` makes that ho
     from mlmon.integrations.gunicorn import child_exit_hook
     child_exit = child_exit_hook("/run/mlmon/targets")
 
+- :func:`serve_host_endpoint` makes a ``when_ready`` hook with which the master serves a
+  :class:`~mlmon.fleet.host.HostEndpoint` (one endpoint for all the workers; with
+  ``--preload``, so that the master has the monitors that read the workers' states)::
+
+      from mlmon.integrations.gunicorn import serve_host_endpoint, worker_exit  # noqa: F401
+      import app  # builds HostEndpoint(..., lease=False) and the monitors
+      when_ready = serve_host_endpoint(app.host)
+
 gunicorn is not imported: the hooks only read ``worker.pid``.
 
 >>> import os, tempfile, types
@@ -41,11 +49,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmon.integrations.signals import close_monitors
 
-__all__ = ["child_exit_hook", "on_exit", "remove_target_file", "worker_exit"]
+if TYPE_CHECKING:
+    from mlmon.fleet.host import HostEndpoint
+
+__all__ = ["child_exit_hook", "on_exit", "remove_target_file", "serve_host_endpoint", "worker_exit"]
 
 log = logging.getLogger("mlmon.integrations.gunicorn")
 
@@ -124,3 +135,39 @@ def on_exit(server: Any) -> None:
         close_monitors()
     except Exception as exc:  # pragma: no cover - close_monitors never raises
         log.warning("mlmon: closing the monitors of the master failed: %r", exc)
+
+
+def serve_host_endpoint(endpoint: HostEndpoint) -> Callable[[Any], None]:
+    """A gunicorn ``when_ready(server)`` hook: the master serves ``endpoint`` for the host.
+
+    The master reads the states the workers write each flush and serves their sum
+    (docs/scale-out.md, "One endpoint per host"). It merges with the configuration of the
+    master's own monitors that use ``endpoint`` (created before the fork: ``--preload``, or
+    imported by the config file); build the endpoint with ``lease=False`` so that no worker
+    binds the port. A failure to bind is logged, never raised into gunicorn (the workers'
+    states are still written; a worker-served endpoint needs ``lease=True``).
+
+    Raises:
+        TypeError: ``endpoint`` is not a HostEndpoint.
+
+    >>> import tempfile
+    >>> from mlmon.fleet.host import HostEndpoint
+    >>> hook = serve_host_endpoint(HostEndpoint(tempfile.mkdtemp(), port=0, lease=False))
+    >>> callable(hook)
+    True
+    """
+    from mlmon.fleet.host import HostEndpoint
+
+    if not isinstance(endpoint, HostEndpoint):
+        raise TypeError(f"serve_host_endpoint needs a HostEndpoint, got {endpoint!r}")
+
+    def when_ready(server: Any) -> None:
+        try:
+            from mlmon.monitor import monitors
+
+            endpoint.serve([m for m in monitors() if any(e is endpoint for e in m.emitters)])
+            log.info("mlmon: the gunicorn master serves the host endpoint at %s", endpoint.url)
+        except Exception as exc:
+            log.warning("mlmon: the gunicorn master could not serve the host endpoint: %r", exc)
+
+    return when_ready
