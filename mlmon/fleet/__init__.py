@@ -20,6 +20,7 @@ from mlmon.fleet.state import (
 )
 from mlmon.fleet.view import Fleet
 
+
 def __getattr__(name: str) -> object:
     # HostEndpoint brings an HTTP server: imported when asked for, not with every `import mlmon`.
     if name == "HostEndpoint":
