@@ -21,6 +21,9 @@ nav a.empty{color:var(--muted)}
 .stat .sub{font-size:12px}
 .stat.bad{border-left:4px solid var(--bad)}.stat.bad .value{color:var(--bad)}
 .stat.warn{border-left:4px solid var(--warn)}
+.stat.fleet{border-left:4px solid #2563eb}
+.charts>.wide{grid-column:1/-1}
+section#fleet>h2{border-left:4px solid #2563eb;padding-left:8px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}
 .charts.full{grid-template-columns:1fr}
 figure{margin:0}
