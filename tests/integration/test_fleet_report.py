@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 from test_report import Svg
 
 import mlmon
+from mlmon import report
 from mlmon.emitters import JsonlEmitter
 from mlmon.stores import RedisStore
 from mlmon.testing import FakeClock
@@ -120,3 +122,32 @@ def test_report_of_real_fleet_monitors(redis_server: Any, tmp_path: Path) -> Non
     processes = Svg(page, "fleet-processes").series()["processes"]
     assert {round(v) for line in processes for _, v in line} >= {2, 3}
 
+
+
+def test_chromium_draws_the_fleet_row_first(tmp_path: Path) -> None:
+    from test_report_chromium import Charts, chromium_binary, read_png, run_chromium
+    from test_report_fleet import PROCESSES, fleet_log
+
+    binary = chromium_binary()
+    if binary is None:
+        skip_or_fail("chromium is not installed (apt-get install chromium; see scripts/install-test-servers.sh)")
+        raise AssertionError("unreachable")
+    html = tmp_path / "fleet.html"
+    report.write(fleet_log(), html)
+    url = html.resolve().as_uri()
+    dom = run_chromium(binary, tmp_path / "profile-1", "--dump-dom", "--window-size=1400,1600", url)
+    assert dom.returncode == 0 and "</html>" in dom.stdout, dom.stderr[-2000:]
+    charts = list(Charts(dom.stdout).charts.items())
+    # in document order: the fleet's charts first, its own series only; then the processes'
+    assert charts[0] == ("fleet-calls", ["calls/s"])
+    assert dict(charts)["fleet-quality"] == ["precision", "recall"]
+    assert set(dict(charts)["fleet-leader"]) == {f"leader · {p}" for p in PROCESSES}
+    assert [c for c, _ in charts].index("calls") > [c for c, _ in charts].index("fleet-up")
+    png = tmp_path / "fleet.png"
+    shot = run_chromium(binary, tmp_path / "profile-2", f"--screenshot={png}", "--window-size=1400,1600", url)
+    assert png.exists(), f"no screenshot (exit {shot.returncode}): {shot.stderr[-2000:]}"
+    _, _, pixels = read_png(png.read_bytes())
+    rgb = pixels[:, :, :3].astype(np.int64)
+    blue = (abs(rgb[:, :, 0] - 0x1D) < 6) & (abs(rgb[:, :, 1] - 0x4E) < 6) & (abs(rgb[:, :, 2] - 0xD8) < 6)
+    # the fleet's card and section heading carry the fleet's bar (4 px wide, a blue of no chart)
+    assert blue.sum() > 4 * 40
