@@ -23,21 +23,24 @@ FEATURES = ("age", "income")
 # (datasource, via) pairs that exist: StatsD only writes to Graphite.
 BACKENDS = [("prometheus", "direct"), ("graphite", "direct"), ("graphite", "statsd")]
 VARIANTS = [
-    (ds, via, task, features)
+    (ds, via, task, features, None)
     for (ds, via), task, features in itertools.product(BACKENDS, TASKS, [(), FEATURES])
+] + [  # with the fleet row: Prometheus and Graphite direct (StatsD paths have no instance)
+    (ds, via, task, features, "fleet")
+    for (ds, via), task, features in itertools.product(BACKENDS[:2], TASKS, [(), FEATURES])
 ]
 
 
-def board_id(variant: tuple[str, str, str, tuple[str, ...]]) -> str:
-    ds, via, task, features = variant
-    return f"{ds}-{via}-{task}-{'features' if features else 'nofeatures'}"
+def board_id(variant: tuple[str, str, str, tuple[str, ...], str | None]) -> str:
+    ds, via, task, features, fleet = variant
+    return f"{ds}-{via}-{task}-{'features' if features else 'nofeatures'}" + ("-fleet" if fleet else "")
 
 
 @pytest.fixture(params=VARIANTS, ids=board_id)
 def board(request: pytest.FixtureRequest) -> dict[str, Any]:
-    ds, via, task, features = request.param
+    ds, via, task, features, fleet = request.param
     prefix = "ml" if ds == "graphite" else ""
-    return dashboard(ds, "fraud", prefix=prefix, via=via, task=task, features=features)
+    return dashboard(ds, "fraud", prefix=prefix, via=via, task=task, features=features, fleet=fleet)
 
 
 def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -483,3 +486,134 @@ def test_cli_positive_names_the_positive_class(capsys: pytest.CaptureFixture[str
     board = json.loads(capsys.readouterr().out)
     (precision, *_) = panel(board, "Fleet precision / recall / F1")["targets"]
     assert 'actual="spam", predicted="spam"' in precision["expr"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fleet row: the fleet snapshot (Monitor(fleet=Fleet(...))) and the fleet's health
+# ---------------------------------------------------------------------------------------------
+
+FLEET_ROW = [
+    "Processes merged", "Leaders", "Processes reaching the store",
+    "Fleet snapshot: precision / recall / F1", "Fleet snapshot: latency", "Fleet snapshot: calls / s",
+    "Fleet snapshot: error ratio and availability", "Fleet snapshot: output mean and variance",
+    "Fleet snapshot: drift (PSI)", "Leader by process", "Store reachable by process",
+    "States rejected / s by reason", "Publishes refused and takeovers / s", "Merge time",
+]  # fmt: skip
+
+
+def row_panels(board: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    inside = False
+    for p in board["panels"]:
+        if p["type"] == "row":
+            inside = p["title"] == title
+        elif inside:
+            out.append(p)
+    return out
+
+
+def split_fleet(board: dict[str, Any], key: str) -> tuple[list[str], list[str]]:
+    """(queries of the fleet row, queries of every other row)."""
+    fleet = [t[key] for p in row_panels(board, "Fleet") for t in p["targets"]]
+    rest = [t[key] for p in panels(board) for t in p["targets"] if p not in row_panels(board, "Fleet")]
+    return fleet, rest
+
+
+@pytest.mark.parametrize(("ds", "prefix"), [("prometheus", ""), ("graphite", "ml")])
+def test_the_fleet_row_comes_first_only_when_asked(ds: str, prefix: str) -> None:
+    board = dashboard(ds, "fraud", prefix=prefix, features=FEATURES, fleet="fleet")
+    assert rows(board)[:2] == ["Fleet", "Service health"]
+    assert [p["title"] for p in row_panels(board, "Fleet")] == FLEET_ROW
+    plain = dashboard(ds, "fraud", prefix=prefix, features=FEATURES)
+    assert "Fleet" not in rows(plain)
+    assert not [q for q in queries(plain) if "fleet\"" in q or ".fleet." in q or "[.]fleet" in q]
+
+
+def test_prometheus_fleet_row_selects_the_fleet_under_either_instance_label() -> None:
+    board = dashboard("prometheus", "fraud", features=FEATURES, fleet="fleet")
+    _, rest = split_fleet(board, "expr")
+    snapshot = [p for p in row_panels(board, "Fleet") if p["title"].startswith("Fleet snapshot") or p["title"] in ("Processes merged", "Merge time", "States rejected / s by reason")]
+    for p in snapshot:
+        for t in p["targets"]:
+            sels = re.findall(r"mlmon_\w+\{[^}]*\}", t["expr"])
+            assert sels and len(sels) % 2 == 0, t["expr"]
+            # honor_labels: false keeps mlmon's instance as exported_instance, true as instance
+            assert {s.count('exported_instance="fleet"') for s in sels} == {0, 1}, t["expr"]
+            assert sum('exported_instance="fleet"' in s for s in sels) == len(sels) // 2
+            assert sum(', instance="fleet"' in s for s in sels) == len(sels) // 2
+            assert "$instance" not in t["expr"]  # the fleet is not one of the processes
+    p99 = panel(board, "Fleet snapshot: latency")["targets"][2]
+    assert p99["expr"] == (
+        'max by (model, quantile) (mlmon_latency_window_seconds{model="$model", quantile="0.99", '
+        'exported_instance="fleet"} or mlmon_latency_window_seconds{model="$model", quantile="0.99", '
+        'instance="fleet"})'
+    )
+    assert p99["legendFormat"] == "p99"
+    # every other selector, the fleet health per process included, leaves the fleet out
+    for q in rest + [t["expr"] for t in panel(board, "Leader by process")["targets"]]:
+        for sel in re.findall(r"mlmon_\w+\{[^}]*\}", q):
+            assert 'instance=~"$instance", instance!="fleet", exported_instance!="fleet"' in sel, sel
+    instance_var = next(v for v in board["templating"]["list"] if v["name"] == "instance")
+    assert 'instance!="fleet", exported_instance!="fleet"' in instance_var["query"]
+
+
+def test_graphite_fleet_row_reads_the_fleet_path_and_other_rows_exclude_it() -> None:
+    board = dashboard("graphite", "fraud", prefix="ml", features=FEATURES, fleet="fleet")
+    fleet, rest = split_fleet(board, "target")
+    assert "alias(maxSeries(keepLastValue(ml.$model.fleet.mlmon_f1, 3)), 'f1')" in fleet
+    assert (
+        "aliasSub(groupByNode(perSecond(keepLastValue(ml.$model.fleet.mlmon_fleet_states_rejected_total.*, 3)), "
+        "4, 'sumSeries'), '^reason_', '')"
+    ) in fleet
+    for q in rest:
+        starts = [m.start() for m in re.finditer(r"ml\.\$model\.", q)]
+        assert starts, q
+        for i in starts:
+            assert q[i:].startswith("ml.$model.$instance."), q
+            assert q[:i].endswith("exclude("), q
+            path_end = q.index(", '[.]fleet[.]mlmon_')", i)
+            assert ")" not in q[i:path_end] and "(" not in q[i:path_end], q
+    instance_var = next(v for v in board["templating"]["list"] if v["name"] == "instance")
+    assert re.fullmatch(instance_var["regex"].strip("/"), "web-1_42")
+    assert not re.fullmatch(instance_var["regex"].strip("/"), "fleet")
+
+
+def test_a_renamed_fleet_is_quoted_or_sanitised_for_each_backend() -> None:
+    prom = dashboard("prometheus", "fraud", fleet='all "replicas"')
+    assert 'exported_instance="all \\"replicas\\""' in panel(prom, "Processes merged")["targets"][0]["expr"]
+    graphite = dashboard("graphite", "fraud", fleet="all replicas:1")
+    assert "$model.all_replicas_1.mlmon_fleet_processes" in panel(graphite, "Processes merged")["targets"][0]["target"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fleet": ""}, "fleet must be the fleet's instance"),
+        ({"fleet": "x" * 129}, "fleet must be the fleet's instance"),
+        ({"fleet": "fleet", "datasource": "graphite", "via": "statsd"}, "fleet panels need the fleet's own series"),
+    ],
+)
+def test_bad_fleet_options_raise_value_error(kwargs: dict[str, Any], message: str) -> None:
+    args = {"datasource": "prometheus", **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dashboard(args.pop("datasource"), "fraud", **args)
+
+
+def test_quality_panels_of_the_fleet_follow_the_task() -> None:
+    multi = dashboard("prometheus", "fraud", task="multiclass", fleet="fleet")
+    exprs = [t["expr"] for t in panel(multi, "Fleet snapshot: precision / recall / F1")["targets"]]
+    assert len(exprs) == 3 and all('average="macro"' in e for e in exprs)
+    reg = dashboard("graphite", "fraud", task="regression", fleet="fleet")
+    targets = [t["target"] for t in panel(reg, "Fleet snapshot: MAE / RMSE")["targets"]]
+    assert [".fleet.mlmon_mae," in targets[0], ".fleet.mlmon_rmse," in targets[1]] == [True, True]
+    none = dashboard("prometheus", "fraud", task="none", fleet="fleet")
+    assert not [p for p in row_panels(none, "Fleet") if "precision" in p["title"]]
+
+
+def test_cli_fleet_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "prometheus", "--model", "fraud", "--fleet"])
+    assert json.loads(capsys.readouterr().out) == dashboard("prometheus", "fraud", fleet="fleet")
+    assert 0 == main(["--datasource", "graphite", "--model", "fraud", "--fleet", "all"])
+    assert json.loads(capsys.readouterr().out) == dashboard("graphite", "fraud", fleet="all")
+    assert 2 == main(["--datasource", "graphite", "--via", "statsd", "--fleet"])
+    assert "fleet panels need the fleet's own series" in capsys.readouterr().err

@@ -33,10 +33,10 @@ def build_text(lines: Iterable[str], label: str, model: str | None, instance: st
         size=len(text.encode("utf-8")),
         model=log.model,
         models=tuple(log.models),
-        instances=tuple(log.instances),
-        snapshots=sum(log.instances.values()),
-        start=log.start,
-        end=log.end,
+        instances=tuple(page.instances()),
+        snapshots=sum(log.instances.values()) + (sum(page.fleet.log.instances.values()) if page.fleet else 0),
+        start=page.start,
+        end=page.end,
         malformed=log.malformed,
         newer=sum(log.newer.values()),
         newer_versions=tuple(sorted(log.newer)),
@@ -44,6 +44,7 @@ def build_text(lines: Iterable[str], label: str, model: str | None, instance: st
         sections=tuple(page.sections),
         omitted=tuple(page.omitted),
         notes=tuple(page.notes),
+        fleet=tuple(log.fleet),
     )
     return text, info
 

@@ -42,10 +42,12 @@ class ReportInfo:
             :data:`FORMAT_VERSION`).
         newer_versions: the format versions of those lines.
         duplicates: lines skipped because the very same line came before (a file read twice).
-        sections: ids of the sections with data (``service``, ``resources``, ``outputs``,
+        sections: ids of the sections with data (``fleet``, ``service``, ``resources``, ``outputs``,
             ``quality``, ``features``, ``drift``, ``outcomes``, ``alerts``).
         omitted: ids of the sections left out for lack of data.
         notes: the warnings shown at the top of the page.
+        fleet: the instances that are a fleet (their snapshots were merged by a fleet's leader,
+            ``Monitor(fleet=Fleet(...))``), shown first, in the ``fleet`` section.
     """
 
     output: str | None
@@ -63,6 +65,7 @@ class ReportInfo:
     sections: tuple[str, ...]
     omitted: tuple[str, ...]
     notes: tuple[str, ...]
+    fleet: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for the command line.

@@ -44,6 +44,11 @@ MAX_SERIES = 20_000
 MAX_MESSAGE = 500
 """Characters of an alert message kept for the page."""
 
+FLEET_MARK = "mlmon_fleet_processes"
+"""The sample only a fleet snapshot carries (made by the fleet's leader): its instance is a fleet."""
+
+ALERT_METRICS = frozenset({"mlmon_alert_firing", "mlmon_alerts_firing"})
+
 _SHOWN_LINE_NUMBERS = 5
 _TOO_LONG = "\x00too long"  # what read_file yields for an over-long line (a real line has no NUL)
 
@@ -128,6 +133,8 @@ class Log:
         self.hidden: dict[str, int] = {}
         self.versions: dict[str, int] = {}
         self.stamps: dict[str, list[float]] = {}
+        self.fleet: dict[str, int] = {}  # instances whose snapshots carry FLEET_MARK: snapshots each
+        self.fleet_log: Log | None = None  # after split_fleet(): the fleet's series
         self.events: list[_Event] = []
         self._seen: set[tuple[str, float, int]] = set()
         self._labels: dict[Labels, Labels] = {}  # labels as read -> cleaned (they repeat every line)
@@ -193,6 +200,8 @@ class Log:
         vkey = "–" if rec.version is None else clean(rec.version)
         self.versions[vkey] = self.versions.get(vkey, 0) + 1
         self.stamps.setdefault(instance, []).append(t)
+        if any(name == FLEET_MARK for name, _, _ in rec.samples):
+            self.fleet[instance] = self.fleet.get(instance, 0) + 1
         for name, labels, value in rec.samples:
             if value is None or name not in USED:
                 continue
@@ -242,6 +251,47 @@ class Log:
         for stamps in self.stamps.values():
             stamps.sort()
         self.events.sort(key=lambda e: e.t)
+
+    def split_fleet(self) -> Log | None:
+        """Move the fleet instances' series into a :class:`Log` of their own (``fleet_log``).
+
+        Only when the log also holds processes: a log of fleet snapshots alone is reported as
+        is. The fleet's alert series stay here, next to the processes' (one alert timeline).
+        Call after :meth:`finish`.
+        """
+        fleet = set(self.fleet)
+        if not fleet or fleet >= set(self.instances):
+            return None
+        sub = Log(self.model, None)
+        sub.model = self.model
+        for inst in list(self.instances):
+            if inst in fleet:
+                sub.instances[inst] = self.instances.pop(inst)
+                sub.stamps[inst] = self.stamps.pop(inst)
+        sub.fleet = dict(self.fleet)
+        for name, keys in list(self.by_name.items()):
+            if name in ALERT_METRICS:
+                continue
+            moved = [k for k in keys if k[2] in fleet]
+            if not moved:
+                continue
+            kept = [k for k in keys if k[2] not in fleet]
+            if kept:
+                self.by_name[name] = kept
+            else:
+                del self.by_name[name]
+            sub.by_name[name] = moved
+            for k in moved:
+                sub.series[k] = self.series.pop(k)
+        self.fleet_log = sub
+        return sub
+
+    def stamps_of(self, instance: str) -> list[float]:
+        """Snapshot times of ``instance``, a process's or (after :meth:`split_fleet`) the fleet's."""
+        got = self.stamps.get(instance)
+        if got is None and self.fleet_log is not None:
+            got = self.fleet_log.stamps.get(instance)
+        return got or []
 
     # -- queries -----------------------------------------------------------------------------
     def select(self, name: str, match: Mapping[str, str] | None = None) -> list[tuple[dict[str, str], str, FloatArray, FloatArray]]:

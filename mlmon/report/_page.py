@@ -17,6 +17,9 @@ from mlmon.report._sections import (
     ALERT_NOTE,
     DRIFT_NOTE,
     EMPTY_CLASS,
+    FLEET_CHARTS,
+    FLEET_HEALTH,
+    FLEET_TITLE,
     PSI_STOPS,
     PSI_TICKS,
     SECTION_TITLES,
@@ -43,17 +46,26 @@ MAX_EPISODES = 200  # rows of the alert table
 class Page:
     """Builds the HTML of one report from a finished :class:`Log`."""
 
-    def __init__(self, log: Log, source: str, max_points: int) -> None:
+    def __init__(self, log: Log, source: str, max_points: int, *, span: tuple[float, float] | None = None) -> None:
         self.log = log
         self.source = source
         self.max_points = max_points
-        self.multi = len(log.instances) > 1
-        self.t0, self.t1 = log.start, log.end
+        self.start, self.end = span if span is not None else (log.start, log.end)
+        # The fleet's series go to a page of their own (drawn in the fleet section, first),
+        # so that the processes' charts and cards are the processes' alone: a fleet counter
+        # added to theirs would count every call twice.
+        self.fleet: Page | None = None
+        fleet_log = log.split_fleet() if span is None else None
+        if fleet_log is not None:
+            self.start, self.end = min(self.start, log.start), max(self.end, log.end)
+            self.fleet = Page(fleet_log, source, max_points, span=(self.start, self.end))
+        self.multi = len(log.instances) > 1 or self.fleet is not None
+        self.t0, self.t1 = self.start, self.end
         if self.t1 <= self.t0:
             # One snapshot: give the time axis some width around it.
             self.t0, self.t1 = self.t0 - 1.0, self.t1 + 1.0
         # Times in tables: the clock alone when the whole log is one UTC day.
-        one_day = utc(log.start, "%Y%m%d") == utc(log.end, "%Y%m%d")
+        one_day = utc(self.start, "%Y%m%d") == utc(self.end, "%Y%m%d")
         self.when = "%H:%M:%S" if one_day else "%Y-%m-%d %H:%M:%S"
         self.sections: list[str] = []
         self.omitted: list[str] = []
@@ -72,7 +84,7 @@ class Page:
             for labels, inst, xs, ys in picked:
                 if line.rate:
                     # A labelled counter appears with its first event: before that it was 0.
-                    stamps = np.asarray(self.log.stamps.get(inst, ()), dtype=np.float64)
+                    stamps = np.asarray(self.log.stamps_of(inst), dtype=np.float64)
                     before = stamps[stamps < xs[0]] if xs.size else stamps[:0]
                     if before.size:
                         xs = np.concatenate((before, xs))
@@ -181,10 +193,17 @@ class Page:
         worst = f" (worst of {n_inst} instances)" if n_inst > 1 else ""
         every = f" (sum of {n_inst} instances)" if n_inst > 1 else ""
         cards.append((
-            "Time range", duration(log.end - log.start),
-            f"{utc(log.start)} – {utc(log.end, self.when)} UTC", "",
+            "Time range", duration(self.end - self.start),
+            f"{utc(self.start)} – {utc(self.end, self.when)} UTC", "",
         ))  # fmt: skip
-        cards.append(("Snapshots", f"{sum(log.instances.values()):,}", f"from {n_inst} instance{'s' if n_inst > 1 else ''}", ""))
+        fleet_snaps = sum(self.fleet.log.instances.values()) if self.fleet is not None else 0
+        cards.append((
+            "Snapshots", f"{sum(log.instances.values()) + fleet_snaps:,}",
+            f"from {n_inst} instance{'s' if n_inst > 1 else ''}" + (f" and {fleet_snaps:,} of the fleet" if fleet_snaps else ""), "",
+        ))  # fmt: skip
+        fleet_card = self.fleet_card()
+        if fleet_card is not None:
+            cards.append(fleet_card)
         calls = self.total("mlmon_calls_total")
         if calls is not None:
             rows = self.total("mlmon_rows_total")
@@ -267,6 +286,56 @@ class Page:
             for label, value, sub, cls in cards
         )
 
+    def instances(self) -> list[str]:
+        """Every instance shown: the fleet's first, then the processes."""
+        fleet = list(self.fleet.log.instances) if self.fleet is not None else []
+        return fleet + list(self.log.instances)
+
+    # -- fleet -------------------------------------------------------------------------------
+    def fleet_source(self) -> Page | None:
+        """The page whose log holds the fleet's series: the fleet's own, or this one when the
+        log holds fleet snapshots only; None without any."""
+        if self.fleet is not None:
+            return self.fleet
+        return self if self.log.fleet else None
+
+    def fleet_card(self) -> tuple[str, str, str, str] | None:
+        src = self.fleet_source()
+        if src is None:
+            return None
+        n = src.latest("mlmon_fleet_processes", agg=sum)
+        parts = []
+        for label, name, match, fmt in (
+            ("precision", "mlmon_precision", None, _svg.fmt_ratio),
+            ("F1 (macro)", "mlmon_f1", {"average": "macro"}, _svg.fmt_ratio),
+            ("MAE", "mlmon_mae", None, _svg.fmt_number),
+            ("p99", "mlmon_latency_seconds", {"quantile": "0.99"}, _svg.fmt_seconds),
+            ("error ratio", "mlmon_error_ratio", None, _svg.fmt_ratio),
+        ):
+            v = src.latest(name, match)
+            if v is not None:
+                parts.append(f"{label} {fmt(v)}")
+        value = "–" if n is None else f"{_svg.fmt_number(n)} process{'es' if n != 1 else ''}"
+        who = listed(src.log.fleet, 3)
+        return (f"Fleet ({who}), latest", value, " · ".join(parts), "fleet")
+
+    def fleet_section(self) -> str | None:
+        src = self.fleet_source()
+        if src is None:
+            return None
+        charts = [src.chart(c) for c in FLEET_CHARTS] + [self.chart(c) for c in FLEET_HEALTH]
+        parts = [p for p in charts if p is not None]
+        fleet = src.log.fleet
+        n = sum(fleet.values())
+        intro = (
+            f'<p class="note wide">The fleet snapshot{"s" if n != 1 else ""} of {esc(listed(fleet, 5))} '
+            f"({n:,}): every process's window merged by the fleet's leader, each value computed on "
+            "the merged counts (never an average of the processes' values)."
+            + (" The processes follow, each on its own." if self.fleet is not None else "")
+            + "</p>"
+        )
+        return self.section("fleet", FLEET_TITLE, "", intro + "".join(parts))
+
     # -- alerts ------------------------------------------------------------------------------
     def collect_alerts(self) -> None:
         """Fill ``alert_rows`` (None: no rule in the log) and ``alert_rules`` (every rule seen)."""
@@ -313,7 +382,7 @@ class Page:
             if e.message:
                 best.messages[e.t] = e.message
         for row in rows.values():
-            row.finish(log.stamps.get(row.instance, []))
+            row.finish(log.stamps_of(row.instance))
         self.alert_rows = sorted(
             (r for r in rows.values()),
             key=lambda r: (r.episodes[0].start if r.episodes else math.inf, r.rule, r.labels, r.instance),
@@ -461,7 +530,12 @@ class Page:
             self.notes.append(f"This log also holds other models: {models}. Pick one with --model NAME.")
         if log.hidden:
             self.notes.append(
-                f"Showing instance {listed(log.instances)} only; hidden by --instance: {listed(log.hidden)}."
+                f"Showing instance {listed(self.instances())} only; hidden by --instance: {listed(log.hidden)}."
+            )
+        if log.fleet and self.fleet is None:
+            self.notes.append(
+                f"Every snapshot in this log is a fleet snapshot ({listed(log.fleet)}, merged by the "
+                "fleet's leader): the sections below show the fleet."
             )
         if len(log.versions) > 1:
             versions = listed(f"{v} ({n})" for v, n in log.versions.items())
@@ -482,7 +556,8 @@ class Page:
         assert log.model is not None
         self.collect_alerts()
         self.build_notes()
-        body = [self.alerts_section()]
+        fleet = self.fleet_section()
+        body = ([fleet] if fleet is not None else []) + [self.alerts_section()]
         for sid, title, empty, charts in SECTIONS:
             if sid == "outcomes":
                 body.append(self.drift_section())
@@ -493,7 +568,8 @@ class Page:
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         nav = "".join(
             f'<a href="#{sid}"{EMPTY_CLASS if sid in self.omitted else ""}>{esc(SECTION_TITLES[sid])}</a>'
-            for sid in ("alerts", "service", "resources", "outputs", "quality", "features", "drift", "outcomes")
+            for sid in ("fleet", "alerts", "service", "resources", "outputs", "quality", "features", "drift", "outcomes")
+            if sid != "fleet" or fleet is not None
         )
         internal = [
             (label, self.total(name))
@@ -510,13 +586,13 @@ class Page:
             f'<meta name="generator" content="mlmon {esc(__version__)}">',
             f"<title>mlmon report: {esc(log.model)}</title><style>{CSS}</style></head><body>",
             f'<header><h1>mlmon report: <span class="model">{esc(log.model)}</span> {version}</h1>',
-            f'<p class="range">{esc(utc(log.start))} – {esc(utc(log.end))} UTC · {esc(self.source)}</p>',
+            f'<p class="range">{esc(utc(self.start))} – {esc(utc(self.end))} UTC · {esc(self.source)}</p>',
             f"<nav>{nav}</nav></header>",
             f'<ul class="notes">{notes}</ul>' if notes else "",
             f'<section id="summary" data-section="summary" class="cards">{cards}</section>',
             *body,
             f'<footer>Generated by mlmon {esc(__version__)} at {esc(utc(time.time()))} UTC from {esc(self.source)} · '
-            f"{len(log.instances)} instance{'s' if len(log.instances) > 1 else ''}: {esc(listed(log.instances, 20))}"
+            f"{len(self.instances())} instance{'s' if len(self.instances()) > 1 else ''}: {esc(listed(self.instances(), 20))}"
             + (f" · mlmon itself: {esc(internal_text)}" if internal_text else "")
             + f" · charts show at most {self.max_points} points per series (min and max kept)</footer>",
             "</body></html>\n",

@@ -198,17 +198,63 @@ SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
     ),
 )
 
+FLEET_TITLE = "Fleet (merged by the leader)"
+
+FLEET_CHARTS: tuple[Chart, ...] = (
+    Chart("fleet-calls", "Fleet calls per second", _svg.fmt_number, (Line("mlmon_calls_per_second", (), "calls/s"),)),
+    Chart("fleet-error-ratio", "Fleet error ratio", _svg.fmt_ratio, (Line("mlmon_error_ratio", (), "error ratio"),), y_cap=1.0),
+    Chart("fleet-latency", "Fleet latency quantiles (merged sketch)", _svg.fmt_seconds, (
+        _q("mlmon_latency_seconds", "0.5", "p50"),
+        _q("mlmon_latency_seconds", "0.9", "p90"),
+        _q("mlmon_latency_seconds", "0.99", "p99"),
+        _q("mlmon_latency_seconds", "1", "max"),
+    ), y_scale="auto"),
+    Chart("fleet-quality", "Fleet precision, recall and F1 (merged confusion)", _svg.fmt_ratio, (
+        Line("mlmon_precision", (), "precision", color="p"),
+        Line("mlmon_recall", (), "recall", color="r"),
+        Line("mlmon_f1", (), "F1", color="f"),
+        Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
+        Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
+        Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
+        Line("mlmon_accuracy", (), "accuracy", color="a"),
+    ), y_cap=1.0),
+    Chart("fleet-regression", "Fleet regression errors", _svg.fmt_number, (
+        Line("mlmon_mae", (), "MAE"),
+        Line("mlmon_rmse", (), "RMSE"),
+    )),
+    Chart("fleet-output", "Fleet output mean and variance", _svg.fmt_number, (
+        Line("mlmon_output_mean", (), "mean"),
+        Line("mlmon_output_variance", (), "variance", dashed=True),
+    )),
+    Chart("fleet-psi", "Fleet drift (PSI of the merged bins)", _svg.fmt_number, (
+        Line("mlmon_output_drift_psi", (), "outputs"),
+        Line("mlmon_feature_drift_psi", (("feature", "*"),), "{feature}"),
+    )),
+    Chart("fleet-processes", "Processes merged", _svg.fmt_number, (Line("mlmon_fleet_processes", (), "processes"),)),
+    Chart("fleet-rejected", "States rejected per second, by reason", _svg.fmt_number,
+          (Line("mlmon_fleet_states_rejected_total", (("reason", "*"),), "{reason}", rate=True),)),
+    Chart("fleet-merge", "Merge time", _svg.fmt_seconds, (Line("mlmon_fleet_merge_seconds", (), "merge"),)),
+)
+"""Charts of the fleet section drawn from the fleet snapshots."""
+
+FLEET_HEALTH: tuple[Chart, ...] = (
+    Chart("fleet-leader", "Leader (1 while the process holds the lease)", _svg.fmt_number,
+          (Line("mlmon_fleet_leader", (), "leader"),)),
+    Chart("fleet-up", "Fleet store reachable, per process", _svg.fmt_number, (Line("mlmon_fleet_up", (), "up"),)),
+)
+"""Charts of the fleet section drawn from the processes' own snapshots."""
+
 DRIFT_NOTE = "No drift metrics in this log: give the Monitor a reference=Reference.from_data(...)."
 ALERT_NOTE = "No alert rules in this log: give the Monitor rules=[...]."
-SECTION_TITLES = {sid: title for sid, title, _, _ in SECTIONS} | {"alerts": "Alert timeline", "drift": "Drift"}
+SECTION_TITLES = {sid: title for sid, title, _, _ in SECTIONS} | {"alerts": "Alert timeline", "drift": "Drift", "fleet": "Fleet"}
 
 USED = frozenset(line.metric for _, _, _, charts in SECTIONS for c in charts for line in c.lines) | {
     "mlmon_calls_total", "mlmon_rows_total", "mlmon_errors_total", "mlmon_slow_calls_total",
     "mlmon_labels_total", "mlmon_feature_drift_psi", "mlmon_feature_drift_status",
     "mlmon_output_drift_psi", "mlmon_alert_firing", "mlmon_alerts_firing",
     "mlmon_internal_errors_total", "mlmon_dropped_total", "mlmon_emit_errors_total",
-    "mlmon_calibration_predicted", "mlmon_calibration_observed",
-}  # fmt: skip
+    "mlmon_calibration_predicted", "mlmon_calibration_observed", "mlmon_output_mean",
+} | frozenset(line.metric for c in FLEET_CHARTS + FLEET_HEALTH for line in c.lines)  # fmt: skip
 
 PSI_STOPS = ((0.0, "#e8f5e9"), (0.1, "#fde68a"), (0.25, "#f97316"), (0.5, "#991b1b"))
 PSI_TICKS = ((0.0, "0"), (0.1, "0.1 moderate"), (0.25, "0.25 significant"), (0.5, "≥ 0.5"))

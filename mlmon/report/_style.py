@@ -1,7 +1,7 @@
 """The report's style sheet, inlined in the page (no file, no network)."""
 
 CSS = """
-:root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9;--card:#fff;--bad:#dc2626;--warn:#d97706}
+:root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f6f7f9;--card:#fff;--bad:#dc2626;--warn:#d97706;--fleet:#1d4ed8}
 *{box-sizing:border-box}
 body{margin:0;padding:0 24px 32px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:var(--bg)}
 header{padding:18px 0 6px}
@@ -21,6 +21,9 @@ nav a.empty{color:var(--muted)}
 .stat .sub{font-size:12px}
 .stat.bad{border-left:4px solid var(--bad)}.stat.bad .value{color:var(--bad)}
 .stat.warn{border-left:4px solid var(--warn)}
+.stat.fleet{border-left:4px solid var(--fleet)}
+.charts>.wide{grid-column:1/-1}
+section#fleet>h2{border-left:4px solid var(--fleet);padding-left:8px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}
 .charts.full{grid-template-columns:1fr}
 figure{margin:0}

@@ -62,6 +62,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="binary task: the positive class as mlmon_confusion_total labels name it "
         "(default: 1)",
     )
+    p.add_argument(
+        "--fleet",
+        nargs="?",
+        const="fleet",
+        default=None,
+        metavar="INSTANCE",
+        help="the monitors run with fleet=Fleet(...): add the Fleet row (the fleet snapshot and "
+        "the fleet's health) and leave the fleet's series out of the process panels; INSTANCE "
+        "is Fleet(instance=...) (default: fleet)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(run=run)
 
@@ -88,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             task=args.task,
             title=args.title,
             positive=args.positive,
+            fleet=args.fleet,
         )
     except (ValueError, TypeError) as exc:  # a bad option value: a usage error
         parser.error(str(exc))
@@ -110,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 when the dashboard was written; 2 on a usage error (unknown datasource, via or task,
-        bad prefix, model or feature names); 1 when the output file cannot be written.
+        bad prefix, model or feature names, ``--fleet`` with ``--via statsd``); 1 when the output file cannot be written.
 
     >>> import json, os, tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:

@@ -22,6 +22,7 @@ from mlmon.export.grafana._queries import _Queries
 from mlmon.export.grafana._rows import (
     _alerts_row,
     _features_row,
+    _fleet_row,
     _outputs_row,
     _quality_row,
     _resources_row,
@@ -59,6 +60,7 @@ def dashboard(
     task: str | None = "binary",
     title: str | None = None,
     positive: str = "1",
+    fleet: str | None = None,
 ) -> Json:
     """A Grafana dashboard (classic JSON model) over mlmon's metrics for one backend.
 
@@ -80,13 +82,20 @@ def dashboard(
         positive: binary task: the positive class as the task names it in
             ``mlmon_confusion_total`` labels (``BinaryClassification.class_names[1]``), for the
             fleet precision / recall / F1 panel.
+        fleet: the fleet snapshot's instance (``Fleet(instance=...)``, ``"fleet"`` by default)
+            when the monitors run with ``fleet=Fleet(...)``: adds a first row, ``Fleet``, with
+            the fleet snapshot's window values and the fleet's health, and leaves the fleet's
+            series out of every other panel (the processes' counters summed are already the
+            fleet's: adding both would count every call twice). Prometheus, or Graphite with
+            ``via="direct"``. None (default): no fleet row, queries as without a fleet.
 
     Returns:
         The dashboard as a dict, ready for ``json.dumps``.
 
     Raises:
         ValueError: an unknown datasource, via or task, a bad model name or prefix, ``prefix``
-            or ``via="statsd"`` with Prometheus, or feature names that are not unique.
+            or ``via="statsd"`` with Prometheus, feature names that are not unique, an empty
+            ``fleet``, or ``fleet`` with ``via="statsd"``.
         TypeError: ``features`` given as one string.
 
     >>> d = dashboard("prometheus", "fraud", features=["age", "income"])
@@ -100,6 +109,12 @@ def dashboard(
     >>> g = dashboard("graphite", "fraud", prefix="ml", task="none")
     >>> [p["title"] for p in g["panels"] if p["type"] == "row"]
     ['Service health', 'Resources', 'Model outputs', 'Alerts']
+    >>> f = dashboard("prometheus", "fraud", fleet="fleet")
+    >>> [p["title"] for p in f["panels"] if p["type"] == "row"][:2]
+    ['Fleet', 'Service health']
+    >>> merged = next(p for p in f["panels"] if p["title"] == "Processes merged")
+    >>> print(merged["targets"][0]["expr"])
+    max by (model) (mlmon_fleet_processes{model="$model", exported_instance="fleet"} or mlmon_fleet_processes{model="$model", instance="fleet"})
     >>> dashboard("influxdb", "fraud")
     Traceback (most recent call last):
     ...
@@ -121,6 +136,17 @@ def dashboard(
     names = _check_features(features)
     if not isinstance(positive, str) or not positive:
         raise ValueError(f"positive must be a non-empty string, got {positive!r}")
+    if fleet is not None:
+        if not isinstance(fleet, str) or not fleet or len(fleet) > 128:
+            raise ValueError(
+                f"fleet must be the fleet's instance, a non-empty string of at most 128 characters, got {fleet!r}"
+            )
+        if via == "statsd":
+            raise ValueError(
+                "fleet panels need the fleet's own series: Prometheus, or Graphite via 'direct' "
+                "(StatsdEmitter's paths have no instance, so the fleet's series would mix with "
+                "the processes'); got via='statsd'"
+            )
 
     queries: _Queries
     if datasource == "prometheus":
@@ -130,16 +156,18 @@ def dashboard(
             )
         if via != "direct":
             raise ValueError(f"via={via!r} needs datasource='graphite' (StatsD writes to Graphite)")
-        queries = _Prometheus()
+        queries = _Prometheus(fleet)
     else:
         if prefix and not _GRAPHITE_PREFIX_RE.fullmatch(prefix):
             raise ValueError(
                 "prefix must be dot-separated segments of [A-Za-z0-9_-] (or *), like 'ml' or "
                 f"'ml.*', got {prefix!r}"
             )
-        queries = _Graphite(prefix, via)
+        queries = _Graphite(prefix, via, fleet)
 
     b = _Builder(queries)
+    if fleet is not None:
+        _fleet_row(b, task_name, bool(names))
     _service_row(b)
     _resources_row(b)
     _outputs_row(b, task_name)

@@ -30,10 +30,13 @@ class _Graphite(_Queries):
 
     datasource_type = "graphite"
 
-    def __init__(self, prefix: str, via: str) -> None:
+    def __init__(self, prefix: str, via: str, fleet: str | None = None) -> None:
         self.prefix = [p for p in prefix.split(".") if p]
         self.via = via
         self.per_process = via == "direct"
+        # The fleet snapshot's path segment (GraphiteEmitter puts the instance in the path):
+        # left out of every process panel, read by the fleet row.
+        self.fleet = None if fleet is None else sanitize_segment(fleet)
 
     def target(self, expr: str, legend: str, ref: str, ds: Json) -> Json:
         # textEditor: the visual editor cannot show nested functions; the legend is in the query.
@@ -48,9 +51,10 @@ class _Graphite(_Queries):
         out = [_query_variable("model", "Model", models, model, multi=False)]
         if self.via == "direct":
             instances = ".".join([*self.prefix, "$model", "*"])
-            out.append(
-                _query_variable("instance", "Instance", instances, None, multi=True, all_value="*")
-            )
+            var = _query_variable("instance", "Instance", instances, None, multi=True, all_value="*")
+            if self.fleet is not None:
+                var["regex"] = f"/^(?!{self.fleet}$).*/"  # the fleet is not a process
+            out.append(var)
         if features:
             names = [sanitize_segment(f) for f in features]
             out.append(_custom_variable("feature", "Feature", names))
@@ -65,7 +69,13 @@ class _Graphite(_Queries):
 
     def _gauge(self, metric: str, *labels: str) -> str:
         root = ("stats", "gauges") if self.via == "statsd" else ()
-        return ".".join([*self._segments(root), metric, *labels])
+        return self._processes(".".join([*self._segments(root), metric, *labels]))
+
+    def _processes(self, path: str) -> str:
+        """``path`` without the fleet's series (its instance node is the one before the metric)."""
+        if self.fleet is None or self.via != "direct":
+            return path
+        return f"exclude({path}, {_quote('[.]' + self.fleet + '[.]mlmon_')})"
 
     def _metric_node(self) -> int:
         return len(self._segments(("stats", "gauges") if self.via == "statsd" else ()))
@@ -80,7 +90,7 @@ class _Graphite(_Queries):
         """Per-second rate of a counter, one series per process (or per StatsD path)."""
         if self.via == "statsd":
             return ".".join(["stats", *self.prefix, "$model", metric, *labels])
-        path = ".".join([*self._segments(()), metric, *labels])
+        path = self._processes(".".join([*self._segments(()), metric, *labels]))
         return f"perSecond(keepLastValue({path}, {_GAP_POINTS}))"
 
     def _rate(self, metric: str, *labels: str) -> str:
@@ -267,6 +277,40 @@ class _Graphite(_Queries):
         # epsilon before the log: Graphite has no point-wise floor nor a by-node pairing of two
         # series lists for ln(q / p), so fleet PSI is Prometheus only (see docs/dashboards.md).
         return []
+
+    # fleet ------------------------------------------------------------------------------------
+    def _fleet_path(self, metric: str, *labels: str) -> str:
+        assert self.fleet is not None and self.via == "direct"
+        return ".".join([*self.prefix, "$model", self.fleet, metric, *labels])
+
+    def fleet_value(self, metric: str, legend: str, **labels: str) -> list[Query]:
+        segs = []
+        for key, value in labels.items():
+            seg = quantile_segment(value) if key == "quantile" else f"{key}_{sanitize_segment(value)}"
+            assert seg is not None
+            segs.append(seg)
+        # maxSeries: one line even when a globbed prefix matches several fleets' paths
+        path = self._held(self._fleet_path(metric, *segs))
+        return [(f"alias(maxSeries({path}), {_quote(legend)})", "")]
+
+    def fleet_by_label(self, metric: str, label: str, values: str) -> list[Query]:
+        path = self._held(self._fleet_path(metric, f"{label}_{values}"))
+        grouped = f"groupByNode({path}, {self._metric_node() + 1}, 'max')"
+        return [(f"aliasSub({grouped}, {_quote('^' + label + '_')}, '')", "")]
+
+    def fleet_counter_by_label(self, metric: str, label: str) -> list[Query]:
+        rates = f"perSecond(keepLastValue({self._fleet_path(metric, '*')}, {_GAP_POINTS}))"
+        grouped = f"groupByNode({rates}, {self._metric_node() + 1}, 'sumSeries')"
+        return [(f"aliasSub({grouped}, {_quote('^' + label + '_')}, '')", "")]
+
+    def fleet_per_process(self, metric: str, legend: str) -> list[Query]:
+        return [(self._by_process(self._gauge(metric), legend), "")]
+
+    def fleet_process_sum(self, metric: str, legend: str) -> list[Query]:
+        return [(f"alias(sumSeries({self._held(self._gauge(metric))}), {_quote(legend)})", "")]
+
+    def fleet_process_rate(self, metric: str, legend: str) -> list[Query]:
+        return [(f"alias({self._rate(metric)}, {_quote(legend)})", "")]
 
     def alerts_firing(self) -> list[Query]:
         path = self._held(self._gauge("mlmon_alerts_firing"))

@@ -20,10 +20,27 @@ from mlmon.export.grafana._model import _custom_variable, _query_variable
 from mlmon.export.grafana._queries import _Queries
 
 
+def _prom_str(value: str) -> str:
+    """``value`` inside a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 class _Prometheus(_Queries):
     """PromQL over the series ``PrometheusEmitter`` exposes, scraped from every process."""
 
     datasource_type = "prometheus"
+
+    def __init__(self, fleet: str | None = None) -> None:
+        # The fleet snapshot's instance: its series are left out of every process panel (the
+        # processes' counters summed are already the fleet's) and selected by the fleet row.
+        # Prometheus keeps mlmon's instance under "exported_instance" (honor_labels: false,
+        # the default) or "instance" (honor_labels: true): both are matched.
+        self.fleet = None if fleet is None else _prom_str(fleet)
+
+    def _not_fleet(self) -> list[str]:
+        if self.fleet is None:
+            return []
+        return [f'instance!="{self.fleet}"', f'exported_instance!="{self.fleet}"']
 
     def target(self, expr: str, legend: str, ref: str, ds: Json) -> Json:
         return {
@@ -43,7 +60,7 @@ class _Prometheus(_Queries):
             _query_variable(
                 "instance",
                 "Instance",
-                'label_values(mlmon_up{model="$model"}, instance)',
+                "label_values(mlmon_up{" + ", ".join(['model="$model"', *self._not_fleet()]) + "}, instance)",
                 None,
                 multi=True,
                 all_value=".*",
@@ -53,9 +70,8 @@ class _Prometheus(_Queries):
             out.append(_custom_variable("feature", "Feature", list(features)))
         return out
 
-    @staticmethod
-    def _sel(metric: str, **labels: str) -> str:
-        parts = ['model="$model"', 'instance=~"$instance"']
+    def _sel(self, metric: str, **labels: str) -> str:
+        parts = ['model="$model"', 'instance=~"$instance"', *self._not_fleet()]
         for key, value in labels.items():
             op = "=~" if key.endswith("_re") else "="
             parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
@@ -226,6 +242,46 @@ class _Prometheus(_Queries):
         q = f"clamp_min({counts} / on (model, feature) group_left {total}, {_PSI_EPSILON})"
         p = f"clamp_min(max by (model, feature, bin) ({ref}), {_PSI_EPSILON})"
         return [(f"sum by (model, feature) (({q} - {p}) * ln({q} / {p}))", "{{feature}}")]
+
+    # fleet ------------------------------------------------------------------------------------
+    def _fleet_either(self, metric: str, wrap: str = "{}", **labels: str) -> str:
+        """``wrap`` applied to the fleet's series under either label that holds mlmon's
+        instance, joined with ``or`` (one of the two is empty)."""
+        assert self.fleet is not None
+        parts = ['model="$model"']
+        for key, value in labels.items():
+            op = "=~" if key.endswith("_re") else "="
+            parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
+        name = _prom_name(metric)
+        fleet = self.fleet
+        sels = [
+            name + "{" + ", ".join([*parts, f'{label}="{fleet}"']) + "}"
+            for label in ("exported_instance", "instance")
+        ]
+        return " or ".join(wrap.format(sel) for sel in sels)
+
+    def fleet_value(self, metric: str, legend: str, **labels: str) -> list[Query]:
+        # max by (model): one line across a handover, when two leaders' endpoints (two scrape
+        # targets) may both carry the fleet's series for a scrape or two.
+        by = ", ".join(["model", *(k.removesuffix("_re") for k in labels)])
+        return [(f"max by ({by}) ({self._fleet_either(metric, **labels)})", legend)]
+
+    def fleet_by_label(self, metric: str, label: str, values: str) -> list[Query]:
+        expr = self._fleet_either(metric, **{f"{label}_re": values})
+        return [(f"max by (model, {label}) ({expr})", f"{{{{{label}}}}}")]
+
+    def fleet_counter_by_label(self, metric: str, label: str) -> list[Query]:
+        expr = self._fleet_either(metric, "rate({}[$__rate_interval])")
+        return [(f"sum by (model, {label}) ({expr})", f"{{{{{label}}}}}")]
+
+    def fleet_per_process(self, metric: str, legend: str) -> list[Query]:
+        return [(self._sel(metric), "{{instance}}")]
+
+    def fleet_process_sum(self, metric: str, legend: str) -> list[Query]:
+        return [(f"sum by (model) ({self._sel(metric)})", legend)]
+
+    def fleet_process_rate(self, metric: str, legend: str) -> list[Query]:
+        return [(self._sum_rate(metric), legend)]
 
     def alerts_firing(self) -> list[Query]:
         return [(f"sum by (model) ({self._sel('mlmon_alerts_firing')})", "rules firing")]

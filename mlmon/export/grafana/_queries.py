@@ -120,6 +120,31 @@ class _Queries:
         """Fleet PSI per feature from the bin counters and the reference ratios."""
         raise NotImplementedError
 
+    # fleet: the fleet snapshot (Monitor(fleet=Fleet(...))) and the processes' fleet health
+    def fleet_value(self, metric: str, legend: str, **labels: str) -> list[Query]:
+        """A window value of the fleet snapshot, one series (the fleet's, never a process's)."""
+        raise NotImplementedError
+
+    def fleet_by_label(self, metric: str, label: str, values: str) -> list[Query]:
+        """A labelled window value of the fleet snapshot, one series per label value."""
+        raise NotImplementedError
+
+    def fleet_counter_by_label(self, metric: str, label: str) -> list[Query]:
+        """Per-second rate of a counter of the fleet snapshot, one series per label value."""
+        raise NotImplementedError
+
+    def fleet_per_process(self, metric: str, legend: str) -> list[Query]:
+        """A process's own fleet-health gauge, one series per process."""
+        raise NotImplementedError
+
+    def fleet_process_sum(self, metric: str, legend: str) -> list[Query]:
+        """A fleet-health gauge summed over the processes (the fleet's own series left out)."""
+        raise NotImplementedError
+
+    def fleet_process_rate(self, metric: str, legend: str) -> list[Query]:
+        """A fleet-health counter's rate summed over the processes."""
+        raise NotImplementedError
+
     # alerts
     def alerts_firing(self) -> list[Query]:
         raise NotImplementedError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlmon.export.grafana._common import _GRID_WIDTH
+from mlmon.export.grafana._common import _GRID_WIDTH, _LATENCY_QUANTILES, _pct
 from mlmon.export.grafana._model import _QUALITY_BY_TASK, _Builder
 
 
@@ -323,4 +323,125 @@ def _alerts_row(b: _Builder) -> None:
         unit="short",
         description="1 while the rule fires in any process (maximum over processes).",
         w=18,
+    )
+
+
+def _fleet_row(b: _Builder, task: str, features: bool) -> None:
+    """The fleet snapshot's window values (merged by the leader) and the fleet's health."""
+    q = b.q
+    merged = (
+        "From the fleet snapshot: every process's window merged by the fleet's leader and the "
+        "value computed on the merged counts (never an average of the processes' values)."
+    )
+    b.row("Fleet")
+    b.stat(
+        "Processes merged",
+        q.fleet_value("mlmon_fleet_processes", "processes"),
+        unit="short",
+        description="Live processes merged into the last fleet snapshot (mlmon_fleet_processes).",
+        w=8,
+    )
+    b.stat(
+        "Leaders",
+        q.fleet_process_sum("mlmon_fleet_leader", "leaders"),
+        unit="short",
+        description="Processes holding the fleet's lease (mlmon_fleet_leader summed over the "
+        "processes): 1 is right; 0 means no fleet snapshot is being made (the store is down or "
+        "no process has Fleet); 2 is a handover in progress.",
+        steps=((None, "red"), (1, "green"), (2, "orange")),
+        w=8,
+    )
+    b.stat(
+        "Processes reaching the store",
+        q.fleet_process_sum("mlmon_fleet_up", "up"),
+        unit="short",
+        description="Processes whose last publish of their state succeeded (mlmon_fleet_up "
+        "summed). Fewer than the processes reporting: some are left out of the fleet.",
+        w=8,
+    )
+    if task != "none":
+        metrics, average = _QUALITY_BY_TASK[task]
+        labels = {"average": average} if average else {}
+        b.timeseries(
+            "Fleet snapshot: " + ("precision / recall / F1" if task != "regression" else "MAE / RMSE"),
+            [x for m in metrics for x in q.fleet_value(m, m.removeprefix("mlmon_"), **labels)],
+            unit="percentunit" if task != "regression" else "none",
+            description=merged + " Over the window of labelled predictions.",
+            w=12,
+            ratio=task != "regression",
+        )
+    b.timeseries(
+        "Fleet snapshot: latency",
+        [x for qn in _LATENCY_QUANTILES for x in q.fleet_value("mlmon_latency_seconds", f"p{_pct(qn)}", quantile=qn)],
+        unit="s",
+        description=merged + " The latency sketches are merged, so these are the fleet's "
+        "quantiles within the sketch's error (not the maximum over processes).",
+        w=12 if task != "none" else 24,
+    )
+    b.timeseries(
+        "Fleet snapshot: calls / s",
+        q.fleet_value("mlmon_calls_per_second", "calls/s") + q.fleet_value("mlmon_rows_per_second", "rows/s"),
+        unit="reqps",
+        description=merged,
+    )
+    b.timeseries(
+        "Fleet snapshot: error ratio and availability",
+        q.fleet_value("mlmon_error_ratio", "error ratio") + q.fleet_value("mlmon_availability_ratio", "availability"),
+        unit="percentunit",
+        description=merged,
+        ratio=True,
+    )
+    b.timeseries(
+        "Fleet snapshot: output mean and variance",
+        q.fleet_value("mlmon_output_mean", "mean") + q.fleet_value("mlmon_output_variance", "variance"),
+        unit="none",
+        description=merged + " The variance is the pooled variance of every process's outputs.",
+    )
+    psi = q.fleet_value("mlmon_output_drift_psi", "outputs")
+    if features:
+        psi += q.fleet_by_label("mlmon_feature_drift_psi", "feature", "$feature")
+    b.timeseries(
+        "Fleet snapshot: drift (PSI)",
+        psi,
+        unit="none",
+        description=merged + " PSI of the merged bin counts against the reference (0.1: watch, "
+        "0.2: drift), for the outputs and each feature.",
+        w=12,
+    )
+    b.timeseries(
+        "Leader by process",
+        q.fleet_per_process("mlmon_fleet_leader", "leader"),
+        unit="short",
+        description="1 while the process holds the fleet's lease: a handover shows as the 1 "
+        "moving from one process to another (mlmon_fleet_takeovers_total counts them).",
+        w=6,
+    )
+    b.timeseries(
+        "Store reachable by process",
+        q.fleet_per_process("mlmon_fleet_up", "up"),
+        unit="short",
+        description="mlmon_fleet_up per process: 0 while its state cannot be published (the "
+        "process keeps its own snapshot and alerts; the fleet leaves it out).",
+        w=6,
+    )
+    b.timeseries(
+        "States rejected / s by reason",
+        q.fleet_counter_by_label("mlmon_fleet_states_rejected_total", "reason"),
+        unit="reqps",
+        description="States the leader did not merge (corrupt, size, version, config, model), "
+        "from the fleet snapshot's counter. No series: nothing was ever rejected.",
+    )
+    b.timeseries(
+        "Publishes refused and takeovers / s",
+        q.fleet_process_rate("mlmon_fleet_refused_total", "refused/s")
+        + q.fleet_process_rate("mlmon_fleet_takeovers_total", "takeovers/s"),
+        unit="reqps",
+        description="Publishes refused because max_processes states were live, and lease "
+        "takeovers, summed over the processes from their counters.",
+    )
+    b.timeseries(
+        "Merge time",
+        q.fleet_value("mlmon_fleet_merge_seconds", "merge"),
+        unit="s",
+        description="Time the leader took to merge the fleet snapshot (mlmon_fleet_merge_seconds).",
     )
