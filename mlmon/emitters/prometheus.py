@@ -415,8 +415,15 @@ class PrometheusEmitter(_ForkAware):
             )  # fmt: skip
 
     def _forget_series(self, ident: Identity) -> None:
-        # Called with self._lock held.
-        drop = [k for k in self._snapshots if k[0] == ident[0] and k[1] == ident[1]]
+        # Called with self._lock held (after ``ident`` left ``_opened``). The identity's own
+        # series go, and those of the same model and version that no open identity owns (a
+        # monitor whose instance changed, in a forked child); another identity still open
+        # keeps its series (a fleet leader's own, when the fleet's identity is released).
+        opened = set(self._opened)
+        drop = [
+            k for k in self._snapshots
+            if k == ident or (k[0] == ident[0] and k[1] == ident[1] and k not in opened)
+        ]  # fmt: skip
         for k in drop:
             del self._snapshots[k]
         if drop:

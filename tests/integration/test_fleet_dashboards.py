@@ -138,14 +138,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 MODEL, task=mlmon.BinaryClassification(), reference=reference, window=60.0,
                 flush_interval=FLUSH, clock=clock, instance=name,
                 emitters=[mem, GraphiteEmitter("127.0.0.1", carbon.line_port, prefix=PREFIX), endpoint],
-                store=RedisStore(redis.url, deadline=2.0), fleet=mlmon.Fleet(lease=10.0, state_ttl=2 * FLUSH),
+                store=RedisStore(redis.url, deadline=2.0), fleet=mlmon.Fleet(lease=10.0, state_ttl=2 * FLUSH, emit_counters=True),
                 rules=[RULE], alert_sinks=[],
             ))  # fmt: skip
         # another configuration (no reference): the leader rejects its state, reason "config"
         odd = mlmon.Monitor(
             MODEL, task=mlmon.BinaryClassification(), window=60.0, flush_interval=FLUSH, clock=clock,
             instance="odd:9", emitters=[], store=RedisStore(redis.url, deadline=2.0),
-            fleet=mlmon.Fleet(lease=10.0, state_ttl=2 * FLUSH),
+            fleet=mlmon.Fleet(lease=10.0, state_ttl=2 * FLUSH, emit_counters=True),
         )  # fmt: skip
         mons.append(odd)
         # Prometheus scrapes in real time: the rounds are paced so that it sees the counters grow

@@ -32,6 +32,7 @@ class Fleet2:
     """Two fleet monitors and their traffic; ``run()`` makes the calls and the two flush rounds."""
 
     def __init__(self, redis_url: str, emitters: Callable[[str], Sequence[Any]], **fleet: Any) -> None:
+        fleet.setdefault("emit_counters", True)  # these tests follow the fleet's counters too
         self.clock = FakeClock(start=time.time())
         self.memory = {n: MemoryEmitter() for n in CALLS}
         self.mons = {
@@ -166,18 +167,11 @@ def test_statsd_with_the_instance_in_the_path_the_fleet_has_its_own_path(
     assert carbon.sum_values(statsd_daemon.counter_path(f"{base}.fleet.mlmon_calls_total")) == 8.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StatsdEmitter(instance_in_path=False), the default, renders the fleet snapshot on the "
-    "processes' paths: its counter deltas are added to theirs by StatsD (calls counted twice) and "
-    "its gauges overwrite theirs. Proposed fix in mlmon/emitters/statsd.py: a snapshot with "
-    "mlmon_fleet_processes goes under [prefix.]model.<fleet instance> and sends no counters.",
-)
 def test_statsd_default_paths_keep_the_fleet_apart(
     fleet2: Callable[..., Fleet2], statsd_daemon: servers.StatsdDaemon, metric_prefix: str
 ) -> None:
     f = fleet2(lambda n: [StatsdEmitter("127.0.0.1", statsd_daemon.port, prefix=metric_prefix)])
-    f.run()
+    f.run()  # the fleet skips an emitter that leaves the instance out of its paths
     carbon = statsd_daemon.carbon
     path = statsd_daemon.counter_path(f"{metric_prefix}.{MODEL}.mlmon_calls_total")
     carbon.wait_for(path, lambda pts: sum(v for _, v in pts) >= 8.0)
@@ -186,15 +180,6 @@ def test_statsd_default_paths_keep_the_fleet_apart(
     assert carbon.sum_values(path) == 8.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PrometheusEmitter.release() (called when the leader loses the lease and closes the "
-    "fleet identity) drops every snapshot of the model and version, the process's own too "
-    "(_forget_series ignores the instance): its own series vanish from its endpoint until its "
-    "next flush. Proposed fix in mlmon/emitters/prometheus.py: _forget_series(ident) drops "
-    "self._snapshots[ident] only (and keeps the by-(model, version) sweep for the forked-child "
-    "case of release() without a matching open()).",
-)
 def test_prometheus_a_leader_that_loses_the_lease_keeps_its_own_series(
     fleet2: Callable[..., Fleet2], redis_server: Any
 ) -> None:

@@ -50,7 +50,7 @@ def test_report_of_real_fleet_monitors(redis_server: Any, tmp_path: Path) -> Non
         n: mlmon.Monitor(
             "fleetrep", task=TASK, clock=clock, instance=n, flush_interval=10.0,
             emitters=[JsonlEmitter(logs[n])], store=RedisStore(redis_server.url, deadline=2.0),
-            fleet=mlmon.Fleet(),
+            fleet=mlmon.Fleet(emit_counters=True),
         )
         for n in names
     }  # fmt: skip
