@@ -469,7 +469,7 @@ def evaluate(
     try:
         if _is_dask(data):
             parts = _evaluate_dask(data, spec, duplicate_ids)
-        elif isinstance(data, Any):
+        elif isinstance(data, pd.DataFrame):
             parts = _evaluate_pandas(data, spec, duplicate_ids)
         else:
             raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
@@ -560,7 +560,7 @@ def _make_spec(
         if timestamp is None:
             raise ValueError(f"evaluate: chunk={chunk!r} is a length of time: it needs timestamp= (a datetime column)")
         chunk_ns = int(td.value)
-    if not _is_dask(data) and not isinstance(data, Any):
+    if not _is_dask(data) and not isinstance(data, pd.DataFrame):
         raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
     return _Spec(
         model=model, version=version, task=task, reference=reference, drift=drift, features=feats,
