@@ -17,7 +17,7 @@ from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon.drift import DriftConfig
 from mlmon.monitor import Call, Monitor, Track
-from mlmon.offline import evaluate
+from mlmon.offline import evaluate as evaluate
 from mlmon.reference import Reference
 from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression
@@ -40,7 +40,6 @@ __all__ = [
     "Track",
     "__version__",
     "configure",
-    "evaluate",
     "flush",
     "get_monitor",
     "log_feedback",
