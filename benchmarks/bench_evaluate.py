@@ -1,0 +1,219 @@
+"""Offline evaluation throughput: mlmon.evaluate against Evidently and NannyML, and on Dask.
+
+Part 1 (pandas): N rows x 20 numeric features, a binary score and a label, cut into 10 chunks of
+rows. Each tool does, end to end, feature drift per chunk against the same reference, and
+(mlmon, NannyML) precision/recall/F1/accuracy per chunk:
+
+- mlmon: ``mlmon.evaluate(df, chunk=N/10, reference=..., labels=...)`` (it also computes the
+  outputs' distribution, missing ratios, means and variances, bins, confusion: its whole set).
+- Evidently: one ``Report([DataDriftPreset()])`` per chunk against the reference.
+- NannyML: ``UnivariateDriftCalculator`` (its default methods: Jensen-Shannon for continuous
+  features) plus ``PerformanceCalculator`` (precision, recall, f1, accuracy), fitted on the
+  reference, then ``calculate`` on the data (chunk_number=10).
+
+The peers run in a separate virtualenv (``--peers-python``, default /work/venv-peers/bin/python;
+Evidently needs pandas < 3) as a subprocess that reads the same data from Parquet and prints its
+timings as JSON; data generation and the Parquet read are outside every timed region.
+
+Part 2 (Dask): the same evaluation on M rows, pandas (one process) against a LocalCluster of 4
+worker processes (1 thread each), with the peak resident memory of each worker.
+
+    PYTHONPATH=. python benchmarks/bench_evaluate.py            # 1M rows, Dask 10M
+    PYTHONPATH=. python benchmarks/bench_evaluate.py --quick    # 200k rows, Dask 1M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+K = 20
+CHUNKS = 10
+
+
+def make_data(n: int, seed: int) -> Any:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, K)).astype(np.float64)
+    X[:, 0] += np.linspace(0.0, 1.0, n)  # one feature drifts
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(K)])
+    score = rng.uniform(size=n)
+    df["score"] = score
+    df["pred"] = (score >= 0.5).astype(np.int64)
+    df["label"] = (rng.uniform(size=n) < score).astype(np.int64)
+    df["ts"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s")
+    return df
+
+
+def timed(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# -- peers (run inside the peers' virtualenv) ----------------------------------------------------
+
+
+def peers_main(data_path: str, ref_path: str, repeats: int) -> None:
+    import pandas as pd
+
+    df = pd.read_parquet(data_path)
+    ref = pd.read_parquet(ref_path)
+    feats = [f"f{i}" for i in range(K)]
+    n = len(df)
+    size = -(-n // CHUNKS)
+    out: dict[str, float] = {}
+
+    def evidently_run() -> None:
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        for s in range(0, n, size):
+            Report([DataDriftPreset()]).run(current_data=df[feats].iloc[s : s + size], reference_data=ref[feats])
+
+    def nannyml_run() -> None:
+        import nannyml as nml
+
+        drift = nml.UnivariateDriftCalculator(column_names=feats, chunk_number=CHUNKS)
+        drift.fit(ref[feats])
+        drift.calculate(df[feats])
+        perf = nml.PerformanceCalculator(
+            y_pred_proba="score", y_pred="pred", y_true="label", problem_type="classification_binary",
+            metrics=["precision", "recall", "f1", "accuracy"], chunk_number=CHUNKS,
+        )  # fmt: skip
+        perf.fit(ref)
+        perf.calculate(df)
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["evidently"] = timed(evidently_run, repeats)
+        out["nannyml"] = timed(nannyml_run, repeats)
+    print(json.dumps(out))
+
+
+# -- mlmon -----------------------------------------------------------------------------------------
+
+
+def mlmon_pandas(df: Any, ref: Any, repeats: int) -> float:
+    import mlmon
+
+    size = -(-len(df) // CHUNKS)
+    return timed(
+        lambda: mlmon.evaluate(
+            df, outputs="score", labels="label", chunk=size, task=mlmon.BinaryClassification(), reference=ref
+        ),
+        repeats,
+    )
+
+
+def dask_part(n: int, ref: Any, workers: int, repeats: int) -> tuple[float, float, list[float], int]:
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    import mlmon
+
+    df = make_data(n, seed=7)
+    kw: dict[str, Any] = dict(outputs="score", labels="label", chunk=-(-n // CHUNKS), task=mlmon.BinaryClassification(), reference=ref)
+    t_pandas = timed(lambda: mlmon.evaluate(df, **kw), repeats)
+    parts = workers * 4
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="4GiB") as cluster, Client(cluster) as client:
+        ddf = dd.from_pandas(df, npartitions=parts, sort=False).persist()  # in the workers' memory, as a day of Parquet read by them would be
+        client.wait_for_workers(workers)
+        from distributed import wait
+
+        wait(ddf)
+
+        def peak_rss() -> int:  # KiB on Linux: the worker process's peak since it started
+            import resource
+
+            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+        t_dask = timed(lambda: mlmon.evaluate(ddf, **kw), repeats)
+        mem = [v / 1024 for v in client.run(peak_rss).values()]
+    return t_pandas, t_dask, mem, parts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="200k rows, Dask 1M, one repeat")
+    ap.add_argument("--rows", type=int, default=None)
+    ap.add_argument("--dask-rows", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--peers-python", default="/work/venv-peers/bin/python")
+    ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--peers", nargs=2, metavar=("DATA", "REF"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    if args.peers:
+        peers_main(args.peers[0], args.peers[1], repeats)
+        return
+
+    import mlmon
+
+    n = args.rows or (200_000 if args.quick else 1_000_000)
+    m = args.dask_rows or (1_000_000 if args.quick else 10_000_000)
+    df = make_data(n, seed=0)
+    train = make_data(100_000, seed=1)
+    train["f0"] -= np.linspace(0.0, 1.0, len(train))
+    feats = [f"f{i}" for i in range(K)]
+    ref = mlmon.Reference.from_data(train[feats], outputs=train["score"].to_numpy())
+
+    print(f"## Offline evaluation, {n:,} rows x {K} features, {CHUNKS} chunks (median of {repeats})\n")
+    t_mlmon = mlmon_pandas(df, ref, repeats)
+    peers: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path, ref_path = os.path.join(tmp, "data.parquet"), os.path.join(tmp, "ref.parquet")
+        df.drop(columns=["ts"]).to_parquet(data_path)
+        train.drop(columns=["ts"]).to_parquet(ref_path)
+        if os.path.exists(args.peers_python):
+            done = subprocess.run(
+                [args.peers_python, __file__, "--peers", data_path, ref_path, "--repeats", str(repeats)],
+                capture_output=True, text=True, timeout=3600,
+            )  # fmt: skip
+            if done.returncode == 0:
+                peers = json.loads(done.stdout.strip().splitlines()[-1])
+            else:
+                print(f"(peers failed: {done.stderr.strip().splitlines()[-1:]})\n")
+        else:
+            print(f"(no peers' virtualenv at {args.peers_python})\n")
+    rows = [("mlmon.evaluate", t_mlmon)] + [
+        ("Evidently DataDriftPreset (one report per chunk)", peers["evidently"])
+    ] * ("evidently" in peers) + [
+        ("NannyML UnivariateDriftCalculator + PerformanceCalculator", peers["nannyml"])
+    ] * ("nannyml" in peers)
+    print("| tool | seconds | rows/s | mlmon's speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, t in rows:
+        print(f"| {name} | {t:.2f} | {n / t:,.0f} | {t / t_mlmon:.1f}x |")
+    if peers:
+        fastest = min(peers.values())
+        print(f"\nmlmon against the faster peer: {fastest / t_mlmon:.1f}x (goal: >= 10x)")
+
+    if args.no_dask:
+        return
+    workers = 4
+    t_pandas, t_dask, mem, parts = dask_part(m, ref, workers, 1)
+    print(f"\n## Dask: {m:,} rows, LocalCluster of {workers} worker processes x 1 thread, {parts} partitions, on {os.cpu_count()} cores\n")
+    print("| run | seconds | rows/s | speed-up | peak RSS per worker (MiB) |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| pandas, one process | {t_pandas:.2f} | {m / t_pandas:,.0f} | 1.0x | |")
+    print(f"| Dask, {workers} workers | {t_dask:.2f} | {m / t_dask:,.0f} | {t_pandas / t_dask:.2f}x | {', '.join(f'{x:.0f}' for x in sorted(mem))} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
