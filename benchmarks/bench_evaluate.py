@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -119,21 +120,25 @@ def peers_main(data_path: str, ref_path: str, repeats: int, evidently_chunks: in
 # -- mlmon -----------------------------------------------------------------------------------------
 
 
-def mlmon_pandas(df: Any, ref: Any, repeats: int) -> float:
+def mlmon_pandas(df: Any, train: Any, repeats: int) -> float:
+    """End to end, as the peers are timed: the reference from the training data (the peers fit
+    on it, or read it in each report), then the evaluation."""
     import mlmon
 
     size = -(-len(df) // CHUNKS)
-    return timed(
-        lambda: mlmon.evaluate(
-            df, outputs="score", labels="label", chunk=size, task=mlmon.BinaryClassification(), reference=ref
-        ),
-        repeats,
-    )
+    feats = [f"f{i}" for i in range(K)]
+
+    def run() -> None:
+        ref = mlmon.Reference.from_data(train[feats], outputs=train["score"].to_numpy())
+        mlmon.evaluate(df, outputs="score", labels="label", chunk=size, task=mlmon.BinaryClassification(), reference=ref)
+
+    return timed(run, repeats)
 
 
 def dask_part(n: int, ref: Any, workers: int, repeats: int) -> tuple[float, float, list[float], int, int]:
     import dask.dataframe as dd
     import pandas as pd
+    import psutil
     from distributed import Client, LocalCluster
 
     import mlmon
@@ -153,17 +158,31 @@ def dask_part(n: int, ref: Any, workers: int, repeats: int) -> tuple[float, floa
         from distributed import wait
 
         wait(ddf)
-
-        def peak_rss() -> int:  # KiB on Linux: the worker process's peak since it started
-            import resource
-
-            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
         # warm the workers up (their first task imports pandas, scipy and mlmon), untimed
         client.run(lambda: __import__("mlmon.offline") and None)
         mlmon.evaluate(ddf.partitions[: workers * 2], **kw)
-        t_dask = timed(lambda: mlmon.evaluate(ddf, **kw), repeats)
-        mem = [v / 1024 for v in client.run(peak_rss).values()]
+
+        # each worker process's resident memory, sampled every 50 ms during the timed runs
+        procs = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
+        peaks = [p.memory_info().rss for p in procs]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                for i, p in enumerate(procs):
+                    try:
+                        peaks[i] = max(peaks[i], p.memory_info().rss)
+                    except psutil.Error:
+                        pass
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            t_dask = timed(lambda: mlmon.evaluate(ddf, **kw), repeats)
+        finally:
+            stop.set()
+            sampler.join(5)
+        mem = [v / 2**20 for v in peaks]
     return t_pandas, t_dask, mem, parts, n
 
 
@@ -195,7 +214,7 @@ def main() -> None:
     ref = mlmon.Reference.from_data(train[feats], outputs=train["score"].to_numpy())
 
     print(f"## Offline evaluation, {n:,} rows x {K} features, {CHUNKS} chunks (median of {repeats})\n")
-    t_mlmon = mlmon_pandas(df, ref, repeats)
+    t_mlmon = mlmon_pandas(df, train, repeats)
     peers: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data_path, ref_path = os.path.join(tmp, "data.parquet"), os.path.join(tmp, "ref.parquet")

@@ -390,7 +390,8 @@ def _evaluate_dask(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
         if n:
             last = end
     run = dask.delayed(_partition, pure=True)
-    tasks = [run(p, spec, int(offsets[i]), prev[i], dups) for i, p in enumerate(data.to_delayed())]
+    shared = dask.delayed(dups) if dups is not None and len(dups) else None  # one copy in the graph
+    tasks = [run(p, spec, int(offsets[i]), prev[i], shared) for i, p in enumerate(data.to_delayed())]
     results = dask.compute(*tasks)
     return [p for r in results for p in r]
 

@@ -276,3 +276,16 @@ def test_the_html_report_is_made_from_the_jsonl_output(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     page = out.read_text()
     assert "fraud" in page and "amount" in page
+
+
+def test_every_monitor_it_makes_is_closed() -> None:
+    import threading
+
+    from mlmon.monitor import monitors
+
+    before_monitors = len(list(monitors()))
+    before_threads = {t.ident for t in threading.enumerate()}
+    mlmon.evaluate(make_log(1200), outputs="score", labels="label", chunk=300, task=TASK, reference=make_reference())
+    assert len(list(monitors())) == before_monitors
+    left = [t.name for t in threading.enumerate() if t.ident not in before_threads and t.name.startswith("mlmon")]
+    assert left == []
