@@ -63,6 +63,10 @@ def test_time_chunks_spanning_partitions_equal_pandas(client: Any) -> None:
     )  # fmt: skip
     expected = mlmon.evaluate(log, **kw)
     ddf = _dask(log, 7)  # 7 partitions of ~857 rows against 6h chunks of ~584 rows: chunks span partitions
+    floors = log["ts"].dt.floor("6h")
+    bounds = ddf.map_partitions(len).compute().cumsum().tolist()[:-1]
+    spanning = [b for b in bounds if floors.iloc[b - 1] == floors.iloc[b]]
+    assert spanning  # at least one chunk is split between two partitions (and merged)
     with distributed.get_task_stream(client) as stream:
         got = mlmon.evaluate(ddf, **kw)
     assert_same(expected, got)
