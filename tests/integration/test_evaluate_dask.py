@@ -25,8 +25,8 @@ EXACT = ("rows", "out_of_order", "duplicate_ids", "chunk", "start", "end")
 EXACT_PREFIXES = (
     "mlmon_confusion_total", "mlmon_feature_bin_total", "mlmon_output_bin_total", "mlmon_labels_",
     "mlmon_rows_total", "mlmon_output_count", "mlmon_output_invalid_total", "mlmon_outcome_total",
-    "mlmon_pending_predictions", "mlmon_label_coverage_ratio", "mlmon_feature_drift_psi",
-    "mlmon_feature_drift_status", "mlmon_output_class_ratio", "mlmon_precision", "mlmon_recall",
+    "mlmon_pending_predictions", "mlmon_label_coverage_ratio", "mlmon_feature_drift_", "mlmon_output_drift_",
+    "mlmon_output_class_ratio", "mlmon_precision", "mlmon_recall",
     "mlmon_accuracy", "mlmon_feature_min", "mlmon_feature_max", "mlmon_output{",
 )  # fmt: skip
 
