@@ -19,6 +19,7 @@ from mlmon._env import emitter_from_url, emitters_from_env
 from mlmon.drift import DriftConfig
 from mlmon.fleet import Fleet
 from mlmon.monitor import Call, Monitor, Track
+from mlmon.offline import evaluate as evaluate
 from mlmon.reference import Reference
 from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression
@@ -44,6 +45,7 @@ __all__ = [
     "configure",
     "emitter_from_url",
     "emitters_from_env",
+    "evaluate",
     "flush",
     "get_monitor",
     "log_feedback",

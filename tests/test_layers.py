@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("emitters", ("mlmon.emitters",)),
     ("hot path and orchestration", ("mlmon.buffers", "mlmon.tracking", "mlmon.delivery", "mlmon._lifecycle", "mlmon._config", "mlmon.drain", "mlmon.fleet", "mlmon._env")),
     ("monitor", ("mlmon.monitor",)),
-    ("public API", ("mlmon._default", "mlmon.testing", "mlmon")),
+    ("public API", ("mlmon._default", "mlmon.testing", "mlmon.offline", "mlmon")),
     (
         "applications",
         ("mlmon.integrations", "mlmon.export", "mlmon.report", "mlmon._command", "mlmon.demo", "mlmon.cli", "mlmon.__main__"),

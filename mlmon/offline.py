@@ -1,0 +1,571 @@
+"""Offline evaluation: the live monitor's metrics over a table of logged predictions.
+
+:func:`evaluate` cuts a pandas (or Dask) DataFrame of logged predictions into chunks — of time,
+``chunk="1h"``, or of rows, ``chunk=100_000`` — feeds each chunk's rows to a fresh
+:class:`~mlmon.Monitor` through its public API (``with mon.track(features=...) as call:
+call.outputs(...)`` per batch, then ``log_feedback`` and ``log_outcome``), and returns one
+DataFrame row per chunk with the monitor's own metric names and values. Nothing is computed a
+second way: the accumulators, the drift against the :class:`~mlmon.Reference`, the quality from
+the labels are the live monitor's.
+
+On a Dask DataFrame every partition makes, per chunk it touches, the state of such a monitor
+(``Monitor.fleet_state()``), and the states of a chunk are merged with
+:func:`mlmon.fleet.merge_states`: counts, confusion matrices and bins are exactly pandas';
+quantiles too (sketch buckets add); means and variances up to float rounding (Chan's update).
+
+What is not reported, because offline there is nothing to measure: latency, calls (they depend on
+how rows are batched), calls and rows per second, errors, calls in flight, label delay. Time only
+places a row in its chunk; each chunk's monitor sees all its rows in one window, and the labels
+in a row judge that row's prediction (so a chunk's quality is the quality of the predictions made
+in it, whenever their labels arrived).
+
+>>> import numpy as np, pandas as pd
+>>> import mlmon
+>>> rng = np.random.default_rng(0)
+>>> log = pd.DataFrame({
+...     "ts": pd.date_range("2026-01-01", periods=6000, freq="min", tz="UTC"),
+...     "amount": rng.normal(50, 10, 6000),
+...     "score": rng.uniform(size=6000),
+... })
+>>> log["label"] = (rng.uniform(size=6000) < log["score"]).astype(int)
+>>> result = mlmon.evaluate(
+...     log, outputs="score", features=["amount"], labels="label", timestamp="ts",
+...     chunk="1D", task=mlmon.BinaryClassification(threshold=0.5),
+... )
+>>> result[["start", "rows", "mlmon_labels_total"]].head(2)
+                      start  rows  mlmon_labels_total
+0 2026-01-01 00:00:00+00:00  1440              1440.0
+1 2026-01-02 00:00:00+00:00  1440              1440.0
+>>> float(round(result["mlmon_precision"].iloc[0], 2))
+0.71
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from mlmon._clock import FakeClock
+from mlmon.drift import DriftConfig
+from mlmon.fleet.state import merge_states
+from mlmon.monitor import Monitor
+from mlmon.reference import Reference
+from mlmon.snapshot import Snapshot
+from mlmon.tasks import MulticlassClassification, Regression, Task
+
+__all__ = ["LIVE_ONLY", "META_COLUMNS", "evaluate", "series_name"]
+
+LIVE_ONLY = frozenset({
+    "mlmon_up", "mlmon_calls_total", "mlmon_errors_total", "mlmon_slow_calls_total",
+    "mlmon_calls_per_second", "mlmon_rows_per_second", "mlmon_error_ratio",
+    "mlmon_availability_ratio", "mlmon_inflight_calls", "mlmon_oldest_inflight_seconds",
+    "mlmon_latency_seconds", "mlmon_latency_seconds_mean", "mlmon_latency_seconds_bucket",
+    "mlmon_latency_seconds_sum", "mlmon_latency_seconds_count", "mlmon_time_to_first_item_seconds",
+    "mlmon_stream_items_mean", "mlmon_stream_items_total", "mlmon_label_delay_seconds",
+})  # fmt: skip
+"""Metrics of a live monitor that :func:`evaluate` leaves out: offline there is no latency,
+no call boundary that means anything, no rate and no label delay."""
+
+META_COLUMNS = ("chunk", "start", "end", "rows", "out_of_order", "duplicate_ids", "internal_errors")
+"""The columns of :func:`evaluate`'s result that are not metrics (they come first)."""
+
+_OUTCOME_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_WINDOW = 300.0  # time never moves in a chunk's monitor: nothing rotates out, nothing expires
+
+
+def _pandas() -> Any:
+    return importlib.import_module("pandas")
+
+
+def series_name(name: str, labels: Iterable[tuple[str, str]] = ()) -> str:
+    """The result's column for a metric and its labels, in Prometheus' notation.
+
+    >>> series_name("mlmon_feature_drift_psi", [("feature", "amount")])
+    'mlmon_feature_drift_psi{feature="amount"}'
+    """
+    pairs = ",".join(f'{k}="{v}"' for k, v in labels)
+    return f"{name}{{{pairs}}}" if pairs else name
+
+
+# -- the configuration a partition needs (small and picklable: it travels to Dask workers) ----
+
+
+@attrs.frozen
+class _Spec:
+    model: str
+    version: str | None
+    task: Task | None
+    reference: Reference | None
+    drift: DriftConfig | None
+    features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    outputs: tuple[str, ...]
+    labels: str | None
+    outcomes: tuple[tuple[str, str], ...]  # (outcome name, column)
+    ids: str | None
+    timestamp: str | None
+    chunk_rows: int | None
+    chunk_ns: int | None
+    batch_rows: int
+
+    def monitor(self, max_pending: int = 1) -> Monitor:
+        """A monitor of this configuration whose clock never moves."""
+        return Monitor(
+            self.model, version=self.version, task=self.task, reference=self.reference,
+            drift=self.drift, emitters=[], clock=FakeClock(start=0.0), window=_WINDOW, slices=2,
+            feature_names=None if self.reference is not None or not self.features else list(self.features),
+            categorical=self.categorical if self.reference is None else (),
+            max_pending=max(1, max_pending), instance="offline", flush_interval=_WINDOW,
+            max_buffered_rows=max(self.batch_rows, 1024), max_buffer_bytes=max(64 << 20, self.batch_rows * 64 * (len(self.features) + 4)),
+        )  # fmt: skip
+
+
+@attrs.frozen
+class _Part:
+    """One chunk's rows within one partition: what it says about itself, and its state."""
+
+    key: int
+    start: int | None  # ns since the epoch (UTC), or None without timestamps
+    end: int | None
+    rows: int
+    out_of_order: int
+    duplicate_ids: int
+    internal_errors: int
+    state: bytes
+
+
+# -- checks (on dtypes only, so a Dask DataFrame is checked without computing) ----------------
+
+
+def _check_columns(columns: Sequence[Any], dtypes: Mapping[Any, Any], spec: _Spec) -> None:
+    pd = _pandas()
+
+    present = set(columns)
+    wanted: list[tuple[str, str]] = [(c, "outputs") for c in spec.outputs]
+    wanted += [(c, "features") for c in spec.features]
+    wanted += [(c, "outcomes") for _, c in spec.outcomes]
+    for col, role in ((spec.labels, "labels"), (spec.ids, "ids"), (spec.timestamp, "timestamp")):
+        if col is not None:
+            wanted.append((col, role))
+    for col, role in wanted:
+        if col not in present:
+            raise ValueError(f"evaluate: column {col!r} ({role}) is not in the DataFrame (columns: {sorted(map(str, present))[:20]})")
+
+    def numeric(col: str) -> bool:
+        dt = dtypes[col]
+        return bool(pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))
+
+    numeric_outputs = len(spec.outputs) > 1 or isinstance(spec.task, Regression) or spec.task is None
+    for col in spec.outputs:
+        if numeric_outputs and not numeric(col):
+            raise ValueError(f"evaluate: output column {col!r} has dtype {dtypes[col]}, expected numbers")
+    ref = spec.reference
+    numeric_features = [f for f in spec.features if ref is not None and f not in ref.categorical]
+    for col in numeric_features:
+        if not numeric(col):
+            raise ValueError(
+                f"evaluate: feature column {col!r} has dtype {dtypes[col]}, but the reference profiles it as numeric"
+            )
+    for _, col in spec.outcomes:
+        if not numeric(col):
+            raise ValueError(f"evaluate: outcome column {col!r} has dtype {dtypes[col]}, expected numbers")
+    if spec.timestamp is not None:
+        dt = dtypes[spec.timestamp]
+        if not pd.api.types.is_datetime64_any_dtype(dt):
+            hint = " (timestamps with different time zones?)" if pd.api.types.is_object_dtype(dt) else ""
+            raise ValueError(
+                f"evaluate: timestamp column {spec.timestamp!r} has dtype {dt}{hint}; expected datetime64 "
+                "(one time zone, or none): convert it with pandas.to_datetime(..., utc=True)"
+            )
+
+
+def _timestamps_ns(pdf: Any, col: str) -> npt.NDArray[np.int64]:
+    """The timestamps as ns since the epoch (UTC for a tz-aware column)."""
+    s = pdf[col]
+    if s.isna().any():
+        raise ValueError(f"evaluate: timestamp column {col!r} has {int(s.isna().sum())} missing values (NaT)")
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return np.asarray(s.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+
+
+# -- one partition ----------------------------------------------------------------------------
+
+
+def _keys(spec: _Spec, n: int, offset: int, ts: npt.NDArray[np.int64] | None) -> npt.NDArray[np.int64]:
+    if spec.chunk_rows is not None:
+        return (np.arange(offset, offset + n, dtype=np.int64)) // spec.chunk_rows
+    assert ts is not None and spec.chunk_ns is not None
+    return ts // spec.chunk_ns  # floor division: chunks aligned on the epoch, as pandas' floor()
+
+
+def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
+    """Feed rows (positions in ``pdf``) to ``mon`` in batches, as a serving process would."""
+    sub = pdf.iloc[rows]
+    n = len(sub)
+    feats = sub[list(spec.features)] if spec.features else None
+    if len(spec.outputs) == 1:
+        out_all: Any = sub[spec.outputs[0]].to_numpy()
+    else:
+        out_all = sub[list(spec.outputs)].to_numpy(dtype=np.float64)
+    labels = sub[spec.labels] if spec.labels is not None else None
+    for s in range(0, n, spec.batch_rows):
+        e = min(n, s + spec.batch_rows)
+        with mon.track(features=None if feats is None else feats.iloc[s:e]) as call:
+            call.outputs(out_all[s:e])
+        if labels is None and not spec.outcomes:
+            continue
+        ids = np.arange(call.ids.start, call.ids.stop) if isinstance(call.ids, range) else np.asarray(call.ids)
+        if labels is not None:
+            lab = labels.iloc[s:e]
+            mask = lab.notna().to_numpy()
+            if mask.any():
+                mon.log_feedback(ids[mask], lab.to_numpy()[mask])
+        for name, col in spec.outcomes:
+            v = sub[col].iloc[s:e].to_numpy(dtype=np.float64)
+            hit = np.isfinite(v) & (v != 0)
+            if hit.any():
+                mon.log_outcome(name, ids=ids[hit], value=v[hit])
+
+
+def _internal_errors(mon: Monitor) -> int:
+    """What went wrong inside the monitor (it should be nothing): internal errors and drops
+    from its call buffers."""
+    with mon._misc_lock:
+        n = sum(mon._internal.values())
+    return int(n + sum(mon._drain.dropped.values()))
+
+
+def _partition(
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None
+) -> list[_Part]:
+    """The parts of every chunk that this partition's rows touch."""
+    n = len(pdf)
+    if n == 0:
+        return []
+    ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
+    keys = _keys(spec, n, offset, ts)
+    late = np.zeros(n, dtype=bool)
+    if ts is not None:
+        late[1:] = ts[1:] < ts[:-1]
+        if prev_ts is not None:
+            late[0] = ts[0] < prev_ts
+    dup = np.zeros(n, dtype=bool)
+    if dup_ids is not None and len(dup_ids):
+        dup = pdf[spec.ids].isin(dup_ids).to_numpy()
+    if n == 1 or bool(np.all(keys[1:] >= keys[:-1])):
+        order: npt.NDArray[np.intp] = np.arange(n)
+    else:
+        order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    cuts = np.flatnonzero(sk[1:] != sk[:-1]) + 1
+    bounds = [0, *cuts.tolist(), n]
+    out: list[_Part] = []
+    for a, b in itertools.pairwise(bounds):
+        idx = order[a:b]
+        rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
+        mon = spec.monitor(max_pending=b - a)
+        try:
+            _feed(mon, spec, pdf, rows)
+            state = mon.fleet_state()
+            errors = _internal_errors(mon)
+        finally:
+            mon.close()
+        key = int(sk[a])
+        start: int | None = None
+        end: int | None = None
+        if ts is not None:
+            t = ts[idx]
+            start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
+        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), errors, state))
+    return out
+
+
+# -- the whole frame --------------------------------------------------------------------------
+
+
+def _summary(pdf: Any, col: str | None) -> tuple[int, int | None, int | None]:
+    """A partition's length, and its first and last timestamps (ns)."""
+    if col is None or len(pdf) == 0:
+        return len(pdf), None, None
+    ts = _timestamps_ns(pdf, col)
+    return len(pdf), int(ts[0]), int(ts[-1])
+
+
+def _duplicates_pandas(ids: Any) -> Any:
+    if ids.isna().any():
+        raise ValueError(f"evaluate: ids column {ids.name!r} has {int(ids.isna().sum())} missing values")
+    vc = ids.value_counts(sort=False)
+    return vc.index[vc.to_numpy() > 1]
+
+
+def _duplicates_dask(data: Any, col: str) -> Any:
+    dask: Any = importlib.import_module("dask")
+
+    missing = data[col].isna().sum()
+    vc = data[col].value_counts(split_out=max(1, data.npartitions // 4))
+    dups = vc[vc > 1]
+    n_missing, dup = dask.compute(missing, dups)
+    if int(n_missing):
+        raise ValueError(f"evaluate: ids column {col!r} has {int(n_missing)} missing values")
+    return dup.index
+
+
+def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[dict[str, Any]], list[Snapshot]]:
+    pd = _pandas()
+
+    by_key: dict[int, list[_Part]] = {}
+    for p in parts:
+        by_key.setdefault(p.key, []).append(p)
+    rows: list[dict[str, Any]] = []
+    snaps: list[Snapshot] = []
+    for i, key in enumerate(sorted(by_key)):
+        group = by_key[key]
+        merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
+        if merged.rejected:  # states made here by one configuration: this is a bug, not bad input
+            raise RuntimeError(f"evaluate: chunk {key}: states rejected {merged.rejected}")
+        starts = [p.start for p in group if p.start is not None]
+        ends = [p.end for p in group if p.end is not None]
+        start = min(starts) if starts else None
+        end = max(ends) if ends else None
+        tz = "UTC" if spec.timestamp is not None else None
+        row: dict[str, Any] = {
+            "chunk": key if spec.chunk_rows is not None else i,
+            "start": pd.Timestamp(start, tz=tz) if start is not None else pd.NaT,
+            "end": pd.Timestamp(end, tz=tz) if end is not None else pd.NaT,
+            "rows": sum(p.rows for p in group),
+            "out_of_order": sum(p.out_of_order for p in group),
+            "duplicate_ids": sum(p.duplicate_ids for p in group),
+            "internal_errors": sum(p.internal_errors for p in group),
+        }
+        kept = tuple(s for s in merged.snapshot.samples if s.name not in LIVE_ONLY)
+        for s in kept:
+            row[series_name(s.name, s.labels)] = s.value
+        rows.append(row)
+        stamp = end / 1e9 if end is not None else float(key)
+        snaps.append(attrs.evolve(merged.snapshot, samples=kept, timestamp=stamp))
+    return rows, snaps
+
+
+def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
+    _check_columns(list(data.columns), dict(data.dtypes), spec)
+    dups = None
+    if spec.ids is not None:
+        dups = _duplicates_pandas(data[spec.ids])
+        _raise_duplicates(spec.ids, dups, duplicate_ids)
+    return _partition(data, spec, 0, None, dups)
+
+
+def _raise_duplicates(col: str, dups: Any, how: str) -> None:
+    if len(dups) and how == "raise":
+        raise ValueError(
+            f"evaluate: ids column {col!r} has {len(dups)} duplicated ids (e.g. {dups[0]!r}); pass "
+            "duplicate_ids='keep' to evaluate the rows as they are (counted in the 'duplicate_ids' column)"
+        )
+
+
+def _evaluate_dask(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
+    dask: Any = importlib.import_module("dask")
+
+    _check_columns(list(data.columns), dict(data.dtypes), spec)
+    dups = None
+    if spec.ids is not None:
+        dups = _duplicates_dask(data, spec.ids)
+        _raise_duplicates(spec.ids, dups, duplicate_ids)
+    cols = [spec.timestamp] if spec.timestamp is not None else list(data.columns[:1])
+    summaries = dask.compute(*[dask.delayed(_summary)(p, spec.timestamp) for p in data[cols].to_delayed()])
+    offsets = np.concatenate([[0], np.cumsum([s[0] for s in summaries])]).tolist()
+    prev: list[int | None] = []
+    last: int | None = None
+    for n, _first, end in summaries:
+        prev.append(last)
+        if n:
+            last = end
+    run = dask.delayed(_partition, pure=True)
+    shared = dask.delayed(dups) if dups is not None and len(dups) else None  # one copy in the graph
+    tasks = [run(p, spec, int(offsets[i]), prev[i], shared) for i, p in enumerate(data.to_delayed())]
+    results = dask.compute(*tasks)
+    return [p for r in results for p in r]
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "to_delayed")
+
+
+def evaluate(
+    data: Any,
+    *,
+    outputs: str | Sequence[str],
+    features: Sequence[str] | None = None,
+    labels: str | None = None,
+    outcomes: Sequence[str] | Mapping[str, str] = (),
+    ids: str | None = None,
+    timestamp: str | None = None,
+    chunk: str | int | Any = 100_000,
+    task: Task | None = None,
+    reference: Reference | None = None,
+    drift: DriftConfig | None = None,
+    categorical: Sequence[str] = (),
+    model: str = "offline",
+    version: str | None = None,
+    duplicate_ids: Literal["raise", "keep"] = "raise",
+    batch_rows: int = 65_536,
+    jsonl: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The live monitor's metrics over logged predictions, one row per chunk.
+
+    Args:
+        data: a pandas DataFrame, or a Dask DataFrame (evaluated partition by partition on the
+            current Dask scheduler, a ``dask.distributed`` cluster when a client is active).
+        outputs: the column of the model's outputs (scores, classes or values, as ``track``
+            would record them), or several columns of probabilities (one per class, in the
+            task's order).
+        features: the feature columns (default: the reference's features, else none).
+        labels: the column of true labels; missing values (NaN, None) are rows without a label.
+        outcomes: columns of downstream outcomes, by outcome name (a list uses each column's
+            name); a row's value (0 or missing: no outcome) is logged against its prediction.
+        ids: the column of prediction ids, checked for uniqueness (see ``duplicate_ids``).
+        timestamp: the column of prediction times (datetime64, one time zone or none).
+        chunk: rows per chunk (an int), or a length of time (``"1h"``, ``"1D"``, a
+            ``pandas.Timedelta``; needs ``timestamp``): chunks aligned on the Unix epoch, UTC.
+        task, reference, drift, categorical, model, version: as for :class:`~mlmon.Monitor`.
+        duplicate_ids: ``"raise"`` (a ValueError naming the column), or ``"keep"``: rows are
+            evaluated as they are and counted in the ``duplicate_ids`` column (rows whose id
+            appears more than once in the whole frame).
+        batch_rows: rows per tracked call (outputs, features and labels go in such batches).
+        jsonl: also write each chunk's snapshot to this JSON-lines file (the format of
+            ``JsonlEmitter``; ``python -m mlmon report`` makes the HTML report from it).
+
+    Returns:
+        A pandas DataFrame: the :data:`META_COLUMNS` (``chunk``; ``start`` and ``end``, UTC —
+        the chunk's bounds for time chunks, its first and last timestamps for row chunks;
+        ``rows``; ``out_of_order``, rows whose timestamp is earlier than the row before them,
+        which are evaluated in their chunk all the same; ``duplicate_ids``; ``internal_errors``,
+        always 0 unless mlmon failed), then one column per metric series, named as
+        :func:`series_name` writes them. Chunks without rows have no row.
+
+    Raises:
+        ValueError: for a missing column, a column of the wrong dtype, timestamps that are not
+            datetime64 (strings, numbers, mixed time zones) or missing, missing or duplicated
+            ids (unless ``duplicate_ids="keep"``), or a bad argument; each names the column or
+            argument.
+    """
+    pd = _pandas()
+
+    spec = _make_spec(
+        data, outputs=outputs, features=features, labels=labels, outcomes=outcomes, ids=ids,
+        timestamp=timestamp, chunk=chunk, task=task, reference=reference, drift=drift,
+        categorical=categorical, model=model, version=version, duplicate_ids=duplicate_ids,
+        batch_rows=batch_rows,
+    )  # fmt: skip
+    template = spec.monitor()
+    try:
+        if _is_dask(data):
+            parts = _evaluate_dask(data, spec, duplicate_ids)
+        elif isinstance(data, pd.DataFrame):
+            parts = _evaluate_pandas(data, spec, duplicate_ids)
+        else:
+            raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
+        rows, snaps = _rows_of(spec, parts, template)
+    finally:
+        template.close()
+    if jsonl is not None:
+        _write_jsonl(jsonl, snaps)
+    frame = pd.DataFrame(rows, columns=_columns(rows))
+    for col in ("chunk", "rows", "out_of_order", "duplicate_ids", "internal_errors"):
+        frame[col] = frame[col].astype("int64")
+    return frame
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = dict.fromkeys(META_COLUMNS)
+    for row in rows:
+        for k in row:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _write_jsonl(path: str | os.PathLike[str], snaps: Sequence[Snapshot]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for snap in snaps:
+            f.write(snap.to_json())
+            f.write("\n")
+
+
+def _make_spec(
+    data: Any,
+    *,
+    outputs: str | Sequence[str],
+    features: Sequence[str] | None,
+    labels: str | None,
+    outcomes: Sequence[str] | Mapping[str, str],
+    ids: str | None,
+    timestamp: str | None,
+    chunk: Any,
+    task: Task | None,
+    reference: Reference | None,
+    drift: DriftConfig | None,
+    categorical: Sequence[str],
+    model: str,
+    version: str | None,
+    duplicate_ids: str,
+    batch_rows: int,
+) -> _Spec:
+    pd = _pandas()
+
+    out_cols = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    if not out_cols:
+        raise ValueError("evaluate: outputs must name at least one column")
+    if len(out_cols) > 1 and isinstance(task, MulticlassClassification) and len(out_cols) != len(task.classes):
+        raise ValueError(f"evaluate: outputs names {len(out_cols)} probability columns for {len(task.classes)} classes")
+    if reference is not None:
+        feats = tuple(reference.feature_names)
+        if features is not None and tuple(features) != feats:
+            raise ValueError(f"evaluate: features {list(features)!r} differ from the reference's {list(feats)!r}")
+    else:
+        feats = tuple(features or ())
+    if isinstance(outcomes, Mapping):
+        pairs = tuple((str(k), str(v)) for k, v in outcomes.items())
+    elif isinstance(outcomes, str):
+        raise ValueError("evaluate: outcomes must be a list of columns or a mapping name -> column, got a string")
+    else:
+        pairs = tuple((str(c), str(c)) for c in outcomes)
+    for name, col in pairs:
+        if _OUTCOME_NAME.fullmatch(name) is None:
+            raise ValueError(f"evaluate: outcome name {name!r} (column {col!r}) must match [A-Za-z0-9_-]{{1,64}}")
+    if duplicate_ids not in ("raise", "keep"):
+        raise ValueError(f"evaluate: duplicate_ids must be 'raise' or 'keep', got {duplicate_ids!r}")
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"evaluate: batch_rows must be an int >= 1, got {batch_rows!r}")
+    chunk_rows: int | None = None
+    chunk_ns: int | None = None
+    if isinstance(chunk, (int, np.integer)) and not isinstance(chunk, bool):
+        if chunk < 1:
+            raise ValueError(f"evaluate: chunk must be >= 1 row, got {chunk!r}")
+        chunk_rows = int(chunk)
+    else:
+        try:
+            td = pd.Timedelta(chunk)
+        except (ValueError, TypeError):
+            raise ValueError(f"evaluate: chunk must be a number of rows or a length of time ('1h'), got {chunk!r}") from None
+        if td is pd.NaT or td.value <= 0:
+            raise ValueError(f"evaluate: chunk must be a positive length of time, got {chunk!r}")
+        if timestamp is None:
+            raise ValueError(f"evaluate: chunk={chunk!r} is a length of time: it needs timestamp= (a datetime column)")
+        chunk_ns = int(td.value)
+    if not _is_dask(data) and not isinstance(data, pd.DataFrame):
+        raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
+    return _Spec(
+        model=model, version=version, task=task, reference=reference, drift=drift, features=feats,
+        categorical=tuple(categorical), outputs=out_cols, labels=labels, outcomes=pairs, ids=ids,
+        timestamp=timestamp, chunk_rows=chunk_rows, chunk_ns=chunk_ns, batch_rows=batch_rows,
+    )  # fmt: skip
+

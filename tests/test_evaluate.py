@@ -1,0 +1,291 @@
+"""mlmon.evaluate on pandas: equal to a live monitor fed the same rows; chunking; bad input; report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlmon
+from mlmon.offline import LIVE_ONLY, META_COLUMNS, series_name
+from mlmon.snapshot import Snapshot
+from mlmon.testing import FakeClock
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = ["amount", "age", "plan"]
+
+
+def make_log(n: int = 4000, seed: int = 0, tz: str | None = "UTC") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(size=n)
+    log = pd.DataFrame({
+        "id": [f"r{i}" for i in range(n)],
+        "ts": pd.date_range("2026-03-01", periods=n, freq="37s", tz=tz),
+        "amount": rng.normal(50, 10, n) + np.linspace(0, 15, n),  # drifts over time
+        "age": rng.normal(40, 12, n),
+        "plan": rng.choice(["free", "pro", "team"], n),
+        "score": score,
+        "label": (rng.uniform(size=n) < score).astype(float),
+        "click": (rng.uniform(size=n) < 0.1).astype(int),
+    })  # fmt: skip
+    log.loc[rng.uniform(size=n) < 0.2, "label"] = np.nan  # a fifth never got a label
+    return log
+
+
+def make_reference(seed: int = 1) -> mlmon.Reference:
+    rng = np.random.default_rng(seed)
+    n = 3000
+    train = pd.DataFrame({
+        "amount": rng.normal(50, 10, n), "age": rng.normal(40, 12, n),
+        "plan": rng.choice(["free", "pro", "team"], n, p=[0.5, 0.3, 0.2]),
+    })  # fmt: skip
+    return mlmon.Reference.from_data(train, categorical=["plan"], outputs=rng.uniform(size=n))
+
+
+TASK = mlmon.BinaryClassification(threshold=0.5)
+
+
+def live_snapshot(rows: pd.DataFrame, ref: mlmon.Reference, batch: int) -> Snapshot:
+    """What a live monitor reports after serving ``rows`` in batches of ``batch``, written
+    here with the public API only."""
+    mon = mlmon.Monitor("offline", task=TASK, reference=ref, emitters=[], clock=FakeClock(), max_pending=len(rows) + 1)
+    try:
+        for s in range(0, len(rows), batch):
+            b = rows.iloc[s : s + batch]
+            with mon.track(features=b[FEATURES]) as call:
+                call.outputs(b["score"].to_numpy())
+            ids = np.asarray(list(call.ids))
+            labelled = b["label"].notna().to_numpy()
+            mon.log_feedback(ids[labelled], b["label"].to_numpy()[labelled])
+            clicked = b["click"].to_numpy() != 0
+            if clicked.any():
+                mon.log_outcome("click", ids=ids[clicked], value=b["click"].to_numpy()[clicked].astype(float))
+        return mon.snapshot()
+    finally:
+        mon.close()
+
+
+def metric_columns(row: pd.Series[Any]) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k not in META_COLUMNS and not pd.isna(v)}
+
+
+def test_each_chunk_equals_what_a_live_monitor_fed_its_rows_reports() -> None:
+    log, ref = make_log(), make_reference()
+    result = mlmon.evaluate(
+        log, outputs="score", labels="label", outcomes=["click"], ids="id", timestamp="ts",
+        chunk="6h", task=TASK, reference=ref, batch_rows=500,
+    )  # fmt: skip
+    hours = log["ts"].dt.floor("6h")
+    assert result["rows"].tolist() == hours.value_counts(sort=False).sort_index().tolist()
+    assert len(result) >= 4
+    for i, (start, rows) in enumerate(log.groupby(hours, sort=True)):
+        live = live_snapshot(rows, ref, 500)
+        expected = {series_name(s.name, s.labels): s.value for s in live if s.name not in LIVE_ONLY}
+        expected = {k: v for k, v in expected.items() if not k.startswith(("mlmon_process_", "mlmon_system_", "mlmon_internal", "mlmon_emit"))}
+        expected = {k: v for k, v in expected.items() if not (k.startswith("mlmon_dropped_total") and "outcomes" not in k)}
+        got = metric_columns(result.iloc[i])
+        assert got == expected
+        assert result["start"].iloc[i] == start
+        assert result["end"].iloc[i] == start + pd.Timedelta("6h")
+    # independent of mlmon: the first chunk's confusion matrix from the raw columns
+    first = log[hours == hours.iloc[0]]
+    lab = first["label"].dropna()
+    pred = (first.loc[lab.index, "score"] >= 0.5).astype(int)
+    tp = int(((pred == 1) & (lab == 1)).sum())
+    fp = int(((pred == 1) & (lab == 0)).sum())
+    row = result.iloc[0]
+    assert row['mlmon_confusion_total{actual="1",predicted="1"}'] == tp
+    assert row['mlmon_confusion_total{actual="0",predicted="1"}'] == fp
+    assert row["mlmon_precision"] == pytest.approx(tp / (tp + fp))
+    assert row["mlmon_labels_total"] == len(lab)
+    assert row["mlmon_pending_predictions"] == len(first) - len(lab)
+    assert row['mlmon_outcome_total{outcome="click"}'] == first["click"].sum()
+    # drift: the amount feature moves away from the reference over time, age does not
+    psi = result['mlmon_feature_drift_psi{feature="amount"}']
+    assert psi.iloc[-2] > 0.2 > psi.iloc[0]  # the last chunk is too small for a drift decision
+    assert result['mlmon_feature_drift_psi{feature="age"}'].max() < 0.1
+    assert not any(c.startswith(("mlmon_latency", "mlmon_calls")) for c in result.columns)
+    assert (result[["out_of_order", "duplicate_ids", "internal_errors"]] == 0).all().all()
+
+
+def test_row_chunks_and_batching_do_not_change_the_metrics() -> None:
+    log, ref = make_log(3000), make_reference()
+    kw: dict[str, Any] = dict(outputs="score", labels="label", timestamp="ts", task=TASK, reference=ref)
+    a = mlmon.evaluate(log, chunk=1000, batch_rows=1000, **kw)
+    b = mlmon.evaluate(log, chunk=1000, batch_rows=77, **kw)
+    assert a["rows"].tolist() == [1000, 1000, 1000]
+    assert a["start"].tolist() == [log["ts"].iloc[i] for i in (0, 1000, 2000)]
+    assert a["end"].tolist() == [log["ts"].iloc[i] for i in (999, 1999, 2999)]
+    exact = [c for c in a.columns if c.startswith(("mlmon_confusion", "mlmon_feature_bin", "mlmon_output_bin", "mlmon_labels", "mlmon_feature_drift"))]
+    assert len(exact) > 30
+    pd.testing.assert_frame_equal(a[exact], b[exact], check_exact=True)
+    pd.testing.assert_frame_equal(a.drop(columns=exact), b.drop(columns=exact), rtol=1e-9)
+
+
+def test_multiclass_probability_columns_and_regression() -> None:
+    rng = np.random.default_rng(3)
+    n = 900
+    p = rng.dirichlet([1, 1, 1], size=n)
+    log = pd.DataFrame({"a": p[:, 0], "b": p[:, 1], "c": p[:, 2], "y": rng.choice(["a", "b", "c"], n), "x": rng.normal(size=n)})
+    task = mlmon.MulticlassClassification(classes=["a", "b", "c"])
+    res = mlmon.evaluate(log, outputs=["a", "b", "c"], labels="y", features=["x"], chunk=300, task=task)
+    pred = np.array(["a", "b", "c"])[p.argmax(axis=1)]
+    acc = [(pred[i : i + 300] == log["y"].to_numpy()[i : i + 300]).mean() for i in range(0, n, 300)]
+    assert res["mlmon_accuracy"].tolist() == pytest.approx(acc)
+    assert res['mlmon_feature_mean{feature="x"}'].tolist() == pytest.approx([log["x"].iloc[i : i + 300].mean() for i in range(0, n, 300)])
+
+    y = rng.normal(size=n)
+    reg = pd.DataFrame({"pred": y + rng.normal(0, 0.5, n), "y": y})
+    out = mlmon.evaluate(reg, outputs="pred", labels="y", chunk=n, task=mlmon.Regression())
+    assert out["mlmon_mae"].iloc[0] == pytest.approx(np.abs(reg["pred"] - reg["y"]).mean())
+
+
+def test_unsorted_timestamps_are_counted_and_change_nothing_else() -> None:
+    log, ref = make_log(2000), make_reference()
+    kw: dict[str, Any] = dict(outputs="score", labels="label", timestamp="ts", chunk="4h", task=TASK, reference=ref)
+    base = mlmon.evaluate(log, **kw)
+    shuffled = log.sample(frac=1.0, random_state=0)
+    ts = shuffled["ts"].to_numpy()
+    late = int((ts[1:] < ts[:-1]).sum())
+    res = mlmon.evaluate(shuffled, **kw)
+    assert res["out_of_order"].sum() == late > 0
+    exact = [c for c in base.columns if "_bin_total" in c or "confusion" in c or c == "rows"]
+    pd.testing.assert_frame_equal(base[exact], res[exact], check_exact=True)
+
+
+def test_naive_and_aware_timestamps_give_the_same_chunks() -> None:
+    aware = make_log(1500, tz="Europe/Paris")
+    naive = aware.assign(ts=aware["ts"].dt.tz_convert("UTC").dt.tz_localize(None))
+    kw: dict[str, Any] = dict(outputs="score", timestamp="ts", chunk="2h", task=TASK)
+    a, b = mlmon.evaluate(aware, **kw), mlmon.evaluate(naive, **kw)
+    assert a["rows"].tolist() == b["rows"].tolist()
+    assert a["start"].tolist() == b["start"].tolist()  # both UTC
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["outputs", "labels", "ids", "timestamp", "features", "outcomes"])
+def test_a_missing_column_is_named(role: str) -> None:
+    log = make_log(200)
+    kw: dict[str, Any] = dict(outputs="score", labels="label", ids="id", timestamp="ts", features=["age"], outcomes=["click"], chunk="1h", task=TASK)
+    kw[role] = ["nope"] if role in ("features", "outcomes") else "nope"
+    with pytest.raises(ValueError, match=rf"column 'nope' \({role}\)"):
+        mlmon.evaluate(log, **kw)
+
+
+def test_wrong_dtypes_are_named() -> None:
+    log, ref = make_log(200), make_reference()
+    with pytest.raises(ValueError, match="feature column 'amount' has dtype"):
+        mlmon.evaluate(log.assign(amount=log["amount"].astype(str)), outputs="score", reference=ref, task=TASK)
+    with pytest.raises(ValueError, match="output column 'score' has dtype"):
+        mlmon.evaluate(log.assign(score=log["score"].astype(str)), outputs="score", task=mlmon.Regression())
+    with pytest.raises(ValueError, match="outcome column 'plan'"):
+        mlmon.evaluate(log, outputs="score", outcomes=["plan"], task=TASK)
+    with pytest.raises(ValueError, match="timestamp column 'ts' has dtype"):
+        mlmon.evaluate(log.assign(ts=log["ts"].astype(str)), outputs="score", timestamp="ts", chunk="1h", task=TASK)
+    with pytest.raises(ValueError, match="timestamp column 'ts' has dtype int64"):
+        mlmon.evaluate(log.assign(ts=np.arange(len(log))), outputs="score", timestamp="ts", chunk="1h", task=TASK)
+
+
+def test_labels_of_the_wrong_kind_are_counted_as_the_live_monitor_counts_them() -> None:
+    log = make_log(400)
+    log["label"] = log["label"].astype(object)
+    log.loc[log.index[:10], "label"] = "yes"  # not a label of a numeric binary task
+    res = mlmon.evaluate(log, outputs="score", labels="label", chunk=400, task=TASK)
+    assert res["mlmon_labels_invalid_total"].iloc[0] == 10
+    assert res["mlmon_labels_total"].iloc[0] == log["label"].iloc[10:].notna().sum()
+
+
+def test_mixed_time_zones_and_missing_timestamps_are_named() -> None:
+    log = make_log(100)
+    mixed = log.assign(ts=pd.Series([*log["ts"].iloc[:50], *log["ts"].iloc[50:].dt.tz_convert("America/New_York")], dtype=object))
+    with pytest.raises(ValueError, match=r"timestamp column 'ts' has dtype object \(timestamps with different time zones\?\)"):
+        mlmon.evaluate(mixed, outputs="score", timestamp="ts", chunk="1h", task=TASK)
+    holes = log.assign(ts=log["ts"].where(log.index % 7 != 0))
+    with pytest.raises(ValueError, match="timestamp column 'ts' has 15 missing values"):
+        mlmon.evaluate(holes, outputs="score", timestamp="ts", chunk="1h", task=TASK)
+
+
+def test_duplicate_ids_raise_or_are_counted() -> None:
+    log = make_log(300)
+    log.loc[[5, 6, 7], "id"] = "r0"  # four rows share r0
+    with pytest.raises(ValueError, match="ids column 'id' has 1 duplicated ids"):
+        mlmon.evaluate(log, outputs="score", ids="id", chunk=100, task=TASK)
+    res = mlmon.evaluate(log, outputs="score", ids="id", chunk=100, task=TASK, duplicate_ids="keep")
+    assert res["duplicate_ids"].tolist() == [4, 0, 0]
+    assert res["rows"].sum() == 300
+    with pytest.raises(ValueError, match="ids column 'id' has 2 missing values"):
+        mlmon.evaluate(log.assign(id=log["id"].where(log.index > 1)), outputs="score", ids="id", task=TASK)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"chunk": "1h"}, "needs timestamp="),
+        ({"chunk": 0}, "chunk must be >= 1 row"),
+        ({"chunk": "soon"}, "chunk must be a number of rows or a length of time"),
+        ({"batch_rows": 0}, "batch_rows must be an int >= 1"),
+        ({"duplicate_ids": "drop"}, "duplicate_ids must be 'raise' or 'keep'"),
+        ({"outcomes": {"bad name": "click"}}, "outcome name 'bad name'"),
+        ({"outcomes": "click"}, "outcomes must be a list"),
+        ({"outputs": []}, "outputs must name at least one column"),
+    ],
+)
+def test_bad_arguments_are_named(kw: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"outputs": "score", "task": TASK, **kw}
+    with pytest.raises(ValueError, match=match):
+        mlmon.evaluate(make_log(50), **args)
+
+
+def test_not_a_dataframe() -> None:
+    with pytest.raises(ValueError, match="data must be a pandas or Dask DataFrame, got dict"):
+        mlmon.evaluate({"score": [0.1]}, outputs="score")
+
+
+# -- the report from the output --------------------------------------------------------------
+
+
+def test_the_html_report_is_made_from_the_jsonl_output(tmp_path: Path) -> None:
+    log, ref = make_log(), make_reference()
+    path = tmp_path / "offline.jsonl"
+    res = mlmon.evaluate(
+        log, outputs="score", labels="label", timestamp="ts", chunk="6h", task=TASK, reference=ref,
+        model="fraud", jsonl=path,
+    )  # fmt: skip
+    lines = path.read_text().splitlines()
+    assert len(lines) == len(res)
+    for line, (_, row) in zip(lines, res.iterrows(), strict=True):
+        snap = Snapshot.from_dict(json.loads(line))
+        assert snap.model == "fraud"
+        assert snap.timestamp == row["end"].timestamp()
+        assert {series_name(s.name, s.labels): s.value for s in snap if s.value == s.value} == metric_columns(row)
+    out = tmp_path / "offline.html"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlmon", "report", str(path), "-o", str(out)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "fraud" in page and "amount" in page
+
+
+def test_every_monitor_it_makes_is_closed() -> None:
+    import threading
+
+    from mlmon.monitor import monitors
+
+    before_monitors = len(list(monitors()))
+    before_threads = {t.ident for t in threading.enumerate()}
+    mlmon.evaluate(make_log(1200), outputs="score", labels="label", chunk=300, task=TASK, reference=make_reference())
+    assert len(list(monitors())) == before_monitors
+    left = [t.name for t in threading.enumerate() if t.ident not in before_threads and t.name.startswith("mlmon")]
+    assert left == []
