@@ -104,8 +104,8 @@ def test_prometheus_the_leader_serves_its_own_series_and_the_fleets(
     sel = f'model="{MODEL}"'
     prom.wait_for_value(f'mlmon_calls_total{{{sel}, exported_instance="fleet"}}', 8.0)
     # the processes' counters summed by PromQL are the fleet's counter: never add both
-    assert prom.value(f'sum(mlmon_calls_total{{{sel}, exported_instance!="fleet"}})') == 8.0
-    assert prom.value(f"sum(mlmon_calls_total{{{sel}}})") == 16.0
+    prom.wait_for_value(f'sum(mlmon_calls_total{{{sel}, exported_instance!="fleet"}})', 8.0)  # every target scraped at least once
+    prom.wait_for_value(f"sum(mlmon_calls_total{{{sel}}})", 16.0)  # every target scraped at least once
     targets = {r["metric"]["instance"]: float(r["value"][1]) for r in prom.query(f"count by (instance) (mlmon_calls_total{{{sel}}})")}
     assert sorted(targets.values()) == [1.0, 2.0]  # the leader's endpoint carries two identities
     processes = prom.value(f'mlmon_fleet_processes{{{sel}, exported_instance="fleet"}}')
@@ -123,7 +123,7 @@ def test_prometheus_with_honor_labels_keeps_the_fleet_instance(
     prom = prometheus_factory([f"127.0.0.1:{e.port}" for e in endpoints.values()], honor_labels=True)
     sel = f'model="{MODEL}"'
     prom.wait_for_value(f'mlmon_calls_total{{{sel}, instance="fleet"}}', 8.0)
-    assert prom.value(f'sum(mlmon_calls_total{{{sel}, instance!="fleet"}})') == 8.0
+    prom.wait_for_value(f'sum(mlmon_calls_total{{{sel}, instance!="fleet"}})', 8.0)  # every target scraped at least once
     got = {r["metric"]["instance"] for r in prom.query(f"mlmon_calls_total{{{sel}}}")}
     assert got == {"p0", "p1", "fleet"}
 
