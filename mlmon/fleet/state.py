@@ -242,7 +242,11 @@ def export_state(monitor: Parts, *, now: float, wall: float, instance: str) -> b
     The caller has drained the buffers and holds the drain lock (``Monitor.fleet_state()``
     does both).
     """
-    doc = {
+    return _write(monitor, monitor._state_parts(), now, wall, instance)
+
+
+def _write(monitor: Parts, parts: tuple[Any, ...], now: float, wall: float, instance: str) -> bytes:
+    doc: dict[str, Any] = {
         "v": STATE_VERSION,
         "model": monitor.name,
         "version": monitor.version,
@@ -254,7 +258,7 @@ def export_state(monitor: Parts, *, now: float, wall: float, instance: str) -> b
         "config": monitor._state_config(),
     }
     with arrays([]) as table:
-        doc["parts"] = _export_parts(monitor._state_parts(), now)
+        doc["parts"] = _export_parts(parts, now)
     return pack_state(doc, table)
 
 
@@ -638,20 +642,7 @@ def combine_states(monitor: Parts, states: Iterable[bytes], *, instance: str = "
     all). Returns the combined state and the rejected counts by reason."""
     loader, rejected, _, wall = _load(monitor, states)
     parts = loader.finish()
-    doc = {
-        "v": STATE_VERSION,
-        "model": monitor.name,
-        "version": monitor.version,
-        "instance": instance,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "wall": wall,
-        "window": float(monitor.window),
-        "config": monitor._state_config(),
-    }
-    with arrays([]) as table:
-        doc["parts"] = _export_parts(parts, 0.0)
-    return pack_state(doc, table), rejected
+    return _write(monitor, parts, 0.0, wall, instance), rejected
 
 
 def retire_state(blob: bytes) -> bytes:

@@ -29,12 +29,10 @@ from mlmon.stores._redis_cluster import _Connections
 
 __all__ = ["FleetRead", "_FleetOps"]
 
-# KEYS: states, seen, retired. ARGV: instance, state, ttl ms, max instances. A state not
-# refreshed within ttl moves to the retired hash (the leader folds its counters into the archive).
-_PUBLISH = """#!lua
-local t = redis.call('TIME')
+# The first lines of the publish and read scripts (``ttl`` set before them): the server's time,
+# and states not refreshed within ttl moved to the retired hash (at most 1,000 per call).
+_PRUNE = """local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[3])
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 1000)
 for _, name in ipairs(old) do
   local st = redis.call('HGET', KEYS[1], name)
@@ -47,7 +45,13 @@ if #old > 0 then
   redis.call('ZREM', KEYS[2], unpack(old))
   redis.call('PEXPIRE', KEYS[3], 2 * ttl + 86400000)
 end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+"""
+
+# KEYS: states, seen, retired. ARGV: instance, state, ttl ms, max instances. A state not
+# refreshed within ttl moves to the retired hash (the leader folds its counters into the archive).
+_PUBLISH = """#!lua
+local ttl = tonumber(ARGV[3])
+""" + _PRUNE + """if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -61,22 +65,8 @@ return 1
 # Returns the archive (or false), then the retired (name, state) count and pairs, then live
 # instance, state, age ms triples.
 _READ = """#!lua
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 1000)
-for _, name in ipairs(old) do
-  local st = redis.call('HGET', KEYS[1], name)
-  if st and redis.call('HLEN', KEYS[3]) < 10000 then
-    redis.call('HSET', KEYS[3], name, st)
-  end
-end
-if #old > 0 then
-  redis.call('HDEL', KEYS[1], unpack(old))
-  redis.call('ZREM', KEYS[2], unpack(old))
-  redis.call('PEXPIRE', KEYS[3], 2 * ttl + 86400000)
-end
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], now - ttl, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+""" + _PRUNE + """local live = redis.call('ZRANGEBYSCORE', KEYS[2], now - ttl, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {redis.call('GET', KEYS[4])}
 local want = tonumber(ARGV[3])
 local got = {}

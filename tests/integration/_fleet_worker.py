@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,10 @@ def _append(path: Path, event: object) -> None:
         f.write(json.dumps({"state": event.state, "rule": event.rule, "instance": event.instance, "pid": __import__("os").getpid()}) + "\n")  # type: ignore[attr-defined]
 
 
-def main() -> None:
-    url, index, workers, out, interval, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5]), Path(sys.argv[6])
-    events = Path(sys.argv[7]) if len(sys.argv) > 7 else None
-    X, scores, labels, _ = stream()
-    mon = build(url, f"w{index}", out, interval, events)
+def serve(mon: mlmon.Monitor, mine: Callable[[int], bool]) -> None:
+    """Make the calls ``k`` of the stream for which ``mine(k)``: a batch of ``ROWS`` rows each,
+    and a failing call every eighth."""
+    X, scores, _, _ = stream()
 
     @mon.track(features="X", ids="ids")
     def predict(X: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def main() -> None:
         raise RuntimeError("boom")
 
     for k in range(N_CALLS):
-        if k % workers == index:
+        if mine(k):
             ids = np.arange(k * ROWS, (k + 1) * ROWS)
             predict(X[ids], ids)
             if k % 8 == 0:
@@ -72,6 +72,14 @@ def main() -> None:
                     failing()
                 except RuntimeError:
                     pass
+
+
+def main() -> None:
+    url, index, workers, out, interval, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5]), Path(sys.argv[6])
+    events = Path(sys.argv[7]) if len(sys.argv) > 7 else None
+    _, _, labels, _ = stream()
+    mon = build(url, f"w{index}", out, interval, events)
+    serve(mon, lambda k: k % workers == index)
     time.sleep(2 * interval)  # let every worker write its predictions to Redis
     for k in range(N_CALLS):
         if k % workers == (index + 1) % workers:

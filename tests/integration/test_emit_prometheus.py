@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
-import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import servers
@@ -156,40 +153,9 @@ def test_forked_processes_each_serve_and_sum_to_the_calls(
 
 
 @pytest.fixture
-def pushgateway(tmp_path: Any) -> Iterator[str]:
-    """A real Pushgateway (Debian ``prometheus-pushgateway``) on a free loopback port."""
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        from conftest import skip_or_fail
-
-        skip_or_fail(
-            "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
-        )
-    port = servers.free_port()
-    log = open(tmp_path / "pushgateway.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        # its own persistence file: Debian's default is shared by every Pushgateway on the machine
-        [binary, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={tmp_path / 'pushgateway.data'}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                scrape(f"{url}/-/ready")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "pushgateway.log").read_text()) from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+def pushgateway(pushgateway_url: str) -> str:
+    """A real Pushgateway on a free loopback port, with a persistence file of its own."""
+    return pushgateway_url
 
 
 def test_push_to_a_real_pushgateway(pushgateway: str) -> None:

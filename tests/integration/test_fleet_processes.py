@@ -80,26 +80,10 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
 
 
 def whole_stream() -> dict[tuple[str, Any], float]:
-    X, scores, labels, ref = worker.stream()
+    _, _, labels, ref = worker.stream()
     m = mlmon.Monitor("fleet8", task=mlmon.BinaryClassification(threshold=0.5), reference=ref,
                       emitters=[], clock=FakeClock(start=time.time()), window=600.0)  # fmt: skip
-
-    @m.track(features="X", ids="ids")
-    def predict(X: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return scores[ids]
-
-    @m.track
-    def failing() -> None:
-        raise RuntimeError("boom")
-
-    for k in range(worker.N_CALLS):
-        ids = np.arange(k * worker.ROWS, (k + 1) * worker.ROWS)
-        predict(X[ids], ids)
-        if k % 8 == 0:
-            try:
-                failing()
-            except RuntimeError:
-                pass
+    worker.serve(m, lambda k: True)
     m.log_feedback(np.arange(worker.N_CALLS * worker.ROWS), labels)
     snap = m.snapshot()
     m.close()
