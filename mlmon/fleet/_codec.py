@@ -31,6 +31,7 @@ MAX_LIST = 1 << 16
 MAX_KEY_LEN = 256
 MAX_INT = 1 << 63
 _DTYPES = {"i8": np.dtype(np.int64), "f8": np.dtype(np.float64), "b1": np.dtype(np.bool_)}
+_LE = {code: dt.newbyteorder("<") for code, dt in _DTYPES.items()}
 _SKIP = frozenset({"schema", "_scratch"})
 """Slots that hold configuration or scratch space, never state."""
 _EQUAL = frozenset({"rel_error", "min_value", "max_value", "_lg", "_offset", "n_classes", "timed"})
@@ -173,13 +174,16 @@ def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarr
         raise StateError(f"{where}: malformed array")
     dt = _DTYPES[spec[0]]
     shape = spec[1]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ARRAY for n in shape):
-        raise StateError(f"{where}: bad shape {shape!r}")
-    size = math.prod(shape)
+    if like is not None:  # the common case: the reader's own array says what to expect
+        if like.dtype != dt or list(like.shape) != shape:
+            raise StateError(f"{where}: expected {like.dtype}{list(like.shape)}, got {dt}{shape}")
+        size = int(like.size)
+    else:
+        if not all(type(n) is int and 0 <= n <= MAX_ARRAY for n in shape):
+            raise StateError(f"{where}: bad shape {shape!r}")
+        size = math.prod(shape)
     if size > MAX_ARRAY:
         raise StateError(f"{where}: array of {size} elements is too large")
-    if like is not None and (like.dtype != dt or list(like.shape) != shape):
-        raise StateError(f"{where}: expected {like.dtype}{list(like.shape)}, got {dt}{shape}")
     out: np.ndarray[Any, Any]
     if sparse:
         if dt.kind not in "if":
@@ -199,7 +203,7 @@ def _array(data: Any, where: str, like: np.ndarray[Any, Any] | None) -> np.ndarr
     raw = _get(spec[2], where)
     if len(raw) != size * dt.itemsize:
         raise StateError(f"{where}: array data of {len(raw)} bytes for {size} elements")
-    out = np.frombuffer(raw, dtype=dt.newbyteorder("<")).reshape(shape).astype(dt)
+    out = np.frombuffer(raw, dtype=_LE[spec[0]]).reshape(shape).astype(dt)
     if dt.kind == "f" and np.isnan(out).any():
         raise StateError(f"{where}: NaN in an array")
     return out
