@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
+from mlmon._handover import handover
 from mlmon.drift import (
     DriftConfig,
     DriftScores,
@@ -245,6 +246,7 @@ class FeatureComponent:
             # The cumulative cells grow by what this batch adds to the slice's cells.
             before = (acc.hist.copy(), acc.cat_cells.copy(), acc.out_hist.copy())
             for x, c in parts:
+                handover()
                 acc.update_batch(x)
                 if schema.n_categorical:
                     acc.update_categorical(c)
