@@ -7,16 +7,38 @@ it. It works chunk by chunk so that the memory one drain needs stays bounded.
 
 from __future__ import annotations
 
-import time
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlmon._clock import Clock
 from mlmon._component import Component
+from mlmon._handover import handing_over, handover
 from mlmon.buffers import CallBuffers, reduce_records
 from mlmon.service import ServiceComponent
+from mlmon.tracking import _WRAPPER_CODES
 
-__all__ = ["Drain"]
+__all__ = ["Drain", "calls_running"]
+
+
+def calls_running() -> bool:
+    """Whether a tracked call (of any monitor) is running on another thread now: one of the
+    ``track`` wrappers' frames is on its stack. Never raises."""
+    try:
+        me = threading.get_ident()
+        codes = _WRAPPER_CODES
+        for tid, frame in sys._current_frames().items():
+            if tid == me:
+                continue
+            f: Any = frame
+            while f is not None:
+                if f.f_code in codes:
+                    return True
+                f = f.f_back
+    except Exception:
+        pass
+    return False
 
 
 class Drain:
@@ -29,6 +51,8 @@ class Drain:
         clock: the monitor's clock.
         internal_error: counts a failure inside mlmon (a part that raised); never raises.
         resolve_ids: gives the ids of a record (the ``with`` form's ids are resolved late).
+        busy: whether a predict call is running elsewhere (a drain off the predict path lets
+            it have the GIL first, see :mod:`mlmon._handover`); must not raise.
 
     ``dropped`` counts, by buffer, what the buffers could not keep (``calls``: latency and
     outputs of calls past the call cap; ``outputs``: batch outputs past the row cap;
@@ -43,6 +67,7 @@ class Drain:
         clock: Clock,
         internal_error: Callable[[str, BaseException], None],
         resolve_ids: Callable[[Sequence[Any], Sequence[int], Sequence[int]], Sequence[Any]],
+        busy: Callable[[], bool] = calls_running,
     ) -> None:
         self._buffers = buffers
         self._service = service
@@ -50,6 +75,7 @@ class Drain:
         self._clock = clock
         self._internal_error = internal_error
         self._resolve_ids = resolve_ids
+        self._busy = busy
         self.dropped: dict[str, int] = {"calls": 0, "details": 0}
 
     def run(self, chunks: int | None = None) -> None:
@@ -67,8 +93,19 @@ class Drain:
                 self._service.observe_streams(streams, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
+        if chunks is None:
+            # Off the predict path: the reduction offers the GIL every slice of work (see
+            # mlmon._handover), between chunks and between and inside the parts.
+            with handing_over(self._busy):
+                self._chunks(None)
+        else:
+            self._chunks(chunks)  # the inline drain: one bounded chunk, the caller's own time
+
+    def _chunks(self, chunks: int | None) -> None:
+        b = self._buffers
         done = 0
         while chunks is None or done < chunks:
+            handover()
             dts, nums, objs, errs, gen = b.take(b.soft_cap)
             if not (len(dts) or errs or gen or len(nums) or objs):
                 return
@@ -77,17 +114,17 @@ class Drain:
                 self.reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
-            if chunks is None:
-                time.sleep(0)  # between chunks, let predict threads have the GIL
 
     def reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
         """Reduce one chunk: the service part first, then every other part in order."""
         secs, error_types, rows, batch = reduce_records(
             dts, nums, objs, errs, gen, now, self._clock.time(), self._clock.perf_counter_ns(), self._resolve_ids
         )
+        handover()
         self._service.observe(secs, error_types, rows, now)
         if batch is not None:
             for part in self._parts:
+                handover()
                 try:
                     part.ingest(batch)
                 except Exception as exc:
