@@ -244,6 +244,7 @@ class FeatureAccumulator:
         """Add everything ``other`` (an accumulator of the same schema) has seen."""
         if not isinstance(other, FeatureAccumulator) or other.schema is not self.schema:
             raise TypeError("can only merge a FeatureAccumulator of the same schema")
+        handover()  # a window merges many slices: each merge is a step of its own
         self.missing += other.missing
         self._combine(other.count, other.mean, other.m2, other.min, other.max)
         self.hist += other.hist
