@@ -7,8 +7,6 @@ it. It works chunk by chunk so that the memory one drain needs stays bounded.
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,28 +15,8 @@ from mlmon._component import Component
 from mlmon._handover import handing_over, handover
 from mlmon.buffers import CallBuffers, reduce_records
 from mlmon.service import ServiceComponent
-from mlmon.tracking import _WRAPPER_CODES
 
-__all__ = ["Drain", "calls_running"]
-
-
-def calls_running() -> bool:
-    """Whether a tracked call (of any monitor) is running on another thread now: one of the
-    ``track`` wrappers' frames is on its stack. Never raises."""
-    try:
-        me = threading.get_ident()
-        codes = _WRAPPER_CODES
-        for tid, frame in sys._current_frames().items():
-            if tid == me:
-                continue
-            f: Any = frame
-            while f is not None:
-                if f.f_code in codes:
-                    return True
-                f = f.f_back
-    except Exception:
-        pass
-    return False
+__all__ = ["Drain"]
 
 
 class Drain:
@@ -51,8 +29,6 @@ class Drain:
         clock: the monitor's clock.
         internal_error: counts a failure inside mlmon (a part that raised); never raises.
         resolve_ids: gives the ids of a record (the ``with`` form's ids are resolved late).
-        busy: whether a predict call is running elsewhere (a drain off the predict path lets
-            it have the GIL first, see :mod:`mlmon._handover`); must not raise.
 
     ``dropped`` counts, by buffer, what the buffers could not keep (``calls``: latency and
     outputs of calls past the call cap; ``outputs``: batch outputs past the row cap;
@@ -67,7 +43,6 @@ class Drain:
         clock: Clock,
         internal_error: Callable[[str, BaseException], None],
         resolve_ids: Callable[[Sequence[Any], Sequence[int], Sequence[int]], Sequence[Any]],
-        busy: Callable[[], bool] = calls_running,
     ) -> None:
         self._buffers = buffers
         self._service = service
@@ -75,7 +50,6 @@ class Drain:
         self._clock = clock
         self._internal_error = internal_error
         self._resolve_ids = resolve_ids
-        self._busy = busy
         self.dropped: dict[str, int] = {"calls": 0, "details": 0}
 
     def run(self, chunks: int | None = None) -> None:
@@ -96,7 +70,7 @@ class Drain:
         if chunks is None:
             # Off the predict path: the reduction offers the GIL every slice of work (see
             # mlmon._handover), between chunks and between and inside the parts.
-            with handing_over(self._busy):
+            with handing_over():
                 self._chunks(None)
         else:
             self._chunks(chunks)  # the inline drain: one bounded chunk, the caller's own time
