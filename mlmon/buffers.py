@@ -202,12 +202,9 @@ class CallBuffers:
         self.max_rows = max_rows
         self.soft_cap = max(8, min(4096, hard_cap // 4))
         self.max_bytes = max_bytes
+        self.soft_bytes = max(1, min(max_bytes // 8, 8 << 20))
         # Small enough that reducing one chunk holds the GIL for about a millisecond.
         self.chunk_bytes = max(1, min(max_bytes // 16, 256 << 10))
-        # The background thread is woken once a chunk is waiting: it then drains a little after
-        # each batch call, while that caller is between calls, rather than many chunks at a
-        # time that every call made meanwhile has to share the GIL with.
-        self.soft_bytes = max(1, min(max_bytes // 8, self.chunk_bytes))
         self.bytes = 0  # approximate under threads: only a trigger
         self.wake: Callable[[], None] = _nothing
         self.drain_inline = drain_inline

@@ -198,24 +198,3 @@ def test_handing_over_changes_no_statistic() -> None:
     finally:
         a.close()
         b.close()
-
-
-def test_the_background_thread_drains_soon_after_a_chunk_of_batches() -> None:
-    """Past one chunk (256 KiB) of features, a call wakes the background thread: the drain
-    runs between calls, a little at a time, not long after many calls have piled up."""
-    mon, tracked = _monitor("handover_wake")
-    try:
-        b = mon._buffers
-        assert b.soft_bytes == b.chunk_bytes == 256 << 10
-        tracked(_batches(1)[0])
-        mon.snapshot()  # the reporter thread runs from the first call
-        for X in _batches(2):  # 2 x 160 KB: past the chunk size
-            tracked(X)
-        for _ in range(500):  # bounded: at most 5 s
-            if b.pending_records == 0:
-                break
-            time.sleep(0.01)
-        assert b.pending_records == 0
-        assert mon.snapshot().get("mlmon_calls_total") == 3
-    finally:
-        mon.close()
