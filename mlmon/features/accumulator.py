@@ -126,6 +126,7 @@ class FeatureAccumulator:
             # the GIL); the ends are the minimum and maximum, the sorted rows are binned, then
             # overwritten with the deviations (no other temporary of the batch's size).
             srt = xt if own else xt.copy()
+            handover()
             srt.sort(axis=1)
             handover()
             lo = srt[:, 0].copy()

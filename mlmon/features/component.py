@@ -241,6 +241,7 @@ class FeatureComponent:
         if not any_features and not scores:
             return
         parts = b.parts()
+        handover()
         with self._lock:
             acc = window.current(batch.now)
             # The cumulative cells grow by what this batch adds to the slice's cells.
