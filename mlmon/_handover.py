@@ -54,11 +54,12 @@ def handover() -> None:
 
 
 @contextmanager
-def handing_over() -> Iterator[None]:
-    """Make :func:`handover` offer the GIL on this thread for the duration of the block."""
+def handing_over(active: bool = True) -> Iterator[None]:
+    """Make :func:`handover` offer the GIL on this thread for the duration of the block (or,
+    with ``active=False``, never: a block of work done on a caller's behalf)."""
     s = _state
     prev = s.active
-    s.active = True
+    s.active = active
     s.last = _clock()
     try:
         yield

@@ -130,39 +130,79 @@ def test_a_drain_by_snapshot_lets_a_predict_thread_run(long_switch_interval: Non
         mon.close()
 
 
-def test_a_drain_offers_the_gil_every_slice_of_its_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The longest stretch of the drain's own CPU time between two offers stays near a slice
-    (measured in thread CPU time: a busy machine does not change it)."""
-    me = threading.get_ident()
+def _offers_of_drain(monkeypatch: pytest.MonkeyPatch, thread_name: str, batches: int, **run: bool) -> tuple[list[int], int, int]:
+    """Fill a monitor with ``batches`` batches, drain it on a thread named ``thread_name``, and
+    return the drain thread's CPU time at each offer of the GIL, at the start and at the end."""
     offers: list[int] = []
-    real_sleep = _handover._sleep
+    real_sleep = time.sleep
+    drainer: list[int] = []
 
     def sleep(seconds: float) -> None:
-        if threading.get_ident() == me:
+        if drainer and threading.get_ident() == drainer[0]:
             offers.append(time.thread_time_ns())
         real_sleep(seconds)
 
     monkeypatch.setattr(_handover, "_sleep", sleep)
-    mon, tracked = _monitor("handover_offers")
+    monkeypatch.setattr("mlmon.drain.time.sleep", sleep)
+    mon, tracked = _monitor(f"handover_{thread_name}")
+    span: list[int] = []
+
+    def drain() -> None:
+        drainer.append(threading.get_ident())
+        span.append(time.thread_time_ns())
+        mon._drain.run(**run)
+        span.append(time.thread_time_ns())
+
     try:
         with mon._drain_lock:  # nothing else drains: the background thread waits
-            for X in _batches(60):
+            for X in _batches(batches):
                 tracked(X)
-            start = time.thread_time_ns()
-            mon._drain_locked()  # what snapshot() and the reporter run
-            end = time.thread_time_ns()
+            t = threading.Thread(target=drain, name=thread_name)
+            t.start()
+            t.join(60.0)
         assert mon._buffers.pending_records == 0
-        stretches = np.diff([start, *offers, end])
-        assert len(offers) >= 20  # 60 batches: tens of milliseconds of work
-        assert stretches.max() < 2_000_000  # ns of CPU, against a slice of 0.1 ms
-        inline: list[int] = []
-        offers.clear()
+        assert mon.snapshot().get("mlmon_calls_total") == batches
+    finally:
+        mon.close()
+    return offers, span[0], span[1]
+
+
+def test_a_drain_on_the_reporter_thread_offers_the_gil_every_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The longest stretch of the drain's own CPU time between two offers stays near a slice
+    (measured in thread CPU time: a busy machine does not change it)."""
+    offers, start, end = _offers_of_drain(monkeypatch, "mlmon-reporter-test", 60)
+    stretches = np.diff([start, *offers, end])
+    assert len(offers) >= 40  # 60 batches: tens of milliseconds of work, 30 chunks
+    assert stretches.max() < 2_000_000  # ns of CPU, against a slice of 0.05 ms
+
+
+def test_elsewhere_a_drain_offers_the_gil_between_chunks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    offers, _, _ = _offers_of_drain(monkeypatch, "a-web-worker", 60)
+    assert 20 <= len(offers) <= 31  # 60 batches of 160 KB: 30 chunks of about 256 KiB
+    offers, _, _ = _offers_of_drain(monkeypatch, "a-web-worker", 60, hand_over=True)
+    assert len(offers) >= 40
+
+
+def test_the_inline_drain_never_offers_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
+    offers: list[int] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        offers.append(threading.get_ident())
+        real_sleep(seconds)
+
+    mon, tracked = _monitor("handover_inline")
+    try:
         with mon._drain_lock:
-            for X in _batches(3):
+            for X in _batches(6):
                 tracked(X)
-        mon._drain_inline()  # on the predict thread: never offers
-        inline.extend(offers)
-        assert inline == []
+        monkeypatch.setattr(_handover, "_sleep", sleep)
+        monkeypatch.setattr("mlmon.drain.time.sleep", sleep)
+        with handing_over():  # even inside: the inline drain is the caller's own time
+            for _ in range(3):
+                mon._drain.run(chunks=1)
+        assert threading.get_ident() not in offers
+        assert mon._buffers.pending_records == 0
     finally:
         mon.close()
 
@@ -185,7 +225,10 @@ def test_handing_over_changes_no_statistic() -> None:
             for X in batches:
                 track_a(X)
                 track_b(X)
-        got_a = _feature_samples(a)  # drained by snapshot(): hands the GIL over
+        with a._drain_lock:
+            a._drain.run(hand_over=True)  # hands the GIL over every slice
+        assert a._buffers.pending_records == 0
+        got_a = _feature_samples(a)
         for _ in range(len(batches)):  # drained chunk by chunk inline: never hands over
             b._drain_inline()
         assert b._buffers.pending_records == 0
