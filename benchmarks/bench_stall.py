@@ -17,6 +17,12 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
 4. ``cap``: what the buffers hold at worst: 300,000 calls of 100x20 made while holding the drain
    lock, RSS growth when the byte cap is reached and at the end (past it, each call still leaves
    a small record up to ``max_buffered_calls``).
+5. ``gil``: where the background thread holds on to the GIL. 1000x20 calls at 500/s (flush every
+   second), in a fresh subprocess whose ``time.sleep`` is wrapped: every ``time.sleep`` on the
+   reporter thread is an offer of the GIL (``mlmon._handover``, the drain between chunks, the
+   snapshot between parts). The reporter's CPU time between two offers bounds how long a
+   predict call can wait for it; CPU time, unlike latency, does not move with the load of the
+   machine. Printed: its quantiles and the code locations of the longest stretches.
 
 Linux only (reads ``/proc/self/status``).
 """
@@ -347,6 +353,57 @@ _CHILD_CAP = _CHILD_COMMON + textwrap.dedent(
 )
 
 
+_CHILD_GIL = _CHILD_COMMON + textwrap.dedent(
+    """
+    import collections
+    calls = int(sys.argv[1])
+    real_sleep = time.sleep
+    offers = []  # (reporter CPU ns, where)
+
+    def sleep(seconds):
+        if threading.current_thread().name.startswith("mlmon-reporter"):
+            f = sys._getframe(1)
+            if f.f_code.co_name == "handover":
+                f = f.f_back
+            where = f.f_code.co_filename.rsplit("/", 1)[-1] + ":" + f.f_code.co_name
+            offers.append((time.thread_time_ns(), where))
+        real_sleep(seconds)
+
+    time.sleep = sleep
+    try:
+        import mlmon._handover as handover_module
+        handover_module._sleep = sleep
+    except ImportError:  # a version without it: its offers are time.sleep(0) calls
+        pass
+    mon = mlmon.Monitor("gilmon", reference=ref, flush_interval=1.0, window=60.0)
+    tracked = mon.track(features="X")(predict)
+    batches = [rng.normal(size=(1000, 20)) for _ in range(8)]
+    next_t = time.perf_counter()
+    for i in range(calls):
+        tracked(batches[i & 7])
+        next_t += 0.002
+        delay = next_t - time.perf_counter()
+        if delay > 0:
+            real_sleep(delay)
+        else:
+            next_t = time.perf_counter()
+    mon.close()
+    cpu = np.array([o[0] for o in offers], dtype=np.int64)
+    gaps = np.diff(cpu) / 1e3
+    pairs = collections.defaultdict(list)
+    for i, g in enumerate(gaps):
+        pairs[offers[i][1] + " -> " + offers[i + 1][1]].append(float(g))
+    top = sorted(pairs.items(), key=lambda kv: -max(kv[1]))[:6]
+    print(json.dumps({
+        "offers": len(offers),
+        "q": [float(np.quantile(gaps, p)) for p in (0.5, 0.9, 0.99, 0.999)] + [float(gaps.max())],
+        "over200": int((gaps > 200).sum()), "over500": int((gaps > 500).sum()),
+        "top": [(k, len(v), float(np.mean(v)), float(max(v))) for k, v in top],
+    }))
+    """
+)
+
+
 def _child(code: str, *args: object) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
     if out.returncode:
@@ -394,9 +451,25 @@ def cap_memory(calls: int) -> None:
     print(f"\nabout {per:.0f} bytes per record past the byte cap; dropped {r['dropped']:,.0f}")
 
 
+def gil_stretches(calls: int) -> None:
+    r = _child(_CHILD_GIL, calls)
+    q = r["q"]
+    n = max(1, r["offers"] - 1)
+    print(f"1000×{FEATURES} at 500 calls/s, {calls:,} calls: {r['offers']:,} offers of the GIL on the reporter "
+          "thread; its CPU time between two offers:\n")
+    print("| p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | over 200 µs | over 500 µs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} | {q[3]:.0f} | {q[4]:.0f} | {r['over200']:,} ({r['over200'] / n:.1%}) | "
+          f"{r['over500']:,} ({r['over500'] / n:.1%}) |")
+    print("\n| longest stretches: from the offer in → to the offer in | count | mean (µs) | max (µs) |")
+    print("|---|---:|---:|---:|")
+    for where, count, mean, longest in r["top"]:
+        print(f"| {where} | {count:,} | {mean:.0f} | {longest:.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "all"), default="all")
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "all"), default="all")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
     ap.add_argument("--rate-1000", type=float, default=500.0, help="1000x20 calls/s per side (0: back to back)")
@@ -413,6 +486,7 @@ def main() -> None:
         "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),
         "threads": lambda: threads_memory(args.seconds, 4),
         "cap": lambda: cap_memory(300_000),
+        "gil": lambda: gil_stretches(2_500),
     }
     for name, run in parts.items():
         if args.part in (name, "all"):

@@ -7,16 +7,22 @@ it. It works chunk by chunk so that the memory one drain needs stays bounded.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlmon._clock import Clock
 from mlmon._component import Component
+from mlmon._handover import handing_over, handover
 from mlmon.buffers import CallBuffers, reduce_records
 from mlmon.service import ServiceComponent
 
-__all__ = ["Drain"]
+__all__ = ["REPORTER_PREFIX", "Drain"]
+
+REPORTER_PREFIX = "mlmon-reporter"
+"""Names of the threads that run monitors' background work (the monitor names its reporter
+``mlmon-reporter-<model>``): a drain there hands the GIL over as it goes."""
 
 
 class Drain:
@@ -52,8 +58,16 @@ class Drain:
         self._resolve_ids = resolve_ids
         self.dropped: dict[str, int] = {"calls": 0, "details": 0}
 
-    def run(self, chunks: int | None = None) -> None:
-        """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one)."""
+    def run(self, chunks: int | None = None, hand_over: bool | None = None) -> None:
+        """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one).
+
+        ``hand_over``: offer the GIL to other threads every slice of work (see
+        :mod:`mlmon._handover`), between chunks and between and inside the parts. None: when
+        draining everything on a monitor's reporter thread, where the drain is nobody's call.
+        Elsewhere (``snapshot()`` on the caller's thread) the GIL is offered between chunks
+        only: an offer costs a system call, more on a busy machine, and is charged to that
+        caller. The inline drain (one chunk, on a predict thread) never offers it.
+        """
         b = self._buffers
         calls, rows, outputs, details, errors = b.take_dropped()
         if calls or rows or outputs or details:
@@ -67,8 +81,23 @@ class Drain:
                 self._service.observe_streams(streams, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
+        if chunks is not None:
+            with handing_over(False):
+                self._chunks(chunks, between=False)
+            return
+        if hand_over is None:
+            hand_over = threading.current_thread().name.startswith(REPORTER_PREFIX)
+        if hand_over:
+            with handing_over():
+                self._chunks(None, between=False)
+        else:
+            self._chunks(None, between=True)
+
+    def _chunks(self, chunks: int | None, between: bool) -> None:
+        b = self._buffers
         done = 0
         while chunks is None or done < chunks:
+            handover()
             dts, nums, objs, errs, gen = b.take(b.soft_cap)
             if not (len(dts) or errs or gen or len(nums) or objs):
                 return
@@ -77,7 +106,7 @@ class Drain:
                 self.reduce(dts, nums, objs, errs, gen, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
-            if chunks is None:
+            if between:
                 time.sleep(0)  # between chunks, let predict threads have the GIL
 
     def reduce(self, dts: Any, nums: Any, objs: list[Any], errs: list[Any], gen: list[Any], now: float) -> None:
@@ -85,9 +114,11 @@ class Drain:
         secs, error_types, rows, batch = reduce_records(
             dts, nums, objs, errs, gen, now, self._clock.time(), self._clock.perf_counter_ns(), self._resolve_ids
         )
+        handover()
         self._service.observe(secs, error_types, rows, now)
         if batch is not None:
             for part in self._parts:
+                handover()
                 try:
                     part.ingest(batch)
                 except Exception as exc:

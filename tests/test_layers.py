@@ -15,7 +15,7 @@ PACKAGE = Path(mlmon.__file__).parent
 
 # Lowest first. A module is matched by its dotted name or by the longest package prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("mlmon._clock", "mlmon._files", "mlmon.scheduler", "mlmon.stats", "mlmon.snapshot", "mlmon._catalog", "mlmon._jsonl")),
+    ("leaves", ("mlmon._clock", "mlmon._files", "mlmon._handover", "mlmon.scheduler", "mlmon.stats", "mlmon.snapshot", "mlmon._catalog", "mlmon._jsonl")),
     ("vocabulary", ("mlmon.window", "mlmon._component", "mlmon.naming", "mlmon.tasks", "mlmon._values")),
     (
         "parts",

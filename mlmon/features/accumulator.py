@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlmon._handover import handover
 from mlmon._values import category_key
 from mlmon.features.schema import F64, I64, FeatureSchema, Obj
 from mlmon.reference import bin_index
@@ -104,34 +105,68 @@ class FeatureAccumulator:
         # Feature-major and contiguous: every reduction then runs along memory (and numpy's
         # pairwise summation applies), and each feature's searchsorted reads one row.
         xt = np.ascontiguousarray(X.T)
-        valid = np.isfinite(xt)
-        if valid.all():
-            cnt = np.full(xt.shape[0], n, dtype=np.int64)
-            mean = xt.sum(axis=1) / n
-            d = xt - mean[:, None]
+        own = not np.may_share_memory(xt, X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = xt.sum(axis=1)
+        # A NaN or an infinity makes its feature's sum NaN or infinite (so does a sum that
+        # overflows: that batch then takes the masked path, exact too).
+        if np.isfinite(total).all():
+            self._update_finite(xt, own, total)
+        else:
+            self._update_masked(xt, own)
+
+    def _update_finite(self, xt: F64, own: bool, total: F64) -> None:
+        """:meth:`update_batch` of a batch without a missing value (``xt`` feature-major,
+        ``own`` when it is a private copy, ``total`` its sums per feature)."""
+        f, n = xt.shape
+        mean = total / n
+        schema = self.schema
+        if schema.hist_size and len(schema.binned) == f:
+            # Every feature is binned: sort once (in place when the copy is ours, without
+            # the GIL); the ends are the minimum and maximum, the sorted rows are binned, then
+            # overwritten with the deviations (no other temporary of the batch's size).
+            srt = xt if own else xt.copy()
+            handover()
+            srt.sort(axis=1)
+            handover()
+            lo = srt[:, 0].copy()
+            hi = srt[:, -1].copy()
+            self._count_cells(srt)
+            handover()
+            d = np.subtract(srt, mean[:, None], out=srt)
+        else:
             lo = xt.min(axis=1)
             hi = xt.max(axis=1)
-        else:
-            cnt = valid.sum(axis=1).astype(np.int64)
-            mean = np.where(valid, xt, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-            d = np.where(valid, xt - mean[:, None], 0.0)
-            lo = np.where(valid, xt, np.inf).min(axis=1)
-            hi = np.where(valid, xt, -np.inf).max(axis=1)
-        self.missing += n - cnt
+            if schema.hist_size:
+                self._bin(xt, own=False)  # some features binned: their rows are copied
+                handover()
+            d = np.subtract(xt, mean[:, None], out=xt) if own else xt - mean[:, None]
         # Two passes over the batch: the batch's own M2 is exact, then Chan-merged.
+        m2 = np.einsum("ij,ij->i", d, d)
+        self._combine(np.full(f, n, dtype=np.int64), mean, m2, lo, hi)
+
+    def _update_masked(self, xt: F64, own: bool) -> None:
+        """:meth:`update_batch` of a batch with missing values (NaN, inf) or sums beyond the
+        float range."""
+        n = xt.shape[1]
+        valid = np.isfinite(xt)
+        cnt = valid.sum(axis=1).astype(np.int64)
+        mean = np.where(valid, xt, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+        d = np.where(valid, xt - mean[:, None], 0.0)
+        lo = np.where(valid, xt, np.inf).min(axis=1)
+        hi = np.where(valid, xt, -np.inf).max(axis=1)
+        self.missing += n - cnt
         m2 = np.einsum("ij,ij->i", d, d)
         self._combine(cnt, mean, m2, lo, hi)
         if self.schema.hist_size:
-            self._bin(xt, own=not np.may_share_memory(xt, X))
+            handover()
+            self._bin(xt, own)
 
     def _bin(self, xt: F64, own: bool) -> None:
         """Count the batch on the reference cells of every binned feature.
 
         Each feature's row is sorted once (SIMD sorts cost a few ns per value, a binary
-        search per value costs several times that); the cell counts are then differences of
-        ``m + 3`` positions found by one ``searchsorted`` of the schema's bounds per feature:
-        ``[-max, e0 .. e(m-1), next(e(m)), inf)`` with ``side="left"``, so -inf, +inf and NaN
-        (sorted last) fall outside every cell and the maximum belongs to the last bin.
+        search per value costs several times that), then counted by :meth:`_count_cells`.
         """
         schema = self.schema
         rows = schema.binned
@@ -143,10 +178,21 @@ class FeatureAccumulator:
             srt.sort(axis=1)
         else:
             srt = np.sort(xt, axis=1)
+        handover()
+        self._count_cells(srt)
+
+    def _count_cells(self, srt: F64) -> None:
+        """Add the cell counts of the binned features' sorted rows ``srt`` (one row per binned
+        feature, in order): differences of ``m + 3`` positions found by one ``searchsorted``
+        of the schema's bounds per feature: ``[-max, e0 .. e(m-1), next(e(m)), inf)`` with
+        ``side="left"``, so -inf, +inf and NaN (sorted last) fall outside every cell and the
+        maximum belongs to the last bin."""
+        schema = self.schema
         pos = schema.bin_pos
         keys = schema.bin_keys
         bounds = np.empty(pos[-1], dtype=np.intp)
-        for k in range(len(rows)):
+        for k in range(len(keys)):
+            handover()
             bounds[pos[k] : pos[k + 1]] = srt[k].searchsorted(keys[k], side="left")
         self.hist += np.diff(bounds)[schema.bin_take]
 
@@ -199,6 +245,7 @@ class FeatureAccumulator:
         """Add everything ``other`` (an accumulator of the same schema) has seen."""
         if not isinstance(other, FeatureAccumulator) or other.schema is not self.schema:
             raise TypeError("can only merge a FeatureAccumulator of the same schema")
+        handover()  # a window merges many slices: each merge is a step of its own
         self.missing += other.missing
         self._combine(other.count, other.mean, other.m2, other.min, other.max)
         self.hist += other.hist

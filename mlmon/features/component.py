@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
+from mlmon._handover import handover
 from mlmon.drift import (
     DriftConfig,
     DriftScores,
@@ -240,11 +241,13 @@ class FeatureComponent:
         if not any_features and not scores:
             return
         parts = b.parts()
+        handover()
         with self._lock:
             acc = window.current(batch.now)
             # The cumulative cells grow by what this batch adds to the slice's cells.
             before = (acc.hist.copy(), acc.cat_cells.copy(), acc.out_hist.copy())
             for x, c in parts:
+                handover()
                 acc.update_batch(x)
                 if schema.n_categorical:
                     acc.update_categorical(c)
