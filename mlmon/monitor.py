@@ -37,6 +37,7 @@ from mlmon import _env, _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
+from mlmon._handover import handing_over, handover
 from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.buffers import CallBuffers
 from mlmon.delivery import Deliveries
@@ -362,15 +363,19 @@ class Monitor:
             return
         ref = weakref.ref(self)
 
+        # Off the predict path, the cycle offers the GIL to predict calls every slice of its work
+        # (mlmon/_handover.py): drains, the snapshot build, the samples.
         def tick() -> None:
             mon = ref()
             if mon is not None:
-                mon.flush()
+                with handing_over():
+                    mon.flush()
 
         def drain() -> None:
             mon = ref()
             if mon is not None:
-                mon._drain_background()
+                with handing_over():
+                    mon._drain_background()
 
         def failed(stage: str, exc: BaseException) -> None:
             mon = ref()
@@ -455,12 +460,12 @@ class Monitor:
         now = self._clock.monotonic()
         triples: list[Triple] = list(self._service.samples(now))
         for part in self._parts:
-            time.sleep(0)  # between parts, let predict threads have the GIL
+            handover()  # between parts, on the reporter thread, predict calls get the GIL
             try:
                 triples.extend(part.samples(now))
             except Exception as exc:
                 self._internal_error("samples", exc)
-        time.sleep(0)
+        handover()
         if resources:
             try:
                 triples.extend((name, value, {}) for name, value in self._resources.sample())

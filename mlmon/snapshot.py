@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ import attrs
 from mlmon._catalog import CATALOG, MetricInfo
 from mlmon._catalog import Kind as Kind
 from mlmon._catalog import Labels as Labels
+from mlmon._handover import handover
 from mlmon._jsonl import (
     FORMAT_VERSION,
     JsonlRecord,
@@ -241,6 +241,6 @@ def samples_from(pairs: Iterable[tuple[str, float, Mapping[str, Any]]]) -> tuple
         if not math.isfinite(v):
             continue
         out.append(Sample(name, _labels_key(labels), v))
-        if not k % 256:
-            time.sleep(0)  # a snapshot of many series lets other threads have the GIL as it goes
+        if not k % 32:
+            handover()  # on the reporter thread, predict calls get the GIL every slice of work
     return tuple(out)

@@ -294,6 +294,7 @@ class FeatureComponent:
                 out.append((name, float(value), {"feature": feature}))
 
         for j, name in enumerate(schema.numeric_names):
+            handover()
             n = int(acc.count[j])
             rows = n + int(acc.missing[j])
             if rows == 0:
@@ -339,6 +340,7 @@ class FeatureComponent:
                     )
                 )
 
+        handover()
         statuses = decide([s for _, s in drift_of], cfg)
         for (name, s), status in zip(drift_of, statuses, strict=True):
             emit("mlmon_feature_drift_psi", s.psi, name)
@@ -380,6 +382,7 @@ class FeatureComponent:
 
         o = schema.hist_offsets
         for j, name in enumerate(schema.numeric_names):
+            handover()
             ref_cells = schema.num_ref_cells[j]
             if ref_cells is not None and ref_cells.sum() > 0:
                 add(_FEATURE_BINS, _FEATURE_RATIO, ref_cells, hist[o[j] : o[j + 1]], name)
