@@ -28,9 +28,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SLICE_NS", "handing_over", "handover"]
+__all__ = ["SLICE_NS", "handing_over", "handover", "waiting"]
 
-SLICE_NS = 50_000
+SLICE_NS = 25_000
 """Work (ns) between two offers of the GIL inside :func:`handing_over`."""
 
 
@@ -44,11 +44,31 @@ _clock = time.perf_counter_ns
 _sleep = time.sleep
 
 
+_waiters: set[int] = set()
+"""Threads of callers waiting for a drain to end (``snapshot()``, ``flush()``): while there is
+one, hand-overs are skipped, so the drain they wait for ends as soon as it can."""
+
+
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Mark this thread as a caller waiting for a drain (a no-op on a thread that hands over:
+    the reporter's own cycle)."""
+    if _state.active:
+        yield
+        return
+    me = threading.get_ident()
+    _waiters.add(me)
+    try:
+        yield
+    finally:
+        _waiters.discard(me)
+
+
 def handover() -> None:
     """Offer the GIL if this thread has worked for :data:`SLICE_NS` since the last offer
-    (inside :func:`handing_over`; elsewhere a no-op)."""
+    (inside :func:`handing_over`, unless a caller waits for the drain; elsewhere a no-op)."""
     s = _state
-    if s.active and _clock() - s.last >= SLICE_NS:
+    if s.active and not _waiters and _clock() - s.last >= SLICE_NS:
         _sleep(0)
         s.last = _clock()
 

@@ -15,7 +15,7 @@ from typing import Any
 from mlmon._clock import Clock
 from mlmon._component import Component
 from mlmon._handover import handing_over, handover
-from mlmon.buffers import CallBuffers, reduce_records
+from mlmon.buffers import POOL, CallBuffers, reduce_records
 from mlmon.service import ServiceComponent
 
 __all__ = ["REPORTER_PREFIX", "Drain"]
@@ -123,3 +123,8 @@ class Drain:
                     part.ingest(batch)
                 except Exception as exc:
                     self._internal_error("ingest", exc)
+            # The parts have reduced the features: their copies' memory serves the next calls.
+            release = POOL.release
+            for f in batch.features:
+                if f is not None:
+                    release(f)

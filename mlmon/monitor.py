@@ -37,7 +37,7 @@ from mlmon import _env, _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
-from mlmon._handover import handing_over, handover
+from mlmon._handover import handing_over, handover, waiting
 from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.buffers import CallBuffers
 from mlmon.delivery import Deliveries
@@ -328,7 +328,7 @@ class Monitor:
         1
         >>> mon.close()
         """
-        with self._drain_lock:
+        with waiting(), self._drain_lock:
             self._drain_locked()
             return self._export_locked()
 
@@ -471,6 +471,7 @@ class Monitor:
                 triples.extend((name, value, {}) for name, value in self._resources.sample())
             except Exception as exc:
                 self._internal_error("resources", exc)
+        handover()
         triples.extend(self._self_samples())
         if self._engine is not None:
             triples.extend(self._engine.samples())
@@ -536,7 +537,7 @@ class Monitor:
 
     def snapshot(self) -> Snapshot:
         """Drain the buffers and return the current :class:`Snapshot` (emits nothing)."""
-        with self._drain_lock:
+        with waiting(), self._drain_lock:
             self._drain_locked()
             return self._build_locked()
 
@@ -546,7 +547,8 @@ class Monitor:
         Every emitter gets the snapshot at once, each on its own thread; ``flush`` waits for
         them at most ``emit_timeout`` seconds. After ``close()`` it emits nothing.
         """
-        return self._cycle(self.emit_timeout)
+        with waiting():
+            return self._cycle(self.emit_timeout)
 
     def _cycle(self, emit_timeout: float, lock_timeout: float = -1) -> Snapshot:
         """One reporter cycle: drain, sync the shared store, snapshot (with the cycle's latency
