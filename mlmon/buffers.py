@@ -139,7 +139,8 @@ def copy_value(obj: Any) -> Any:
     if type(obj) in _IMMUTABLE:
         return obj
     if isinstance(obj, np.ndarray):
-        return POOL.copy(obj)
+        # Only a large copy goes to the pool: a one-row batch keeps the plain copy's cost.
+        return POOL.copy(obj) if obj.nbytes >= CopyPool.MIN_BYTES else obj.copy()
     if isinstance(obj, list):
         return list(obj)
     if isinstance(obj, dict):

@@ -132,6 +132,7 @@ class GraphiteEmitter(_ForkAware):
         self.timeout = float(timeout)
         self.buffer_lines = buffer_lines
         self.name = name
+        self.instance_in_path = bool(instance_in_path)
         self._renderer = PathRenderer(
             prefix,
             style="graphite_tags" if tags else "path",

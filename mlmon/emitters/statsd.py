@@ -346,6 +346,7 @@ class StatsdEmitter(_ForkAware):
         self.timing_rate = rate
         self.timeout = float(timeout)
         self.name = name
+        self.instance_in_path = bool(instance_in_path)
         self._renderer = PathRenderer(
             prefix, style=style, instance_in_path=instance_in_path, version_in_path=version_in_path
         )

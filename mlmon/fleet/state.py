@@ -347,7 +347,6 @@ class _Loader:
             None if feat.schema is None else [list(feat.schema.names), list(feat.schema.categorical_names)]
         )
         self.merged = 0
-        self.dropped_keys = 0
 
     # Each ``_load_*`` decodes into new objects and only then adds: a state that fails halfway
     # leaves the merge untouched.

@@ -47,7 +47,7 @@ from mlmon.delivery import Deliveries
 from mlmon.emitters.base import Emitter
 from mlmon.fleet._codec import StateError
 from mlmon.fleet.state import combine_states, merge_states, reason_of, retire_state
-from mlmon.snapshot import CATALOG, Snapshot
+from mlmon.snapshot import CATALOG, Snapshot, samples_from
 
 if TYPE_CHECKING:
     pass
@@ -58,10 +58,9 @@ log = logging.getLogger("mlmon.fleet")
 
 
 def _keeps_identities(emitter: object) -> bool:
-    """False for an emitter whose paths leave the instance out (the fleet's series would land
-    on the processes')."""
-    renderer = getattr(emitter, "_renderer", None)
-    return getattr(renderer, "instance_in_path", True) is not False
+    """False for an emitter whose paths leave the instance out (``instance_in_path=False``, a
+    StatsD emitter's default): the fleet's series would land on the processes'."""
+    return getattr(emitter, "instance_in_path", True) is not False
 
 
 def _is_counter(name: str) -> bool:
@@ -288,13 +287,7 @@ class Fleet:
         self._merge_seconds = time.perf_counter() - t0
         snap = merge.snapshot
         extra = self._fleet_samples()
-        from mlmon.snapshot import samples_from
-
-        snap = Snapshot(
-            model=snap.model, version=snap.version, instance=snap.instance,
-            timestamp=self._clock.time(), window=snap.window,
-            samples=snap.samples + samples_from(extra),
-        )  # fmt: skip
+        snap = attrs.evolve(snap, timestamp=self._clock.time(), samples=snap.samples + samples_from(extra))
         engine = self._engine
         if engine is not None:
             engine.hold()
