@@ -58,6 +58,19 @@ def _q(metric: str, q: str, legend: str) -> Line:
     return Line(metric, (("quantile", q),), legend)
 
 
+
+QUALITY_LINES = (
+        Line("mlmon_precision", (), "precision", color="p"),
+        Line("mlmon_recall", (), "recall", color="r"),
+        Line("mlmon_f1", (), "F1", color="f"),
+        Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
+        Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
+        Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
+        Line("mlmon_accuracy", (), "accuracy", color="a"),
+)
+"""Precision, recall, F1 (binary, and macro averages) and accuracy: a process's quality chart
+and the fleet's."""
+
 SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
     (
         "service",
@@ -126,15 +139,7 @@ SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
         "No quality metrics in this log: give the Monitor a task and send true labels with "
         "log_feedback(ids, labels).",
         (
-            Chart("quality", "Precision, recall and F1 (from labels)", _svg.fmt_ratio, (
-                Line("mlmon_precision", (), "precision", color="p"),
-                Line("mlmon_recall", (), "recall", color="r"),
-                Line("mlmon_f1", (), "F1", color="f"),
-                Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
-                Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
-                Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
-                Line("mlmon_accuracy", (), "accuracy", color="a"),
-            ), y_cap=1.0),
+            Chart("quality", "Precision, recall and F1 (from labels)", _svg.fmt_ratio, QUALITY_LINES, y_cap=1.0),
             Chart("estimated", "Estimated (from scores) vs realized (from labels)", _svg.fmt_ratio, (
                 Line("mlmon_precision", (), "precision", color="p"),
                 Line("mlmon_estimated_precision", (), "estimated precision", dashed=True, color="p"),
@@ -209,15 +214,7 @@ FLEET_CHARTS: tuple[Chart, ...] = (
         _q("mlmon_latency_seconds", "0.99", "p99"),
         _q("mlmon_latency_seconds", "1", "max"),
     ), y_scale="auto"),
-    Chart("fleet-quality", "Fleet precision, recall and F1 (merged confusion)", _svg.fmt_ratio, (
-        Line("mlmon_precision", (), "precision", color="p"),
-        Line("mlmon_recall", (), "recall", color="r"),
-        Line("mlmon_f1", (), "F1", color="f"),
-        Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
-        Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
-        Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
-        Line("mlmon_accuracy", (), "accuracy", color="a"),
-    ), y_cap=1.0),
+    Chart("fleet-quality", "Fleet precision, recall and F1 (merged confusion)", _svg.fmt_ratio, QUALITY_LINES, y_cap=1.0),
     Chart("fleet-regression", "Fleet regression errors", _svg.fmt_number, (
         Line("mlmon_mae", (), "MAE"),
         Line("mlmon_rmse", (), "RMSE"),
