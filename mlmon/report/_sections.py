@@ -58,15 +58,14 @@ def _q(metric: str, q: str, legend: str) -> Line:
     return Line(metric, (("quantile", q),), legend)
 
 
-
 QUALITY_LINES = (
-        Line("mlmon_precision", (), "precision", color="p"),
-        Line("mlmon_recall", (), "recall", color="r"),
-        Line("mlmon_f1", (), "F1", color="f"),
-        Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
-        Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
-        Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
-        Line("mlmon_accuracy", (), "accuracy", color="a"),
+    Line("mlmon_precision", (), "precision", color="p"),
+    Line("mlmon_recall", (), "recall", color="r"),
+    Line("mlmon_f1", (), "F1", color="f"),
+    Line("mlmon_precision", (("average", "macro"),), "precision (macro)", color="p"),
+    Line("mlmon_recall", (("average", "macro"),), "recall (macro)", color="r"),
+    Line("mlmon_f1", (("average", "macro"),), "F1 (macro)", color="f"),
+    Line("mlmon_accuracy", (), "accuracy", color="a"),
 )
 """Precision, recall, F1 (binary, and macro averages) and accuracy: a process's quality chart
 and the fleet's."""
