@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "parts",
         (
             "mlmon.feedback", "mlmon.stores", "mlmon.reference", "mlmon._binning", "mlmon._profiles", "mlmon.drift", "mlmon.outputs",
-            "mlmon.outcomes", "mlmon.quality", "mlmon.service", "mlmon.features", "mlmon.resources",
+            "mlmon.outcomes", "mlmon.quality", "mlmon.service", "mlmon.features", "mlmon.resources", "mlmon.segments",
         ),
     ),
     ("alerts", ("mlmon.alerts",)),
