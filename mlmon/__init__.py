@@ -21,6 +21,7 @@ from mlmon.fleet import Fleet
 from mlmon.monitor import Call, Monitor, Track
 from mlmon.offline import evaluate as evaluate
 from mlmon.reference import Reference
+from mlmon.segments import by_feature
 from mlmon.snapshot import CATALOG, MetricInfo, Sample, Snapshot
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression
 
@@ -42,6 +43,7 @@ __all__ = [
     "Snapshot",
     "Track",
     "__version__",
+    "by_feature",
     "configure",
     "emitter_from_url",
     "emitters_from_env",

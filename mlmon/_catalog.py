@@ -219,6 +219,19 @@ _CATALOG_LIST = [
     # outcomes
     _m("mlmon_outcome_total", "counter", "1", "Downstream outcomes logged (count or summed value).", ("outcome",)),
     _m("mlmon_outcome_rate", "gauge", "1", "Outcomes per prediction in the window.", ("outcome",)),
+    # segments
+    _m("mlmon_segments", "gauge", "1", "Segments tracked now, the overflow one included."),
+    _m("mlmon_segments_max", "gauge", "1", "The most segments tracked at once (max_segments)."),
+    _m(
+        "mlmon_segment_overflow_rows_total", "counter", "1",
+        "Rows put in the segment _other because max_segments segments were tracked.",
+    ),
+    _m("mlmon_segment_invalid_total", "counter", "1", "Rows whose segment value had no name (put in _other)."),
+    _m("mlmon_segment_evictions_total", "counter", "1", "Segments replaced by a busier value from the overflow."),
+    _m(
+        "mlmon_segment_reference", "gauge", "1",
+        "1 when the segment's drift is against its own reference profile, 0 against the overall one.", ("segment",),
+    ),
     # alerts
     _m("mlmon_alert_firing", "gauge", "1", "1 while the rule is firing.", ("rule",)),
     _m("mlmon_alerts_firing", "gauge", "1", "Rules firing."),

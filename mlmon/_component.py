@@ -41,6 +41,11 @@ class CallBatch:
         rows: per call, the number of prediction rows.
         times: per entry, the monitor clock reading when the call finished (for label delay);
             entries without one (the fast path's, which have no ids) use ``now``.
+        segments: per entry, what ``track(segment=...)`` gave (a value, one value per row, a
+            ``FeatureSegment``), ``NO_SEGMENT`` for calls without one; empty when no call had one.
+        segment_errors: ``(segment, error type)`` of the calls with a segment that raised.
+        segment_codes: set by the segment part before the quality part reads the batch: one
+            ``uint32`` segment code per mapped output row (0: none), or None.
     """
 
     now: float
@@ -50,6 +55,9 @@ class CallBatch:
     ids: Sequence[Any] = attrs.field(factory=list)
     rows: Sequence[int] = attrs.field(factory=list)
     times: Sequence[float] = attrs.field(factory=list)
+    segments: Sequence[Any] = attrs.field(factory=tuple)
+    segment_errors: Sequence[tuple[Any, str]] = attrs.field(factory=tuple)
+    segment_codes: Any = None
 
     _memo: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 

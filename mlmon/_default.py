@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from mlmon import _env
+from mlmon.buffers import NO_SEGMENT
 from mlmon.monitor import Monitor
 from mlmon.snapshot import Snapshot
 from mlmon.tracking import Call, Track
@@ -112,19 +113,20 @@ def _identity_or_default() -> tuple[str, str | None]:
 class _LazyTrack:
     """``mlmon.track(...)``: binds to the default monitor when used, not when created."""
 
-    __slots__ = ("_features", "_ids", "_outputs", "_track")
+    __slots__ = ("_features", "_ids", "_outputs", "_segment", "_track")
 
-    def __init__(self, features: Any, ids: Any, outputs: bool | Callable[[Any], Any]) -> None:
+    def __init__(self, features: Any, ids: Any, outputs: bool | Callable[[Any], Any], segment: Any = NO_SEGMENT) -> None:
         self._features = features
         self._ids = ids
         self._outputs = outputs
+        self._segment = segment
         self._track: Track | None = None
 
     def _bind(self, func: Callable[..., Any]) -> tuple[int, Callable[..., Any]]:
         gen_before = _generation
         mon = get_monitor()
         gen = _generation if mon is _default else gen_before
-        return gen, mon.track(features=self._features, ids=self._ids, outputs=self._outputs)(func)
+        return gen, mon.track(features=self._features, ids=self._ids, outputs=self._outputs, segment=self._segment)(func)
 
     def __call__(self, func: F) -> F:
         if _env.kill_switch():  # MLMON_DISABLED: the function, unchanged
@@ -148,7 +150,9 @@ class _LazyTrack:
         return functools.wraps(func)(lazy)  # type: ignore[return-value]
 
     def __enter__(self) -> Call:
-        self._track = get_monitor().track(features=self._features, ids=self._ids, outputs=self._outputs)
+        self._track = get_monitor().track(
+            features=self._features, ids=self._ids, outputs=self._outputs, segment=self._segment
+        )
         return self._track.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
@@ -163,7 +167,13 @@ def track(func: F, /) -> F: ...
 
 @overload
 def track(
-    func: None = None, /, *, features: Any = None, ids: Any = None, outputs: bool | Callable[[Any], Any] = True
+    func: None = None,
+    /,
+    *,
+    features: Any = None,
+    ids: Any = None,
+    outputs: bool | Callable[[Any], Any] = True,
+    segment: Any = NO_SEGMENT,
 ) -> _LazyTrack: ...
 
 
@@ -174,6 +184,7 @@ def track(
     features: Any = None,
     ids: Any = None,
     outputs: bool | Callable[[Any], Any] = True,
+    segment: Any = NO_SEGMENT,
 ) -> Any:
     """``Monitor.track`` on the default monitor; usable at import time, before ``configure()``.
 
@@ -188,7 +199,7 @@ def track(
     1.0
     >>> mon.close()
     """
-    t = _LazyTrack(features, ids, outputs)
+    t = _LazyTrack(features, ids, outputs, segment)
     return t(func) if func is not None else t
 
 
@@ -207,6 +218,6 @@ def log_feedback(ids: Any, labels: Any) -> None:
     get_monitor().log_feedback(ids, labels)
 
 
-def log_outcome(name: str, ids: Any = None, value: float = 1.0) -> None:
+def log_outcome(name: str, ids: Any = None, value: float = 1.0, *, segment: Any = NO_SEGMENT) -> None:
     """``log_outcome()`` on the default monitor."""
-    get_monitor().log_outcome(name, ids=ids, value=value)
+    get_monitor().log_outcome(name, ids=ids, value=value, segment=segment)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from mlmon._component import CallBatch
 
 __all__ = [
-    "NO_OUTPUT", "POOL", "UNREADABLE", "CallBuffers", "CopyPool", "Omitted", "copy_value", "feature_rows", "nbytes", "output_rows",
+    "NO_OUTPUT", "NO_SEGMENT", "POOL", "SEGMENT_FAILED", "UNREADABLE", "CallBuffers", "CopyPool", "Omitted", "copy_value", "feature_rows", "nbytes", "output_rows",
     "reduce_records",
 ]  # fmt: skip
 
@@ -38,6 +38,8 @@ _NUMERIC: frozenset[type] = frozenset(
      np.int8, np.uint8, np.bool_}
 )  # fmt: skip
 NO_OUTPUT: Any = object()  # a fast-path call whose output is not recorded
+NO_SEGMENT: Any = object()  # track() without segment=: its records have 8 fields
+SEGMENT_FAILED: Any = object()  # the segment function raised: the call's rows go to the overflow
 
 
 class _Unreadable:
@@ -503,11 +505,16 @@ def reduce_records(
     feats: list[Any] = [None] * len(outs)
     ids: list[Any] = [None] * len(outs)
     times: Any = [now] * len(outs)
+    segs: list[Any] | None = None
+    seg_errs: list[tuple[Any, str]] = []
     if gen:
         if any(g[1] is not None for g in gen):
             errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
+            seg_errs = [(g[8], getattr(g[1], "__name__", "Exception")) for g in gen if g[1] is not None and len(g) > 8]
             gen = [g for g in gen if g[1] is None]
         if gen:
+            if any(len(g) > 8 for g in gen):
+                segs = [NO_SEGMENT] * len(outs) + [g[8] if len(g) > 8 else NO_SEGMENT for g in gen]
             # Columns taken with C-level loops (map and itemgetter); per-record Python work only
             # where a column needs it.
             n = len(gen)
@@ -534,6 +541,10 @@ def reduce_records(
     np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards
     error_types = [getattr(cls, "__name__", "Exception") for _, cls in errs]
     batch = None
-    if outs:
+    if outs or seg_errs:
         batch = CallBatch(now=now, wall=wall, outputs=outs, features=feats, ids=ids, rows=rows_list, times=times)
+        if segs is not None:
+            batch.segments = segs
+        if seg_errs:
+            batch.segment_errors = seg_errs
     return secs, error_types, rows, batch

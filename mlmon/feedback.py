@@ -168,11 +168,13 @@ def _mix(keys: IntArray) -> npt.NDArray[np.uint64]:
 
 
 class Joined(NamedTuple):
-    """The labels that joined a prediction, aligned: prediction, label code, delay (seconds)."""
+    """The labels that joined a prediction, aligned: prediction, label code, delay (seconds),
+    and the segment code the prediction was recorded with (None when no prediction had one)."""
 
     preds: FloatArray
     labels: FloatArray
     delays: FloatArray
+    segments: npt.NDArray[np.uint32] | None = None
 
 
 _NO_JOIN = Joined(np.empty(0), np.empty(0), np.empty(0))
@@ -229,6 +231,8 @@ class FeedbackJoin:
         self._preds: FloatArray = np.zeros(cap, dtype=np.float64)
         self._times: FloatArray = np.zeros(cap, dtype=np.float64)
         self._state: npt.NDArray[np.int8] = np.zeros(cap, dtype=np.int8)
+        # Segment codes (mlmon.segments.segment_code), made at the first prediction with one.
+        self._segs: npt.NDArray[np.uint32] | None = None
         # Sequence numbers: [head, tail) are stored, [live, tail) are not known to be expired.
         self._head = self._live = self._tail = 0
         self._last_time = -math.inf
@@ -362,8 +366,10 @@ class FeedbackJoin:
     def _resize_ring(self, cap: int) -> None:
         seqs = np.arange(self._head, self._tail, dtype=np.int64)
         old, new = seqs % self._cap, seqs % cap
-        for name in ("_keys", "_preds", "_times", "_state"):
+        for name in ("_keys", "_preds", "_times", "_state", "_segs"):
             arr = getattr(self, name)
+            if arr is None:
+                continue
             fresh = np.zeros(cap, dtype=arr.dtype)
             fresh[new] = arr[old]
             setattr(self, name, fresh)
@@ -442,25 +448,39 @@ class FeedbackJoin:
         self.record_keys(keys, ok, preds, now)
 
     def record_keys(
-        self, keys: IntArray, ok: BoolArray, preds: FloatArray, now: float, times: FloatArray | None = None
+        self,
+        keys: IntArray,
+        ok: BoolArray,
+        preds: FloatArray,
+        now: float,
+        times: FloatArray | None = None,
+        segments: npt.NDArray[np.uint32] | None = None,
     ) -> None:
         """:meth:`record` with keys from :func:`id_keys` (aligned arrays).
 
         ``times`` (aligned too) are when each prediction was made, for label delays; they are
         clamped to never decrease, since the store expires in time order. Default: ``now``.
+        ``segments`` (aligned) are the predictions' segment codes (0: none); a join gives them
+        back with the predictions.
         """
         self.bad_ids += int(ok.size - np.count_nonzero(ok))
         good = ok & np.isfinite(preds)
         if times is None:
             times = np.full(keys.size, float(now))
+        if segments is not None and self._segs is None:
+            self._segs = np.zeros(self._cap, dtype=np.uint32)
         if not good.all():
             keys, preds, times = keys[good], preds[good], times[good]
+            if segments is not None:
+                segments = segments[good]
         # Strictly increasing keys (generated ids) are unique; np.diff could overflow here.
         if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
             # The latest prediction for an id wins: keep each key's last occurrence.
             _, last = np.unique(keys[::-1], return_index=True)
             sel = np.sort(keys.size - 1 - last)
             keys, preds, times = keys[sel], preds[sel], times[sel]
+            if segments is not None:
+                segments = segments[sel]
         m = int(keys.size)
         if m == 0:
             return
@@ -468,6 +488,8 @@ class FeedbackJoin:
             self.evicted += m - self.max_pending
             keys, preds = keys[-self.max_pending :], preds[-self.max_pending :]
             times = times[-self.max_pending :]
+            if segments is not None:
+                segments = segments[-self.max_pending :]
             m = self.max_pending
         # Time never goes backwards in the ring, so expiry is a binary search.
         stamps = np.maximum.accumulate(np.maximum(np.minimum(times, float(now)), self._last_time))
@@ -504,16 +526,18 @@ class FeedbackJoin:
         self._keys[slots] = keys
         self._preds[slots] = preds
         self._times[slots] = stamps
+        if self._segs is not None:
+            self._segs[slots] = segments if segments is not None else 0
         self._state[slots] = _PENDING
         self._tail += m
         self._pending += m
 
-    def join_one(self, id: object, label: float, now: float) -> tuple[float, float] | None:
+    def join_one(self, id: object, label: float, now: float) -> tuple[float, float, int] | None:
         """:meth:`join` for one id and one label code (NaN when invalid), without numpy's
         per-call costs: a label stream logged one by one stays cheap.
 
         Returns:
-            ``(prediction, delay)`` when the label joined, else None.
+            ``(prediction, delay, segment code)`` when the label joined, else None.
         """
         self._expire(now)
         key = _key(id)
@@ -537,7 +561,8 @@ class FeedbackJoin:
         self._state[slot] = _LABELLED
         if seq >= self._live:
             self._pending -= 1
-        return self._preds.item(slot), max(now - t, 0.0)
+        segs = self._segs
+        return self._preds.item(slot), max(now - t, 0.0), 0 if segs is None else int(segs.item(slot))
 
     def join(self, ids: object, labels: FloatArray, valid: BoolArray, now: float) -> Joined:
         """Join a batch of encoded labels to stored predictions, counting every outcome.
@@ -593,4 +618,5 @@ class FeedbackJoin:
         self._state[hit] = _LABELLED
         self._pending -= int(np.count_nonzero(seq[take] >= self._live))
         delays = np.maximum(now - self._times[hit], 0.0)
-        return Joined(self._preds[hit], labels[found[take]], delays)
+        segs = self._segs
+        return Joined(self._preds[hit], labels[found[take]], delays, None if segs is None else segs[hit])

@@ -38,8 +38,9 @@ from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
 from mlmon._handover import handing_over, handover, waiting
+from mlmon._segmented import DEFAULT_MAX_SEGMENTS, SegmentComponent
 from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
-from mlmon.buffers import CallBuffers
+from mlmon.buffers import NO_SEGMENT, CallBuffers
 from mlmon.delivery import Deliveries
 from mlmon.drain import Drain
 from mlmon.drift import DriftConfig
@@ -120,6 +121,8 @@ class Monitor:
         alert_budget: the false-alarm budget the ``Shift`` rules share
             (:class:`mlmon.alerts.AlertBudget`; default one false alarm a week, decided every
             ``flush_interval``).
+        max_segments: most segments (``track(segment=...)``) tracked at once; the rows of
+            further values go to the segment ``_other``, counted (see docs/segments.md).
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -166,6 +169,7 @@ class Monitor:
         close_timeout: float = 5.0,
         fleet: Fleet | None = None,
         alert_budget: AlertBudget | None = None,
+        max_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         emitter_list = check_monitor(
             name=name, version=version, instance=instance, window=window, flush_interval=flush_interval,
@@ -174,6 +178,9 @@ class Monitor:
             max_timings=max_timings, max_buffer_bytes=max_buffer_bytes, task=task, reference=reference,
             feature_names=feature_names, emitters=emitters, store=store,
         )  # fmt: skip
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 1024:
+            raise ValueError(f"max_segments must be an int from 1 to 1024, got {max_segments!r}")
+        self._max_segments = max_segments
         rule_list = list(rules or ())
         engine = None
         if rule_list:
@@ -253,8 +260,15 @@ class Monitor:
         """Build every part from the configuration (at construction, and in a forked child)."""
         now = self._clock.monotonic()
         self._service, self._outputs, self._quality, self._outcomes, self._features = self._make_parts(now)
-        # The parts fed by every drain, in order.
-        self._parts: list[Component] = [self._outputs, self._quality, self._outcomes, self._features]
+        features = self._features
+        self._segments = SegmentComponent(
+            self._segment_parts, self.task, lambda: features.feature_names,
+            max_segments=self._max_segments, window=self.window, slices=self._slices, now=now,
+        )  # fmt: skip
+        self._quality.on_segments = self._segments.add_joined
+        # The parts fed by every drain, in order: the segment part names each row's segment
+        # before the quality part stores the predictions with it.
+        self._parts: list[Component] = [self._outputs, self._features, self._segments, self._quality, self._outcomes]
         self._drain = Drain(
             self._buffers, self._service, self._parts, self._clock, self._internal_error, self._resolve_ids
         )
@@ -290,6 +304,29 @@ class Monitor:
             features, categorical=self._categorical, window=window, slices=slices, now=now, drift=self._drift
         )
         return service, outputs, quality, outcomes, feature_part
+
+    def _segment_parts(
+        self, name: str, now: float
+    ) -> tuple[OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent, bool | None]:
+        """One segment's parts: like the monitor's, against the segment's reference profile
+        when the reference has one (else the overall one); its quality part stores nothing."""
+        window, slices = self.window, self._slices
+        ref, own = self.reference, None
+        if ref is not None:
+            own = False
+            for_segment = getattr(ref, "for_segment", None)
+            if for_segment is not None:
+                ref, own = for_segment(name)
+        outputs = OutputComponent(self.task, window, slices, now, reference=ref)
+        quality = QualityComponent(self.task, window, slices, now, max_pending=1, reference=self.reference)
+        outcomes = OutcomeComponent(window, slices, now)
+        features: Any = ref if ref is not None else self._feature_names
+        if features is None and self._features.feature_names:
+            features = list(self._features.feature_names)
+        feature_part = FeatureComponent(
+            features, categorical=self._categorical, window=window, slices=slices, now=now, drift=self._drift
+        )
+        return outputs, quality, outcomes, feature_part, own
 
     # -- the state other processes merge (mlmon.fleet) -------------------------------------------
     def _state_parts(
@@ -506,6 +543,7 @@ class Monitor:
         features: Any = None,
         ids: Any = None,
         outputs: bool | Callable[[Any], Any] = True,
+        segment: Any = NO_SEGMENT,
     ) -> Track: ...
 
     def track(
@@ -516,6 +554,7 @@ class Monitor:
         features: Any = None,
         ids: Any = None,
         outputs: bool | Callable[[Any], Any] = True,
+        segment: Any = NO_SEGMENT,
     ) -> Any:
         """Track a predict function (decorator, bare or with arguments) or a block (``with``).
 
@@ -526,11 +565,14 @@ class Monitor:
             ids: likewise for prediction ids (joined to labels by ``log_feedback``).
             outputs: record the return value as outputs (True), not at all (False), or
                 what a callable extracts from it.
+            segment: the call's segment (docs/segments.md): a value (one, or one per row of
+                a batch), a function of the predict's arguments (decorator), or
+                ``mlmon.by_feature(name)`` to read it from a feature column.
 
         Returns:
             The wrapped function, or a :class:`Track` object.
         """
-        t = Track(self, features, ids, outputs)
+        t = Track(self, features, ids, outputs, segment)
         if func is not None:
             return t(func)
         return t
@@ -667,20 +709,29 @@ class Monitor:
             except Exception as exc:
                 self._internal_error("feedback", exc)
 
-    def log_outcome(self, name: str, ids: Any = None, value: float = 1.0) -> None:
+    def log_outcome(self, name: str, ids: Any = None, value: float = 1.0, *, segment: Any = NO_SEGMENT) -> None:
         """Record a downstream outcome (a click, a purchase) that followed predictions.
+
+        ``segment``: the segment of those predictions, to count the outcome there too.
 
         Raises:
             ValueError: for an invalid outcome name, or ``value`` and ``ids`` of different lengths.
         """
         with self._drain_lock:
             self._drain_locked()
+            now = self._clock.monotonic()
             try:
-                self._outcomes.log(name, ids, value, self._clock.monotonic())
+                self._outcomes.log(name, ids, value, now)
             except (ValueError, TypeError):
                 raise  # a bad outcome name or value: the caller's to fix
             except Exception as exc:
                 self._internal_error("outcome", exc)
+                return
+            if segment is not NO_SEGMENT:
+                try:
+                    self._segments.log_outcome(name, ids, value, now, segment)
+                except Exception as exc:
+                    self._internal_error("outcome", exc)
 
     def __enter__(self) -> Monitor:
         return self

@@ -15,7 +15,7 @@ Data flow (see ``docs/quality.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -327,6 +327,9 @@ class QualityComponent:
         )
         self._map_label = task.map_label if task is not None else _any_label
         self.unjoinable = 0  # predictions whose ids did not match their outputs in length
+        # Where joined pairs whose predictions had a segment go (the monitor's segment part):
+        # (codes, preds, labels, delays, now, names of codes or None).
+        self.on_segments: Callable[..., None] | None = None
 
     # -- drain side --------------------------------------------------------------------------
     def ingest(self, batch: CallBatch) -> None:
@@ -352,15 +355,25 @@ class QualityComponent:
             made = np.repeat(np.array([batch.time_of(i) for i in range(len(lengths))]), lengths)
         else:
             made = np.full(preds.size, now)
+        codes = batch.segment_codes
+        if codes is not None and codes.size != preds.size:
+            codes = None
         if self.shared is not None:
-            ids = self._record_shared(ids, lengths, preds, batch.wall - (now - made))
+            ids = self._record_shared(ids, lengths, preds, batch.wall - (now - made), codes)
             if not any(i is not None for i in ids):
                 return
         keys, ok = self._keys(ids, lengths)
-        self.store.record_keys(keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok])
+        self.store.record_keys(
+            keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok], None if codes is None else codes[ok]
+        )
 
     def _record_shared(
-        self, ids: Any, lengths: list[int], preds: npt.NDArray[np.float64], made_wall: npt.NDArray[np.float64]
+        self,
+        ids: Any,
+        lengths: list[int],
+        preds: npt.NDArray[np.float64],
+        made_wall: npt.NDArray[np.float64],
+        codes: npt.NDArray[np.uint32] | None = None,
     ) -> list[Any]:
         """Hand the predictions with the caller's ids to the shared store; return the ids left
         for the in-process store (generated ``range`` ids), None elsewhere."""
@@ -382,7 +395,11 @@ class QualityComponent:
             # The rows of the kept calls, in one vectorised step.
             idx = np.flatnonzero(np.repeat(keep, lengths))
             assert self.shared is not None
-            self.shared.record(flat, preds[idx], made_wall[idx])
+            if codes is not None and hasattr(self.shared, "name_segments"):
+                # A store that keeps segments (mlmon.stores.RedisStore): the code rides along.
+                self.shared.record(flat, preds[idx], made_wall[idx], segments=codes[idx])  # type: ignore[call-arg]
+            else:
+                self.shared.record(flat, preds[idx], made_wall[idx])
         return left
 
     def _keys(
@@ -461,7 +478,8 @@ class QualityComponent:
             code = self._label_code(label_batch[0])
             hit = self.store.join_one(id_batch[0], code, now)
             if hit is not None:
-                self.add_joined(np.array([hit[0]]), np.array([code]), np.array([hit[1]]), now)
+                segs = np.array([hit[2]], dtype=np.uint32) if hit[2] else None
+                self.add_joined(np.array([hit[0]]), np.array([code]), np.array([hit[1]]), now, segs)
             return
         try:
             arr = label_array(label_batch)
@@ -476,7 +494,7 @@ class QualityComponent:
             valid = ~np.isnan(codes)
         joined = self.store.join(id_batch, codes, valid, now)
         if joined.preds.size:
-            self.add_joined(joined.preds, joined.labels, joined.delays, now)
+            self.add_joined(joined.preds, joined.labels, joined.delays, now, joined.segments)
 
     def add_joined(
         self,
@@ -484,21 +502,32 @@ class QualityComponent:
         labels: npt.NDArray[np.float64],
         delays: npt.NDArray[np.float64],
         now: float,
+        segments: npt.NDArray[np.uint32] | None = None,
+        names: Mapping[int, str] | None = None,
     ) -> None:
         """Count joined (prediction, label) pairs, with their label delays, at ``now``: every
         join — in-process or through a shared store — ends here.
 
         The pairs go into the window slice of ``now`` and into the cumulative totals behind
-        ``mlmon_confusion_total`` and ``mlmon_regression_*_total``."""
+        ``mlmon_confusion_total`` and ``mlmon_regression_*_total``; pairs whose prediction
+        had a segment (``segments``: codes, 0 for none; ``names``: names of codes this process
+        may not know) also go to that segment's quality."""
         self._labels.current(now).add(preds, labels, delays, self._edges)
         self._totals.add(preds, labels, delays)
+        if segments is not None and self.on_segments is not None and segments.any():
+            self.on_segments(segments, preds, labels, delays, now, names)
 
     def take_shared(self, joined: StoreJoined, now: float) -> None:
         """Count what a shared store's sync joined (called by the monitor's background cycle)."""
         for reason, n in joined.counts.items():
             self.shared_counts[reason] = self.shared_counts.get(reason, 0) + int(n)
         if joined.preds.size:
-            self.add_joined(joined.preds, joined.labels, joined.delays, now)
+            segs = getattr(joined, "segments", None)
+            if segs is not None and segs.size != joined.preds.size:
+                segs = None
+            self.add_joined(
+                joined.preds, joined.labels, joined.delays, now, segs, getattr(joined, "segment_names", None)
+            )
 
     def _label_code(self, v: object) -> float:
         """One label's code, NaN (invalid) when the task cannot read it."""
@@ -525,6 +554,19 @@ class QualityComponent:
             # window's joined labels over its predictions, summed over processes, is the fleet's.
             labelled = m.count if self.shared is not None else store.labelled_since(now - covered)
             yield ("mlmon_label_coverage_ratio", min(labelled / rows, 1.0), {})
+        yield from self._counters()
+        yield ("mlmon_labels_window", m.count, {})
+        if m.count:
+            for q in QUANTILES:
+                yield ("mlmon_label_delay_seconds", m.hist.quantile(q), {"quantile": str(q)})
+            yield from self._quality(m)
+
+    def segment_samples(self, now: float) -> Iterator[Triple]:
+        """A segment's label and quality metrics: its joined labels (cumulative and in the
+        window), their delays, and its quality. A segment part stores no prediction: the
+        monitor's join hands it the pairs of its predictions (:meth:`add_joined`)."""
+        m = self._labels.merged(now)
+        yield ("mlmon_labels_total", self._totals.count, {})
         yield from self._counters()
         yield ("mlmon_labels_window", m.count, {})
         if m.count:

@@ -26,6 +26,8 @@ from mlmon.buffers import (
     _IMMUTABLE,
     _NUMERIC,
     NO_OUTPUT,
+    NO_SEGMENT,
+    SEGMENT_FAILED,
     UNREADABLE,
     CallBuffers,
     Omitted,
@@ -34,6 +36,7 @@ from mlmon.buffers import (
     nbytes,
     output_rows,
 )
+from mlmon.segments import FeatureSegment
 
 __all__ = ["Call", "CallBuffers", "Track", "feature_rows", "output_rows", "sync_calls_in_flight"]
 
@@ -222,9 +225,19 @@ def general_wrapper(
     ids: str | None,
     outputs: bool | Callable[[Any], Any],
     is_async: bool,
+    segment: Any = NO_SEGMENT,
 ) -> Callable[..., Any]:
-    """The wrapper for ``@mon.track(features=..., ids=..., outputs=callable)``."""
+    """The wrapper for ``@mon.track(features=..., ids=..., outputs=callable, segment=...)``.
+
+    A ``segment`` makes every record one field longer: the segment value, a function's result
+    (computed here, before the call; failures counted), or the :class:`FeatureSegment` the
+    drain reads from the copied features."""
     get_features = _arg_getter(func, features, "features")
+    if isinstance(segment, FeatureSegment) and get_features is None:
+        raise ValueError(f"track(segment=by_feature({segment.feature!r})) needs track(features=...)")
+    seg_of = segment if callable(segment) and not isinstance(segment, FeatureSegment) else None
+    segmented = segment is not NO_SEGMENT
+    tail: tuple[Any, ...] = (segment,) if segmented and seg_of is None else ()
     get_ids = _arg_getter(func, ids, "ids")
     extract = outputs if callable(outputs) and not isinstance(outputs, bool) else None
     record_outputs = outputs is not False
@@ -266,10 +279,21 @@ def general_wrapper(
             internal("track", exc)
             return None, None, 0
 
+    def seg_tail(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if seg_of is None:
+            return tail
+        try:
+            value = seg_of(*args, **kwargs)
+            return (value if value.__class__ in immutable else copy(value),)
+        except Exception as exc:  # the user's segment function: counted, never raised
+            internal("segment", exc)
+            return (SEGMENT_FAILED,)
+
     if is_async:
 
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
             f, i, size = inputs_of(args, kwargs)
+            sg = seg_tail(args, kwargs)
             cid = next_id()
             t0 = perf()
             inflight[cid] = t0
@@ -278,12 +302,12 @@ def general_wrapper(
             except BaseException as exc:
                 dt = perf() - t0
                 inflight.pop(cid, None)
-                record((dt, type(exc), None, None, None, 0, 0, -1))
+                record((dt, type(exc), None, None, None, 0, 0, -1, *sg))
                 raise
             end = perf()
             inflight.pop(cid, None)
             out = out_of(result) if record_outputs else None
-            record((end - t0, None, out, f, i, end, size + sizeof(out), -1))
+            record((end - t0, None, out, f, i, end, size + sizeof(out), -1, *sg))
             return result
 
         _WRAPPER_CODES.add(awrapper.__code__)
@@ -291,17 +315,18 @@ def general_wrapper(
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         f, i, size = inputs_of(args, kwargs)
+        sg = seg_tail(args, kwargs) if segmented else tail
         t0 = perf()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            record((perf() - t0, type(exc), None, None, None, 0, 0, -1))
+            record((perf() - t0, type(exc), None, None, None, 0, 0, -1, *sg))
             raise
         end = perf()
         out = out_of(result) if record_outputs else None
         if type(out) not in immutable:
             size += sizeof(out)
-        rec = (end - t0, None, out, f, i, end, size, -1)
+        rec = (end - t0, None, out, f, i, end, size, -1, *sg)
         if len(gen) < soft and b.bytes + size < soft_bytes:
             add_gen(rec)
             b.bytes += size
@@ -406,13 +431,14 @@ class Call:
     >>> mon.close()
     """
 
-    __slots__ = ("_cid", "_features", "_ids", "_mon", "_out", "_t0")
+    __slots__ = ("_cid", "_features", "_ids", "_mon", "_out", "_seg", "_t0")
 
     def __init__(self, mon: Monitor, features: Any, ids: Any) -> None:
         self._mon = mon
         self._features = features
         self._ids = ids
         self._out: Any = None
+        self._seg: Any = NO_SEGMENT
         self._cid = -1
         self._t0 = 0
         if features is not None or ids is not None:
@@ -476,9 +502,11 @@ class Track(Call):
         features: Any = None,
         ids: Any = None,
         outputs: bool | Callable[[Any], Any] = True,
+        segment: Any = NO_SEGMENT,
     ) -> None:
         if outputs is not True and outputs is not False and not callable(outputs):
             raise TypeError(f"outputs must be True, False or a callable, got {outputs!r}")
+        self._seg = segment
         self._mon = mon
         self._features = features
         self._ids = ids
@@ -495,6 +523,9 @@ class Track(Call):
         mon = self._mon
         if not mon.enabled or _env.kill_switch():  # MLMON_DISABLED: the function, unchanged
             return func
+        seg = self._seg
+        if isinstance(seg, FeatureSegment) and self._features is None:
+            raise ValueError(f"track(segment=by_feature({seg.feature!r})) needs track(features=...)")
         for arg in (self._features, self._ids):
             if arg is not None and not isinstance(arg, str):
                 raise TypeError(
@@ -508,11 +539,11 @@ class Track(Call):
         mon._start_background()
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             wrapper = stream_wrapper(mon, func, inspect.isasyncgenfunction(func))
-        elif self._features is None and self._ids is None and isinstance(self._record, bool):
+        elif self._features is None and self._ids is None and isinstance(self._record, bool) and seg is NO_SEGMENT:
             wrapper = fast_wrapper(mon, func, self._record, inspect.iscoroutinefunction(func))
         else:
             wrapper = general_wrapper(
-                mon, func, self._features, self._ids, self._record, inspect.iscoroutinefunction(func)
+                mon, func, self._features, self._ids, self._record, inspect.iscoroutinefunction(func), seg
             )
         wrapped = functools.wraps(func)(wrapper)
         wrapped.__mlmon_monitor__ = mon  # type: ignore[attr-defined]
@@ -524,7 +555,7 @@ class Track(Call):
             # This object already tracked a block: a fresh one tracks this one, so the record
             # of the earlier block keeps its own ids.
             ids = self._ids if self._ids_given else None  # not the ids generated for the last block
-            fresh = self._active = Track(self._mon, self._features, ids, self._record)
+            fresh = self._active = Track(self._mon, self._features, ids, self._record, self._seg)
             return fresh.__enter__()
         mon = self._mon
         if self._features is not None or self._ids is not None:
@@ -535,6 +566,15 @@ class Track(Call):
                     self._ids = copy_value(self._ids)
             except Exception as exc:  # an object whose copy() raises
                 mon._internal_error("track", exc)
+        seg = self._seg
+        if seg is not NO_SEGMENT and seg.__class__ not in _IMMUTABLE and not isinstance(seg, FeatureSegment):
+            try:
+                if callable(seg):
+                    raise TypeError("in a with block, track(segment=...) takes the value, not a function")
+                self._seg = copy_value(seg)
+            except Exception as exc:
+                self._seg = SEGMENT_FAILED
+                mon._internal_error("segment", exc)
         if mon.enabled and not _env.KILLED:
             if mon._scheduler is None:
                 mon._start_background()
@@ -554,8 +594,12 @@ class Track(Call):
         mon._inflight.pop(call._cid, None)
         try:
             b = mon._buffers
+            seg = call._seg
             if exc_type is not None:
-                b.record((end - call._t0, exc_type, None, None, None, end, 0, -1))
+                if seg is NO_SEGMENT:
+                    b.record((end - call._t0, exc_type, None, None, None, end, 0, -1))
+                else:
+                    b.record((end - call._t0, exc_type, None, None, None, end, 0, -1, seg))
                 return
             out, f, i = call._out, call._features, call._ids
             size = 0 if type(out) in _IMMUTABLE else nbytes(out)
@@ -566,7 +610,9 @@ class Track(Call):
             # Without ids given or read, the record carries the call's sequence number: the
             # drain generates the same ids ``call.ids`` would, if predictions are to be stored.
             # (The record then holds only plain values, which the garbage collector skips.)
-            rec = (end - call._t0, None, out, f, i, end, size, -1 if i is not None else call._cid)
+            rec: tuple[Any, ...] = (end - call._t0, None, out, f, i, end, size, -1 if i is not None else call._cid)
+            if seg is not NO_SEGMENT:
+                rec = (*rec, seg)
             gen = b.gen
             if not size:
                 if len(gen) < b.soft_cap:

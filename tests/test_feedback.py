@@ -235,7 +235,7 @@ def test_length_mismatch_raises_without_changing_anything() -> None:
 def test_join_one_outcomes() -> None:
     store = fresh(ttl=10.0)
     store.record([1, 2], np.array([1.0, 0.0]), now=0.0)
-    assert store.join_one(1, 1.0, now=2.0) == (1.0, 2.0)
+    assert store.join_one(1, 1.0, now=2.0) == (1.0, 2.0, 0)
     assert store.join_one(1, 1.0, now=2.0) is None  # duplicate
     assert store.join_one(9, 1.0, now=2.0) is None  # unmatched
     assert store.join_one([1], 1.0, now=2.0) is None  # invalid id

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("alerts", ("mlmon.alerts",)),
     ("emitters", ("mlmon.emitters",)),
-    ("hot path and orchestration", ("mlmon.buffers", "mlmon.tracking", "mlmon.delivery", "mlmon._lifecycle", "mlmon._config", "mlmon.drain", "mlmon.fleet", "mlmon._env")),
+    ("hot path and orchestration", ("mlmon.buffers", "mlmon.tracking", "mlmon.delivery", "mlmon._lifecycle", "mlmon._config", "mlmon.drain", "mlmon._segmented", "mlmon.fleet", "mlmon._env")),
     ("monitor", ("mlmon.monitor",)),
     ("public API", ("mlmon._default", "mlmon.testing", "mlmon.offline", "mlmon")),
     (
