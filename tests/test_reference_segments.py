@@ -214,9 +214,9 @@ def test_an_all_missing_feature_in_a_segment_keeps_the_overall_edges() -> None:
     x = np.concatenate([np.arange(100.0), np.full(50, np.nan)])
     seg = ["a"] * 100 + ["b"] * 50
     ref = Reference.from_data({"x": x}, segment=seg, min_segment_rows=10)
-    b = ref.segments["b"]["x"]
-    assert isinstance(b, NumericProfile)
-    assert (b.count, b.edges, sum(b.counts), b.own_edges) == (0, ref["x"].edges, 0, False)
+    b, overall = ref.segments["b"]["x"], ref["x"]
+    assert isinstance(b, NumericProfile) and isinstance(overall, NumericProfile)
+    assert (b.count, b.edges, sum(b.counts), b.own_edges) == (0, overall.edges, 0, False)
     assert Reference.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
 
 
