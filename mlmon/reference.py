@@ -20,6 +20,11 @@ Binning, shared by the reference and the serving-side window (:func:`binned_coun
 
 Categories are compared by their string form (``1``, ``1.0`` and ``"1"`` are the same category);
 ``None`` and NaN are missing.
+
+Segments (``from_data(..., segment=...)``): each segment with enough rows also gets its own
+profiles, counted on the overall reference's cells (its numeric edges, its kept categories and
+"other", its output edges), so the window of one segment, binned once like every row, compares
+like with like against the segment's share of the training data; see :meth:`Reference.for_segment`.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ __all__ = [
     "FeatureProfile",
     "NumericProfile",
     "Reference",
+    "SegmentReferences",
     "binned_counts",
     "category_key",
     "check_feature_names",
@@ -269,7 +275,14 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
 
 class SegmentReferences(Mapping[str, "Reference"]):
     """The per-segment references of a :class:`Reference` (read-only), by segment name, the
-    segment with the most reference rows first."""
+    segment with the most reference rows first.
+
+    >>> ref = Reference.from_data({"x": [1.0, 2.0, 3.0, 4.0]}, segment=["a", "a", "b", "a"], min_segment_rows=2)
+    >>> ref.segments
+    SegmentReferences({'a': <3 rows>})
+    >>> ref.segments["a"]["x"].counts, ref["x"].counts
+    ((1, 1, 0, 1), (1, 1, 1, 1))
+    """
 
     __slots__ = ("_items",)
 
@@ -478,6 +491,14 @@ class Reference:
             reference labels, or None (see :meth:`from_data` ``labels=``).
         class_calibration: multiclass: one isotonic calibration per class of that class's
             probability column (one-vs-rest), in class order, or None.
+        segments: the per-segment references (read-only mapping, segment name to
+            :class:`Reference`, the most rows first), empty unless built with ``segment=``.
+            Their profiles are counted on this reference's cells; they have no segments and
+            no calibration of their own: ``calibration`` and ``class_calibration`` are overall
+            only (estimated performance uses them for every segment).
+        segment: in a segment's reference, its name; None in the overall reference.
+        segment_invalid_rows: reference rows whose segment value had no name (they went to
+            :data:`~mlmon.segments.OVERFLOW`, which never has a reference of its own).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -489,6 +510,15 @@ class Reference:
     (11, (100, 100, 100, 100, 100, 100, 100, 100, 100, 100))
     >>> Reference.from_dict(ref.to_dict()) == ref
     True
+
+    Per segment (a column, or one value per row), drift against the segment's own rows:
+
+    >>> seg = Reference.from_data(X, feature_names=["age", "income"], segment=["eu"] * 600 + ["us"] * 400,
+    ...                           min_segment_rows=300)
+    >>> {name: r.rows for name, r in seg.segments.items()}
+    {'eu': 600, 'us': 400}
+    >>> seg.for_segment("eu")[1], seg.for_segment("jp") == (seg, False)
+    (True, True)
     """
 
     rows: int = attrs.field(validator=_count)
