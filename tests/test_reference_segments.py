@@ -274,3 +274,23 @@ def test_any_segmented_reference_round_trips(tmp_path: Path, rows: list[tuple[An
     path = tmp_path / "ref.json"
     ref.save(path)
     assert Reference.load(path) == ref
+
+
+def test_on_edges_counts_on_given_edges_and_refuses_values_outside() -> None:
+    p = NumericProfile.on_edges("x", [1.0, 1.5, 4.0, math.nan], (1.0, 2.0, 3.0, 4.0))
+    assert (p.counts, p.count, p.missing, p.min, p.max, p.own_edges) == ((2, 0, 1), 3, 1, 1.0, 4.0, True)
+    with pytest.raises(ValueError, match=r"feature 'x': 1 values outside the edges \[1\.0, 4\.0\]"):
+        NumericProfile.on_edges("x", [0.5, 2.0], (1.0, 2.0, 3.0, 4.0))
+    with pytest.raises(ValueError, match="feature 'x': 2 valid values but no edges"):
+        NumericProfile.on_edges("x", [0.5, 2.0], ())
+    with pytest.raises(ValueError, match="min/max must lie within the outer edges"):
+        NumericProfile(name="x", rows=1, count=1, edges=(1.0, 2.0), counts=(1,), min=0.0, max=1.0, mean=1.0, variance=0.0)
+
+
+def test_pandas_missing_values_are_the_missing_segment() -> None:
+    seg = pd.Series([1, None, 2, 1, None], dtype="Int64")
+    ref = Reference.from_data({"x": np.arange(5.0)}, segment=seg, min_segment_rows=2)
+    assert {k: v.rows for k, v in ref.segments.items()} == {"1": 2, MISSING: 2}
+    cat = pd.Series(["a", "b", None, "a", "a"], dtype="category")
+    ref = Reference.from_data({"x": np.arange(5.0)}, segment=cat, min_segment_rows=1)
+    assert {k: v.rows for k, v in ref.segments.items()} == {"a": 3, "b": 1, MISSING: 1}
