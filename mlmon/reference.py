@@ -884,7 +884,8 @@ class Reference:
         Args:
             path: the file.
             max_bytes: size limit (default :data:`MAX_FILE_BYTES`, 64 MiB; a reference of 100
-                features with the maximum 10,000 bins each is about 20 MiB). Larger files are
+                features with the maximum 10,000 bins each is about 20 MiB; each segment with
+                its own profile adds about as much as the overall one). Larger files are
                 refused before they are parsed.
 
         Raises:
