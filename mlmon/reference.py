@@ -662,7 +662,8 @@ class Reference:
                 one 0/1 label per row, or unfit to calibrate (see :meth:`Calibration.fit`:
                 NaN scores, constant scores, fewer than :data:`MIN_LABELS_PER_CLASS` labels of
                 either class); ``segment`` not a column of ``X`` nor one value per row,
-                ``min_segment_rows``/``max_segments`` out of range.
+                ``min_segment_rows``/``max_segments`` out of range, or ``outputs`` with
+                ``segment`` but not one score per row.
         """
         _check_int("min_segment_rows", min_segment_rows, 1, MAX_COUNT)
         _check_int("max_segments", max_segments, 1, MAX_SEGMENTS)
