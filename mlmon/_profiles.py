@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -112,7 +112,9 @@ class NumericProfile:
         rows: rows of the reference data (valid + missing).
         count: valid (finite) values.
         edges: ``m + 1`` bin edges, ``edges[0] == min`` and ``edges[-1] == max``; empty when
-            the feature had no valid value.
+            the feature had no valid value. A segment's profile (:meth:`on_edges`) shares the
+            overall reference's edges instead: ``edges[0] <= min`` and ``max <= edges[-1]``,
+            and the edges stay when the segment has no valid value (all counts 0).
         counts: reference values in each of the ``m`` bins (none fall outside by construction).
         min, max, mean, variance: of the valid values (population variance); NaN when none.
 
@@ -138,11 +140,11 @@ class NumericProfile:
     def __attrs_post_init__(self) -> None:
         if self.count > self.rows:
             raise ValueError(f"count must be <= rows ({self.rows}), got {self.count!r}")
-        if self.count == 0:
-            if self.edges or self.counts:
-                raise ValueError(f"edges must be empty when count is 0, got {self.edges!r}")
-            return
         e = self.edges
+        if self.count == 0 and not e:
+            if self.counts:
+                raise ValueError(f"counts must be empty when edges are, got {_short(self.counts)}")
+            return
         if len(e) < 2:
             raise ValueError(f"edges must hold at least 2 values, got {e!r}")
         if len(e) > MAX_BINS + 2:
@@ -161,10 +163,12 @@ class NumericProfile:
                 f"counts must hold len(edges) - 1 = {len(e) - 1} values, got {self.counts!r}"
             )
         if sum(self.counts) != self.count:
-            raise ValueError(f"counts must sum to count ({self.count}), got {self.counts!r}")
-        if self.min != e[0] or self.max != e[-1]:
+            raise ValueError(f"counts must sum to count ({self.count}), got {_short(self.counts)}")
+        if self.count == 0:  # a segment without a valid value, on the overall edges
+            return
+        if not e[0] <= self.min <= self.max <= e[-1]:
             raise ValueError(
-                f"min/max must equal the outer edges {e[0]!r}/{e[-1]!r}, got {self.min!r}/{self.max!r}"
+                f"min/max must lie within the outer edges {e[0]!r}/{e[-1]!r}, got {self.min!r}/{self.max!r}"
             )
         if not (math.isfinite(self.mean) and math.isfinite(self.variance) and self.variance >= 0):
             raise ValueError(
@@ -224,6 +228,53 @@ class NumericProfile:
             mean=mean,
             variance=variance,
         )
+
+    @property
+    def own_edges(self) -> bool:
+        """Whether the edges are the profile's own (``min``/``max`` are the outer edges, no
+        edges without a valid value), as :meth:`from_values` makes them; a segment's profile
+        on the overall edges (:meth:`on_edges`) usually is not."""
+        if self.count == 0:
+            return not self.edges
+        return self.min == self.edges[0] and self.max == self.edges[-1]
+
+    @classmethod
+    def on_edges(cls, name: str, values: npt.ArrayLike, edges: Sequence[float]) -> NumericProfile:
+        """Summarise a 1-D column on given ``edges`` (another profile's, e.g. the overall
+        reference's for one segment's rows), so both count on the same cells.
+
+        Raises:
+            ValueError: a finite value outside ``[edges[0], edges[-1]]``, or values but no edges.
+
+        >>> p = NumericProfile.on_edges("x", [2.0, 3.0, float("nan")], (1.0, 2.5, 4.0))
+        >>> p.edges, p.counts, p.min, p.max, p.missing
+        ((1.0, 2.5, 4.0), (1, 1), 2.0, 3.0, 1)
+        """
+        x = np.asarray(values, dtype=np.float64).ravel()
+        v = x[np.isfinite(x)]
+        nan = math.nan
+        if v.size == 0:
+            return cls(name=name, rows=int(x.size), count=0, edges=edges, counts=[0] * max(len(edges) - 1, 0),
+                       min=nan, max=nan, mean=nan, variance=nan)  # fmt: skip
+        if not edges:
+            raise ValueError(f"feature {name!r}: {v.size} valid values but no edges to count them on")
+        e = np.asarray(edges, dtype=np.float64)
+        cells = binned_counts(v, e)
+        if cells[0] or cells[-1]:
+            raise ValueError(
+                f"feature {name!r}: {int(cells[0] + cells[-1])} values outside the edges "
+                f"[{float(e[0])!r}, {float(e[-1])!r}]"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(v.mean())
+            d = v - mean
+            variance = float(d @ d) / v.size
+        if not (math.isfinite(mean) and math.isfinite(variance)):
+            raise ValueError(
+                f"feature {name!r} has values too large to summarise (variance overflows float64)"
+            )
+        return cls(name=name, rows=int(x.size), count=int(v.size), edges=edges, counts=cells[1:-1].tolist(),
+                   min=float(v.min()), max=float(v.max()), mean=mean, variance=variance)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN statistics of an all-missing feature become None)."""

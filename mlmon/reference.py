@@ -20,6 +20,11 @@ Binning, shared by the reference and the serving-side window (:func:`binned_coun
 
 Categories are compared by their string form (``1``, ``1.0`` and ``"1"`` are the same category);
 ``None`` and NaN are missing.
+
+Segments (``from_data(..., segment=...)``): each segment with enough rows also gets its own
+profiles, counted on the overall reference's cells (its numeric edges, its kept categories and
+"other", its output edges), so the window of one segment, binned once like every row, compares
+like with like against the segment's share of the training data; see :meth:`Reference.for_segment`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -58,6 +63,7 @@ from mlmon._values import (
     object_column_to_float,
     to_float,
 )
+from mlmon.segments import OVERFLOW, segment_name
 
 __all__ = [
     "MIN_LABELS_PER_CLASS",
@@ -66,6 +72,7 @@ __all__ = [
     "FeatureProfile",
     "NumericProfile",
     "Reference",
+    "SegmentReferences",
     "binned_counts",
     "category_key",
     "check_feature_names",
@@ -80,6 +87,12 @@ FORMAT_VERSION = 1
 
 MAX_FILE_BYTES = 64 * 2**20
 """Default size limit of a reference file read by :meth:`Reference.load` (64 MiB)."""
+
+SEGMENTS_VERSION = 1
+"""Version of the ``segments`` object of a reference file (see :meth:`Reference.to_dict`)."""
+
+MAX_SEGMENTS = 1000
+"""Most segments with their own profile in a reference (``max_segments``, and in a file)."""
 
 
 # --------------------------------------------------------------------------- input columns
@@ -158,6 +171,244 @@ def _columns(
     if names is None:
         names = [f"f{j}" for j in range(len(cols))]
     return names, cols
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def _split_segment_column(
+    X: Any, segment: str, feature_names: Sequence[str] | None
+) -> tuple[list[str], list[npt.NDArray[Any]], Any]:
+    """Feature names and columns of ``X``, and the raw values of its column ``segment``.
+
+    The segment column is not a feature unless ``feature_names`` lists it (then they name every
+    column); otherwise it is dropped and ``feature_names`` name the other columns.
+    """
+    names, cols = _columns(X, None)
+    if feature_names is not None and segment in list(feature_names):
+        names, cols = _columns(X, feature_names)
+        j = names.index(segment)
+        return names, cols, _raw_column(X, j, cols[j])
+    if segment not in names:
+        raise ValueError(
+            f"segment: {segment!r} is not a column of X (columns: {_short(names, 200)}); give a "
+            "column name or one segment value per row"
+        )
+    j = names.index(segment)
+    raw = _raw_column(X, j, cols[j])
+    names = names[:j] + names[j + 1 :]
+    cols = cols[:j] + cols[j + 1 :]
+    if feature_names is not None:
+        given = list(feature_names)
+        if len(given) != len(cols):
+            raise ValueError(
+                f"feature_names has {len(given)} names for {len(cols)} columns (the segment "
+                f"column {segment!r} is not a feature unless feature_names lists it)"
+            )
+        names = given
+    return names, cols, raw
+
+
+def _raw_column(X: Any, j: int, col: npt.NDArray[Any]) -> Any:
+    """Column ``j`` as given (a DataFrame's numeric columns were read as float64)."""
+    if is_pandas(X, "DataFrame"):
+        return X.iloc[:, j].to_numpy()
+    return col
+
+
+def _segment_codes(values: Any, rows: int) -> tuple[npt.NDArray[np.intp], list[str], int]:
+    """Per row, the index of its segment name in the returned list; and how many rows had a
+    value without a name (put in :data:`~mlmon.segments.OVERFLOW`)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ValueError(
+            f"segment must be None, a column name of X or one value per row, got {_short(values)}"
+        )
+    if isinstance(values, np.ndarray):
+        arr = values
+    elif is_pandas(values, "Series") or is_pandas(values, "Categorical") or is_pandas(values, "Index"):
+        arr = np.asarray(values)
+    else:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = list(values)
+    if arr.ndim != 1 or len(arr) != rows:
+        raise ValueError(
+            f"segment must hold one value per row of X ({rows}), got shape {np.shape(arr)}"
+        )
+    names: dict[str, int] = {}
+    invalid_rows = 0
+
+    def code(value: Any) -> tuple[int, bool]:
+        try:
+            name = segment_name(value)
+            bad = False
+        except ValueError:
+            name, bad = OVERFLOW, True
+        return names.setdefault(name, len(names)), bad
+
+    codes = np.empty(rows, dtype=np.intp)
+    if arr.dtype.kind in "biufUS":
+        uniq, inverse = np.unique(arr, return_inverse=True)
+        per_unique = [code(u) for u in uniq.tolist()]
+        lut = np.array([c for c, _ in per_unique], dtype=np.intp)
+        codes[:] = lut[inverse.ravel()]
+        bad_unique = np.array([b for _, b in per_unique], dtype=np.bool_)
+        invalid_rows = int(np.count_nonzero(bad_unique[inverse.ravel()]))
+    else:
+        cache: dict[tuple[type, Any], tuple[int, bool]] = {}
+        for i, v in enumerate(arr):
+            try:
+                hit = cache.get((v.__class__, v))
+                if hit is None:
+                    hit = cache[(v.__class__, v)] = code(v)
+            except TypeError:  # unhashable: named every time
+                hit = code(v)
+            codes[i] = hit[0]
+            invalid_rows += hit[1]
+    return codes, list(names), invalid_rows
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        raise ValueError(f"{name} must be an int in [{low}, {high}], got {_short(value)}")
+    return value
+
+
+class SegmentReferences(Mapping[str, "Reference"]):
+    """The per-segment references of a :class:`Reference` (read-only), by segment name, the
+    segment with the most reference rows first.
+
+    >>> ref = Reference.from_data({"x": [1.0, 2.0, 3.0, 4.0]}, segment=["a", "a", "b", "a"], min_segment_rows=2)
+    >>> ref.segments
+    SegmentReferences({'a': <3 rows>})
+    >>> ref.segments["a"]["x"].counts, ref["x"].counts
+    ((1, 1, 0, 1), (1, 1, 1, 1))
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Reference] | Iterable[tuple[str, Reference]] = ()) -> None:
+        self._items: dict[str, Reference] = dict(items)
+
+    def __getitem__(self, name: str) -> Reference:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self._items == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"SegmentReferences({{{', '.join(f'{k!r}: <{v.rows} rows>' for k, v in self._items.items())}}})"
+
+
+def _check_segment_name(name: object, where: str) -> None:
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: a segment name must be a str, got {_short(name)}")
+    named = segment_name(name)
+    if named != name:
+        raise ValueError(
+            f"{where}: {_short(name)} is not a segment name (segment_name gives {_short(named)})"
+        )
+    if name == OVERFLOW:
+        raise ValueError(
+            f"{where}: {OVERFLOW!r} (the overflow segment) has no reference of its own: its rows "
+            "depend on the serving cap, not on the reference data"
+        )
+
+
+def _check_same_cells(
+    overall: Reference, features: Sequence[FeatureProfile], outputs: NumericProfile | None, where: str
+) -> None:
+    """A segment's profiles count on the overall reference's cells: same features, kinds, edges,
+    categories, and outputs edges."""
+    names = tuple(p.name for p in features)
+    if names != overall.feature_names:
+        raise ValueError(
+            f"{where}.features must be the overall reference's features {_short(list(overall.feature_names))}, "
+            f"got {_short(list(names))}"
+        )
+    for i, (p, q) in enumerate(zip(overall.features, features, strict=True)):
+        if p.kind != q.kind:
+            raise ValueError(f"{where}.features[{i}].kind must be {p.kind!r} as in the overall reference, got {q.kind!r}")
+        if isinstance(p, NumericProfile) and isinstance(q, NumericProfile) and p.edges != q.edges:
+            raise ValueError(
+                f"{where}.features[{i}].edges must be the overall reference's edges (a segment counts "
+                f"on the same bins), got {_short(q.edges)}"
+            )
+        if isinstance(p, CategoricalProfile) and isinstance(q, CategoricalProfile) and p.categories != q.categories:
+            raise ValueError(
+                f"{where}.features[{i}].categories must be the overall reference's categories, got "
+                f"{_short(q.categories)}"
+            )
+    if (overall.outputs is None) != (outputs is None):
+        raise ValueError(
+            f"{where}.outputs must be {'absent' if overall.outputs is None else 'present'} as in the overall reference"
+        )
+    if overall.outputs is not None and outputs is not None and overall.outputs.edges != outputs.edges:
+        raise ValueError(f"{where}.outputs.edges must be the overall reference's edges, got {_short(outputs.edges)}")
+
+
+class _SegmentPlan:
+    """The rows of each segment that gets its own profile, and those profiles as they are built
+    (one feature at a time, on the overall profile's cells)."""
+
+    def __init__(self, names: list[str], groups: list[npt.NDArray[np.intp]], invalid_rows: int) -> None:
+        self.names = names
+        self.groups = groups  # row indices of each kept segment
+        self.invalid_rows = invalid_rows
+        self.features: list[list[FeatureProfile]] = [[] for _ in names]
+        self.outputs: list[NumericProfile | None] = [None for _ in names]
+
+    @classmethod
+    def of(cls, values: Any, rows: int, min_rows: int, max_segments: int) -> _SegmentPlan:
+        codes, names, invalid = _segment_codes(values, rows)
+        sizes = np.bincount(codes, minlength=len(names))
+        eligible = [(-int(sizes[c]), n, c) for c, n in enumerate(names) if n != OVERFLOW and sizes[c] >= min_rows]
+        kept = sorted(eligible)[:max_segments]
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(sizes)))
+        groups = [order[starts[c] : starts[c + 1]] for _, _, c in kept]
+        return cls([n for _, n, _ in kept], groups, invalid)
+
+    def add_numeric(self, overall: NumericProfile, x: npt.NDArray[np.float64]) -> None:
+        for out, rows in zip(self.features, self.groups, strict=True):
+            out.append(NumericProfile.on_edges(overall.name, x[rows], overall.edges))
+
+    def add_categorical(self, overall: CategoricalProfile, keys: list[str | None]) -> None:
+        k = len(overall.categories)
+        lut = {c: i + 1 for i, c in enumerate(overall.categories)}
+        # Cell 0: missing, 1..k: the kept categories, k + 1: other.
+        cell = np.fromiter((0 if key is None else lut.get(key, k + 1) for key in keys), np.intp, len(keys))
+        for out, rows in zip(self.features, self.groups, strict=True):
+            n = np.bincount(cell[rows], minlength=k + 2)
+            out.append(CategoricalProfile(name=overall.name, rows=len(rows), count=len(rows) - int(n[0]),
+                                          categories=overall.categories, counts=n[1 : k + 1].tolist(),
+                                          other=int(n[k + 1])))  # fmt: skip
+
+    def add_outputs(self, overall: NumericProfile, scores: npt.NDArray[np.float64]) -> None:
+        for i, rows in enumerate(self.groups):
+            self.outputs[i] = NumericProfile.on_edges("output", scores[rows], overall.edges)
+
+    def references(self) -> list[tuple[str, Reference]]:
+        return [
+            (name, Reference(rows=len(rows), features=tuple(feats), outputs=out, segment=name))
+            for name, rows, feats, out in zip(self.names, self.groups, self.features, self.outputs, strict=True)
+        ]
+
+
+def _segment_map(value: Mapping[str, Reference] | Iterable[tuple[str, Reference]] | None) -> SegmentReferences:
+    if isinstance(value, SegmentReferences):
+        return value
+    return SegmentReferences(() if value is None else value)
 
 
 # --------------------------------------------------------------------------- Reference
@@ -240,6 +491,14 @@ class Reference:
             reference labels, or None (see :meth:`from_data` ``labels=``).
         class_calibration: multiclass: one isotonic calibration per class of that class's
             probability column (one-vs-rest), in class order, or None.
+        segments: the per-segment references (read-only mapping, segment name to
+            :class:`Reference`, the most rows first), empty unless built with ``segment=``.
+            Their profiles are counted on this reference's cells; they have no segments and
+            no calibration of their own: ``calibration`` and ``class_calibration`` are overall
+            only (estimated performance uses them for every segment).
+        segment: in a segment's reference, its name; None in the overall reference.
+        segment_invalid_rows: reference rows whose segment value had no name (they went to
+            :data:`~mlmon.segments.OVERFLOW`, which never has a reference of its own).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -251,6 +510,15 @@ class Reference:
     (11, (100, 100, 100, 100, 100, 100, 100, 100, 100, 100))
     >>> Reference.from_dict(ref.to_dict()) == ref
     True
+
+    Per segment (a column, or one value per row), drift against the segment's own rows:
+
+    >>> seg = Reference.from_data(X, feature_names=["age", "income"], segment=["eu"] * 600 + ["us"] * 400,
+    ...                           min_segment_rows=300)
+    >>> {name: r.rows for name, r in seg.segments.items()}
+    {'eu': 600, 'us': 400}
+    >>> seg.for_segment("eu")[1], seg.for_segment("jp") == (seg, False)
+    (True, True)
     """
 
     rows: int = attrs.field(validator=_count)
@@ -268,6 +536,51 @@ class Reference:
     class_calibration: tuple[Calibration, ...] | None = attrs.field(
         default=None, converter=_calibration_tuple, validator=_check_class_calibration
     )
+    segments: SegmentReferences = attrs.field(factory=SegmentReferences, converter=_segment_map)
+    segment: str | None = attrs.field(default=None)
+    segment_invalid_rows: int = attrs.field(default=0, validator=_count)
+
+    def __attrs_post_init__(self) -> None:
+        if self.segment is not None:
+            _check_segment_name(self.segment, "segment")
+            if self.segments or self.segment_invalid_rows:
+                raise ValueError(f"segment {self.segment!r}: a segment's reference has no segments of its own")
+            if self.calibration is not None or self.class_calibration is not None:
+                raise ValueError(
+                    f"segment {self.segment!r}: a segment's reference has no calibration (calibration "
+                    "is the overall reference's)"
+                )
+            for i, p in enumerate(self.features):
+                if p.rows != self.rows:
+                    raise ValueError(f"features[{i}].rows must equal the reference rows ({self.rows}), got {p.rows}")
+            return
+        own: list[tuple[str, FeatureProfile | None]] = [(f"features[{i}]", p) for i, p in enumerate(self.features)]
+        for where, q in [*own, ("outputs", self.outputs)]:
+            if isinstance(q, NumericProfile) and not q.own_edges:
+                raise ValueError(
+                    f"{where}: min/max must equal the outer edges (and edges be empty when count is 0) "
+                    f"in the overall reference, got edges {_short(q.edges)} and min/max {q.min!r}/{q.max!r}"
+                )
+        if len(self.segments) > MAX_SEGMENTS:
+            raise ValueError(f"segments: at most {MAX_SEGMENTS} (MAX_SEGMENTS), got {len(self.segments)}")
+        if self.segment_invalid_rows > self.rows:
+            raise ValueError(
+                f"segment_invalid_rows must be <= rows ({self.rows}), got {self.segment_invalid_rows}"
+            )
+        total = 0
+        for name, sub in self.segments.items():
+            where = f"segments[{_short(name)}]"
+            _check_segment_name(name, where)
+            if not isinstance(sub, Reference):
+                raise ValueError(f"{where} must be a Reference, got {_short(sub)}")
+            if sub.segment != name:
+                raise ValueError(f"{where}: its reference is of segment {sub.segment!r}")
+            _check_same_cells(self, sub.features, sub.outputs, where)
+            total += sub.rows
+        if total > self.rows:
+            raise ValueError(
+                f"segments: their references hold {total} rows in all, more than the reference's {self.rows}"
+            )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -285,6 +598,15 @@ class Reference:
                 return p
         raise KeyError(name)
 
+    def for_segment(self, name: str) -> tuple[Reference, bool]:
+        """The reference drift of segment ``name`` (a name as :func:`~mlmon.segments.segment_name`
+        gives it) is measured against: its own and True when it has one (see :attr:`segments`),
+        else this overall reference and False (a small segment, :data:`~mlmon.segments.OVERFLOW`,
+        a segment unseen in the reference data).
+        """
+        sub = self.segments.get(name)
+        return (self, False) if sub is None else (sub, True)
+
     @classmethod
     def from_data(
         cls,
@@ -295,6 +617,10 @@ class Reference:
         bins: int = 10,
         max_categories: int = 100,
         labels: npt.ArrayLike | None = None,
+        *,
+        segment: Any = None,
+        min_segment_rows: int = 1000,
+        max_segments: int = 32,
     ) -> Reference:
         """Summarise reference data.
 
@@ -318,6 +644,16 @@ class Reference:
                 k - 1``, the column of ``outputs`` and the position in the task's ``classes``),
                 fitting one calibration per class (``class_calibration``). Use held-out data
                 (the model's scores on its training rows are optimistic).
+            segment: None (no per-segment profiles), a column name of ``X`` (a DataFrame
+                column, a dict key, or a name of ``feature_names``), or one value per row
+                (array-like). Values are named by :func:`~mlmon.segments.segment_name`; a value
+                without a name goes to :data:`~mlmon.segments.OVERFLOW` and is counted in
+                :attr:`segment_invalid_rows`. A segment column is not a feature unless
+                ``feature_names`` lists it (then ``feature_names`` name every column of ``X``).
+            min_segment_rows: fewest rows a segment needs for its own profile (default 1,000);
+                smaller segments are measured against the overall reference.
+            max_segments: most segments with their own profile (default 32, at most
+                :data:`MAX_SEGMENTS`): the largest by rows (ties by name).
 
         Raises:
             ValueError: no rows, no columns, ragged rows, bad names (see
@@ -325,8 +661,12 @@ class Reference:
                 ``bins``/``max_categories`` out of range; ``labels`` without ``outputs``, not
                 one 0/1 label per row, or unfit to calibrate (see :meth:`Calibration.fit`:
                 NaN scores, constant scores, fewer than :data:`MIN_LABELS_PER_CLASS` labels of
-                either class).
+                either class); ``segment`` not a column of ``X`` nor one value per row,
+                ``min_segment_rows``/``max_segments`` out of range, or ``outputs`` with
+                ``segment`` but not one score per row.
         """
+        _check_int("min_segment_rows", min_segment_rows, 1, MAX_COUNT)
+        _check_int("max_segments", max_segments, 1, MAX_SEGMENTS)
         if not (isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= MAX_BINS):
             raise ValueError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
         if not (
@@ -337,12 +677,18 @@ class Reference:
             raise ValueError(
                 f"max_categories must be an int in [1, {MAX_CATEGORIES}], got {max_categories!r}"
             )
-        names, cols = _columns(X, feature_names)
+        seg_values: Any = None
+        if isinstance(segment, str):
+            names, cols, seg_values = _split_segment_column(X, segment, feature_names)
+        else:
+            names, cols = _columns(X, feature_names)
+            seg_values = segment
         if not cols:
             raise ValueError("X has no columns: a reference needs at least one feature")
         rows = len(cols[0])
         if rows == 0:
             raise ValueError("X has 0 rows: a reference needs at least one row")
+        plan = None if seg_values is None else _SegmentPlan.of(seg_values, rows, min_segment_rows, max_segments)
         names_t = check_feature_names(names)
         cat: set[int] = set()
         if categorical is not None:
@@ -364,14 +710,23 @@ class Reference:
         profiles: list[FeatureProfile] = []
         for j, (name, col) in enumerate(zip(names_t, cols, strict=True)):
             if j in cat:
-                profiles.append(CategoricalProfile.from_values(name, col, max_categories))
+                if plan is None:
+                    profiles.append(CategoricalProfile.from_values(name, col, max_categories))
+                else:
+                    keys = [category_key(v) for v in col]  # once for the overall and the segments
+                    cp = CategoricalProfile.from_values(name, keys, max_categories)
+                    profiles.append(cp)
+                    plan.add_categorical(cp, keys)
             else:
                 x = (
                     col.astype(np.float64)
                     if col.dtype.kind in "biuf"
                     else object_column_to_float(col)
                 )
-                profiles.append(NumericProfile.from_values(name, x, bins))
+                num = NumericProfile.from_values(name, x, bins)
+                profiles.append(num)
+                if plan is not None:
+                    plan.add_numeric(num, x)
         out_profile = None
         calibration = None
         if labels is not None and outputs is None:
@@ -386,7 +741,8 @@ class Reference:
                         f"{np.shape(labels)} and {proba.shape}"
                     )
                 class_calibration = _fit_classes(proba, labels)
-                out_profile = NumericProfile.from_values("output", proba.max(axis=1), bins)
+                scores = proba.max(axis=1)
+                out_profile = NumericProfile.from_values("output", scores, bins)
             else:
                 scores = _outputs_1d(outputs)
                 out_profile = NumericProfile.from_values("output", scores, bins)
@@ -396,8 +752,16 @@ class Reference:
                             f"labels must be 1-D with one label per row of X ({rows}), got shape {np.shape(labels)}"
                         )
                     calibration = Calibration.fit(scores, labels)
+            if plan is not None:
+                if scores.shape != (rows,):
+                    raise ValueError(
+                        f"outputs need one score per row of X ({rows}) to profile segments, got shape {scores.shape}"
+                    )
+                plan.add_outputs(out_profile, scores)
         return cls(rows=rows, features=tuple(profiles), outputs=out_profile, calibration=calibration,
-                   class_calibration=class_calibration)  # fmt: skip
+                   class_calibration=class_calibration,
+                   segments=None if plan is None else plan.references(),
+                   segment_invalid_rows=0 if plan is None else plan.invalid_rows)  # fmt: skip
 
     def with_calibration(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> Reference:
         """This reference with a :class:`Calibration` fitted on ``scores`` and 0/1 ``labels``
@@ -418,18 +782,35 @@ class Reference:
     # ----------------------------------------------------------------------- files
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, versioned: ``{"mlmon_reference": 1, ...}``."""
+        """A JSON-ready dict, versioned: ``{"mlmon_reference": 1, ...}``.
+
+        Per-segment references are in ``"segments": {"mlmon_segments": 1, "invalid_rows": n,
+        "references": [{"segment": name, "rows": ..., "features": [...], "outputs": ...}]}``,
+        an object of its own version that a reader without segments ignores (it reads the
+        overall reference, unchanged); a reference without segments has no such key. A
+        segment's reference on its own carries ``"segment": name``.
+        """
+        out: dict[str, Any] = {"mlmon_reference": FORMAT_VERSION}
+        if self.segment is not None:
+            out["segment"] = self.segment
+        out.update(self._body())
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        if self.class_calibration is not None:
+            out["class_calibration"] = [c.to_dict() for c in self.class_calibration]
+        if self.segments or self.segment_invalid_rows:
+            out["segments"] = {
+                "mlmon_segments": SEGMENTS_VERSION,
+                "invalid_rows": self.segment_invalid_rows,
+                "references": [{"segment": name, **sub._body()} for name, sub in self.segments.items()],
+            }
+        return out
+
+    def _body(self) -> dict[str, Any]:
         return {
-            "mlmon_reference": FORMAT_VERSION,
             "rows": self.rows,
             "features": [p.to_dict() for p in self.features],
             "outputs": None if self.outputs is None else self.outputs.to_dict(),
-            **({} if self.calibration is None else {"calibration": self.calibration.to_dict()}),
-            **(
-                {}
-                if self.class_calibration is None
-                else {"class_calibration": [c.to_dict() for c in self.class_calibration]}
-            ),
         }
 
     @classmethod
@@ -440,11 +821,15 @@ class Reference:
         coerced); counts fit in int64 and add up (bins to the feature's count, every feature's
         rows to the reference's rows); edges are finite and increasing; at most
         :data:`MAX_BINS` bins (plus a point bin) and :data:`MAX_CATEGORIES` categories per
-        feature; kinds are known; names follow :func:`check_feature_names`.
+        feature; kinds are known; names follow :func:`check_feature_names`. Segments: at most
+        :data:`MAX_SEGMENTS`, each named as :func:`~mlmon.segments.segment_name` names itself
+        (not :data:`~mlmon.segments.OVERFLOW`), once, with the overall reference's features,
+        edges and categories, and fewer rows in all than the overall reference.
 
         Raises:
             ValueError: not an mlmon reference, an unsupported version, or a missing/invalid
-                field; the message names the field (``features[2].counts[5]``) and the value.
+                field; the message names the field (``features[2].counts[5]``,
+                ``segments.references[1].segment``) and the value.
         """
         if not isinstance(data, Mapping) or "mlmon_reference" not in data:
             raise ValueError("not an mlmon reference: the 'mlmon_reference' version key is missing")
@@ -455,30 +840,7 @@ class Reference:
                 f"version {FORMAT_VERSION})"
             )
         top = _Fields(data, "reference")
-        rows = top.count("rows")
-        if rows == 0:
-            raise ValueError("reference.rows must be >= 1, got 0")
-        items = top.get("features")
-        if not isinstance(items, list) or not items:
-            raise top.fail("features", "a non-empty list", items)
-        features: list[FeatureProfile] = []
-        for i, f in enumerate(items):
-            where = f"features[{i}]"
-            kind = f.get("kind") if isinstance(f, Mapping) else None
-            if kind == "numeric":
-                features.append(NumericProfile.from_dict(f, where))
-            elif kind == "categorical":
-                features.append(CategoricalProfile.from_dict(f, where))
-            else:
-                raise ValueError(
-                    f"{where}.kind must be 'numeric' or 'categorical', got {_short(kind)}"
-                )
-            if features[-1].rows != rows:
-                raise ValueError(
-                    f"{where}.rows must equal the reference rows ({rows}), got {features[-1].rows}"
-                )
-        out = data.get("outputs")
-        outputs = None if out is None else NumericProfile.from_dict(out, "outputs")
+        rows, features, outputs = _read_body(top, "")
         cal = data.get("calibration")
         calibration = None if cal is None else Calibration.from_dict(cal, "calibration")
         if calibration is not None and outputs is None:
@@ -494,11 +856,23 @@ class Reference:
             class_calibration = tuple(
                 Calibration.from_dict(c, f"class_calibration[{i}]") for i, c in enumerate(per_class)
             )
+        segment = data.get("segment")
+        if segment is not None:
+            _check_segment_name(segment, "reference.segment")
+            if "segments" in data:
+                raise ValueError("reference.segments: a segment's reference has no segments of its own")
         try:
-            return cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration,
-                       class_calibration=class_calibration)  # fmt: skip
+            overall = cls(rows=rows, features=tuple(features), outputs=outputs, calibration=calibration,
+                          class_calibration=class_calibration, segment=segment)  # fmt: skip
         except TypeError as e:  # a name that is not a string: check_feature_names
             raise ValueError(str(e)) from None
+        if data.get("segments") is None:
+            return overall
+        segments, invalid = _read_segments(overall, data["segments"])
+        try:
+            return attrs.evolve(overall, segments=segments, segment_invalid_rows=invalid)
+        except ValueError as e:
+            raise ValueError(f"reference.segments: {e}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the reference as JSON, atomically (a reader never sees half a file)."""
@@ -511,7 +885,8 @@ class Reference:
         Args:
             path: the file.
             max_bytes: size limit (default :data:`MAX_FILE_BYTES`, 64 MiB; a reference of 100
-                features with the maximum 10,000 bins each is about 20 MiB). Larger files are
+                features with the maximum 10,000 bins each is about 20 MiB; each segment with
+                its own profile adds about as much as the overall one). Larger files are
                 refused before they are parsed.
 
         Raises:
@@ -547,6 +922,66 @@ class Reference:
             return cls.from_dict(data)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
+
+
+def _read_body(top: _Fields, prefix: str) -> tuple[int, list[FeatureProfile], NumericProfile | None]:
+    """Rows, features and outputs of a reference (``prefix`` "") or of one segment's."""
+    rows = top.count("rows")
+    if rows == 0:
+        raise ValueError(f"{top.where}.rows must be >= 1, got 0")
+    items = top.get("features")
+    if not isinstance(items, list) or not items:
+        raise top.fail("features", "a non-empty list", items)
+    features: list[FeatureProfile] = []
+    for i, f in enumerate(items):
+        where = f"{prefix}features[{i}]"
+        kind = f.get("kind") if isinstance(f, Mapping) else None
+        if kind == "numeric":
+            features.append(NumericProfile.from_dict(f, where))
+        elif kind == "categorical":
+            features.append(CategoricalProfile.from_dict(f, where))
+        else:
+            raise ValueError(f"{where}.kind must be 'numeric' or 'categorical', got {_short(kind)}")
+        if features[-1].rows != rows:
+            raise ValueError(
+                f"{where}.rows must equal the reference rows ({rows}), got {features[-1].rows}"
+            )
+    out = top.data.get("outputs")
+    outputs = None if out is None else NumericProfile.from_dict(out, f"{prefix}outputs")
+    return rows, features, outputs
+
+
+def _read_segments(overall: Reference, data: object) -> tuple[list[tuple[str, Reference]], int]:
+    """The ``segments`` object of a file: (name, reference) pairs and the invalid rows."""
+    f = _Fields(data, "segments")
+    version = f.get("mlmon_segments")
+    if type(version) is not int or version != SEGMENTS_VERSION:
+        raise f.fail("mlmon_segments", f"{SEGMENTS_VERSION} (the supported version)", version)
+    invalid = f.count("invalid_rows")
+    items = f.get("references")
+    if not isinstance(items, list):
+        raise f.fail("references", "a list", items)
+    if len(items) > MAX_SEGMENTS:
+        raise ValueError(
+            f"segments.references must hold at most {MAX_SEGMENTS} segments (MAX_SEGMENTS), got {len(items)}"
+        )
+    out: list[tuple[str, Reference]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"segments.references[{i}]"
+        it = _Fields(item, where)
+        name = it.name("segment")
+        _check_segment_name(name, f"{where}.segment")
+        if name in seen:
+            raise ValueError(f"{where}.segment {_short(name)} is repeated")
+        seen.add(name)
+        rows, features, outputs = _read_body(it, f"{where}.")
+        _check_same_cells(overall, features, outputs, where)
+        try:
+            out.append((name, Reference(rows=rows, features=tuple(features), outputs=outputs, segment=name)))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
+    return out, invalid
 
 
 def _no_constant(token: str) -> Any:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
 from mlmon.features import FeatureComponent
-from mlmon.reference import MAX_BINS, MAX_CATEGORIES, MAX_FILE_BYTES, Reference
+from mlmon.reference import MAX_BINS, MAX_CATEGORIES, MAX_FILE_BYTES, MAX_SEGMENTS, Reference
 
 
 def good() -> dict[str, Any]:
@@ -227,3 +227,109 @@ def test_from_data_save_load_round_trip(tmp_path: Path, case: tuple[Any, ...]) -
     ref.save(path)
     assert Reference.load(path) == ref
     assert Reference.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def good_segmented() -> dict[str, Any]:
+    rng = np.random.default_rng(8)
+    ref = Reference.from_data(
+        {"x": rng.normal(size=300), "c": rng.choice(["a", "b", "c"], size=300)},
+        outputs=rng.uniform(size=300),
+        segment=["eu"] * 150 + ["us"] * 100 + [math.inf] * 50,
+        min_segment_rows=100,
+    )
+    d = ref.to_dict()
+    assert [r["segment"] for r in d["segments"]["references"]] == ["eu", "us"]
+    return d
+
+
+def edit_seg(fn: Callable[[dict[str, Any]], None]) -> str:
+    data = good_segmented()
+    fn(data)
+    return json.dumps(data)
+
+
+def seg(d: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    s: dict[str, Any] = d["segments"]["references"][i]
+    return s
+
+
+def many_segments(d: dict[str, Any], n: int) -> None:
+    d["segments"]["references"] = [{"segment": f"s{i}", "rows": 1, "features": [], "outputs": None} for i in range(n)]
+
+
+SEGMENT_HOSTILE: list[tuple[str, Callable[[], str], str]] = [
+    ("a name segment_name changes", lambda: edit_seg(lambda d: seg(d).update(segment="e\nu")),
+     r"segments\.references\[0\]\.segment: 'e\\nu' is not a segment name \(segment_name gives 'e_u'\)"),
+    ("a name longer than segment names", lambda: edit_seg(lambda d: seg(d).update(segment="x" * 100_000)),
+     r"segments\.references\[0\]\.segment: 'x+\.\.\. is not a segment name \(segment_name gives 'x{48}_h"),
+    ("the overflow segment", lambda: edit_seg(lambda d: seg(d).update(segment="_other")),
+     r"segments\.references\[0\]\.segment: '_other' \(the overflow segment\) has no reference of its own"),
+    ("a repeated name", lambda: edit_seg(lambda d: seg(d, 1).update(segment="eu")), r"segments\.references\[1\]\.segment 'eu' is repeated"),
+    ("a name that is a number", lambda: edit_seg(lambda d: seg(d).update(segment=3)), r"segments\.references\[0\]\.segment must be a non-empty string, got 3"),
+    ("1,001 segments", lambda: edit_seg(lambda d: many_segments(d, MAX_SEGMENTS + 1)),
+     r"segments\.references must hold at most 1000 segments \(MAX_SEGMENTS\), got 1001"),
+    ("a million segments", lambda: edit_seg(lambda d: many_segments(d, 200_000)), r"at most 1000 segments .*got 200000"),
+    ("a feature fewer", lambda: edit_seg(lambda d: seg(d)["features"].pop()),
+     r"segments\.references\[0\]\.features must be the overall reference's features \['x', 'c'\], got \['x'\]"),
+    ("a feature renamed", lambda: edit_seg(lambda d: seg(d)["features"][1].update(name="k")),
+     r"segments\.references\[0\]\.features must be the overall reference's features \['x', 'c'\], got \['x', 'k'\]"),
+    ("a feature of another kind", lambda: edit_seg(lambda d: seg(d, 1)["features"].__setitem__(0, {**seg(d, 1)["features"][1], "name": "x"})),
+     r"segments\.references\[1\]\.features\[0\]\.kind must be 'numeric' as in the overall reference, got 'categorical'"),
+    ("its own edges", lambda: edit_seg(lambda d: seg(d)["features"][0].update(edges=[e + 0.5 for e in seg(d)["features"][0]["edges"]])),
+     r"segments\.references\[0\]\.features\[0\]\.edges must be the overall reference's edges"),
+    ("other categories", lambda: edit_seg(lambda d: seg(d)["features"][1].update(categories=seg(d)["features"][1]["categories"][::-1])),
+     r"segments\.references\[0\]\.features\[1\]\.categories must be the overall reference's categories"),
+    ("no outputs", lambda: edit_seg(lambda d: seg(d).update(outputs=None)), r"segments\.references\[0\]\.outputs must be present as in the overall reference"),
+    ("a bad bin count", lambda: edit_seg(lambda d: seg(d)["features"][0]["counts"].__setitem__(0, -1)),
+     r"segments\.references\[0\]\.features\[0\]\.counts\[0\] must be an int >= 0"),
+    ("feature rows differ from the segment", lambda: edit_seg(lambda d: seg(d)["features"][1].update(rows=151)),
+     r"segments\.references\[0\]\.features\[1\]\.rows must equal the reference rows \(150\), got 151"),
+    ("more rows than the reference", lambda: edit_seg(lambda d: d["segments"]["references"].append({**seg(d), "segment": "jp"})),
+     "reference.segments: segments: their references hold 400 rows in all, more than the reference's 300"),
+    ("min beyond the edges", lambda: edit_seg(lambda d: seg(d)["features"][0].update(min=-1e9)), r"segments\.references\[0\]\.features\[0\]: min/max must lie within the outer edges"),
+    ("segments version 2", lambda: edit_seg(lambda d: d["segments"].update(mlmon_segments=2)), r"segments\.mlmon_segments must be 1 \(the supported version\), got 2"),
+    ("no version", lambda: edit_seg(lambda d: d["segments"].pop("mlmon_segments")), r"segments: missing field 'mlmon_segments'"),
+    ("invalid rows of -1", lambda: edit_seg(lambda d: d["segments"].update(invalid_rows=-1)), r"segments\.invalid_rows must be an int >= 0"),
+    ("invalid rows beyond the rows", lambda: edit_seg(lambda d: d["segments"].update(invalid_rows=301)), r"segment_invalid_rows must be <= rows \(300\), got 301"),
+    ("segments that are a list", lambda: edit_seg(lambda d: d.update(segments=[1])), r"segments must be a JSON object, got \[1\]"),
+    ("references that are an object", lambda: edit_seg(lambda d: d["segments"].update(references={"eu": {}})), r"segments\.references must be a list"),
+    ("a reference that is a string", lambda: edit_seg(lambda d: d["segments"]["references"].__setitem__(0, "eu")), r"segments\.references\[0\] must be a JSON object"),
+    ("a segment's file with segments", lambda: edit_seg(lambda d: d.update(segment="eu")), "a segment's reference has no segments of its own"),
+    ("a segment's file named badly", lambda: edit(lambda d: d.update(segment="a\tb")), r"reference\.segment: 'a\\tb' is not a segment name"),
+]
+
+
+@pytest.mark.parametrize(("make", "match"), [h[1:] for h in SEGMENT_HOSTILE], ids=[h[0] for h in SEGMENT_HOSTILE])
+def test_hostile_segments_raise_value_error_naming_file_and_field(tmp_path: Path, make: Callable[[], str], match: str) -> None:
+    path = tmp_path / "ref.json"
+    path.write_text(make(), encoding="utf-8")
+    with pytest.raises(ValueError, match=match) as err:
+        Reference.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert len(str(err.value)) < 400 + len(str(path))
+
+
+def test_the_untouched_segmented_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(good_segmented()))
+    ref = Reference.load(path)
+    assert list(ref.segments) == ["eu", "us"] and ref.segment_invalid_rows == 50
+    assert ref.for_segment("us") == (ref.segments["us"], True)
+
+
+def test_a_file_of_many_large_segments_is_refused_by_size_before_parsing(tmp_path: Path) -> None:
+    """Each segment repeats the overall bins: a file of many segments of many bins grows past the
+    size limit, and is refused before it is parsed."""
+    rng = np.random.default_rng(1)
+    n = 40_000
+    ref = Reference.from_data({"x": rng.normal(size=n)}, bins=2000, segment=np.arange(n) % 40, min_segment_rows=10, max_segments=40)
+    path = tmp_path / "ref.json"
+    ref.save(path)
+    size = path.stat().st_size
+    assert size > 40 * 2000 * 2  # every segment's counts are there
+    assert Reference.load(path) == ref
+    with pytest.raises(ValueError, match=f"larger than max_bytes={size // 2} bytes"):
+        Reference.load(path, max_bytes=size // 2)
