@@ -41,6 +41,12 @@ _PROMOTE_FACTOR = 2.0  # a value enters when its rows exceed this × the least b
 _PROMOTE_MIN_ROWS = 100
 
 U32 = npt.NDArray[np.uint32]
+# Series a segment does not repeat: the cumulative bin counts (thousands of series per segment;
+# its drift values are computed here) and mlmon's own failure counters (the overall ones count).
+_OVERALL_ONLY = frozenset({
+    "mlmon_feature_bin_total", "mlmon_feature_reference_ratio", "mlmon_output_bin_total",
+    "mlmon_dropped_total", "mlmon_feature_errors_total", "mlmon_feature_unknown_keys_total",
+})  # fmt: skip
 Parts = tuple[OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent, bool | None]
 
 
@@ -85,7 +91,8 @@ class _Segment:
 
 
 def _is_scalar(value: Any) -> bool:
-    if value is None or isinstance(value, (str, bytes, int, float, bool, np.generic)):
+    """One value for the whole call (else one per row: a list, tuple, array or Series)."""
+    if value is None or isinstance(value, (str, bytes, int, float, bool, np.generic, Mapping)):
         return True
     if isinstance(value, np.ndarray):
         return value.ndim == 0
@@ -123,8 +130,13 @@ def _row_names(values: Any, rows: int) -> tuple[list[str | None], npt.NDArray[np
         except Exception:
             arr = None
     if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biufUS" and arr.size == rows:
-        uniq, inv = np.unique(arr, return_inverse=True)
-        return [_safe_name(u) for u in uniq.tolist()], inv.reshape(-1)
+        uniq, first, inv = np.unique(arr, return_index=True, return_inverse=True)
+        # In order of first appearance, so that the cap keeps the first values seen.
+        perm = np.argsort(first, kind="stable")
+        rank = np.empty_like(perm)
+        rank[perm] = np.arange(perm.size)
+        values_in_order = uniq[perm].tolist()
+        return [_safe_name(u) for u in values_in_order], rank[inv.reshape(-1)]
     items = list(values)
     if len(items) != rows:
         raise ValueError(f"{len(items)} segment values for {rows} rows")
@@ -447,7 +459,8 @@ class SegmentComponent:
             for source in (seg.outputs.samples(now), seg.quality.segment_samples(now), seg.outcomes.samples(now), seg.features.samples(now)):
                 try:
                     for name, value, labels in source:
-                        yield (name, value, {**labels, "segment": label})
+                        if name not in _OVERALL_ONLY:
+                            yield (name, value, {**labels, "segment": label})
                 except Exception:
                     self.errors += 1
         yield ("mlmon_segments", len(self._segs), {})

@@ -92,7 +92,7 @@ def label_pairs(info: MetricInfo, labels: object, quantile: object) -> LabelPair
         raise ValueError(f"labels must be a mapping of label name to value, got {labels!r}")
     out: dict[str, str] = {}
     for key, value in items:
-        if key not in info.labels:
+        if key not in info.labels and key != "segment":  # any series may be a segment's
             have = ", ".join(info.labels) if info.labels else "none"
             raise ValueError(
                 f"labels: {info.name} has no label {key!r} (its labels: {have}), got {labels!r}"
@@ -138,7 +138,7 @@ def check_labels(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
         raise ValueError(f"{attribute.name} must be sorted (label, value) string pairs, got {value!r}")
     info = CATALOG[inst.metric]
     for key, _ in value:
-        if key not in info.labels:
+        if key not in info.labels and key != "segment":
             raise ValueError(f"{attribute.name}: {info.name} has no label {key!r}, got {value!r}")
 
 
