@@ -329,15 +329,16 @@ class Monitor:
         return outputs, quality, outcomes, feature_part, own
 
     # -- the state other processes merge (mlmon.fleet) -------------------------------------------
-    def _state_parts(
-        self,
-    ) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]:
-        return self._service, self._outputs, self._quality, self._outcomes, self._features
+    def _state_parts(self) -> tuple[Any, ...]:
+        return self._service, self._outputs, self._quality, self._outcomes, self._features, self._segments
 
-    def _fresh_parts(
-        self,
-    ) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]:
-        return self._make_parts(self._clock.monotonic())
+    def _fresh_parts(self) -> tuple[Any, ...]:
+        now = self._clock.monotonic()
+        segments = SegmentComponent(
+            self._segment_parts, self.task, lambda: self._features.feature_names,
+            max_segments=self._max_segments, window=self.window, slices=self._slices, now=now,
+        )  # fmt: skip
+        return (*self._make_parts(now), segments)
 
     def _state_config(self) -> str:
         """A digest of the configuration two monitors need in common for their states to merge."""

@@ -370,3 +370,87 @@ def test_a_forked_child_starts_without_the_parents_segments(clock: FakeClock) ->
     os.waitpid(pid, 0)
     assert got == "[]"
     mon.close()
+
+
+# -- the fleet: segments merge like every window part --------------------------------------------
+
+
+def _fed(clock: FakeClock, instance: str, lo: int, hi: int, **kw: Any) -> mlmon.Monitor:
+    mon = mlmon.Monitor(
+        "seg-fleet", task=mlmon.BinaryClassification(threshold=0.5), clock=clock, emitters=[], instance=instance, **kw
+    )
+    rng = np.random.default_rng(lo)
+    ids = np.arange(lo, hi)
+    seg = np.array(["eu", "us", "fr"])[ids % 3]
+    scores = rng.uniform(size=ids.size)
+    X = pd.DataFrame({"age": rng.normal(40, 10, ids.size)})
+    with mon.track(features=X, ids=ids, segment=seg) as call:
+        call.outputs(scores)
+    mon.log_feedback(ids, (rng.uniform(size=ids.size) < scores).astype(int))
+    mon.log_outcome("click", ids[:10], segment="eu")
+    return mon
+
+
+def _segment_values(snap: Snapshot) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, s.labels): s.value for s in snap.samples if "segment" in dict(s.labels)}
+
+
+def test_the_fleet_merges_segments_exactly(clock: FakeClock) -> None:
+    a, b = _fed(clock, "a", 0, 3000), _fed(clock, "b", 3000, 5000)
+    fleet = mlmon.fleet.merge_states(a, [a.fleet_state(), b.fleet_state()]).snapshot
+    # One monitor fed both processes' rows and labels reports the same segment series.
+    one = mlmon.Monitor("seg-fleet", task=mlmon.BinaryClassification(threshold=0.5), clock=clock, emitters=[], instance="one")
+    for lo, hi in ((0, 3000), (3000, 5000)):
+        rng = np.random.default_rng(lo)
+        ids = np.arange(lo, hi)
+        scores = rng.uniform(size=ids.size)
+        X = pd.DataFrame({"age": rng.normal(40, 10, ids.size)})
+        with one.track(features=X, ids=ids, segment=np.array(["eu", "us", "fr"])[ids % 3]) as call:
+            call.outputs(scores)
+        one.log_feedback(ids, (rng.uniform(size=ids.size) < scores).astype(int))
+        one.log_outcome("click", ids[:10], segment="eu")
+    want = _segment_values(one.snapshot())
+    got = _segment_values(fleet)
+    exact = ("mlmon_rows_total", "mlmon_calls_total", "mlmon_labels_total", "mlmon_confusion_total", "mlmon_precision",
+             "mlmon_recall", "mlmon_outcome_total", "mlmon_output_count")  # fmt: skip
+    checked = 0
+    for key, value in want.items():
+        if key[0] in exact:
+            assert got[key] == value, key
+            checked += 1
+        elif key[0] in ("mlmon_feature_mean", "mlmon_feature_variance"):
+            assert got[key] == pytest.approx(value, rel=1e-9), key
+    assert checked > 30
+    assert fleet.get("mlmon_rows_total", segment="eu") == 5000 // 3 + 1
+    for mon in (a, b, one):
+        mon.close()
+
+
+def test_the_fleet_caps_segments_and_retired_states_keep_their_counters(clock: FakeClock) -> None:
+    a = _fed(clock, "a", 0, 300, max_segments=2)  # eu, us tracked; fr in the overflow
+    b = mlmon.Monitor("seg-fleet", task=mlmon.BinaryClassification(threshold=0.5), clock=clock, emitters=[],
+                      instance="b", max_segments=2)  # fmt: skip
+    with b.track(segment=["de", "de", "eu"]) as call:
+        call.outputs([0.1, 0.2, 0.3])
+    merged = mlmon.fleet.merge_states(a, [a.fleet_state(), b.fleet_state()]).snapshot
+    rows = by_segment(merged, "mlmon_rows_total")
+    assert set(rows) == {"eu", "us", OVERFLOW}
+    assert rows[OVERFLOW] == 100 + 2  # fr from a, de from b folded in the fleet
+    assert sum(rows.values()) == 303
+    retired = mlmon.fleet.retire_state(a.fleet_state())
+    after = mlmon.fleet.merge_states(a, [retired]).snapshot
+    assert by_segment(after, "mlmon_rows_total")["eu"] == 100  # counters stay
+    assert by_segment(after, "mlmon_rows_per_second").get("eu", 0.0) == 0.0  # the window went
+    a.close()
+    b.close()
+
+
+def test_a_state_with_a_forged_segment_name_is_rejected(clock: FakeClock) -> None:
+    from mlmon.fleet.state import pack_state, read_state
+
+    a = _fed(clock, "a", 0, 30)
+    doc = read_state(a.fleet_state())
+    doc["parts"]["segments"]["list"][0]["name"] = "eu\nmlmon_fake 1"
+    out = mlmon.fleet.merge_states(a, [pack_state(doc)])
+    assert out.merged == 0 and out.rejected == {"corrupt": 1}
+    a.close()

@@ -55,11 +55,7 @@ from mlmon.fleet._codec import StateError, arrays, decode_into, decode_value, en
 from mlmon.snapshot import Snapshot, samples_from
 
 if TYPE_CHECKING:
-    from mlmon.features import FeatureComponent
-    from mlmon.outcomes import OutcomeComponent
-    from mlmon.outputs import OutputComponent
-    from mlmon.quality import QualityComponent
-    from mlmon.service import ServiceComponent
+    pass
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -90,9 +86,11 @@ class Parts(Protocol):
     name: str
     version: str | None
 
-    def _state_parts(self) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]: ...  # pragma: no cover
+    def _state_parts(self) -> tuple[Any, ...]:
+        """service, outputs, quality, outcomes, features and (optional) segment parts."""
+        ...  # pragma: no cover
 
-    def _fresh_parts(self) -> tuple[ServiceComponent, OutputComponent, QualityComponent, OutcomeComponent, FeatureComponent]: ...  # pragma: no cover
+    def _fresh_parts(self) -> tuple[Any, ...]: ...  # pragma: no cover
 
     def _state_config(self) -> str: ...  # pragma: no cover
 
@@ -172,7 +170,7 @@ def _add_dict(into: dict[str, Any], more: Mapping[str, Any], cap: int, other: st
 
 
 def _export_parts(parts: tuple[Any, ...], now: float) -> dict[str, Any]:
-    svc, outs, qual, outc, feat = parts
+    svc, outs, qual, outc, feat = parts[:5]
     n_inflight, oldest = svc._inflight() if svc._inflight is not None else (0, 0.0)
     service = {
         "window": _window_state(svc._window, now),
@@ -188,13 +186,48 @@ def _export_parts(parts: tuple[Any, ...], now: float) -> dict[str, Any]:
         },
         "inflight": [int(n_inflight), float(oldest)],
     }
-    outputs = {
+    out = {
+        "service": service,
+        "outputs": _export_outputs(outs, now),
+        "quality": _export_quality(qual, now),
+        "outcomes": _export_outcomes(outc, now),
+        "features": _export_features(feat, now),
+    }
+    if len(parts) > 5 and parts[5] is not None and parts[5].tracked():
+        out["segments"] = _export_segments(parts[5], now)
+    return out
+
+
+def _export_segments(segs: Any, now: float) -> dict[str, Any]:
+    listed = []
+    for seg in segs._segs.values():
+        listed.append({
+            "name": seg.name,
+            "counts": _window_state(seg.counts, now),
+            "totals": {"calls": seg.calls_total, "rows": seg.rows_total, "errors": encode_value(seg.errors_total)},
+            "own_reference": seg.own_reference,
+            "outputs": _export_outputs(seg.outputs, now),
+            "quality": _export_quality(seg.quality, now),
+            "outcomes": _export_outcomes(seg.outcomes, now),
+            "features": _export_features(seg.features, now),
+        })  # fmt: skip
+    return {
+        "list": listed,
+        "totals": [int(segs.overflow_rows), int(segs.invalid_rows), int(segs.evictions)],
+    }
+
+
+def _export_outputs(outs: Any, now: float) -> dict[str, Any]:
+    return {
         "window": _window_state(outs._window, now),
         "totals": {"invalid_total": outs.invalid_total, "bin_totals": encode_value(outs.bin_totals)},
     }
+
+
+def _export_quality(qual: Any, now: float) -> dict[str, Any]:
     store = qual.store
     _, covered = qual._rows(now) if qual._rows is not None else (0, 0.0)
-    quality = {
+    return {
         "window": _window_state(qual._labels, now),
         "totals": {
             "totals": encode(qual._totals),
@@ -205,13 +238,19 @@ def _export_parts(parts: tuple[Any, ...], now: float) -> dict[str, Any]:
             "labelled": int(store.labelled_since(now - covered)),
         },
     }
-    outcomes = {
+
+
+def _export_outcomes(outc: Any, now: float) -> dict[str, Any]:
+    return {
         "window": _window_state(outc._window, now),
         "totals": {"totals": encode_value(outc.totals), "dropped": outc.dropped},
     }
+
+
+def _export_features(feat: Any, now: float) -> dict[str, Any]:
     schema = feat.schema
     with feat._lock:
-        features: dict[str, Any] = {
+        return {
             "schema": None if schema is None else [list(schema.names), list(schema.categorical_names)],
             "window": _window_state(feat._window, now),
             "totals": {
@@ -222,7 +261,6 @@ def _export_parts(parts: tuple[Any, ...], now: float) -> dict[str, Any]:
                 "cells": None if schema is None else [encode_value(t) for t in feat._cells_total],
             },
         }
-    return {"service": service, "outputs": outputs, "quality": quality, "outcomes": outcomes, "features": features}
 
 
 def pack_state(doc: Mapping[str, Any], table: Sequence[bytes | memoryview] | None = None) -> bytes:
@@ -338,6 +376,7 @@ class _Loader:
     def __init__(self, monitor: Parts) -> None:
         self.monitor = monitor
         self.parts = monitor._fresh_parts()
+        self.segments: Any = self.parts[5] if len(self.parts) > 5 else None
         feat = self.parts[4]
         self.config = monitor._state_config()
         self.windows: dict[str, tuple[Callable[[], Any], Any | None, float]] = {}
@@ -368,12 +407,83 @@ class _Loader:
         self.merged += 1
 
     def _stage_all(self, parts: Mapping[str, Any]) -> list[Callable[[], None]]:
-        return [
+        staged = [
             self._stage_service(parts["service"]),
             self._stage_outputs(parts["outputs"]),
             self._stage_quality(parts["quality"]),
             self._stage_outcomes(parts["outcomes"]),
             self._stage_features(parts["features"]),
+        ]
+        if "segments" in parts and self.segments is not None:
+            staged.extend(self._stage_segments(parts["segments"]))
+        return staged
+
+    def _stage_segments(self, data: Mapping[str, Any]) -> list[Callable[[], None]]:
+        """Each segment of a state into the fleet's segment of that name (past the fleet's
+        cap: into the overflow segment, whose windows merge the same way)."""
+        from mlmon.segments import OVERFLOW, segment_name
+
+        segs = self.segments
+        listed = data["list"]
+        totals = data["totals"]
+        if not (isinstance(listed, list) and isinstance(totals, list) and len(totals) == 3):
+            raise StateError("segments: malformed")
+        if len(listed) > 4 * segs.max_segments + 1:
+            raise StateError("segments: more segments than any monitor keeps")
+        over, invalid, evictions = (decode_value(v, 0, "segments.totals") for v in totals)
+        staged: list[Callable[[], None]] = []
+        seen: set[str] = set()
+        for item in listed:
+            name = item["name"]
+            if not isinstance(name, str) or name in seen or (name != OVERFLOW and segment_name(name) != name):
+                raise StateError("segments: bad segment name")
+            seen.add(name)
+            if name not in segs._segs and name != OVERFLOW and len(segs._segs) - (OVERFLOW in segs._segs) >= segs.max_segments:
+                staged.append(self._fold(segs, decode_value(item["totals"]["rows"], 0, "segments.rows")))
+                name = OVERFLOW
+            seg = segs._segs.get(name) or segs._new(name, 0.0)
+            staged.extend(self._stage_segment(seg, item))
+
+        def apply() -> None:
+            segs.overflow_rows += over
+            segs.invalid_rows += invalid
+            segs.evictions += evictions
+
+        staged.append(apply)
+        return staged
+
+    @staticmethod
+    def _fold(segs: Any, rows: int) -> Callable[[], None]:
+        """A segment past the fleet's cap: its rows count as overflow rows."""
+
+        def apply() -> None:
+            segs.overflow_rows += rows
+
+        return apply
+
+    def _stage_segment(self, seg: Any, item: Mapping[str, Any]) -> list[Callable[[], None]]:
+        key = f"segment:{seg.name}:"
+        counts = self._stage_window(key + "counts", seg.counts._factory, item["counts"])
+        t = item["totals"]
+        calls = decode_value(t["calls"], 0, "segment.calls")
+        rows = decode_value(t["rows"], 0, "segment.rows")
+        errors = decode_value(t["errors"], {}, "segment.errors")
+        own = item.get("own_reference")
+        if own is not None and not isinstance(own, bool):
+            raise StateError("segment.own_reference: malformed")
+
+        def apply() -> None:
+            counts()
+            seg.calls_total += calls
+            seg.rows_total += rows
+            _add_dict(seg.errors_total, errors, MAX_ERROR_TYPES, "other")
+
+        return [
+            apply,
+            self._stage_outputs(item["outputs"], seg.outputs, key + "outputs"),
+            self._stage_quality(item["quality"], seg.quality, key + "quality", count_join=False),
+            self._stage_outcomes(item["outcomes"], seg.outcomes, key + "outcomes"),
+            self._stage_features(item["features"], seg.features, key + "features"),
         ]
 
     def _stage_window(self, key: str, factory: Callable[[], Any], data: Any) -> Callable[[], None]:
@@ -429,9 +539,9 @@ class _Loader:
 
         return apply
 
-    def _stage_outputs(self, data: Mapping[str, Any]) -> Callable[[], None]:
-        outs = self.parts[1]
-        w = self._stage_window("outputs", outs._window._factory, data["window"])
+    def _stage_outputs(self, data: Mapping[str, Any], outs: Any = None, key: str = "outputs") -> Callable[[], None]:
+        outs = self.parts[1] if outs is None else outs
+        w = self._stage_window(key, outs._window._factory, data["window"])
         t = data["totals"]
         invalid = decode_value(t["invalid_total"], 0, "invalid_total")
         bins = decode_value(t["bin_totals"], outs.bin_totals, "bin_totals")
@@ -443,9 +553,11 @@ class _Loader:
 
         return apply
 
-    def _stage_quality(self, data: Mapping[str, Any]) -> Callable[[], None]:
-        qual = self.parts[2]
-        w = self._stage_window("quality", qual._labels._factory, data["window"])
+    def _stage_quality(
+        self, data: Mapping[str, Any], qual: Any = None, key: str = "quality", count_join: bool = True
+    ) -> Callable[[], None]:
+        qual = self.parts[2] if qual is None else qual
+        w = self._stage_window(key, qual._labels._factory, data["window"])
         t = data["totals"]
         totals = type(qual._totals)(qual.task, timed=False)
         decode_into(totals, t["totals"], "quality.totals")
@@ -463,6 +575,8 @@ class _Loader:
             qual._totals.merge(totals)
             _add_dict(qual.shared_counts, shared, 64, None)
             qual.unjoinable += unjoinable
+            if not count_join:
+                return
             for f, c in zip(_JOIN_FIELDS, counts, strict=True):
                 setattr(self.join, f, getattr(self.join, f) + c)
             self.join.pending_n += pending
@@ -470,9 +584,9 @@ class _Loader:
 
         return apply
 
-    def _stage_outcomes(self, data: Mapping[str, Any]) -> Callable[[], None]:
-        outc = self.parts[3]
-        w = self._stage_window("outcomes", outc._window._factory, data["window"])
+    def _stage_outcomes(self, data: Mapping[str, Any], outc: Any = None, key: str = "outcomes") -> Callable[[], None]:
+        outc = self.parts[3] if outc is None else outc
+        w = self._stage_window(key, outc._window._factory, data["window"])
         t = data["totals"]
         totals = decode_value(t["totals"], {}, "outcomes.totals")
         dropped = decode_value(t["dropped"], 0, "outcomes.dropped")
@@ -484,8 +598,9 @@ class _Loader:
 
         return apply
 
-    def _stage_features(self, data: Mapping[str, Any]) -> Callable[[], None]:
-        feat = self.parts[4]
+    def _stage_features(self, data: Mapping[str, Any], feat: Any = None, key: str = "features") -> Callable[[], None]:
+        overall = feat is None
+        feat = self.parts[4] if feat is None else feat
         schema = data["schema"]
         if schema is not None:
             if not (
@@ -494,12 +609,16 @@ class _Loader:
                 and all(isinstance(x, list) and all(isinstance(n, str) for n in x) for x in schema)
             ):
                 raise StateError("features.schema: malformed")
-            if self.feature_schema is None:
+            have = self.feature_schema if overall else (
+                None if feat.schema is None else [list(feat.schema.names), list(feat.schema.categorical_names)]
+            )
+            if have is None:
                 from mlmon.features.schema import FeatureSchema
 
                 feat._configure(FeatureSchema(schema[0], categorical=schema[1]))
-                self.feature_schema = schema
-            elif schema != self.feature_schema:
+                if overall:
+                    self.feature_schema = schema
+            elif schema != have:
                 raise _err("config", "a state with other features")
         t = data["totals"]
         invalid = decode_value(t["invalid_rows"], 0, "invalid_rows")
@@ -510,7 +629,7 @@ class _Loader:
         w: Callable[[], None] = lambda: None  # noqa: E731
         if schema is not None:
             assert feat._window is not None
-            w = self._stage_window("features", feat._window._factory, data["window"])
+            w = self._stage_window(key, feat._window._factory, data["window"])
             raw = t["cells"]
             if not (isinstance(raw, list) and len(raw) == 3):
                 raise StateError("features.cells: malformed")
@@ -530,15 +649,25 @@ class _Loader:
 
     def finish(self) -> tuple[Any, ...]:
         """The parts, their windows frozen at the merged values."""
-        svc, outs, qual, outc, feat = self.parts
-        for key, (obj, attr) in {
+        svc, outs, qual, outc, feat = self.parts[:5]
+        windows: dict[str, tuple[Any, str]] = {
             "service": (svc, "_window"),
             "streams": (svc, "_streams"),
             "outputs": (outs, "_window"),
             "quality": (qual, "_labels"),
             "outcomes": (outc, "_window"),
             "features": (feat, "_window"),
-        }.items():
+        }
+        if self.segments is not None:
+            for seg in self.segments._segs.values():
+                key = f"segment:{seg.name}:"
+                windows[key + "counts"] = (seg, "counts")
+                windows[key + "outputs"] = (seg.outputs, "_window")
+                windows[key + "quality"] = (seg.quality, "_labels")
+                windows[key + "outcomes"] = (seg.outcomes, "_window")
+                windows[key + "features"] = (seg.features, "_window")
+                seg.quality.store = _JoinView()
+        for key, (obj, attr) in windows.items():
             got = self.windows.get(key)
             current = getattr(obj, attr)
             if got is not None:
@@ -595,7 +724,8 @@ def fleet_samples(parts: Sequence[Any], now: float) -> list[Triple]:
     mlmon's own health metrics, which are per process)."""
     triples: list[Triple] = list(parts[0].samples(now))
     for part in parts[1:]:
-        triples.extend(part.samples(now))
+        if part is not None:
+            triples.extend(part.samples(now))
     return triples
 
 
@@ -654,7 +784,15 @@ def retire_state(blob: bytes) -> bytes:
     doc = read_state(blob)
     parts = doc["parts"]
     try:
-        for part in parts.values():
+        segments = parts.get("segments")
+        every = [p for k, p in parts.items() if k != "segments"]
+        if segments is not None:
+            for seg in segments["list"]:
+                seg["counts"] = None
+                every.extend(seg[k] for k in ("outputs", "quality", "outcomes", "features"))
+                seg["quality"]["totals"]["pending"] = 0
+                seg["quality"]["totals"]["labelled"] = 0
+        for part in every:
             for key in ("window", "streams"):
                 if key in part:
                     part[key] = None
