@@ -39,6 +39,7 @@ _MAX_NAMES = 4096  # codes remembered for labels of segments no longer tracked
 _MAX_CANDIDATES = 256  # overflow values counted for promotion (Misra-Gries summary)
 _PROMOTE_FACTOR = 2.0  # a value enters when its rows exceed this × the least busy segment's
 _PROMOTE_MIN_ROWS = 100
+_MAX_PENDING_BYTES = 8 << 20  # rows kept for the end of a drain, at most
 
 U32 = npt.NDArray[np.uint32]
 # Series a segment does not repeat: the cumulative bin counts (thousands of series per segment;
@@ -158,11 +159,29 @@ def _row_names(values: Any, rows: int) -> tuple[list[str | None], npt.NDArray[np
     return names, inv
 
 
+_MEMO: dict[tuple[type, Any], str | None] = {}
+_MEMO_MAX = 4096
+
+
 def _safe_name(value: Any) -> str | None:
+    """:func:`segment_name`, None for a value with no name; remembered for the values seen
+    most (keyed by type too: ``True``, ``1`` and ``1.0`` are equal keys with two names)."""
     try:
-        return segment_name(value)
+        key = (value.__class__, value)
+        hit = _MEMO.get(key, _MEMO)
+    except TypeError:  # unhashable
+        key, hit = None, _MEMO
+    if hit is not _MEMO:
+        return hit  # type: ignore[return-value]
+    try:
+        name: str | None = segment_name(value)
     except Exception:
-        return None
+        name = None
+    if key is not None:
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = name
+    return name
 
 
 def _take(obj: Any, idx: npt.NDArray[np.intp]) -> Any:
@@ -236,6 +255,9 @@ class SegmentComponent:
         self.invalid_rows = 0
         self.evictions = 0
         self.errors = 0
+        # Rows of drained calls kept per segment until the end of the drain (see drained()).
+        self._pending: dict[str, list[tuple[Any, Any, int, float]]] = {}
+        self._pending_bytes = 0
 
     # -- slots ---------------------------------------------------------------------------------
     def _new(self, name: str, now: float) -> _Segment:
@@ -294,8 +316,19 @@ class SegmentComponent:
         segs = batch.segments
         if not segs:
             return
-        # Per segment: (entry, rows of it or None for all) and the row count.
-        groups: dict[str, list[tuple[int, npt.NDArray[np.intp] | None]]] = {}
+        # Each segmented entry's segment: one slot (an index into ``chosen``) for the call, or
+        # one per row.
+        chosen: list[_Segment] = []
+        index: dict[str, int] = {}
+
+        def local(seg: _Segment) -> int:
+            k = index.get(seg.name)
+            if k is None:
+                k = index[seg.name] = len(chosen)
+                chosen.append(seg)
+            return k
+
+        entries: list[tuple[int, int | npt.NDArray[np.intp]]] = []
         code_of_entry: list[Any] = [None] * len(segs)
         features = batch.features
         rows_of = batch.rows
@@ -310,33 +343,130 @@ class SegmentComponent:
                     value = _column(features[i], value.feature, self._feature_names())
                 if _is_scalar(value):
                     seg = self._slot(_safe_name(value), rows, now)
-                    groups.setdefault(seg.name, []).append((i, None))
+                    entries.append((i, local(seg)))
                     code_of_entry[i] = seg.code
                     continue
                 names, inv = _row_names(value, rows)
             except Exception:
                 seg = self._slot(None, rows, now)
-                groups.setdefault(seg.name, []).append((i, None))
+                entries.append((i, local(seg)))
                 code_of_entry[i] = seg.code
                 continue
-            # Rows grouped by name, in their order within the call.
             counts = np.bincount(inv, minlength=len(names))
-            order = np.argsort(inv, kind="stable")
-            bounds = np.concatenate(([0], np.cumsum(counts)))
+            slots = np.zeros(len(names), dtype=np.intp)
             codes = np.zeros(len(names), dtype=np.uint32)
             for k, name in enumerate(names):
-                n = int(counts[k])
-                if not n:
-                    continue
-                seg = self._slot(name, n, now)
-                codes[k] = seg.code
-                groups.setdefault(seg.name, []).append((i, order[bounds[k] : bounds[k + 1]]))
+                if counts[k]:
+                    seg = self._slot(name, int(counts[k]), now)
+                    slots[k] = local(seg)
+                    codes[k] = seg.code
+            entries.append((i, slots[inv]))
             code_of_entry[i] = codes[inv]
-        if not groups:
+        if not entries:
             return
         self._codes_for_join(batch, code_of_entry)
-        for name, entries in groups.items():
-            self._feed(self._segs[name], batch, entries)
+        self._count(chosen, entries, rows_of, now)
+        if not self._stack(batch, chosen, entries):
+            self._split(batch, chosen, entries)
+        if self._pending_bytes > _MAX_PENDING_BYTES:
+            self.drained()
+
+    def _count(self, chosen: list[_Segment], entries: list[tuple[int, Any]], rows_of: Sequence[int], now: float) -> None:
+        """Calls and rows per segment: a call counts once in each segment its rows fall in."""
+        k = len(chosen)
+        rows = np.zeros(k, dtype=np.int64)
+        calls = np.zeros(k, dtype=np.int64)
+        for i, slot in entries:
+            if isinstance(slot, np.ndarray):
+                per = np.bincount(slot, minlength=k)
+                rows += per
+                calls += per > 0
+            else:
+                rows[slot] += int(rows_of[i])
+                calls[slot] += 1
+        for j, seg in enumerate(chosen):
+            c = seg.counts.current(now)
+            c.calls += int(calls[j])
+            c.rows += int(rows[j])
+            seg.calls_total += int(calls[j])
+            seg.rows_total += int(rows[j])
+
+    def _stack(self, batch: CallBatch, chosen: list[_Segment], entries: list[tuple[int, Any]]) -> bool:
+        """The usual case, vectorised: every entry's outputs and features are plain numeric
+        arrays of one width. They are stacked once, sorted by segment once, and each segment
+        gets one piece (kept until the end of the drain, see :meth:`drained`). False when the
+        entries are not all like that."""
+        outs = [batch.outputs[i] for i, _ in entries]
+        rows = [int(batch.rows[i]) for i, _ in entries]
+        feats = [batch.features[i] if i < len(batch.features) else None for i, _ in entries]
+        if not _stackable(outs, rows, False):
+            return False
+        has_feats = any(f is not None for f in feats)
+        if has_feats and (any(f is None for f in feats) or not _stackable(feats, rows, True)):
+            return False
+        out = _stack_rows(outs, rows, False)
+        feat = _stack_rows(feats, rows, True) if has_feats else None
+        if not any(isinstance(s, np.ndarray) for _, s in entries):
+            slot = np.repeat(np.array([s for _, s in entries], dtype=np.intp), rows)
+        else:
+            slot = np.concatenate([s if isinstance(s, np.ndarray) else np.full(n, s, dtype=np.intp) for (_, s), n in zip(entries, rows, strict=True)])
+        order = np.argsort(slot, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(slot, minlength=len(chosen)))))
+        now = batch.now
+        for j, seg in enumerate(chosen):
+            a, b = int(bounds[j]), int(bounds[j + 1])
+            if a == b:
+                continue
+            take = order[a:b]
+            piece_out = out[take]
+            piece_feat = None if feat is None else feat[take]
+            self._pending.setdefault(seg.name, []).append((piece_out, piece_feat, b - a, now))
+            self._pending_bytes += piece_out.nbytes + (0 if piece_feat is None else piece_feat.nbytes)
+        return True
+
+    def _split(self, batch: CallBatch, chosen: list[_Segment], entries: list[tuple[int, Any]]) -> None:
+        """Any other entries: each segment gets its rows of each call, as they are."""
+        groups: dict[int, list[tuple[int, npt.NDArray[np.intp] | None]]] = {}
+        for i, slot in entries:
+            if isinstance(slot, np.ndarray):
+                order = np.argsort(slot, kind="stable")
+                bounds = np.concatenate(([0], np.cumsum(np.bincount(slot, minlength=len(chosen)))))
+                for j in range(len(chosen)):
+                    if bounds[j + 1] > bounds[j]:
+                        groups.setdefault(j, []).append((i, order[bounds[j] : bounds[j + 1]]))
+            else:
+                groups.setdefault(slot, []).append((i, None))
+        for j, pieces in groups.items():
+            self._feed(chosen[j], batch, pieces)
+
+    def drained(self) -> None:
+        """Feed every segment the pieces kept since the last call, one entry each (called at
+        the end of each drain, before a snapshot, and when they pass a few MiB)."""
+        pending, self._pending, self._pending_bytes = self._pending, {}, 0
+        for name, pieces in pending.items():
+            seg = self._segs.get(name)
+            if seg is None:
+                continue  # replaced meanwhile
+            try:
+                if len(pieces) == 1:
+                    out, feat, n, now = pieces[0]
+                else:
+                    out = np.concatenate([p[0] for p in pieces])
+                    feat = None if pieces[0][1] is None else np.concatenate([p[1] for p in pieces])
+                    n, now = int(out.shape[0]), max(p[3] for p in pieces)
+                if feat is not None and n == 1:
+                    feat = feat.reshape(-1)
+                sub = CallBatch(now=now, wall=0.0, outputs=[out], features=[feat], ids=[None], rows=[n], times=[now])
+                self._feed_parts(seg, sub)
+            except Exception:
+                self.errors += 1
+
+    def _feed_parts(self, seg: _Segment, sub: CallBatch) -> None:
+        for part in (seg.outputs, seg.outcomes, seg.features):
+            try:
+                part.ingest(sub)
+            except Exception:
+                self.errors += 1
 
     def _error_names(self, value: Any) -> list[str | None]:
         if value is SEGMENT_FAILED or value is NO_SEGMENT or isinstance(value, FeatureSegment):
@@ -373,34 +503,20 @@ class SegmentComponent:
     def _feed(self, seg: _Segment, batch: CallBatch, entries: list[tuple[int, npt.NDArray[np.intp] | None]]) -> None:
         outs: list[Any] = []
         feats: list[Any] = []
-        ids: list[Any] = []
         rows: list[int] = []
         times: list[float] = []
-        b_out, b_feat, b_ids, b_rows = batch.outputs, batch.features, batch.ids, batch.rows
+        b_out, b_feat, b_rows = batch.outputs, batch.features, batch.rows
         for i, idx in entries:
             if idx is None:
                 outs.append(b_out[i])
                 feats.append(b_feat[i] if i < len(b_feat) else None)
-                ids.append(b_ids[i] if i < len(b_ids) else None)
                 rows.append(int(b_rows[i]))
             else:
                 outs.append(_take_or_none(b_out[i], idx))
                 feats.append(_take_or_none(b_feat[i] if i < len(b_feat) else None, idx))
-                ids.append(None)  # the label join is the monitor's; segments store no ids
                 rows.append(int(idx.size))
             times.append(batch.time_of(i))
-        c = seg.counts.current(batch.now)
-        n_rows = sum(rows)
-        c.calls += len(entries)
-        c.rows += n_rows
-        seg.calls_total += len(entries)
-        seg.rows_total += n_rows
-        sub = CallBatch(now=batch.now, wall=batch.wall, outputs=outs, features=feats, ids=[None] * len(outs), rows=rows, times=times)
-        for part in (seg.outputs, seg.outcomes, seg.features):
-            try:
-                part.ingest(sub)
-            except Exception:
-                self.errors += 1
+        self._feed_parts(seg, CallBatch(now=batch.now, wall=batch.wall, outputs=outs, features=feats, ids=[None] * len(outs), rows=rows, times=times))
 
     # -- labels and outcomes -------------------------------------------------------------------
     def add_joined(
@@ -441,6 +557,8 @@ class SegmentComponent:
         change (and at least 100), it replaces that segment, whose series end."""
         if not self._segs and not self.overflow_rows and not self.evictions:
             return  # no call has had a segment: no series at all
+        if self._pending:
+            self.drained()
         self._rebalance(now)
         for seg in list(self._segs.values()):
             label = seg.name
@@ -499,6 +617,8 @@ class SegmentComponent:
         self._by_code.clear()
         self._names.clear()
         self._candidates.clear()
+        self._pending.clear()
+        self._pending_bytes = 0
         self.overflow_rows = self.invalid_rows = self.evictions = self.errors = 0
 
 
@@ -508,3 +628,36 @@ def _take_or_none(obj: Any, idx: npt.NDArray[np.intp]) -> Any:
     except Exception:
         return None
 
+
+def _stackable(values: list[Any], rows: list[int], features: bool) -> bool:
+    """Whether one call's values each hold exactly their rows as numbers: scalars of one-row
+    calls, arrays whose first axis is the call's rows (features: 1-D for one row)."""
+    width = None
+    for v, n in zip(values, rows, strict=True):
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind not in "biuf":
+                return False
+            if v.ndim == 2 and v.shape[0] == n:
+                w: Any = v.shape[1]
+            elif v.ndim == 1 and (v.shape[0] == n if not features else n == 1):
+                w = None if not features else v.shape[0]
+            else:
+                return False
+        elif n == 1 and v.__class__ in (float, int):
+            w = 1 if features else None
+        else:
+            return False
+        if width is None:
+            width = ("w", w)
+        elif width != ("w", w):
+            return False
+    return True
+
+
+def _stack_rows(values: list[Any], rows: list[int], features: bool) -> npt.NDArray[np.float64]:
+    """Entries that passed :func:`_stackable` as one array, rows first."""
+    parts = []
+    for v, n in zip(values, rows, strict=True):
+        a = np.asarray(v, dtype=np.float64)
+        parts.append(a.reshape(n, -1) if (features or a.ndim == 2) else a.reshape(n))
+    return np.concatenate(parts)

@@ -90,8 +90,23 @@ class Drain:
         if hand_over:
             with handing_over():
                 self._chunks(None, between=False)
+                self._drained()
         else:
             self._chunks(None, between=True)
+            self._drained()
+
+    def _drained(self) -> None:
+        """A whole drain is done: parts that keep rows across its chunks (the segment part,
+        which then reduces each segment's rows in one pass) finish them. Not after the inline
+        drain's one chunk: that work waits for the next full drain, off the predict path."""
+        for part in self._parts:
+            finish = getattr(part, "drained", None)
+            if finish is not None:
+                handover()
+                try:
+                    finish()
+                except Exception as exc:
+                    self._internal_error("drain", exc)
 
     def _chunks(self, chunks: int | None, between: bool) -> None:
         b = self._buffers

@@ -454,3 +454,24 @@ def test_a_state_with_a_forged_segment_name_is_rejected(clock: FakeClock) -> Non
     out = mlmon.fleet.merge_states(a, [pack_state(doc)])
     assert out.merged == 0 and out.rejected == {"corrupt": 1}
     a.close()
+
+
+def test_arrays_and_lists_give_the_same_segment_values(clock: FakeClock) -> None:
+    """Numeric arrays take the vectorised path (stacked once per drain), lists the general one:
+    the values per segment are the same."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3000, 4))
+    out = rng.uniform(size=3000)
+    seg = rng.choice(["a", "b", "c"], size=3000)
+    snaps = []
+    for as_list in (False, True):
+        mon = binary(clock, feature_names=["f0", "f1", "f2", "f3"])
+        for lo in range(0, 3000, 100):
+            sl = slice(lo, lo + 100)
+            with mon.track(features=X[sl].tolist() if as_list else X[sl], segment=seg[sl]) as call:
+                call.outputs(out[sl].tolist() if as_list else out[sl])
+        snaps.append(_segment_values(mon.snapshot()))
+        mon.close()
+    assert snaps[0].keys() == snaps[1].keys()
+    for key, value in snaps[0].items():
+        assert snaps[1][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
