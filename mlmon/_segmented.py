@@ -258,6 +258,8 @@ class SegmentComponent:
         # Rows of drained calls kept per segment until the end of the drain (see drained()).
         self._pending: dict[str, list[tuple[Any, Any, int, float]]] = {}
         self._pending_bytes = 0
+        # Told the code and name of each new segment (a shared store names codes for the fleet).
+        self.on_new: Callable[[Mapping[int, str]], None] | None = None
 
     # -- slots ---------------------------------------------------------------------------------
     def _new(self, name: str, now: float) -> _Segment:
@@ -267,6 +269,11 @@ class SegmentComponent:
         self._by_code[seg.code] = seg
         if len(self._names) < _MAX_NAMES:
             self._names[seg.code] = name
+        if self.on_new is not None:
+            try:
+                self.on_new({seg.code: name})
+            except Exception:
+                self.errors += 1
         return seg
 
     def _slot(self, name: str | None, rows: int, now: float) -> _Segment:

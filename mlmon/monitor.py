@@ -266,6 +266,9 @@ class Monitor:
             max_segments=self._max_segments, window=self.window, slices=self._slices, now=now,
         )  # fmt: skip
         self._quality.on_segments = self._segments.add_joined
+        name_segments = getattr(self._store, "name_segments", None)
+        if name_segments is not None:
+            self._segments.on_new = name_segments  # the fleet learns each segment's name
         # The parts fed by every drain, in order: the segment part names each row's segment
         # before the quality part stores the predictions with it.
         self._parts: list[Component] = [self._outputs, self._features, self._segments, self._quality, self._outcomes]
