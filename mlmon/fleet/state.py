@@ -676,7 +676,7 @@ class _Loader:
                 setattr(obj, attr, _Frozen(current._factory, current._factory(), 0.0))
         n, oldest = int(self.inflight[0]), float(self.inflight[1])
         svc._inflight = lambda: (n, oldest)
-        qual.store = self.join  # type: ignore[assignment]
+        qual.store = self.join
         return self.parts
 
 
