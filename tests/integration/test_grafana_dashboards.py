@@ -643,14 +643,20 @@ def seg_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     prometheus = servers.Prometheus([e.target for e in endpoints], tmp_path_factory.mktemp("seg-prometheus"))
     try:
         prometheus.start()
-        deadline = time.monotonic() + 20.0
-        for tick in range(14):  # a new value every half second, scraped every second
+        # A new value every half second, scraped every second, until every series has had a
+        # few scrapes within the rate interval before the time the tests query at (bounded).
+        scraped = f'count_over_time(mlmon_calls_total{{model="{PLAIN_MODEL}"}}[{SEG_VARS["$__rate_interval"]}])'
+        deadline = time.monotonic() + 60.0
+        for tick in range(1000):
             for endpoint, instance in zip(endpoints, SEG_REPLICAS, strict=True):
                 endpoint.set_text(render_exposition(seg_snapshots(base, tick, instance, time.time())))
             time.sleep(0.5)
-            assert time.monotonic() < deadline
-        prometheus.wait_for_query(f'mlmon_calls_total{{model="{PLAIN_MODEL}"}}')
-        yield prometheus, time.time() - 1.0
+            at = time.time() - 1.5
+            counts = [float(r["value"][1]) for r in instant(prometheus, scraped, at)]
+            if tick >= 6 and len(counts) == len(SEG_REPLICAS) and min(counts) >= 3:
+                break
+            assert time.monotonic() < deadline, f"Prometheus scraped too little: {counts}"
+        yield prometheus, at
     finally:
         prometheus.stop()
         for endpoint in endpoints:
