@@ -12,8 +12,8 @@ number of segment names in the log (cards and table rows are capped).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -24,8 +24,20 @@ from mlmon.report._sections import SEGMENT_BOOKKEEPING
 from mlmon.report._series import counter_total, thin
 from mlmon.segments import OVERFLOW
 
-if TYPE_CHECKING:
-    from mlmon.report._page import Page
+
+class Page(Protocol):
+    """What the section reads of the page it is part of (:class:`mlmon.report._page.Page`)."""
+
+    log: Log
+    max_points: int
+    multi: bool
+    t0: float
+    t1: float
+    when: str
+
+    def latest(self, name: str, match: Mapping[str, str] | None = ..., agg: Callable[[list[float]], float] = ...) -> float | None: ...
+
+    def total(self, name: str) -> float | None: ...
 
 MAX_CARDS = 24
 """Segment cards drawn; the others are counted ("and N more segments") and in the table."""
