@@ -400,3 +400,14 @@ def test_nan_segment_values_leave_gaps_and_missing_metrics_say_no_data() -> None
     assert card is not None
     assert 'data-points="2"' in card.group(0)
     assert 2 == card.group(0).count("no data")  # error ratio, drift
+
+
+def test_the_command_line_writes_the_segments_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("\n".join(make_log({"eu": 20.0, "<i>x</i>": 10.0})) + "\n")
+    out = tmp_path / "out.html"
+    assert 0 == report.main([str(log), "-o", str(out)])
+    page = out.read_text()
+    assert 'id="segments"' in page and "<i>" not in page
+    assert ["eu", "<i>x</i>"] == parsed(page).cards
+    assert "wrote" in capsys.readouterr().out
