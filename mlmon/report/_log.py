@@ -223,7 +223,9 @@ class Log:
         if any(name == FLEET_MARK for name, _, _ in rec.samples):
             self.fleet[instance] = self.fleet.get(instance, 0) + 1
         for name, labels, value in rec.samples:
-            if labels and SEGMENT_LABEL in (k for k, _ in labels):
+            # Labels are sorted by key: a last key before "segment" means no segment label
+            # (the common case, checked without a scan).
+            if labels and labels[-1][0] >= SEGMENT_LABEL and any(k == SEGMENT_LABEL for k, _ in labels):
                 self._take_segment(name, labels, value, instance, t)
                 continue
             if value is None or name not in USED:
