@@ -144,7 +144,8 @@ def _small_chart(page: Page, view: SegmentView, index: int, name: str, chart: tu
         series.append(_svg.Series(legend, txs.tolist(), tys.tolist(), color=_svg.PALETTE[k % len(_svg.PALETTE)],
                                   data={"instance": inst}, gap=math.inf))  # fmt: skip
     svg = _svg.line_chart(series, chart_id=f"seg{index}-{what}", x_range=(page.t0, page.t1), y_format=fmt,
-                          width=360, plot_height=56, y_cap=cap, markers=0)  # fmt: skip
+                          width=360, plot_height=56, y_cap=cap, markers=0, x_ticks=4, y_ticks=3,
+                          legend=page.multi)  # fmt: skip
     more = len(lines) - MAX_SMALL_LINES
     note = f'<p class="note">{more} more instance{"s" if more > 1 else ""} not drawn.</p>' if more > 0 else ""
     return head + svg + note + "</div>"
@@ -229,7 +230,7 @@ def _bookkeeping(page: Page, view: SegmentView) -> str:
     if overflow is not None:
         stats.append((f'Rows folded into "{OVERFLOW}"', _svg.fmt_number(overflow), "the cap was reached", "warn" if overflow else ""))
     if invalid is not None:
-        stats.append(("Invalid segment values", _svg.fmt_number(invalid), f'rows whose value has no name (in "{OVERFLOW}")', "warn" if invalid else ""))
+        stats.append(("Invalid segment values", _svg.fmt_number(invalid), f'values with no name, in "{OVERFLOW}"', "warn" if invalid else ""))
     names = len(view.data) + len(log.dropped_segment_names)
     stats.append(("Segment names in this log", f"{names:,}", f"{min(len(view.order), MAX_CARDS)} drawn", ""))
     return '<div class="cards seg-book wide">' + "".join(
