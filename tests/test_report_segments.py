@@ -411,3 +411,16 @@ def test_the_command_line_writes_the_segments_section(tmp_path: Path, capsys: py
     assert 'id="segments"' in page and "<i>" not in page
     assert ["eu", "<i>x</i>"] == parsed(page).cards
     assert "wrote" in capsys.readouterr().out
+
+
+def test_small_charts_name_the_instances_only_when_there_are_several() -> None:
+    def first_card(lines: list[str]) -> str:
+        found = re.search(r'<figure class="card seg-card.*?</figure>', report.render(lines), flags=re.S)
+        assert found is not None
+        return found.group(0)
+
+    one = first_card(make_log({"eu": 10.0}))
+    assert 0 == one.count('class="legend-item"')  # the chart's title says what the line is
+    two = first_card(make_log({"eu": 10.0}, instance="a:1") + make_log({"eu": 5.0}, instance="b:2"))
+    assert 8 == two.count('class="legend-item"')  # four charts, two instances each
+    assert ["a:1", "b:2"] * 4 == re.findall(r'<g class="series" data-series="([^"]*)"', two)
