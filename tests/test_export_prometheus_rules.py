@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,63 +38,85 @@ def parsed(*rules: alerts.Rule, **kwargs: Any) -> dict[str, Any]:
 def test_threshold_on_a_latency_quantile_uses_the_window_summary_family() -> None:
     rule = Threshold("mlmon_latency_seconds", quantile=0.99, above=0.2, name="slow")
     assert (
-        f'(mlmon_latency_window_seconds{{model="fraud",quantile="0.99"}} > 0.2) and {ON} '
-        '(mlmon_calls_per_second{model="fraud"} * 300 >= 100)'
+        f'(mlmon_latency_window_seconds{{model="fraud",quantile="0.99",segment=""}} > 0.2) and {ON} '
+        '(mlmon_calls_per_second{model="fraud",segment=""} * 300 >= 100)'
     ) == one(rule, model="fraud")
 
 
 def test_threshold_with_both_limits_is_an_or() -> None:
     rule = Threshold("mlmon_mean_error", above=0.1, below=-0.1, min_samples=0, name="bias")
-    assert "mlmon_mean_error > 0.1 or mlmon_mean_error < -0.1" == one(rule)
+    assert 'mlmon_mean_error{segment=""} > 0.1 or mlmon_mean_error{segment=""} < -0.1' == one(rule)
 
 
 def test_percent_drop_with_a_number_compares_with_a_constant() -> None:
     rule = PercentDrop("mlmon_precision", percent=10, baseline=0.8, name="p")
-    assert f"(mlmon_precision < 0.72) and {ON} (mlmon_labels_window >= 200)" == one(rule)
+    assert f'(mlmon_precision{{segment=""}} < 0.72) and {ON} (mlmon_labels_window{{segment=""}} >= 200)' == one(rule)
 
 
 def test_percent_drop_with_a_trailing_baseline_averages_the_hour_before_the_window() -> None:
     rule = PercentDrop("mlmon_recall", percent=20, min_samples=0, name="r")
+    m = 'mlmon_recall{segment=""}'
     assert (
-        "(mlmon_recall < 0.8 * (avg_over_time(mlmon_recall[1h] offset 5m) > 0)) "
-        "and mlmon_recall offset 35m"
+        f"({m} < 0.8 * (avg_over_time({m}[1h] offset 5m) > 0)) "
+        f"and {m} offset 35m"
     ) == one(rule)
     other = PercentDrop("mlmon_recall", percent=20, min_samples=0, name="r2", baseline=Baseline.trailing(86400, exclude=600, min_coverage=1.0))
     assert (
-        "(mlmon_recall < 0.8 * (avg_over_time(mlmon_recall[1d] offset 10m) > 0)) "
-        "and mlmon_recall offset 1450m"
+        f"({m} < 0.8 * (avg_over_time({m}[1d] offset 10m) > 0)) "
+        f"and {m} offset 1450m"
     ) == one(other, window=60)
 
 
 def test_percent_change_is_two_sided() -> None:
     rule = PercentChange("mlmon_outcome_rate", labels={"outcome": "click"}, percent=50, baseline=0.04, name="ctr")
-    m = 'mlmon_outcome_rate{outcome="click"}'
-    assert f"({m} > 0.06 or {m} < 0.02) and {ON} (mlmon_rows_per_second * 600 >= 1000)" == one(rule, window=600)
+    m = 'mlmon_outcome_rate{outcome="click",segment=""}'
+    assert f'({m} > 0.06 or {m} < 0.02) and {ON} (mlmon_rows_per_second{{segment=""}} * 600 >= 1000)' == one(rule, window=600)
 
 
 def test_variance_change_is_a_ratio_both_ways_on_the_output_count() -> None:
     rule = VarianceChange("mlmon_output_variance", factor=2, baseline=0.04, name="v")
-    m = "mlmon_output_variance"
-    assert f"({m} > 0.08 or {m} < 0.02) and {ON} (mlmon_output_values >= 500)" == one(rule)
+    m = 'mlmon_output_variance{segment=""}'
+    assert f'({m} > 0.08 or {m} < 0.02) and {ON} (mlmon_output_values{{segment=""}} >= 500)' == one(rule)
     trailing = VarianceChange("mlmon_output_variance", factor=2, name="vt", min_samples=0)
-    b = "(avg_over_time(mlmon_output_variance[1h] offset 5m) > 0)"
+    b = f"(avg_over_time({m}[1h] offset 5m) > 0)"
     assert f"({m} > 2 * {b} or {m} < {b} / 2) and {m} offset 35m" == one(trailing)
 
 
 def test_wildcards_become_regex_matchers() -> None:
     rule = Threshold("mlmon_feature_drift_psi", labels={"feature": "*"}, above=0.2, name="psi")
-    assert one(rule, job="api").startswith('(mlmon_feature_drift_psi{job="api",feature=~".+"} > 0.2) and ')
+    assert one(rule, job="api").startswith('(mlmon_feature_drift_psi{job="api",feature=~".+",segment=""} > 0.2) and ')
 
 
 def test_absent_watches_the_counter_over_its_duration() -> None:
+    c = 'mlmon_calls_total{segment=""}'
     assert (
-        "(increase(mlmon_calls_total[5m]) == 0 and mlmon_calls_total offset 5m) "
-        "or absent_over_time(mlmon_calls_total[5m])"
+        f"(increase({c}[5m]) == 0 and {c} offset 5m) "
+        f"or absent_over_time({c}[5m])"
     ) == one(Absent(name="quiet"))
+    n = 'mlmon_labels_total{segment=""}'
     assert (
-        "(increase(mlmon_labels_total[1h]) == 0 and mlmon_labels_total offset 1h) "
-        "and mlmon_labels_total >= 1"
+        f"(increase({n}[1h]) == 0 and {n} offset 1h) "
+        f"and {n} >= 1"
     ) == one(Absent("mlmon_labels_total", for_=3600, min_samples=1, name="no_labels"))
+
+
+def test_every_selector_of_a_rule_on_the_overall_series_selects_segment_empty() -> None:
+    """A segment's series has the overall name plus segment="<name>": without segment="" a rule
+    would fire on a segment's value, and a count clause would match a segment's count."""
+    rules = [
+        Threshold("mlmon_latency_seconds", quantile=0.99, above=0.2, name="a"),
+        Threshold("mlmon_feature_drift_psi", labels={"feature": "*"}, above=0.2, name="b"),
+        PercentDrop("mlmon_precision", percent=10, name="c"),
+        PercentChange("mlmon_outcome_rate", labels={"outcome": "click"}, percent=50, baseline=0.04, name="d"),
+        VarianceChange("mlmon_output_variance", factor=2, name="e"),
+        Absent(name="f"),
+        Absent("mlmon_labels_total", for_=3600, min_samples=1, name="g"),
+    ]
+    for approximate in (False, True):
+        for name, expr in exprs(*rules, model="fraud", job="api", approximate=approximate).items():
+            selectors = re.findall(r"\bmlmon_\w+(\{[^}]*\})?", expr)
+            assert selectors, name
+            assert all('segment=""' in sel for sel in selectors), (name, expr)
 
 
 def test_for_keep_firing_for_severity_and_annotations() -> None:
@@ -127,7 +150,7 @@ def test_reference_baselines_export_when_the_reference_has_a_number() -> None:
     def reference_value(metric: str, labels: Any) -> float | None:
         return 40.0 if (metric, dict(labels)) == ("mlmon_feature_mean", {"feature": "age"}) else None
 
-    m = 'mlmon_feature_mean{feature="age"}'
+    m = 'mlmon_feature_mean{feature="age",segment=""}'
     assert f"{m} > 50 or {m} < 30" == one(rule, reference_value=reference_value)
     wildcard = attrs_evolve(rule, labels={"feature": "*"})
     out = export_prometheus_rules([wildcard], reference_value=reference_value)
@@ -182,7 +205,7 @@ def test_hostile_label_values_and_summaries_stay_inside_their_strings() -> None:
     doc = parsed(rule, model="m-1", group='g"1')
     assert 'g"1' == doc["groups"][0]["name"]
     r = doc["groups"][0]["rules"][0]
-    assert 'mlmon_feature_mean{model="m-1",feature="a\\"b\\\\c\\nd}{{"} > 1' == r["expr"]
+    assert 'mlmon_feature_mean{model="m-1",feature="a\\"b\\\\c\\nd}{{",segment=""} > 1' == r["expr"]
     assert r["annotations"]["summary"].startswith('{{ $labels.model }}: {{ "{{" }} evil {{ "}}" }} \'x\'')
 
 
@@ -276,4 +299,4 @@ def test_cli_uses_a_saved_reference_for_reference_baselines(tmp_path: Path, caps
     )
     argv = ["prometheus-rules", "--rules", f"{tmp_path / 'ref_rules.py'}:RULES", "--reference", str(tmp_path / "ref.json")]
     assert 0 == main(argv)
-    assert "mlmon_feature_mean{feature=\"age\"} > 50 or mlmon_feature_mean{feature=\"age\"} < 30" in capsys.readouterr().out
+    assert 'mlmon_feature_mean{feature="age",segment=""} > 50 or mlmon_feature_mean{feature="age",segment=""} < 30' in capsys.readouterr().out

@@ -23,24 +23,31 @@ FEATURES = ("age", "income")
 # (datasource, via) pairs that exist: StatsD only writes to Graphite.
 BACKENDS = [("prometheus", "direct"), ("graphite", "direct"), ("graphite", "statsd")]
 VARIANTS = [
-    (ds, via, task, features, None)
+    (ds, via, task, features, None, False)
     for (ds, via), task, features in itertools.product(BACKENDS, TASKS, [(), FEATURES])
 ] + [  # with the fleet row: Prometheus and Graphite direct (StatsD paths have no instance)
-    (ds, via, task, features, "fleet")
+    (ds, via, task, features, "fleet", False)
     for (ds, via), task, features in itertools.product(BACKENDS[:2], TASKS, [(), FEATURES])
-]
+] + [  # with the segments row
+    (ds, via, task, FEATURES, None, True) for (ds, via), task in itertools.product(BACKENDS, TASKS)
+] + [(ds, via, "binary", FEATURES, "fleet", True) for ds, via in BACKENDS[:2]]
 
 
-def board_id(variant: tuple[str, str, str, tuple[str, ...], str | None]) -> str:
-    ds, via, task, features, fleet = variant
-    return f"{ds}-{via}-{task}-{'features' if features else 'nofeatures'}" + ("-fleet" if fleet else "")
+def board_id(variant: tuple[str, str, str, tuple[str, ...], str | None, bool]) -> str:
+    ds, via, task, features, fleet, segments = variant
+    return (
+        f"{ds}-{via}-{task}-{'features' if features else 'nofeatures'}"
+        + ("-fleet" if fleet else "") + ("-segments" if segments else "")
+    )
 
 
 @pytest.fixture(params=VARIANTS, ids=board_id)
 def board(request: pytest.FixtureRequest) -> dict[str, Any]:
-    ds, via, task, features, fleet = request.param
+    ds, via, task, features, fleet, segments = request.param
     prefix = "ml" if ds == "graphite" else ""
-    return dashboard(ds, "fraud", prefix=prefix, via=via, task=task, features=features, fleet=fleet)
+    return dashboard(
+        ds, "fraud", prefix=prefix, via=via, task=task, features=features, fleet=fleet, segments=segments
+    )
 
 
 def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,7 +216,7 @@ def test_prometheus_latency_quantiles_come_from_summed_buckets() -> None:
     exprs = [t["expr"] for t in panel(board, "Latency")["targets"]]
     assert (
         "histogram_quantile(0.99, sum by (le, model) (rate(mlmon_latency_seconds_bucket"
-        '{model="$model", instance=~"$instance"}[$__rate_interval])))'
+        '{model="$model", instance=~"$instance", segment=""}[$__rate_interval])))'
     ) in exprs
 
 
@@ -405,9 +412,9 @@ def test_prometheus_fleet_precision_is_a_ratio_of_summed_confusion_cells() -> No
         t["expr"] for t in panel(board, "Fleet precision / recall / F1")["targets"]
     )
     sel = 'mlmon_confusion_total{model="$model", instance=~"$instance", '
-    tp = f'sum by (model) (increase({sel}actual="1", predicted="1"}}[5m]))'
-    pp = f'sum by (model) (increase({sel}predicted="1"}}[5m]))'
-    ap = f'sum by (model) (increase({sel}actual="1"}}[5m]))'
+    tp = f'sum by (model) (increase({sel}actual="1", predicted="1", segment=""}}[5m]))'
+    pp = f'sum by (model) (increase({sel}predicted="1", segment=""}}[5m]))'
+    ap = f'sum by (model) (increase({sel}actual="1", segment=""}}[5m]))'
     assert precision == f"{tp} / {pp}"
     assert recall == f"{tp} / {ap}"
     assert f1 == f"2 * {tp} / ({pp} + {ap})"
@@ -544,8 +551,8 @@ def test_prometheus_fleet_row_selects_the_fleet_under_either_instance_label() ->
             assert "$instance" not in t["expr"]  # the fleet is not one of the processes
     p99 = panel(board, "Fleet snapshot: latency")["targets"][2]
     assert p99["expr"] == (
-        'max by (model, quantile) (mlmon_latency_window_seconds{model="$model", quantile="0.99", '
-        'exported_instance="fleet"} or mlmon_latency_window_seconds{model="$model", quantile="0.99", '
+        'max by (model, quantile) (mlmon_latency_window_seconds{model="$model", quantile="0.99", segment="", '
+        'exported_instance="fleet"} or mlmon_latency_window_seconds{model="$model", quantile="0.99", segment="", '
         'instance="fleet"})'
     )
     assert p99["legendFormat"] == "p99"
@@ -617,3 +624,197 @@ def test_cli_fleet_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out) == dashboard("graphite", "fraud", fleet="all")
     assert 2 == main(["--datasource", "graphite", "--via", "statsd", "--fleet"])
     assert "fleet panels need the fleet's own series" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments: a repeated row of small multiples; the overall panels never read a segment's series
+# ---------------------------------------------------------------------------------------------
+
+SEGMENT_TITLES = {
+    "binary": ["Rows / s · $segment", "Error ratio · $segment", "F1 · $segment", "Largest feature drift (PSI) · $segment"],
+    "multiclass": ["Rows / s · $segment", "Error ratio · $segment", "F1 (macro) · $segment", "Largest feature drift (PSI) · $segment"],
+    "regression": ["Rows / s · $segment", "Error ratio · $segment", "MAE · $segment", "Largest feature drift (PSI) · $segment"],
+    "none": ["Rows / s · $segment", "Error ratio · $segment", "Largest feature drift (PSI) · $segment"],
+}
+
+
+def overall_panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    segment = {id(p) for p in row_panels(board, "Segments")}
+    return [p for p in panels(board) if id(p) not in segment]
+
+
+@pytest.mark.parametrize(("ds", "via"), BACKENDS)
+@pytest.mark.parametrize("task", TASKS)
+def test_the_segments_row_repeats_each_panel_per_segment(ds: str, via: str, task: str) -> None:
+    prefix = "ml" if ds == "graphite" else ""
+    board = dashboard(ds, "fraud", prefix=prefix, via=via, task=task, segments=True)
+    assert "Segments" == rows(board)[-2]  # before the alerts
+    seg_panels = row_panels(board, "Segments")
+    assert SEGMENT_TITLES[task] == [p["title"] for p in seg_panels]
+    for p in seg_panels:
+        assert ("segment", "h") == (p["repeat"], p["repeatDirection"])
+        assert 2 <= p["maxPerRow"] <= 12
+        assert (0, 24) == (p["gridPos"]["x"], p["gridPos"]["w"])  # alone on its line
+        key = "expr" if ds == "prometheus" else "target"
+        assert all("$segment" in t[key] for t in p["targets"]), p["title"]
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "segment")
+    assert variable["multi"] and variable["includeAll"]  # Grafana repeats over the selection
+    assert {"selected": True, "text": ["All"], "value": ["$__all"]} == variable["current"]
+    # only the segments row repeats
+    assert [p for p in panels(board) if "repeat" in p] == seg_panels
+
+
+def test_without_segments_there_is_no_segments_row_nor_variable() -> None:
+    for ds, prefix in (("prometheus", ""), ("graphite", "ml")):
+        board = dashboard(ds, "fraud", prefix=prefix, features=FEATURES)
+        assert "Segments" not in rows(board)
+        assert "segment" not in [v["name"] for v in board["templating"]["list"]]
+        assert not any("$segment" in q for q in queries(board))
+
+
+def test_the_prometheus_segment_variable_lists_the_models_segments() -> None:
+    board = dashboard("prometheus", "fraud", segments=True)
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "segment")
+    assert 'label_values(mlmon_rows_per_second{model="$model", segment!=""}, segment)' == variable["query"]
+    assert ".+" == variable["allValue"]  # "All" is every segment, never the overall series
+
+
+@pytest.mark.parametrize(
+    ("via", "prefix", "query"),
+    [
+        ("direct", "ml", "ml.$model.*.mlmon_rows_per_second.segment_*"),
+        ("statsd", "ml", "stats.gauges.ml.$model.mlmon_rows_per_second.segment_*"),
+        ("direct", "", "$model.*.mlmon_rows_per_second.segment_*"),
+    ],
+)
+def test_the_graphite_segment_variable_lists_the_segment_path_parts(via: str, prefix: str, query: str) -> None:
+    board = dashboard("graphite", "fraud", prefix=prefix, via=via, segments=True)
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "segment")
+    assert query == variable["query"]
+    assert "*" == variable["allValue"]
+    # the regex keeps the name after "segment_", which the panels put back
+    m = re.fullmatch(variable["regex"].strip("/"), "segment_e-u_1")
+    assert m is not None and "e-u_1" == m.group(1)
+    assert all("segment_$segment" in q for q in queries({**board, "panels": row_panels(board, "Segments")}))
+
+
+def test_prometheus_segment_panels_sum_the_segments_counters_per_process_rates() -> None:
+    board = dashboard("prometheus", "fraud", segments=True)
+    (rows_q,) = panel(board, "Rows / s · $segment")["targets"]
+    assert (
+        'sum by (model, segment) (rate(mlmon_rows_total{model="$model", instance=~"$instance", '
+        'segment=~"$segment"}[$__rate_interval]))'
+    ) == rows_q["expr"]
+    (errors,) = panel(board, "Error ratio · $segment")["targets"]
+    assert 'mlmon_errors_total{model="$model", instance=~"$instance", segment=~"$segment"}' in errors["expr"]
+    assert 'mlmon_calls_total{model="$model", instance=~"$instance", segment=~"$segment"}' in errors["expr"]
+    (drift,) = panel(board, "Largest feature drift (PSI) · $segment")["targets"]
+    assert 'max by (model, segment) (mlmon_feature_drift_psi{model="$model", instance=~"$instance", segment=~"$segment"})' == drift["expr"]
+    multiclass = dashboard("prometheus", "fraud", task="multiclass", segments=True)
+    (f1,) = panel(multiclass, "F1 (macro) · $segment")["targets"]
+    assert 'mlmon_f1{model="$model", instance=~"$instance", average="macro", segment=~"$segment"}' == f1["expr"]
+
+
+SELECTOR = re.compile(r"\b(mlmon_\w+)\{([^}]*)\}")
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("fleet", [None, "fleet"])
+def test_every_overall_prometheus_selector_selects_segment_empty(task: str, fleet: str | None) -> None:
+    """segment="" on every selector outside the segments row: a counter summed over series
+    never adds the segments' series (which would double it) and a gauge is never a segment's."""
+    board = dashboard("prometheus", "fraud", task=task, features=FEATURES, fleet=fleet, segments=True)
+    overall = [t["expr"] for p in overall_panels(board) for t in p["targets"]]
+    selectors = [m for q in overall for m in SELECTOR.findall(q)]
+    assert len(selectors) > 20
+    for name, matchers in selectors:
+        assert 'segment=""' in matchers.split(", "), (name, matchers)
+    seg = [t["expr"] for p in row_panels(board, "Segments") for t in p["targets"]]
+    for name, matchers in (m for q in seg for m in SELECTOR.findall(q)):
+        assert 'segment=~"$segment"' in matchers.split(", "), (name, matchers)
+        assert 'segment=""' not in matchers
+
+
+# Label values for rendering every catalog series the way the emitters do.
+_LABEL_VALUES = {"feature": "age", "error_type": "ValueError", "quantile": "0.99", "class": "1",
+                 "outcome": "click", "average": "macro", "actual": "1", "predicted": "1",
+                 "le": "0.1", "bin": "0", "rule": "r"}  # fmt: skip
+
+
+def emitted_paths(via: str, segment: str | None) -> set[str]:
+    """Every Graphite path GraphiteEmitter (direct) or StatsD (statsd) writes for the catalog's
+    series of model fraud, instance web1:1, overall (segment None) or of one segment."""
+    from mlmon.naming import PathRenderer
+
+    renderer = PathRenderer("ml", instance_in_path=via == "direct")
+    out = set()
+    for info in CATALOG.values():
+        if not set(info.labels) <= set(_LABEL_VALUES):
+            continue  # internal series (sinks, buffers...), never per segment
+        # with every label it carries; a quality metric also without (binary F1 has no average)
+        optional = "average" in info.labels
+        for labels in [{k: _LABEL_VALUES[k] for k in info.labels}] + ([{}] if optional else []):
+            if segment is not None:
+                labels["segment"] = segment
+            path, _ = renderer.render("fraud", None, "web1:1", info.name, tuple(sorted(labels.items())))
+            if via == "direct":
+                out.add(path)
+            else:
+                out |= {f"stats.{path}", f"stats_counts.{path}", f"stats.gauges.{path}"}
+    return out
+
+
+def graphite_patterns(expr: str, values: dict[str, str]) -> list[re.Pattern[str]]:
+    """The path globs of a Graphite target as regular expressions, variables replaced."""
+    out = []
+    for glob in re.findall(r"[A-Za-z0-9_*${},.-]*mlmon_[A-Za-z0-9_*${},.-]*", expr):
+        for name, value in values.items():
+            glob = glob.replace(name, value)
+        glob = glob.rstrip(",")
+        rx = ""
+        i = 0
+        while i < len(glob):
+            ch = glob[i]
+            if ch == "*":
+                rx += "[^.]*"
+            elif ch == "{":
+                j = glob.index("}", i)
+                rx += "(?:" + "|".join(re.escape(a) for a in glob[i + 1 : j].split(",")) + ")"
+                i = j
+            else:
+                rx += re.escape(ch)
+            i += 1
+        out.append(re.compile(rx))
+    return out
+
+
+@pytest.mark.parametrize("via", ["direct", "statsd"])
+def test_overall_graphite_queries_never_match_a_segments_paths(via: str) -> None:
+    board = dashboard("graphite", "fraud", prefix="ml", via=via, features=FEATURES, segments=True)
+    values = {"$model": "fraud", "$instance": "*", "$feature": "{age,income}", "$segment": "eu"}
+    overall_paths = emitted_paths(via, None)
+    segment_paths = emitted_paths(via, "eu")
+    assert not overall_paths & segment_paths
+    overall = [t["target"] for p in overall_panels(board) for t in p["targets"]]
+    matched_overall = 0
+    for expr in overall:
+        for rx in graphite_patterns(expr, values):
+            hits = [p for p in segment_paths if rx.fullmatch(p)]
+            assert [] == hits, (expr, rx.pattern)
+            matched_overall += any(rx.fullmatch(p) for p in overall_paths)
+    assert matched_overall > 20  # the patterns do match what they are meant to
+    # and each segment panel's paths are that segment's only
+    seg = [t["target"] for p in row_panels(board, "Segments") for t in p["targets"]]
+    other_segment = emitted_paths(via, "us")
+    for expr in seg:
+        patterns = graphite_patterns(expr, values)
+        assert any(rx.fullmatch(p) for rx in patterns for p in segment_paths), expr
+        assert not any(rx.fullmatch(p) for rx in patterns for p in overall_paths | other_segment), expr
+
+
+def test_cli_segments_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["--datasource", "prometheus", "--model", "fraud", "--segments"])
+    board = json.loads(capsys.readouterr().out)
+    assert "Segments" in rows(board)
+    assert 0 == main(["--datasource", "prometheus", "--model", "fraud"])
+    assert "Segments" not in rows(json.loads(capsys.readouterr().out))

@@ -55,6 +55,11 @@ log = logging.getLogger("mlmon.export")
 # the model identity.
 IDENTITY = "on(job, instance, exported_instance, model, version)"
 
+SEGMENT = "segment"
+# The overall series carry no segment label (a segment's series carry segment="<name>"): a
+# rule on the overall series selects segment="" so that no segment's series ever matches it.
+OVERALL = f'{SEGMENT}=""'
+
 _RESERVED_LABELS = ("model", "version", "instance", "job")
 
 
@@ -193,20 +198,32 @@ class _Translator:
         for k, v in rule.labels:
             op = '=~".+"' if v == "*" else f"={_promql_str(v)}"
             parts.append(f"{_label_name(k)}{op}")
-        return "{" + ",".join(parts) + "}" if parts else ""
+        if self.segment_matcher(rule) is None:
+            parts.append(OVERALL)
+        return "{" + ",".join(parts) + "}"
+
+    @staticmethod
+    def segment_matcher(rule: Rule) -> str | None:
+        """The rule's own ``segment`` matcher (a rule on segments' series), or None."""
+        for k, v in rule.labels:
+            if _label_name(k) == SEGMENT:
+                return '=~".+"' if v == "*" else f"={_promql_str(v)}"
+        return None
 
     def series(self, rule: Rule) -> str:
         return self.name(rule.metric, rule.labels) + self.selector(rule)
 
-    def ident_selector(self) -> str:
-        return "{" + ",".join(self.ident) + "}" if self.ident else ""
+    def ident_selector(self, rule: Rule) -> str:
+        """The identity, and the rule's segment (``segment=""`` for the overall series)."""
+        seg = self.segment_matcher(rule)
+        return "{" + ",".join([*self.ident, OVERALL if seg is None else f"{SEGMENT}{seg}"]) + "}"
 
     def count_clause(self, rule: Rule) -> str | None:
         n = rule.min_samples
         source = rule.count_source
         if n <= 0 or source is None:
             return None
-        sel = self.ident_selector()
+        sel = self.ident_selector(rule)
         if source == "labels":
             return f"{self.name('mlmon_labels_window')}{sel} >= {n}"
         if source == "outputs":
@@ -303,7 +320,9 @@ class _Translator:
         cond, notes = self.condition(rule)
         count = self.count_clause(rule)
         if count is not None and not isinstance(rule, Absent):
-            cond = f"({cond}) and {IDENTITY} ({count})"
+            # A segment's sample count is its own: the segment joins the identity.
+            on = IDENTITY if self.segment_matcher(rule) is None else IDENTITY[:-1] + f", {SEGMENT})"
+            cond = f"({cond}) and {on} ({count})"
         if rule.cooldown > 0:
             notes.append(f"cooldown ({duration(rule.cooldown)}) acts only inside the process")
         return cond, notes
@@ -427,7 +446,7 @@ def prometheus_rules(
       - name: 'mlmon'
         rules:
           - alert: 'slow'
-            expr: '(mlmon_latency_window_seconds{model="fraud",quantile="0.99"} > 0.2) and on(job, instance, exported_instance, model, version) (mlmon_calls_per_second{model="fraud"} * 300 >= 100)'
+            expr: '(mlmon_latency_window_seconds{model="fraud",quantile="0.99",segment=""} > 0.2) and on(job, instance, exported_instance, model, version) (mlmon_calls_per_second{model="fraud",segment=""} * 300 >= 100)'
             for: 1m
             keep_firing_for: 1m
             labels:

@@ -1,7 +1,8 @@
 """``python -m mlmon report``: one self-contained HTML page from a :class:`JsonlEmitter` log.
 
 The page is a dashboard of the whole log: summary cards, an alert timeline, service health,
-resources, model outputs, quality, features, a drift heat map and outcomes. Charts are inline SVG
+resources, model outputs, quality, features, a drift heat map and outcomes (all from the overall
+series), and small multiples per segment when the log has segment series. Charts are inline SVG
 (:mod:`mlmon._svg`), styles are inline CSS, and there is no script at all: the file opens
 offline, can be mailed or attached to an incident ticket, and a Content-Security-Policy forbids
 it from loading anything.

@@ -43,8 +43,10 @@ class ReportInfo:
         newer_versions: the format versions of those lines.
         duplicates: lines skipped because the very same line came before (a file read twice).
         sections: ids of the sections with data (``fleet``, ``service``, ``resources``, ``outputs``,
-            ``quality``, ``features``, ``drift``, ``outcomes``, ``alerts``).
-        omitted: ids of the sections left out for lack of data.
+            ``quality``, ``features``, ``drift``, ``outcomes``, ``alerts``, and ``segments`` when
+            the log holds segment-labelled samples).
+        omitted: ids of the sections left out for lack of data (``segments`` never is: without
+            segment samples there is no such section).
         notes: the warnings shown at the top of the page.
         fleet: the instances that are a fleet (their snapshots were merged by a fleet's leader,
             ``Monitor(fleet=Fleet(...))``), shown first, in the ``fleet`` section.

@@ -18,7 +18,8 @@ import numpy.typing as npt
 
 from mlmon.report._format import clean
 from mlmon.report._info import ReportError
-from mlmon.report._sections import USED
+from mlmon.report._sections import SEGMENT_LABEL, SEGMENT_METRICS, USED
+from mlmon.segments import OVERFLOW as OTHER
 from mlmon.snapshot import (
     FORMAT_VERSION,
     MAX_STRING,
@@ -48,6 +49,14 @@ FLEET_MARK = "mlmon_fleet_processes"
 """The sample only a fleet snapshot carries (made by the fleet's leader): its instance is a fleet."""
 
 ALERT_METRICS = frozenset({"mlmon_alert_firing", "mlmon_alerts_firing"})
+
+MAX_SEGMENT_NAMES = 5_000
+"""Distinct segment names kept (``_other`` always is); samples of further names are dropped, counted."""
+
+MAX_SEGMENT_SERIES = 20_000
+"""Per-segment series (segment, metric, instance) kept; further samples are dropped, counted."""
+
+SegKey = tuple[str, str]  # what (a SEGMENT_METRICS value), instance
 
 _SHOWN_LINE_NUMBERS = 5
 _TOO_LONG = "\x00too long"  # what read_file yields for an over-long line (a real line has no NUL)
@@ -142,6 +151,17 @@ class Log:
         self._v: dict[Key, array[float]] = {}
         self.by_name: dict[str, list[Key]] = {}
         self.series: dict[Key, tuple[FloatArray, FloatArray]] = {}
+        # Segment-labelled samples never go into by_name/series (whose readers all mean the
+        # overall series): they are kept here, per segment name, reduced to what the segments
+        # section draws (see SEGMENT_METRICS).
+        self.max_segment_names = MAX_SEGMENT_NAMES
+        self.segment_samples = 0  # segment-labelled samples read (kept or not)
+        self.dropped_segment_samples = 0  # of segment names, or series, beyond the caps
+        self.dropped_segment_names: set[str] = set()  # bounded: at most max_segment_names
+        self._seg_t: dict[str, dict[SegKey, array[float]]] = {}
+        self._seg_v: dict[str, dict[SegKey, array[float]]] = {}
+        self._seg_count = 0
+        self.segments: dict[str, dict[SegKey, tuple[FloatArray, FloatArray]]] = {}
 
     # -- one line ----------------------------------------------------------------------------
     def _bad(self, lineno: int, why: str) -> None:
@@ -203,6 +223,11 @@ class Log:
         if any(name == FLEET_MARK for name, _, _ in rec.samples):
             self.fleet[instance] = self.fleet.get(instance, 0) + 1
         for name, labels, value in rec.samples:
+            # Labels are sorted by key: a last key before "segment" means no segment label
+            # (the common case, checked without a scan).
+            if labels and labels[-1][0] >= SEGMENT_LABEL and any(k == SEGMENT_LABEL for k, _ in labels):
+                self._take_segment(name, labels, value, instance, t)
+                continue
             if value is None or name not in USED:
                 continue
             clean_labels = self._labels.get(labels)
@@ -237,17 +262,53 @@ class Log:
                 _event_text(a.get("severity"), 100), _event_text(msg, MAX_MESSAGE),
             ))  # fmt: skip
 
+    def _take_segment(self, name: str, labels: Labels, value: float | None, instance: str, t: float) -> None:
+        """One segment-labelled sample: kept per segment name when the segments section uses it."""
+        self.segment_samples += 1
+        if value is None:
+            return
+        rest = tuple(kv for kv in labels if kv[0] != SEGMENT_LABEL)
+        what = SEGMENT_METRICS.get((name, tuple(k for k, _ in rest)))
+        if what is None or (what == "f1_macro" and rest != (("average", "macro"),)):
+            return
+        segment = clean(next(v for k, v in labels if k == SEGMENT_LABEL))
+        ts = self._seg_t.get(segment)
+        if ts is None:
+            if len(self._seg_t) >= self.max_segment_names and segment != OTHER:
+                self.dropped_segment_samples += 1
+                if len(self.dropped_segment_names) < self.max_segment_names:
+                    self.dropped_segment_names.add(segment)
+                return
+            ts = self._seg_t[segment] = {}
+            self._seg_v[segment] = {}
+        key = (what, instance)
+        xs = ts.get(key)
+        if xs is None:
+            if self._seg_count >= MAX_SEGMENT_SERIES:
+                self.dropped_segment_samples += 1
+                return
+            self._seg_count += 1
+            xs = ts[key] = array("d")
+            self._seg_v[segment][key] = array("d")
+        ys = self._seg_v[segment][key]
+        if what == "psi" and xs and xs[-1] == t:
+            # Every feature's drift of one snapshot: the largest is kept.
+            ys[-1] = max(ys[-1], value)
+            return
+        xs.append(t)
+        ys.append(value)
+
     def finish(self) -> None:
         """Sort every series by time (several instances, or concatenated files, interleave)."""
         for key, xs_arr in self._t.items():
-            xs = np.frombuffer(xs_arr, dtype=np.float64).copy()
-            ys = np.frombuffer(self._v[key], dtype=np.float64).copy()
-            if xs.size > 1 and np.any(np.diff(xs) < 0):
-                order = np.argsort(xs, kind="stable")
-                xs, ys = xs[order], ys[order]
-            self.series[key] = (xs, ys)
+            self.series[key] = _sorted(xs_arr, self._v[key])
         self._t.clear()
         self._v.clear()
+        for segment, ts in self._seg_t.items():
+            vs = self._seg_v[segment]
+            self.segments[segment] = {k: _sorted(xs_arr, vs[k]) for k, xs_arr in ts.items()}
+        self._seg_t.clear()
+        self._seg_v.clear()
         for stamps in self.stamps.values():
             stamps.sort()
         self.events.sort(key=lambda e: e.t)
@@ -269,6 +330,15 @@ class Log:
                 sub.instances[inst] = self.instances.pop(inst)
                 sub.stamps[inst] = self.stamps.pop(inst)
         sub.fleet = dict(self.fleet)
+        for segment, by_key in list(self.segments.items()):
+            moved_seg = {k: v for k, v in by_key.items() if k[1] in fleet}
+            if moved_seg:
+                sub.segments[segment] = moved_seg
+                kept_seg = {k: v for k, v in by_key.items() if k[1] not in fleet}
+                if kept_seg:
+                    self.segments[segment] = kept_seg
+                else:
+                    del self.segments[segment]
         for name, keys in list(self.by_name.items()):
             if name in ALERT_METRICS:
                 continue
@@ -318,6 +388,15 @@ class Log:
     def end(self) -> float:
         return max(s[-1] for s in self.stamps.values())
 
+
+
+def _sorted(xs_arr: array[float], ys_arr: array[float]) -> tuple[FloatArray, FloatArray]:
+    xs = np.frombuffer(xs_arr, dtype=np.float64).copy()
+    ys = np.frombuffer(ys_arr, dtype=np.float64).copy()
+    if xs.size > 1 and np.any(np.diff(xs) < 0):
+        order = np.argsort(xs, kind="stable")
+        xs, ys = xs[order], ys[order]
+    return xs, ys
 
 
 def _instances_arg(instance: str | Sequence[str] | None) -> list[str] | None:

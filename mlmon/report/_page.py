@@ -30,6 +30,7 @@ from mlmon.report._sections import (
     qname,
     qsort,
 )
+from mlmon.report._segments import segments_body
 from mlmon.report._series import counter_total, heat_cells, rate, thin
 from mlmon.report._style import CSS
 from mlmon.snapshot import FORMAT_VERSION
@@ -545,6 +546,11 @@ class Page:
                 f"Ignored {self.dropped_events:,} alert events of alert instances beyond the first "
                 f"{MAX_ALERT_ROWS:,} (rule, labels and instance)."
             )
+        if log.dropped_segment_samples:
+            self.notes.append(
+                f"Dropped {log.dropped_segment_samples:,} segment-labelled samples of segment names beyond the "
+                f"first {log.max_segment_names:,} (or of per-segment series beyond the report's cap)."
+            )
         if log.dropped_series:
             self.notes.append(
                 f"Dropped {log.dropped_series:,} samples of series beyond the first {log.max_series:,} "
@@ -562,14 +568,18 @@ class Page:
             if sid == "outcomes":
                 body.append(self.drift_section())
             body.append(self.chart_section(sid, title, empty, charts))
+        # Shown only when the log holds segment-labelled samples (no empty placeholder).
+        segments = segments_body(self)
+        if segments is not None:
+            body.append(self.section("segments", SECTION_TITLES["segments"], "", segments, full=True))
         cards = self.cards()
         versions = [v for v in log.versions if v != "–"]
         version = f'<span class="version">version {esc(listed(versions, 5))}</span>' if versions else ""
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         nav = "".join(
             f'<a href="#{sid}"{EMPTY_CLASS if sid in self.omitted else ""}>{esc(SECTION_TITLES[sid])}</a>'
-            for sid in ("fleet", "alerts", "service", "resources", "outputs", "quality", "features", "drift", "outcomes")
-            if sid != "fleet" or fleet is not None
+            for sid in ("fleet", "alerts", "service", "resources", "outputs", "quality", "features", "drift", "outcomes", "segments")
+            if (sid != "fleet" or fleet is not None) and (sid != "segments" or segments is not None)
         )
         internal = [
             (label, self.total(name))

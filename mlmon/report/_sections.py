@@ -240,9 +240,31 @@ FLEET_HEALTH: tuple[Chart, ...] = (
 )
 """Charts of the fleet section drawn from the processes' own snapshots."""
 
+SEGMENT_LABEL = "segment"
+"""The label of every per-segment series (the overall series carry none)."""
+
+SEGMENT_METRICS: dict[tuple[str, tuple[str, ...]], str] = {
+    ("mlmon_rows_total", ()): "rows_total",
+    ("mlmon_rows_per_second", ()): "rows",
+    ("mlmon_error_ratio", ()): "errors",
+    ("mlmon_f1", ()): "f1",
+    ("mlmon_f1", ("average",)): "f1_macro",
+    ("mlmon_accuracy", ()): "accuracy",
+    ("mlmon_mae", ()): "mae",
+    ("mlmon_feature_drift_psi", ("feature",)): "psi",
+    ("mlmon_segment_reference", ()): "reference",
+}
+"""What the segments section reads of the segment-labelled samples: ``(metric, other label
+keys)`` -> its short name. The drift of every feature is reduced to the largest per snapshot."""
+
+SEGMENT_BOOKKEEPING = ("mlmon_segments", "mlmon_segments_max", "mlmon_segment_overflow_rows_total", "mlmon_segment_invalid_total")
+"""The monitor's segment bookkeeping series (no segment label)."""
+
 DRIFT_NOTE = "No drift metrics in this log: give the Monitor a reference=Reference.from_data(...)."
 ALERT_NOTE = "No alert rules in this log: give the Monitor rules=[...]."
-SECTION_TITLES = {sid: title for sid, title, _, _ in SECTIONS} | {"alerts": "Alert timeline", "drift": "Drift", "fleet": "Fleet"}
+SECTION_TITLES = {sid: title for sid, title, _, _ in SECTIONS} | {
+    "alerts": "Alert timeline", "drift": "Drift", "fleet": "Fleet", "segments": "Segments",
+}  # fmt: skip
 
 USED = frozenset(line.metric for _, _, _, charts in SECTIONS for c in charts for line in c.lines) | {
     "mlmon_calls_total", "mlmon_rows_total", "mlmon_errors_total", "mlmon_slow_calls_total",
@@ -250,7 +272,7 @@ USED = frozenset(line.metric for _, _, _, charts in SECTIONS for c in charts for
     "mlmon_output_drift_psi", "mlmon_alert_firing", "mlmon_alerts_firing",
     "mlmon_internal_errors_total", "mlmon_dropped_total", "mlmon_emit_errors_total",
     "mlmon_calibration_predicted", "mlmon_calibration_observed", "mlmon_output_mean",
-} | frozenset(line.metric for c in FLEET_CHARTS + FLEET_HEALTH for line in c.lines)  # fmt: skip
+} | frozenset(line.metric for c in FLEET_CHARTS + FLEET_HEALTH for line in c.lines) | frozenset(SEGMENT_BOOKKEEPING)  # fmt: skip
 
 PSI_STOPS = ((0.0, "#e8f5e9"), (0.1, "#fde68a"), (0.25, "#f97316"), (0.5, "#991b1b"))
 PSI_TICKS = ((0.0, "0"), (0.1, "0.1 moderate"), (0.25, "0.25 significant"), (0.5, "≥ 0.5"))

@@ -9,7 +9,11 @@ h1{font-size:22px;margin:0 0 4px;font-weight:600}
 h1 .version{font-size:14px;color:var(--muted);font-weight:400;margin-left:8px}
 h2{font-size:17px;margin:26px 0 10px;padding-bottom:4px;border-bottom:2px solid var(--line)}
 h3{font-size:14px;margin:0;font-weight:600}
-.range,.metric,.note,.sub,footer{color:var(--muted)}
+.range,.metric,.note,.sub,.seg-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+.seg-card h3{overflow-wrap:anywhere}.seg-card.other{border-style:dashed}
+.seg-chart{margin-top:6px}.seg-chart .metric{margin:0}
+.cards.seg-book{margin:0 0 12px}
+footer{color:var(--muted)}
 .range{margin:0 0 8px}
 nav a{display:inline-block;margin:0 14px 0 0;color:#2563eb;text-decoration:none;font-size:13px}
 nav a.empty{color:var(--muted)}
@@ -44,5 +48,9 @@ tr.pending td:nth-child(3){color:var(--warn)}
 tr.status-drift td:last-child{color:var(--bad);font-weight:600}
 tr.status-warning td:last-child{color:var(--warn)}
 .table-card{margin-top:12px;overflow-x:auto}
+.seg-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+.seg-card h3{overflow-wrap:anywhere}.seg-card.other{border-style:dashed}
+.seg-chart{margin-top:6px}.seg-chart .metric{margin:0}
+.cards.seg-book{margin:0 0 12px}
 footer{margin-top:30px;font-size:12px;border-top:1px solid var(--line);padding-top:10px}
 """

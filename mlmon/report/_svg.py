@@ -141,6 +141,9 @@ def line_chart(
     y_cap: float | None = None,
     y_scale: str = "linear",
     markers: int = 60,
+    x_ticks: int = 6,
+    y_ticks: int = 5,
+    legend: bool = True,
 ) -> str:
     """An SVG line chart with a time x axis, a y axis with round ticks, and a legend.
 
@@ -156,6 +159,8 @@ def line_chart(
         y_scale: ``"linear"``, ``"log"`` (values <= 0 are left out), or ``"auto"``: log when the
             positive values span more than a factor of 50 (a latency max far above the median).
         markers: draw a dot on every point when a series has at most this many points.
+        x_ticks, y_ticks: about how many ticks each axis gets (fewer for a small chart).
+        legend: draw the legend (a small chart of one series needs none: its title says it).
 
     Returns:
         ``<svg ...>`` markup. The ``data-plot`` attribute holds ``left top width height`` of the
@@ -186,7 +191,7 @@ def line_chart(
             lo = 0.0
             if hi == 0:
                 hi = y_cap if y_cap is not None else 1.0
-        ticks = nice_ticks(lo, hi, 5)
+        ticks = nice_ticks(lo, hi, y_ticks)
         if y_cap is not None and hi <= y_cap and ticks[-1] > y_cap:
             ticks = [t for t in ticks if t <= y_cap]
             if ticks[-1] < y_cap:
@@ -215,7 +220,7 @@ def line_chart(
     if log:
         out.append(f'<text class="scale-note" x="{_c(left + pw - 4)}" y="{_c(top + 11)}" text-anchor="end">log scale</text>')
     out.append("</g>")
-    tticks, tfmt = time_ticks(t0, t1)
+    tticks, tfmt = time_ticks(t0, t1, x_ticks)
     out.append('<g class="axis x-axis">')
     out.append(f'<line class="axis-line" x1="{_c(left)}" y1="{_c(bottom)}" x2="{_c(left + pw)}" y2="{_c(bottom)}"/>')
     for t in tticks:
@@ -250,7 +255,8 @@ def line_chart(
                     out.append(f'<circle class="marker" cx="{_c(px(x))}" cy="{_c(py(y))}" r="2" fill="{esc(s.color)}"/>')
         out.append("</g>")
     out.append("</g>")
-    legend, lh = _legend([(s.name, s.color, s.dashed) for s in series], left, bottom + 36, pw)
+    items = [(s.name, s.color, s.dashed) for s in series] if legend else []
+    legend_svg, lh = _legend(items, left, bottom + 36, pw)
     height = bottom + 36 + lh + 4
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart line-chart" data-chart="{esc(chart_id)}" '
@@ -261,7 +267,7 @@ def line_chart(
         f'width="{_c(pw + 8)}" height="{_c(ph + 8)}"/></clipPath></defs>'
         f'<rect class="plot-bg" x="{_c(left)}" y="{_c(top)}" width="{_c(pw)}" height="{_c(ph)}"/>'
         + "".join(out)
-        + f'<g class="legend">{legend}</g></svg>'
+        + f'<g class="legend">{legend_svg}</g></svg>'
     )
 
 

@@ -36,6 +36,7 @@ import mlmon
 from mlmon import alerts
 from mlmon.emitters import GraphiteEmitter, PrometheusEmitter, StatsdEmitter
 from mlmon.export.grafana import dashboard
+from mlmon.snapshot import Sample, Snapshot
 
 MODEL = "fraud"
 CLASSES = ("low", "mid", "high")
@@ -543,3 +544,283 @@ def test_prometheus_fleet_psi_is_one_series_per_feature(stack: Stack) -> None:
     assert set(by_feature) == set(FEATURES)
     # Replica b's income is shifted by 0.3 sigma, age is not: pooled, income drifts more.
     assert 0.0 <= by_feature["age"] < by_feature["income"], by_feature
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments: real segment-labelled series next to the overall ones
+# ---------------------------------------------------------------------------------------------
+#
+# Two models carry exactly the same overall series: "seg" also carries every series again per
+# segment (the overall name plus segment="<name>", other values), "plain" carries none. Every
+# overall panel must answer the same for both; each segment panel must answer its segment's.
+
+SEG_MODEL, PLAIN_MODEL = "seg", "plain"
+SEGMENT_NAMES = ("eu", "us", "_other")
+SEG_REPLICAS = ("replica-a:1", "replica-b:2")
+
+
+def base_samples() -> tuple[Sample, ...]:
+    """A real monitor's samples: traffic, errors, labels, outcomes, drift (FakeClock time)."""
+    from mlmon.testing import FakeClock
+
+    rng = np.random.default_rng(3)
+    clock = FakeClock(start=1_700_000_000.0)
+    reference = mlmon.Reference.from_data(rng.normal(size=(2000, 2)), feature_names=list(FEATURES))
+    mon = mlmon.Monitor(
+        "base", task=mlmon.BinaryClassification(), reference=reference, window=60.0,
+        flush_interval=60.0, latency_budget=0.002, clock=clock, emitters=[], rules=[RULE], alert_sinks=[],
+    )  # fmt: skip
+
+    @mon.track(features="X", ids="ids")
+    def predict(X: np.ndarray, ids: list[int], fail: bool = False) -> np.ndarray:
+        clock.advance(0.001 if len(ids) % 2 else 0.004)
+        if fail:
+            raise ValueError("bad request")
+        return outputs_of(mon.task, X)
+
+    for step in range(30):
+        ids = list(range(step * 50, step * 50 + 50 - step % 2))
+        X = rng.normal(loc=(0.0, 0.4), size=(len(ids), 2))
+        try:
+            out = predict(X, ids, fail=step % 7 == 3)
+        except ValueError:
+            continue
+        mon.log_feedback(ids[:40], labels_of(mon.task, out[:40], rng))
+        mon.log_outcome("click", ids=ids[:5])
+        clock.advance(1.0)
+    samples = mon.snapshot().samples
+    mon.close()
+    return samples
+
+
+def at_tick(sample: Sample, tick: int) -> Sample:
+    """The sample ``tick`` steps later: counters grow by their value per step, gauges stay."""
+    if sample.kind != "counter":
+        return sample
+    return attrs.evolve(sample, value=sample.value * (1 + tick))
+
+
+def of_segment(sample: Sample, k: int, segment: str) -> Sample:
+    """The same series for one segment, with values of its own: counters x(3+k) (errors twice
+    that: the segment's error ratio is twice the overall one), gauges halved plus 0.1(k+1)."""
+    if sample.kind == "counter":
+        value = sample.value * (3 + k) * (2 if sample.name == "mlmon_errors_total" else 1)
+    else:
+        value = sample.value * 0.5 + 0.1 * (k + 1)
+    return Sample(sample.name, tuple(sorted((*sample.labels, ("segment", segment)))), value)
+
+
+def seg_snapshots(base: tuple[Sample, ...], tick: int, instance: str, t: float) -> list[Snapshot]:
+    overall = tuple(at_tick(s, tick) for s in base)
+    segments = tuple(of_segment(s, k, name) for k, name in enumerate(SEGMENT_NAMES) for s in overall)
+    return [
+        Snapshot(SEG_MODEL, None, instance, t, 60.0, overall + segments),
+        Snapshot(PLAIN_MODEL, None, instance, t, 60.0, overall),
+    ]
+
+
+def same_results(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def key(r: dict[str, Any]) -> tuple[tuple[tuple[str, str], ...], float]:
+        labels = tuple(sorted((k, v) for k, v in r["metric"].items() if k != "model"))
+        return labels, float(r["value"][1])
+
+    ka, kb = sorted(map(key, a), key=str), sorted(map(key, b), key=str)
+    return len(ka) == len(kb) and all(
+        la == lb and (va == pytest.approx(vb, rel=1e-9, abs=1e-12) or (math.isnan(va) and math.isnan(vb)))
+        for (la, va), (lb, vb) in zip(ka, kb, strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def seg_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[servers.Prometheus, float]]:
+    """Prometheus having scraped both models from two replicas for a few seconds; the time of
+    the last scrape to query at."""
+    from mlmon.emitters.prometheus import render_exposition
+
+    require("prometheus")
+    base = base_samples()
+    endpoints = [servers.MetricsEndpoint() for _ in SEG_REPLICAS]
+    prometheus = servers.Prometheus([e.target for e in endpoints], tmp_path_factory.mktemp("seg-prometheus"))
+    try:
+        prometheus.start()
+        # A new value every half second, scraped every second, until every series has had a
+        # few scrapes within the rate interval before the time the tests query at (bounded).
+        scraped = f'count_over_time(mlmon_calls_total{{model="{PLAIN_MODEL}"}}[{SEG_VARS["$__rate_interval"]}])'
+        deadline = time.monotonic() + 60.0
+        for tick in range(1000):
+            for endpoint, instance in zip(endpoints, SEG_REPLICAS, strict=True):
+                endpoint.set_text(render_exposition(seg_snapshots(base, tick, instance, time.time())))
+            time.sleep(0.5)
+            at = time.time() - 1.5
+            counts = [float(r["value"][1]) for r in instant(prometheus, scraped, at)]
+            if tick >= 6 and len(counts) == len(SEG_REPLICAS) and min(counts) >= 3:
+                break
+            assert time.monotonic() < deadline, f"Prometheus scraped too little: {counts}"
+        yield prometheus, at
+    finally:
+        prometheus.stop()
+        for endpoint in endpoints:
+            endpoint.stop()
+
+
+def instant(prom: servers.Prometheus, expr: str, at: float) -> list[dict[str, Any]]:
+    return list(prom.api("query", {"query": expr, "time": str(at)})["result"])
+
+
+SEG_VARS = {"$__rate_interval": "4s", "$instance": ".*", "$feature": "|".join(FEATURES)}
+
+
+@pytest.mark.parametrize("task", ["binary", "none"])
+def test_prometheus_overall_panels_ignore_real_segment_series(
+    seg_prometheus: tuple[servers.Prometheus, float], task: str
+) -> None:
+    prom, at = seg_prometheus
+    board = dashboard("prometheus", SEG_MODEL, features=FEATURES, task=task, segments=True)
+    seg_row = {id(p) for p in _row(board, "Segments")}
+    answered = 0
+    for panel in board["panels"]:
+        if panel["type"] == "row" or id(panel) in seg_row:
+            continue
+        for target in panel["targets"]:
+            with_seg = instant(prom, substitute(target["expr"], {**SEG_VARS, "$model": SEG_MODEL}), at)
+            plain = instant(prom, substitute(target["expr"], {**SEG_VARS, "$model": PLAIN_MODEL}), at)
+            assert same_results(with_seg, plain), (panel["title"], target["expr"], with_seg, plain)
+            answered += bool(plain)
+    assert answered >= 25  # most panels have data: the comparison is of real numbers
+
+
+def test_prometheus_without_segment_selection_the_segments_would_be_summed_in(
+    seg_prometheus: tuple[servers.Prometheus, float],
+) -> None:
+    """The control: the segment series are there, and segment="" is what keeps them out."""
+    prom, at = seg_prometheus
+    board = dashboard("prometheus", SEG_MODEL)
+    expr = next(p for p in board["panels"] if p["title"] == "Throughput")["targets"][0]["expr"]
+    assert 'segment=""' in expr
+
+    def calls(e: str, model: str) -> float:
+        (r,) = instant(prom, substitute(e, {**SEG_VARS, "$model": model}), at)
+        return float(r["value"][1])
+
+    overall = calls(expr, PLAIN_MODEL)
+    assert overall > 0 and calls(expr, SEG_MODEL) == pytest.approx(overall, rel=1e-9)
+    unselected = expr.replace(', segment=""', "")
+    # every segment's calls (x3, x4, x5) on top of the overall ones
+    assert calls(unselected, SEG_MODEL) == pytest.approx(overall * (1 + 3 + 4 + 5), rel=1e-9)
+
+
+def test_prometheus_segment_panels_show_each_segments_own_series(
+    seg_prometheus: tuple[servers.Prometheus, float],
+) -> None:
+    prom, at = seg_prometheus
+    board = dashboard("prometheus", SEG_MODEL, features=FEATURES, segments=True)
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "segment")
+    # Grafana runs label_values(metric{...}, label) as the label values API with match[]
+    m = re.fullmatch(r"label_values\((.*), segment\)", variable["query"])
+    assert m is not None
+    listed = prom.api("label/segment/values", {"match[]": m.group(1).replace("$model", SEG_MODEL)})
+    assert sorted(SEGMENT_NAMES) == sorted(listed)
+    assert [] == prom.api("label/segment/values", {"match[]": m.group(1).replace("$model", PLAIN_MODEL)})
+
+    def one(title: str, model: str, segment: str | None = None) -> float:
+        panel = next(p for p in board["panels"] if p["title"] == title)
+        values = {**SEG_VARS, "$model": model, "$segment": segment or ""}
+        results = [r for t in panel["targets"] for r in instant(prom, substitute(t["expr"], values), at)]
+        return max(float(r["value"][1]) for r in results)
+
+    overall_rows = one("Throughput", PLAIN_MODEL)
+    overall_errors = one("Error ratio and availability", PLAIN_MODEL)  # the max of the two lines
+    f1 = float(instant(prom, f'max(mlmon_f1{{model="{PLAIN_MODEL}"}})', at)[0]["value"][1])
+    psi = float(instant(prom, f'max(mlmon_feature_drift_psi{{model="{PLAIN_MODEL}"}})', at)[0]["value"][1])
+    error_ratio = float(instant(prom, substitute(
+        next(p for p in board["panels"] if p["title"] == "Error ratio")["targets"][0]["expr"],
+        {**SEG_VARS, "$model": PLAIN_MODEL}), at)[0]["value"][1])  # fmt: skip
+    assert overall_errors >= error_ratio > 0
+    for k, segment in enumerate(SEGMENT_NAMES):
+        # the throughput panel's first line is calls/s; the segment panel is rows/s
+        rows = float(instant(prom, substitute(
+            'sum by (model) (rate(mlmon_rows_total{model="$model", segment=""}[$__rate_interval]))',
+            {**SEG_VARS, "$model": PLAIN_MODEL}), at)[0]["value"][1])  # fmt: skip
+        assert overall_rows > 0
+        assert one("Rows / s · $segment", SEG_MODEL, segment) == pytest.approx(rows * (3 + k), rel=1e-9)
+        assert one("Error ratio · $segment", SEG_MODEL, segment) == pytest.approx(2 * error_ratio, rel=1e-9)
+        assert one("F1 · $segment", SEG_MODEL, segment) == pytest.approx(0.5 * f1 + 0.1 * (k + 1), rel=1e-9)
+        assert one("Largest feature drift (PSI) · $segment", SEG_MODEL, segment) == pytest.approx(
+            0.5 * psi + 0.1 * (k + 1), rel=1e-9
+        )
+
+
+def _row(board: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    inside = False
+    for p in board["panels"]:
+        if p["type"] == "row":
+            inside = p["title"] == title
+        elif inside:
+            out.append(p)
+    return out
+
+
+def test_graphite_overall_panels_ignore_real_segment_paths(
+    carbon: servers.Carbon, graphite_web_factory: Callable[..., servers.GraphiteWeb]
+) -> None:
+    web = graphite_web_factory(carbon)
+    base = base_samples()
+    emitters = [GraphiteEmitter("127.0.0.1", carbon.line_port, prefix="sg") for _ in SEG_REPLICAS]
+    try:
+        start = math.floor(time.time()) - 8
+        for tick in range(8):  # one point per whisper step (1 s), written at once
+            for emitter, instance in zip(emitters, SEG_REPLICAS, strict=True):
+                for snap in seg_snapshots(base, tick, instance, float(start + tick)):
+                    emitter.emit(snap)
+    finally:
+        for emitter in emitters:
+            emitter.close()
+    last = f"sg.{PLAIN_MODEL}.replica-b_2.mlmon_calls_total"
+    carbon.wait_for(last, lambda points: len(points) >= 8)
+    carbon.wait_for(f"sg.{SEG_MODEL}.replica-b_2.mlmon_calls_total.segment__other", lambda points: len(points) >= 8)
+    carbon.settle()
+    board = dashboard("graphite", SEG_MODEL, prefix="sg", features=FEATURES, segments=True)
+    seg_row = {id(p) for p in _row(board, "Segments")}
+    values = {"$instance": "*", "$feature": "{" + ",".join(FEATURES) + "}"}
+    overall = [
+        (panel["title"], target["target"])
+        for panel in board["panels"]
+        if panel["type"] != "row" and id(panel) not in seg_row
+        for target in panel["targets"]
+    ]
+
+    def compare() -> tuple[list[str], int]:
+        differ, answered = [], 0
+        for title, target in overall:
+            got = {}
+            for model in (SEG_MODEL, PLAIN_MODEL):
+                expr = substitute(target, {**values, "$model": model})
+                got[model] = sorted(
+                    (s["target"].replace(model, "MODEL"), [v for v, _ in s["datapoints"]])
+                    for s in web.render(expr, from_=str(start - 5), until=str(start + 12))
+                )
+            if got[SEG_MODEL] != got[PLAIN_MODEL]:
+                differ.append(f"{title}: {target}")
+            answered += any(v is not None for _, points in got[PLAIN_MODEL] for v in points)
+        return differ, answered
+
+    # carbon creates its whisper files at a bounded rate: compare again until both models'
+    # files are all written (bounded)
+    deadline = time.monotonic() + 40.0
+    differ, answered = compare()
+    while differ and time.monotonic() < deadline:
+        time.sleep(1.0)
+        differ, answered = compare()
+    assert [] == differ
+    assert answered >= 20
+    # the segment panels read their segment's paths: rows/s of "us" is 4x the overall rows/s
+    rows_seg = next(p for p in _row(board, "Segments") if p["title"].startswith("Rows"))["targets"][0]["target"]
+    window = {"from_": str(start - 5), "until": str(start + 12)}
+    seg_rate = web.render(substitute(rows_seg, {**values, "$model": SEG_MODEL, "$segment": "us"}), **window)
+    whole = substitute(rows_seg.replace(".segment_$segment", ""), {**values, "$model": PLAIN_MODEL})
+    plain_rate = web.render(whole, **window)
+    pairs = [(a, b) for a, b in zip(seg_rate[0]["datapoints"], plain_rate[0]["datapoints"], strict=True)
+             if a[0] is not None and b[0] is not None]  # fmt: skip
+    assert len(pairs) >= 5
+    assert all(a[0] == pytest.approx(4 * b[0]) for a, b in pairs)

@@ -103,3 +103,65 @@ def test_exported_rules_go_pending_then_firing_in_a_real_prometheus(
 
     endpoint.set_text(exposition(0.2, 0.5, 1.0, 0.6))  # 300 calls in the window
     prom.wait_for_query('ALERTS{alertname="slow_p99",alertstate="firing"}', timeout=30)
+
+
+def segmented_exposition(overall_error_ratio: float) -> str:
+    """Healthy overall series (few calls, good precision) next to a real segment's series that
+    would trip every rule: what a monitor with segments exposes."""
+    snap = Snapshot("fraud", "v1", "web1:7", 0.0, 300.0, (
+        Sample.make("mlmon_error_ratio", overall_error_ratio),
+        Sample.make("mlmon_latency_seconds", 0.5, quantile="0.99"),
+        Sample.make("mlmon_calls_per_second", 0.1),  # 30 calls in the window: too few
+        Sample.make("mlmon_precision", 0.85),
+        Sample.make("mlmon_labels_window", 1000),
+        Sample.make("mlmon_error_ratio", 0.5, segment="eu"),
+        Sample.make("mlmon_calls_per_second", 10.0, segment="eu"),  # 3000 calls
+        Sample.make("mlmon_precision", 0.3, segment="eu"),
+        Sample.make("mlmon_labels_window", 1000, segment="eu"),
+    ))  # fmt: skip
+    return render_exposition([snap])
+
+
+def test_exported_rules_ignore_real_segment_series_in_a_real_prometheus(
+    prometheus_factory: Callable[..., servers.Prometheus],
+    metrics_endpoint_factory: Callable[..., servers.MetricsEndpoint],
+    tmp_path: Path,
+) -> None:
+    """A segment's series share the overall names: the exported rules select segment="" and
+    stay quiet while only a segment is bad; the same rules without that selection fire on it."""
+    rules = [
+        Threshold("mlmon_error_ratio", above=0.05, min_samples=0, name="errors_high"),
+        Threshold("mlmon_latency_seconds", quantile=0.99, above=0.2, name="slow_p99"),  # >= 100 calls
+        PercentDrop("mlmon_precision", percent=10, baseline=0.8, for_=0, name="precision_low"),
+    ]
+    text = prometheus_rules(rules, model="fraud")
+    assert text.count('segment=""') >= 5
+    # The control: the same rules, renamed, without the segment selection.
+    control = text.replace(',segment=""', "").replace("segment=\"\"", "")
+    for rule in rules:
+        control = control.replace(f"alert: '{rule.name}'", f"alert: '{rule.name}_unselected'")
+    control = control.replace("- name: 'mlmon'", "- name: 'control'")
+    (tmp_path / "mlmon.rules.yml").write_text(text)
+    (tmp_path / "control.rules.yml").write_text(control)
+    endpoint = metrics_endpoint_factory(segmented_exposition(0.01))
+    prom = prometheus_factory([endpoint.target], rule_files=[tmp_path / "mlmon.rules.yml", tmp_path / "control.rules.yml"])
+    prom.wait_for_targets_up()
+    prom.wait_for_query('mlmon_error_ratio{model="fraud",segment="eu"}')
+    unselected = {f"{r.name}_unselected" for r in rules}
+    deadline = time.monotonic() + 30
+    firing: dict[str, dict[str, str]] = {}
+    while time.monotonic() < deadline and set(firing) < unselected:
+        firing = {a["labels"]["alertname"]: a["labels"] for a in prom.alerts() if a["state"] == "firing"}
+        time.sleep(0.1)
+    assert unselected <= set(firing)  # the segment's series are there, and would trip them
+    # on the segment's own values; and the overall p99 counted the segment's 3000 calls
+    assert ("eu", "eu") == (firing["errors_high_unselected"].get("segment"), firing["precision_low_unselected"].get("segment"))
+    assert "segment" not in firing["slow_p99_unselected"]
+    for _ in range(3):  # a few more evaluations (1 s each): the selected rules stay quiet
+        time.sleep(1.0)
+        assert set() == {a["labels"]["alertname"] for a in prom.alerts()} - unselected
+
+    endpoint.set_text(segmented_exposition(0.2))  # now the overall series is bad
+    found = prom.wait_for_query('ALERTS{alertname="errors_high",alertstate="firing"}', timeout=30)
+    assert "segment" not in found[0]["metric"]
+    assert {"slow_p99", "precision_low"}.isdisjoint(a["labels"]["alertname"] for a in prom.alerts())

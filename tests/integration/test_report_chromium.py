@@ -279,3 +279,57 @@ def test_polylines_survive_the_browser(rendered: tuple[Path, Path, str]) -> None
     ours = re.findall(r'data-chart="calls".*?<polyline points="([^"]+)"', html.read_text(), flags=re.S)
     theirs = re.findall(r'data-chart="calls".*?<polyline points="([^"]+)"', dom, flags=re.S)
     assert ours and ours[0].split() == theirs[0].split()
+
+
+# ------------------------------------------------------------------------------ segments
+
+SEGMENTS = ("eu", "us", SCRIPT, 'a "quoted" <b>name</b>', "_other")
+
+
+def write_segmented_log(path: Path) -> None:
+    """Snapshots with the overall series and each segment's (the monitor's series plus a
+    ``segment`` label), written by JsonlEmitter."""
+    from mlmon.snapshot import Sample
+
+    emitter = JsonlEmitter(path)
+    for t in range(12):
+        samples = [
+            Sample.make("mlmon_calls_total", 50.0 * (t + 1)),
+            Sample.make("mlmon_rows_total", 500.0 * (t + 1)),
+            Sample.make("mlmon_rows_per_second", 50.0),
+            Sample.make("mlmon_segments", len(SEGMENTS)),
+            Sample.make("mlmon_segments_max", 4),
+            Sample.make("mlmon_segment_overflow_rows_total", 7.0 * t),
+        ]
+        for k, seg in enumerate(SEGMENTS):
+            samples += [
+                Sample.make("mlmon_rows_total", 100.0 * (k + 1) * (t + 1), segment=seg),
+                Sample.make("mlmon_rows_per_second", 10.0 * (k + 1) + t % 3, segment=seg),
+                Sample.make("mlmon_error_ratio", 0.02 * k * (t > 6), segment=seg),
+                Sample.make("mlmon_f1", 0.9 - 0.05 * k, segment=seg),
+                Sample.make("mlmon_feature_drift_psi", 0.05 * k * t, feature="age", segment=seg),
+            ]
+        emitter.emit(Snapshot("segmented", None, "pod-a:1", 1_750_000_000.0 + 10 * t, 60.0, tuple(samples)))
+    emitter.close()
+
+
+def test_the_segments_section_in_the_browser(tmp_path: Path) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        skip_or_fail("chromium is not installed (apt-get install chromium; see scripts/install-test-servers.sh)")
+        raise AssertionError("unreachable")
+    log = tmp_path / "segments.jsonl"
+    write_segmented_log(log)
+    html = tmp_path / "segments.html"
+    assert "segments" in report.write(log, html).sections
+    dom = run_chromium(binary, tmp_path / "profile", "--dump-dom", f"--window-size={WINDOW[0]},{WINDOW[1]}", html.resolve().as_uri())
+    assert dom.returncode == 0 and "</html>" in dom.stdout, dom.stderr[-2000:]
+    found = Charts(dom.stdout)
+    assert "script" not in found.tags and "b" not in found.tags
+    # each card's four small charts, drawn with the segment's lines
+    for k in range(len(SEGMENTS)):
+        for what in ("rows", "errors", "f1", "psi"):
+            assert found.charts[f"seg{k}-{what}"], (k, what)
+    cards = re.findall(r'<figure class="card seg-card[^"]*" data-segment="([^"]*)"', dom.stdout)
+    assert 5 == len(cards) and "_other" == cards[-1]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout

@@ -72,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the fleet's health) and leave the fleet's series out of the process panels; INSTANCE "
         "is Fleet(instance=...) (default: fleet)",
     )
+    p.add_argument(
+        "--segments",
+        action="store_true",
+        help="the monitors track segments (Monitor(max_segments=...), track(segment=...)): add "
+        "the Segments row, its panels repeated per value of a segment variable",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(run=run)
 
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             title=args.title,
             positive=args.positive,
             fleet=args.fleet,
+            segments=args.segments,
         )
     except (ValueError, TypeError) as exc:  # a bad option value: a usage error
         parser.error(str(exc))

@@ -41,6 +41,14 @@ _FLEET_RANGE_GRAPHITE = "5min"
 _PSI_EPSILON = "1e-4"
 
 
+# The quality panel of a segment: (metric, legend, average label or None) per task.
+_SEGMENT_QUALITY: dict[str, tuple[str, str, str | None]] = {
+    "binary": ("mlmon_f1", "F1", None),
+    "multiclass": ("mlmon_f1", "F1 (macro)", "macro"),
+    "regression": ("mlmon_mae", "MAE", None),
+}
+
+
 def _prom_name(name: str) -> str:
     return PROMETHEUS_RENAMES.get(name, name)
 

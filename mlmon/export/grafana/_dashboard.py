@@ -26,6 +26,7 @@ from mlmon.export.grafana._rows import (
     _outputs_row,
     _quality_row,
     _resources_row,
+    _segments_row,
     _service_row,
 )
 from mlmon.naming import check_collisions
@@ -61,6 +62,7 @@ def dashboard(
     title: str | None = None,
     positive: str = "1",
     fleet: str | None = None,
+    segments: bool = False,
 ) -> Json:
     """A Grafana dashboard (classic JSON model) over mlmon's metrics for one backend.
 
@@ -88,6 +90,12 @@ def dashboard(
             series out of every other panel (the processes' counters summed are already the
             fleet's: adding both would count every call twice). Prometheus, or Graphite with
             ``via="direct"``. None (default): no fleet row, queries as without a fleet.
+        segments: the monitors track segments (``Monitor(max_segments=...)``,
+            ``track(segment=...)``): adds a ``Segments`` row before the alerts and a
+            ``segment`` variable; the row's panels (rows per second, error ratio, the task's
+            quality metric, the largest feature drift) are repeated per selected segment.
+            Whatever this is, every other panel reads the overall series only (Prometheus:
+            ``segment=""``), so a segment's series are never added to them.
 
     Returns:
         The dashboard as a dict, ready for ``json.dumps``.
@@ -105,7 +113,7 @@ def dashboard(
     ['DS', 'model', 'instance', 'feature']
     >>> calls = next(p for p in d["panels"] if p["title"] == "Throughput")
     >>> calls["targets"][0]["expr"]
-    'sum by (model) (rate(mlmon_calls_total{model="$model", instance=~"$instance"}[$__rate_interval]))'
+    'sum by (model) (rate(mlmon_calls_total{model="$model", instance=~"$instance", segment=""}[$__rate_interval]))'
     >>> g = dashboard("graphite", "fraud", prefix="ml", task="none")
     >>> [p["title"] for p in g["panels"] if p["type"] == "row"]
     ['Service health', 'Resources', 'Model outputs', 'Alerts']
@@ -114,7 +122,7 @@ def dashboard(
     ['Fleet', 'Service health']
     >>> merged = next(p for p in f["panels"] if p["title"] == "Processes merged")
     >>> print(merged["targets"][0]["expr"])
-    max by (model) (mlmon_fleet_processes{model="$model", exported_instance="fleet"} or mlmon_fleet_processes{model="$model", instance="fleet"})
+    max by (model) (mlmon_fleet_processes{model="$model", segment="", exported_instance="fleet"} or mlmon_fleet_processes{model="$model", segment="", instance="fleet"})
     >>> dashboard("influxdb", "fraud")
     Traceback (most recent call last):
     ...
@@ -175,6 +183,8 @@ def dashboard(
         _quality_row(b, task_name, positive)
     if names:
         _features_row(b)
+    if segments:
+        _segments_row(b, task_name)
     _alerts_row(b)
 
     shown = title if title is not None else f"mlmon: {model}" if model else "mlmon"
@@ -214,7 +224,11 @@ def dashboard(
             ]
         },
         "templating": {
-            "list": [_datasource_variable(queries.datasource_type), *queries.variables(model, names)]
+            "list": [
+                _datasource_variable(queries.datasource_type),
+                *queries.variables(model, names),
+                *([queries.segment_variable()] if segments else []),
+            ]
         },
         "panels": b.panels,
     }

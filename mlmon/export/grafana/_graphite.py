@@ -9,6 +9,7 @@ from mlmon.export.grafana._common import (
     _GAP_POINTS,
     _LATENCY_QUANTILES,
     _OUTPUT_QUANTILES,
+    _SEGMENT_QUALITY,
     _SLO_BOUNDS,
     Json,
     Query,
@@ -311,6 +312,40 @@ class _Graphite(_Queries):
 
     def fleet_process_rate(self, metric: str, legend: str) -> list[Query]:
         return [(f"alias({self._rate(metric)}, {_quote(legend)})", "")]
+
+    # segments ---------------------------------------------------------------------------------
+    # A label is a path node after the metric and its other labels, in sorted key order, and
+    # "segment" sorts after every label a segment series has (error_type, feature, average...):
+    # a segment's series is one node deeper than its overall one, so no overall path (a fixed
+    # number of nodes) ever matches it.
+    _SEG = "segment_$segment"
+
+    def segment_variable(self) -> Json:
+        root = ("stats", "gauges") if self.via == "statsd" else ()
+        nodes = [*root, *self.prefix, "$model"] + (["*"] if self.via == "direct" else [])
+        query = ".".join([*nodes, "mlmon_rows_per_second", "segment_*"])
+        var = _query_variable("segment", "Segment", query, None, multi=True, all_value="*")
+        var["regex"] = "/^segment_(.+)$/"  # the name after the path part's "segment_"
+        return var
+
+    def segment_rows(self) -> list[Query]:
+        return [(f"alias({self._rate('mlmon_rows_total', self._SEG)}, 'rows/s')", "")]
+
+    def segment_error_ratio(self) -> list[Query]:
+        errors = self._rates("mlmon_errors_total", "*", self._SEG)
+        calls = self._rates("mlmon_calls_total", self._SEG)
+        either = f"sumSeries({errors}, scale({calls}, 0))"
+        return [(f"alias(divideSeries({either}, sumSeries({calls})), 'error ratio')", "")]
+
+    def segment_quality(self, task: str) -> list[Query]:
+        metric, legend, average = _SEGMENT_QUALITY[task]
+        labels = [f"average_{average}"] if average else []
+        path = self._gauge(metric, *labels, self._SEG)
+        return [(self._by_process(path, legend), "")]
+
+    def segment_drift(self) -> list[Query]:
+        path = self._held(self._gauge("mlmon_feature_drift_psi", "*", self._SEG))
+        return [(f"alias(maxSeries({path}), 'largest feature PSI')", "")]
 
     def alerts_firing(self) -> list[Query]:
         path = self._held(self._gauge("mlmon_alerts_firing"))

@@ -139,6 +139,8 @@ class _Builder:
         w: int = 8,
         h: int = 8,
         ratio: bool = False,
+        repeat: str | None = None,
+        max_per_row: int = 6,
     ) -> None:
         if not queries:
             return
@@ -149,22 +151,28 @@ class _Builder:
         if ratio:
             defaults["min"] = 0
             defaults["max"] = 1
-        self.panels.append(
-            {
-                "type": "timeseries",
-                "id": self._id(),
-                "title": title,
-                "description": description,
-                "datasource": self.ds,
-                "gridPos": self._place(w, h),
-                "fieldConfig": {"defaults": defaults, "overrides": []},
-                "options": {
-                    "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                    "tooltip": {"mode": "multi", "sort": "desc"},
-                },
-                "targets": self._targets(queries),
-            }
-        )
+        if repeat is not None:
+            # Grafana lays the copies out side by side, widths shared, at most max_per_row
+            # to a line; nothing else may share the line, so the panel takes the full width.
+            self._newline()
+            w = _GRID_WIDTH
+        panel: Json = {
+            "type": "timeseries",
+            "id": self._id(),
+            "title": title,
+            "description": description,
+            "datasource": self.ds,
+            "gridPos": self._place(w, h),
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                "tooltip": {"mode": "multi", "sort": "desc"},
+            },
+            "targets": self._targets(queries),
+        }
+        if repeat is not None:
+            panel.update(repeat=repeat, repeatDirection="h", maxPerRow=max_per_row)
+        self.panels.append(panel)
 
     def stat(
         self,

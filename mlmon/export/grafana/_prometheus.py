@@ -9,6 +9,7 @@ from mlmon.export.grafana._common import (
     _LATENCY_QUANTILES,
     _OUTPUT_QUANTILES,
     _PSI_EPSILON,
+    _SEGMENT_QUALITY,
     _SLO_BOUNDS,
     Json,
     Query,
@@ -23,6 +24,22 @@ from mlmon.export.grafana._queries import _Queries
 def _prom_str(value: str) -> str:
     """``value`` inside a PromQL double-quoted string."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+SEGMENT = "segment"
+"""The label of every per-segment series; the overall series have none (``segment=""``)."""
+
+
+def _matchers(labels: dict[str, str]) -> list[str]:
+    """``key="value"`` (``key=~"value"`` for a ``key_re``), then ``segment=""`` unless the
+    segment is chosen: an overall panel never sums a segment's series into the overall ones."""
+    parts = []
+    for key, value in labels.items():
+        op = "=~" if key.endswith("_re") else "="
+        parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
+    if not any(key.removesuffix("_re") == SEGMENT for key in labels):
+        parts.append(f'{SEGMENT}=""')
+    return parts
 
 
 class _Prometheus(_Queries):
@@ -72,9 +89,7 @@ class _Prometheus(_Queries):
 
     def _sel(self, metric: str, **labels: str) -> str:
         parts = ['model="$model"', 'instance=~"$instance"', *self._not_fleet()]
-        for key, value in labels.items():
-            op = "=~" if key.endswith("_re") else "="
-            parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
+        parts += _matchers(labels)
         return f"{_prom_name(metric)}{{{', '.join(parts)}}}"
 
     def _rate(self, metric: str, **labels: str) -> str:
@@ -248,10 +263,7 @@ class _Prometheus(_Queries):
         """``wrap`` applied to the fleet's series under either label that holds mlmon's
         instance, joined with ``or`` (one of the two is empty)."""
         assert self.fleet is not None
-        parts = ['model="$model"']
-        for key, value in labels.items():
-            op = "=~" if key.endswith("_re") else "="
-            parts.append(f'{key.removesuffix("_re")}{op}"{value}"')
+        parts = ['model="$model"', *_matchers(labels)]
         name = _prom_name(metric)
         fleet = self.fleet
         sels = [
@@ -282,6 +294,33 @@ class _Prometheus(_Queries):
 
     def fleet_process_rate(self, metric: str, legend: str) -> list[Query]:
         return [(self._sum_rate(metric), legend)]
+
+    # segments ---------------------------------------------------------------------------------
+    def segment_variable(self) -> Json:
+        query = f'label_values(mlmon_rows_per_second{{model="$model", {SEGMENT}!=""}}, {SEGMENT})'
+        return _query_variable(SEGMENT, "Segment", query, None, multi=True, all_value=".+")
+
+    def _seg(self) -> dict[str, str]:
+        # =~: Grafana escapes a multi-value variable's regex characters for it.
+        return {f"{SEGMENT}_re": "$segment"}
+
+    def segment_rows(self) -> list[Query]:
+        rate = self._rate("mlmon_rows_total", **self._seg())
+        return [(f"sum by (model, {SEGMENT}) ({rate})", "rows/s")]
+
+    def segment_error_ratio(self) -> list[Query]:
+        errors = f"sum by (model, {SEGMENT}) ({self._rate('mlmon_errors_total', **self._seg())})"
+        calls = f"sum by (model, {SEGMENT}) ({self._rate('mlmon_calls_total', **self._seg())})"
+        return [(f"({errors} or 0 * {calls}) / {calls}", "error ratio")]
+
+    def segment_quality(self, task: str) -> list[Query]:
+        metric, legend, average = _SEGMENT_QUALITY[task]
+        labels = {"average": average} if average else {}
+        return [(self._sel(metric, **labels, **self._seg()), f"{legend} {{{{instance}}}}")]
+
+    def segment_drift(self) -> list[Query]:
+        sel = self._sel("mlmon_feature_drift_psi", **self._seg())
+        return [(f"max by (model, {SEGMENT}) ({sel})", "largest feature PSI")]
 
     def alerts_firing(self) -> list[Query]:
         return [(f"sum by (model) ({self._sel('mlmon_alerts_firing')})", "rules firing")]

@@ -145,6 +145,27 @@ class _Queries:
         """A fleet-health counter's rate summed over the processes."""
         raise NotImplementedError
 
+    # segments: one segment's series ($segment, one value per repeated panel)
+    def segment_variable(self) -> Json:
+        """The ``segment`` variable: the segment names the model's series carry."""
+        raise NotImplementedError
+
+    def segment_rows(self) -> list[Query]:
+        """Rows per second of the segment, summed over processes from the counters."""
+        raise NotImplementedError
+
+    def segment_error_ratio(self) -> list[Query]:
+        """Errors / calls of the segment over every process, from the counters."""
+        raise NotImplementedError
+
+    def segment_quality(self, task: str) -> list[Query]:
+        """The task's main quality gauge of the segment (F1, F1 macro or MAE), per process."""
+        raise NotImplementedError
+
+    def segment_drift(self) -> list[Query]:
+        """The largest feature PSI of the segment (over features and processes)."""
+        raise NotImplementedError
+
     # alerts
     def alerts_firing(self) -> list[Query]:
         raise NotImplementedError

@@ -305,6 +305,53 @@ def _features_row(b: _Builder) -> None:
     )
 
 
+def _segments_row(b: _Builder, task: str) -> None:
+    """Small multiples: each panel repeated per value of the ``segment`` variable."""
+    q = b.q
+    b.row("Segments")
+    b.timeseries(
+        "Rows / s · $segment",
+        q.segment_rows(),
+        unit="reqps",
+        description="The segment's predictions (rows) per second, summed over processes from "
+        "the counters (mlmon_rows_total{segment}).",
+        h=6,
+        repeat="segment",
+    )
+    b.timeseries(
+        "Error ratio · $segment",
+        q.segment_error_ratio(),
+        unit="percentunit",
+        description="The segment's errors / calls over every process, both from counters.",
+        h=6,
+        ratio=True,
+        repeat="segment",
+    )
+    if task != "none":
+        b.timeseries(
+            _SEGMENT_QUALITY_TITLE[task] + " · $segment",
+            q.segment_quality(task),
+            unit="percentunit" if task != "regression" else "none",
+            description="The segment's window value over its labelled predictions, per process.",
+            h=6,
+            ratio=task != "regression",
+            repeat="segment",
+        )
+    b.timeseries(
+        "Largest feature drift (PSI) · $segment",
+        q.segment_drift(),
+        unit="none",
+        description="The highest PSI of any feature in the segment, the maximum over processes "
+        "(0.1: watch, 0.2: drift); against the segment's own reference where it has one "
+        "(mlmon_segment_reference{segment} = 1), else against the overall one.",
+        h=6,
+        repeat="segment",
+    )
+
+
+_SEGMENT_QUALITY_TITLE = {"binary": "F1", "multiclass": "F1 (macro)", "regression": "MAE"}
+
+
 def _alerts_row(b: _Builder) -> None:
     q = b.q
     b.row("Alerts")
