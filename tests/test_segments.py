@@ -4,6 +4,7 @@ by id → outcomes → snapshot series labelled ``segment`` → alerts; caps, ov
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import sys
@@ -475,3 +476,29 @@ def test_arrays_and_lists_give_the_same_segment_values(clock: FakeClock) -> None
     assert snaps[0].keys() == snaps[1].keys()
     for key, value in snaps[0].items():
         assert snaps[1][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_a_real_segmented_monitor_log_makes_the_report_and_dashboard_sections(clock: FakeClock, tmp_path: Any) -> None:
+    """track → labels → JSON lines → the HTML report's Segments section; and the Grafana export."""
+    from mlmon import report
+    from mlmon.export.grafana import dashboard
+
+    path = tmp_path / "m.jsonl"
+    mon = mlmon.Monitor("seg-report", task=mlmon.BinaryClassification(threshold=0.5), clock=clock,
+                        emitters=[JsonlEmitter(str(path))], flush_interval=10.0)  # fmt: skip
+    rng = np.random.default_rng(4)
+    for step in range(6):
+        ids = np.arange(step * 300, step * 300 + 300)
+        seg = rng.choice(["north", "south", "<b>east</b>"], size=300)
+        with mon.track(ids=ids, segment=seg) as call:
+            call.outputs(rng.uniform(size=300))
+        mon.log_feedback(ids, rng.integers(0, 2, 300))
+        clock.advance(10.0)
+        mon.flush()
+    mon.close()
+    page, _ = report.build(str(path))
+    assert "Segments" in page and "north" in page and "south" in page
+    assert "<b>east</b>" not in page and "&lt;b&gt;east&lt;/b&gt;" in page
+    board = dashboard("prometheus", "seg-report", segments=True)
+    text = json.dumps(board)
+    assert "label_values(mlmon_rows_per_second" in text and 'segment=\\"\\"' in text
