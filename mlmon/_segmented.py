@@ -581,7 +581,7 @@ class SegmentComponent:
                 yield ("mlmon_error_ratio", m.errors / m.calls, {"segment": label})
             if seg.own_reference is not None:
                 yield ("mlmon_segment_reference", 1 if seg.own_reference else 0, {"segment": label})
-            for source in (seg.outputs.samples(now), seg.quality.segment_samples(now), seg.outcomes.samples(now), seg.features.samples(now)):
+            for source in (seg.outputs.samples(now), seg.quality.segment_samples(now), seg.outcomes.samples(now), seg.features.samples(now, bins=False)):
                 try:
                     for name, value, labels in source:
                         if name not in _OVERALL_ONLY:

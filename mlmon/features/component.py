@@ -267,8 +267,9 @@ class FeatureComponent:
         with self._lock:
             return None if self._window is None else self._window.merged(now)
 
-    def samples(self, now: float) -> list[Triple]:
-        """``mlmon_feature_*`` and ``mlmon_output_drift_psi`` samples for the window at ``now``.
+    def samples(self, now: float, bins: bool = True) -> list[Triple]:
+        """``mlmon_feature_*`` and ``mlmon_output_drift_psi`` samples for the window at ``now``
+        (``bins=False``: without the cumulative bin counters, as a segment's).
 
         A feature without a row in the window has no sample at all; statistics of values
         (mean, variance, min, max, ratios over values) need at least one valid value; drift
@@ -351,7 +352,7 @@ class FeatureComponent:
             if status is not None:
                 emit("mlmon_feature_drift_status", float(status), name)
 
-        if self._seen:
+        if self._seen and bins:
             out.extend(self._bin_samples(schema))
         if schema.output_ref is not None and acc.out_count >= cfg.min_rows:
             value = psi(schema.output_ref.cells(), acc.out_hist, cfg.epsilon)
