@@ -502,3 +502,24 @@ def test_a_real_segmented_monitor_log_makes_the_report_and_dashboard_sections(cl
     board = dashboard("prometheus", "seg-report", segments=True)
     text = json.dumps(board)
     assert "label_values(mlmon_rows_per_second" in text and 'segment=\\"\\"' in text
+
+
+def test_a_flood_of_distinct_values_over_many_calls_stays_bounded(clock: FakeClock) -> None:
+    from mlmon import _segmented
+
+    mon = binary(clock, max_segments=8)
+    predict = mon.track(lambda x: 0.3, segment=lambda x: x)
+    for i in range(30_000):
+        predict(f"user-{i}")
+        if i % 3000 == 0:
+            clock.advance(10.0)
+            mon.snapshot()  # promotions are decided here, at most one per snapshot
+    snap = mon.snapshot()
+    part = mon._segments
+    assert len(part.tracked()) <= 8 + 1
+    assert len(part._candidates) <= 256 and len(part._names) <= 4096 and len(_segmented._MEMO) <= 4096
+    rows = by_segment(snap, "mlmon_rows_total")
+    assert sum(rows.values()) <= 30_000 and rows[OVERFLOW] >= 30_000 - 8 - snap.get("mlmon_segment_evictions_total")
+    assert snap.get("mlmon_segment_overflow_rows_total") >= 30_000 - 8 - 11
+    assert snap.get("mlmon_rows_total") == 30_000
+    mon.close()
