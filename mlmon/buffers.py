@@ -13,7 +13,8 @@ import array
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -468,7 +469,41 @@ class CallBuffers:
         self.dropped_errors = {}
 
 
-_DT, _OUT, _FEATURES, _IDS, _END, _CID = (itemgetter(k) for k in (0, 2, 3, 4, 5, 7))
+_DT, _EXC, _OUT, _FEATURES, _IDS, _END, _CID = (itemgetter(k) for k in (0, 1, 2, 3, 4, 5, 7))
+
+
+def _all_none(xs: list[Any]) -> bool:
+    """Every item is None (by identity: an array's ``==`` would not do), in a C-level loop."""
+    return all(map(is_, xs, repeat(None)))
+
+
+def _plain_numbers(
+    outs: list[Any], feats: list[Any], ids: list[Any]
+) -> tuple[npt.NDArray[np.float64], list[int]] | None:
+    """Of general records, those whose output is one number and that have no features and no
+    ids: their outputs as one float64 array, and the indices of the others. None when fewer
+    than two (or when a number does not fit a float64: each then stays its own entry)."""
+    n = len(outs)
+    if not _all_none(feats):
+        return None
+    numeric = _NUMERIC
+    if _all_none(ids) and numeric.issuperset(map(type, outs)):
+        plain: list[int] = list(range(n))  # the usual case, found with C-level loops
+    else:
+        plain = [k for k, (o, i) in enumerate(zip(outs, ids, strict=True)) if i is None and o.__class__ in numeric]
+    if len(plain) < 2:
+        return None
+    try:
+        if len(plain) == n:
+            values = np.array(outs, dtype=np.float64)
+        else:
+            values = np.fromiter((outs[k] for k in plain), np.float64, len(plain))
+    except (OverflowError, ValueError, TypeError):
+        return None
+    if len(plain) == len(outs):
+        return values, []
+    chosen = set(plain)
+    return values, [k for k in range(len(outs)) if k not in chosen]
 
 
 def reduce_records(
@@ -508,12 +543,12 @@ def reduce_records(
     segs: list[Any] | None = None
     seg_errs: list[tuple[Any, str]] = []
     if gen:
-        if any(g[1] is not None for g in gen):
+        if any(map(_EXC, gen)):
             errs = errs + [(g[0], g[1]) for g in gen if g[1] is not None]
             seg_errs = [(g[8], getattr(g[1], "__name__", "Exception")) for g in gen if g[1] is not None and len(g) > 8]
             gen = [g for g in gen if g[1] is None]
         if gen:
-            if any(len(g) > 8 for g in gen):
+            if max(map(len, gen)) > 8:
                 segs = [NO_SEGMENT] * len(outs) + [g[8] if len(g) > 8 else NO_SEGMENT for g in gen]
             # Columns taken with C-level loops (map and itemgetter); per-record Python work only
             # where a column needs it.
@@ -523,20 +558,38 @@ def reduce_records(
             g_ids = list(map(_IDS, gen))
             g_cids = list(map(_CID, gen))
             d_ok = np.concatenate((d_ok, np.fromiter(map(_DT, gen), np.int64, n)))
-            if all(f is None for f in g_feats):
-                if all(type(o) in _IMMUTABLE for o in g_outs):
+            if _all_none(g_feats):
+                if _IMMUTABLE.issuperset(map(type, g_outs)):
                     g_rows = [1] * len(g_outs)
                 else:
                     g_rows = [output_rows(o) for o in g_outs]
             else:
                 g_rows = [feature_rows(f) if f is not None else output_rows(o) for f, o in zip(g_feats, g_outs, strict=True)]
             rows += sum(g_rows)
+            g_idr = list(resolve_ids(g_ids, g_cids, g_rows))
+            ends = np.fromiter(map(_END, gen), np.int64, n)
+            g_times = now - np.maximum(0, perf_now - ends) / 1e9
+            plain = _plain_numbers(g_outs, g_feats, g_idr) if segs is None else None
+            if plain is not None:
+                # ``with`` blocks that gave one number and nothing else (no features, ids or
+                # segment): one float64 entry, as the decorator's fast path makes, instead of
+                # one entry per block for every part to walk through.
+                values, rest = plain
+                outs.append(values)
+                feats.append(None)
+                ids.append(None)
+                rows_list.append(int(values.size))
+                times = [*list(times), now]
+                g_outs = [g_outs[k] for k in rest]
+                g_feats = [None] * len(rest)
+                g_idr = [g_idr[k] for k in rest]
+                g_rows = [g_rows[k] for k in rest]
+                g_times = g_times[rest]
             outs.extend(g_outs)
             feats.extend(g_feats)
-            ids.extend(resolve_ids(g_ids, g_cids, g_rows))
+            ids.extend(g_idr)
             rows_list.extend(g_rows)
-            ends = np.fromiter(map(_END, gen), np.int64, n)
-            times = np.concatenate((np.array(times), now - np.maximum(0, perf_now - ends) / 1e9))
+            times = np.concatenate((np.array(times, dtype=np.float64), g_times))
     secs = np.concatenate((d_ok, np.array([e[0] for e in errs], dtype=np.int64))) / 1e9
     np.maximum(secs, 0.0, out=secs)  # a fake clock may go backwards
     error_types = [getattr(cls, "__name__", "Exception") for _, cls in errs]
