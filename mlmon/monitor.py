@@ -58,7 +58,7 @@ from mlmon.service import ServiceComponent
 from mlmon.snapshot import Snapshot, samples_from
 from mlmon.stores.base import PredictionStore
 from mlmon.tasks import Task
-from mlmon.tracking import Call, Track, call_ids, sync_calls_in_flight
+from mlmon.tracking import Call, Track, block_class, call_ids, sync_calls_in_flight
 
 __all__ = ["Call", "Monitor", "Track"]
 
@@ -231,6 +231,7 @@ class Monitor:
         self._buffers = CallBuffers(
             max_buffered_calls, max_buffered_rows, self._drain_inline, self._internal_error, max_buffer_bytes
         )
+        self._block = block_class(self)
 
         self._drain_lock = threading.Lock()  # drain, snapshot; never taken by predict
         self._emit_lock = threading.Lock()  # serialises reporter cycles; never taken by predict
@@ -576,6 +577,8 @@ class Monitor:
         Returns:
             The wrapped function, or a :class:`Track` object.
         """
+        if func is None and features is None and ids is None and outputs is True and segment is NO_SEGMENT:
+            return self._block(self)  # ``with mon.track() as call``: the shortest path
         t = Track(self, features, ids, outputs, segment)
         if func is not None:
             return t(func)
