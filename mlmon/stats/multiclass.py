@@ -1,0 +1,172 @@
+"""Multiclass ranking metrics from probability rows: top-k accuracy and one-vs-rest ROC and
+PR AUC per class from per-class score histograms (:class:`RowMetrics`).
+
+Top-k accuracy. A labelled row is a top-k hit when its true class is among the ``k`` classes
+of highest probability. Ties are broken as scikit-learn's ``top_k_accuracy_score`` breaks them
+(a stable ascending sort, reversed): of equal probabilities, the higher class index ranks
+first. The rank of the true class ``t`` is then
+``#{j: p_j > p_t} + #{j > t: p_j == p_t}``, and the row is a hit when that rank is below ``k``.
+Rows kept as their top ``m`` classes only (indices in that order) give the same ranks for the
+classes they hold, so top-k is exact for ``k <= m``.
+
+One-vs-rest AUC. Class ``c``'s histogram counts the rows labelled ``c`` (positives) and the
+other rows (negatives) by the bin of the row's probability of ``c``; each class's ROC AUC,
+its error bound and its average precision are the binary ones of
+:mod:`mlmon.stats.binary` on that histogram (exact where no bin holds both a positive and a
+negative, e.g. while the window has few rows). All histograms live in one flat
+:class:`~mlmon.stats.binary.ScoreBins` (class ``c``'s cells at ``c * cells``), so adding a
+batch is two ``bincount`` calls and a merge is one array addition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from mlmon.stats.binary import ScoreBins, binned_auc, binned_average_precision
+
+__all__ = ["RowMetrics", "class_bins", "default_top_k", "true_class_rank"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+MAX_HISTOGRAM_CELLS = 32_000
+"""Most score bins over all classes of one histogram: 1,000 bins a class up to 32 classes,
+fewer (never under 100) above."""
+
+
+def class_bins(n_classes: int) -> int:
+    """Score bins of width ``1 / bins`` on [0, 1] per class for ``n_classes`` classes.
+
+    >>> class_bins(10), class_bins(64), class_bins(1000)
+    (1000, 500, 100)
+    """
+    return max(100, min(1000, MAX_HISTOGRAM_CELLS // max(n_classes, 1)))
+
+
+def default_top_k(n_classes: int, ks: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The ``k`` values of top-k accuracy: ``ks`` (default 1, 3, 5) limited to ``k < n_classes``
+    (with ``k >= n_classes`` every row is a hit), sorted, without repeats.
+
+    >>> default_top_k(4), default_top_k(10), default_top_k(10, [10, 2, 2])
+    ((1, 3), (1, 3, 5), (2,))
+    """
+    want = (1, 3, 5) if ks is None else ks
+    return tuple(sorted({int(k) for k in want if 1 <= int(k) < n_classes}))
+
+
+def true_class_rank(rows: npt.NDArray[np.floating], labels: IntArray) -> IntArray:
+    """Rank (0 = first) of each row's true class among its classes, ties broken as
+    scikit-learn's ``top_k_accuracy_score`` (of equal probabilities the higher index first).
+
+    >>> true_class_rank(np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]]), np.array([2, 0])).tolist()
+    [1, 1]
+    """
+    n, k = rows.shape
+    pt = rows[np.arange(n), labels][:, None]
+    above = rows > pt
+    tied_after = (rows == pt) & (np.arange(k)[None, :] > labels[:, None])
+    out: IntArray = (above | tied_after).sum(axis=1).astype(np.int64)
+    return out
+
+
+class RowMetrics:
+    """Top-k hits and per-class one-vs-rest score histograms of labelled probability rows.
+
+    Args:
+        n_classes: classes of the rows (their width).
+        ks: the ``k`` of each top-k accuracy (see :func:`default_top_k`).
+        bins: score bins of width ``1 / bins`` on [0, 1] per class (:func:`class_bins`).
+
+    >>> r = RowMetrics(3, (1, 2), bins=10)
+    >>> r.add(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]]), np.array([0, 1, 1]))
+    >>> r.rows, r.hits.tolist()
+    (3, [1, 3])
+    >>> auc, bound, ap = r.per_class()
+    >>> auc.tolist(), bound.tolist()
+    ([1.0, 1.0, nan], [0.0, 0.0, nan])
+    """
+
+    __slots__ = ("bins", "hits", "n_classes", "rows")
+
+    def __init__(self, n_classes: int, ks: Sequence[int], bins: int) -> None:
+        self.n_classes = n_classes
+        self.rows = 0
+        self.hits: IntArray = np.zeros(len(ks), dtype=np.int64)
+        self.bins = ScoreBins(n_classes * (bins + 2))
+
+    def add(
+        self,
+        rows: npt.NDArray[np.floating],
+        labels: IntArray,
+        ks: Sequence[int] | None = None,
+        top: IntArray | None = None,
+    ) -> None:
+        """Add labelled rows: full ``(n, k)`` rows of probabilities in [0, 1], or (with ``top``)
+        each row's ``m`` highest probabilities, ``top`` holding their class indices in rank
+        order; such rows count in top-k only (their other classes' probabilities are unknown).
+
+        ``ks`` defaults to 1, 2, ... (as many as ``hits``)."""
+        n = int(labels.size)
+        if n == 0:
+            return
+        kvals = np.asarray(ks if ks is not None else range(1, self.hits.size + 1), dtype=np.int64)
+        if top is None:
+            rank = true_class_rank(rows, labels)
+        else:
+            at = top == labels[:, None]
+            rank = np.where(at.any(axis=1), at.argmax(axis=1), top.shape[1]).astype(np.int64)
+        self.rows += n
+        if kvals.size:
+            self.hits += (rank[:, None] < kvals[None, :]).sum(axis=0)
+        if top is not None:
+            return
+        k = rows.shape[1]
+        cells = self.bins.pos.size // k
+        b = cells - 2
+        # Cell of each probability: 1..b on [0, 1] (the last bin closed), as bin_index does on
+        # the edges i / b; 0 and b + 1 stay empty for probabilities, which are in [0, 1].
+        idx = np.minimum(np.floor(rows.astype(np.float64) * b).astype(np.intp) + 1, b)
+        flat = (idx + np.arange(k, dtype=np.intp)[None, :] * cells).ravel()
+        onehot = np.zeros((n, k))
+        onehot[np.arange(n), labels] = 1.0
+        self.bins.add(flat, onehot.ravel())
+
+    def merge(self, other: object) -> None:
+        assert isinstance(other, RowMetrics)
+        self.rows += other.rows
+        self.hits += other.hits
+        self.bins.merge(other.bins)
+
+    def reset(self) -> None:
+        self.rows = 0
+        self.hits[:] = 0
+        self.bins.reset()
+
+    def top_k(self) -> list[float | None]:
+        """Top-k accuracy for each ``k`` (None without rows)."""
+        if not self.rows:
+            return [None] * self.hits.size
+        return [h / self.rows for h in self.hits.tolist()]
+
+    def per_class(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """ROC AUC, its error bound, and average precision of each class against the rest
+        (NaN where undefined: an AUC needs positives and negatives, an AP positives)."""
+        pos, neg = self.bins.pos, self.bins.neg
+        n_classes = self.n_classes
+        cells = pos.size // n_classes
+        auc = np.full(n_classes, math.nan)
+        bound = np.full(n_classes, math.nan)
+        ap = np.full(n_classes, math.nan)
+        for c in range(n_classes):
+            p, q = pos[c * cells : (c + 1) * cells], neg[c * cells : (c + 1) * cells]
+            a, e = binned_auc(p, q)
+            if a is not None:
+                auc[c], bound[c] = a, e
+            v = binned_average_precision(p, q)
+            if v is not None:
+                ap[c] = v
+        return auc, bound, ap
