@@ -226,8 +226,8 @@ class _LabelSlice:
             rows, labels = rows[has], labels[has]
             top = None if top is None else top[has]
         if labels.size:
-            usable = ks if top is None else tuple(x for x in ks if x <= rows.shape[1])
-            r.add(rows, labels.astype(np.int64), usable, top)
+            # With top classes only, hits of a k above them are undercounted: never emitted.
+            r.add(rows, labels.astype(np.int64), ks, top)
 
     def add_one(self, pred: float, label: float, delay: float) -> None:
         """One joined pair (a single label); its delay waits in the fixed buffer."""
@@ -790,8 +790,8 @@ class QualityComponent:
         r = m.ranked
         if r is None or not r.rows or not isinstance(self.task, MulticlassClassification):
             return
-        for k, v in zip(self._ks, r.top_k(), strict=True):
-            if v is not None and (self.store.row_layout(r.n_classes) >= k):
+        for k, v in zip(self._ks, r.top_k(self._ks), strict=True):
+            if v is not None:
                 yield ("mlmon_top_k_accuracy", v, {"k": str(k)})
         if not r.bins.pos.any():
             return  # top classes only (above max_row_bytes): no AUCs

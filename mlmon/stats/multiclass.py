@@ -90,11 +90,14 @@ class RowMetrics:
     ([1.0, 1.0, nan], [0.0, 0.0, nan])
     """
 
-    __slots__ = ("bins", "hits", "n_classes", "rows")
+    __slots__ = ("bins", "depth", "hits", "n_classes", "rows")
 
     def __init__(self, n_classes: int, ks: Sequence[int], bins: int) -> None:
         self.n_classes = n_classes
         self.rows = 0
+        # The fewest top classes of any row added as top classes only (0: all rows were full):
+        # top-k above it is unknown.
+        self.depth = 0
         self.hits: IntArray = np.zeros(len(ks), dtype=np.int64)
         self.bins = ScoreBins(n_classes * (bins + 2))
 
@@ -119,6 +122,8 @@ class RowMetrics:
         else:
             at = top == labels[:, None]
             rank = np.where(at.any(axis=1), at.argmax(axis=1), top.shape[1]).astype(np.int64)
+            m = int(top.shape[1])
+            self.depth = m if self.depth == 0 else min(self.depth, m)
         self.rows += n
         if kvals.size:
             self.hits += (rank[:, None] < kvals[None, :]).sum(axis=0)
@@ -138,19 +143,26 @@ class RowMetrics:
     def merge(self, other: object) -> None:
         assert isinstance(other, RowMetrics)
         self.rows += other.rows
+        if other.depth:
+            self.depth = other.depth if self.depth == 0 else min(self.depth, other.depth)
         self.hits += other.hits
         self.bins.merge(other.bins)
 
     def reset(self) -> None:
         self.rows = 0
+        self.depth = 0
         self.hits[:] = 0
         self.bins.reset()
 
-    def top_k(self) -> list[float | None]:
-        """Top-k accuracy for each ``k`` (None without rows)."""
+    def top_k(self, ks: Sequence[int]) -> list[float | None]:
+        """Top-k accuracy for each ``k`` of ``ks`` (those :meth:`add` counted); None without
+        rows, or for a ``k`` above the top classes kept of some row."""
         if not self.rows:
             return [None] * self.hits.size
-        return [h / self.rows for h in self.hits.tolist()]
+        return [
+            h / self.rows if not self.depth or k <= self.depth else None
+            for k, h in zip(ks, self.hits.tolist(), strict=True)
+        ]
 
     def per_class(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """ROC AUC, its error bound, and average precision of each class against the rest
