@@ -117,6 +117,7 @@ class _LabelSlice:
     """
 
     __slots__ = (
+        "bad_rows",
         "calib",
         "confusion",
         "count",
@@ -152,6 +153,9 @@ class _LabelSlice:
         # Multiclass with probability rows (``ranked`` = (top-k values, bins per class)):
         # top-k hits and the per-class one-vs-rest score histograms.
         self.ranked: RowMetrics | None = None
+        # Multiclass probability rows not kept (out of [0, 1], not summing to 1): counted in the
+        # cumulative totals, which a fleet state carries.
+        self.bad_rows = 0
         if isinstance(task, BinaryClassification):
             self.confusion = ConfusionMatrix(2)
             if auc_cells:
@@ -252,6 +256,7 @@ class _LabelSlice:
         other._flush()
         self._flush()
         self.count += other.count
+        self.bad_rows += other.bad_rows
         self.hist.merge(other.hist)
         if self.confusion is not None and other.confusion is not None:
             self.confusion.merge(other.confusion)
@@ -268,6 +273,7 @@ class _LabelSlice:
 
     def reset(self) -> None:
         self.count = 0
+        self.bad_rows = 0
         self.hist.reset()
         self.n_pending = 0
         if self.confusion is not None:
@@ -382,7 +388,6 @@ class QualityComponent:
                 raise ValueError(f"top_k must be a tuple of ints >= 1, got {want!r}")
             self._ks = default_top_k(n_classes, want)
             ranked = (self._ks, class_bins(n_classes))
-        self.invalid_rows = 0  # probability rows out of [0, 1] or not summing to 1
         self._labels: RollingWindow[_LabelSlice] = RollingWindow(
             lambda: _LabelSlice(task, True, cells, ranked), window, slices, now
         )
@@ -437,7 +442,7 @@ class QualityComponent:
     ) -> npt.NDArray[np.float32] | None:
         """The calls' probability rows aligned with their mapped rows, float32 (NaN rows for
         outputs that were class labels, invalid, or not probabilities: counted in
-        ``invalid_rows``); None when no call returned probability rows."""
+        the totals' ``bad_rows``); None when no call returned probability rows."""
         if not np.isfinite(values).any():
             return None  # class-label outputs have no score: no rows at all
         assert isinstance(self.task, MulticlassClassification)
@@ -460,7 +465,7 @@ class QualityComponent:
             finite = np.isfinite(out).all(axis=1)
             ok = finite & (out >= 0.0).all(axis=1) & (out <= 1.0).all(axis=1)
             ok &= np.abs(out.sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE
-        self.invalid_rows += int(np.count_nonzero(finite & ~ok))
+        self._totals.bad_rows += int(np.count_nonzero(finite & ~ok))
         out[~ok] = np.nan
         rows: npt.NDArray[np.float32] = out.astype(np.float32)
         return rows
@@ -663,7 +668,7 @@ class QualityComponent:
         yield ("mlmon_labels_invalid_total", store.invalid + shared["invalid"], {})
         yield ("mlmon_pending_predictions", store.pending(now), {})
         if isinstance(self.task, MulticlassClassification):
-            yield ("mlmon_probability_rows_invalid_total", self.invalid_rows, {})
+            yield ("mlmon_probability_rows_invalid_total", self._totals.bad_rows, {})
         m = self._labels.merged(now)
         rows, covered = self._rows(now) if self._rows is not None else (0, 0.0)
         if rows:
@@ -820,4 +825,3 @@ class QualityComponent:
         self._labels.reset()
         self._totals.reset()
         self.unjoinable = 0
-        self.invalid_rows = 0

@@ -257,7 +257,7 @@ def test_top_k_is_configurable_and_checked() -> None:
             QualityComponent(MulticlassClassification(classes=[0, 1, 2]), window=60.0, top_k=bad)  # type: ignore[arg-type]
 
 
-RANKED = ("mlmon_top_k_accuracy", "mlmon_roc_auc", "mlmon_roc_auc_error_bound", "mlmon_pr_auc")
+RANKED = ("mlmon_top_k_accuracy", "mlmon_roc_auc", "mlmon_roc_auc_error_bound", "mlmon_pr_auc", "mlmon_probability_rows_invalid_total")
 
 
 def test_a_fleet_merge_of_two_monitors_equals_one_monitor_fed_both() -> None:
@@ -268,6 +268,8 @@ def test_a_fleet_merge_of_two_monitors_equals_one_monitor_fed_both() -> None:
     y = rng.integers(0, k, n)
     rows[np.arange(n), y] += 0.5
     rows /= rows.sum(axis=1, keepdims=True)
+    sent = rows.copy()
+    sent[[350, 1234]] *= 2.0  # not probabilities: their classes count, their rows do not
     clock = FakeClock()
     mons = [mlmon.Monitor("m", task=task, emitters=[], clock=clock, instance=f"p{i}") for i in range(2)]
     whole = mlmon.Monitor("m", task=task, emitters=[], clock=clock, instance="whole")
@@ -276,7 +278,7 @@ def test_a_fleet_merge_of_two_monitors_equals_one_monitor_fed_both() -> None:
             ids = np.arange(b * 100, (b + 1) * 100)
             for mon in (mons[b % 2], whole):
                 with mon.track(ids=ids) as call:
-                    call.outputs(rows[ids])
+                    call.outputs(sent[ids])
             clock.advance(0.5)
         for b in range(n // 100):
             ids = np.arange(b * 100, (b + 1) * 100)
@@ -288,8 +290,11 @@ def test_a_fleet_merge_of_two_monitors_equals_one_monitor_fed_both() -> None:
         assert merged.merged == 2 and merged.rejected == {}
         fleet = {(s.name, s.labels): s.value for s in merged.snapshot.samples if s.name in RANKED}
         one = {(s.name, s.labels): s.value for s in whole.snapshot().samples if s.name in RANKED}
-        assert len(one) == 3 + 3 * k + 3 and fleet == one
-        exact = roc_auc_score(y, rows.astype(np.float32).astype(np.float64), multi_class="ovr")
+        assert len(one) == 3 + 3 * k + 3 + 1 and fleet == one
+        assert one[("mlmon_probability_rows_invalid_total", ())] == 2
+        keep = np.ones(n, dtype=np.bool_)
+        keep[[350, 1234]] = False
+        exact = roc_auc_score(y[keep], rows[keep].astype(np.float32).astype(np.float64), multi_class="ovr")
         macro = one[("mlmon_roc_auc", (("average", "macro"),))]
         assert abs(macro - exact) <= one[("mlmon_roc_auc_error_bound", (("average", "macro"),))] + 1e-6
     finally:
