@@ -6,6 +6,8 @@ monitor fed everything."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
+from test_report import Svg
 
 import mlmon
+from mlmon import report
 from mlmon._component import CallBatch
+from mlmon.emitters import JsonlEmitter
+from mlmon.export.grafana import dashboard
 from mlmon.fleet import merge_states
 from mlmon.quality import QualityComponent
 from mlmon.stats.multiclass import class_bins
@@ -300,3 +306,41 @@ def test_a_fleet_merge_of_two_monitors_equals_one_monitor_fed_both() -> None:
     finally:
         for m in (*mons, whole):
             m.close()
+
+
+def test_the_report_draws_top_k_and_the_macro_aucs(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rng = np.random.default_rng(2)
+    clock = FakeClock(start=1_700_000_000.0)
+    task = mlmon.MulticlassClassification(classes=["a", "b", "c", "d", "e"])
+    mon = mlmon.Monitor("kind", task=task, window=60.0, flush_interval=60.0, clock=clock, emitters=[JsonlEmitter(path)])
+    predict = mon.track(ids="ids")(lambda rows, ids: rows)
+    for step in range(6):
+        ids = list(range(step * 300, (step + 1) * 300))
+        rows = rng.dirichlet(np.ones(5), size=300)
+        predict(rows, ids=ids)
+        truth = (rows + rng.uniform(0, 0.5, rows.shape)).argmax(axis=1)
+        mon.log_feedback(ids, [task.classes[c] for c in truth])
+        clock.advance(10.0)
+        mon.flush()
+    mon.close()
+    last = json.loads(path.read_text().splitlines()[-1])
+    snap = {(n, tuple(sorted(labels.items()))): v for n, labels, v in last["samples"]}
+    page = report.render(path)
+    ranking = Svg(page, "ranking").series()
+    assert {"top-1 accuracy", "top-3 accuracy", "PR AUC (macro)"} <= set(ranking)
+    (top1,) = ranking["top-1 accuracy"]
+    assert top1[-1][1] == pytest.approx(snap[("mlmon_top_k_accuracy", (("k", "1"),))], abs=0.01)
+    (auc,) = Svg(page, "estimated-more").series()["ROC AUC (macro)"]
+    assert auc[-1][1] == pytest.approx(snap[("mlmon_roc_auc", (("average", "macro"),))], abs=0.01)
+
+
+@pytest.mark.parametrize(("datasource", "via"), [("prometheus", "direct"), ("graphite", "direct"), ("graphite", "statsd")])
+def test_the_multiclass_dashboard_has_a_top_k_and_macro_auc_panel(datasource: str, via: str) -> None:
+    board = dashboard(datasource, "kind", task="multiclass", via=via)
+    (panel,) = [p for p in board["panels"] if p.get("title", "").startswith("Top-k accuracy")]
+    queries = " ".join(t.get("expr", t.get("target", "")) for t in panel["targets"])
+    assert "mlmon_top_k_accuracy" in queries and "mlmon_roc_auc" in queries and "mlmon_pr_auc" in queries
+    assert ("macro" in queries) and len(panel["targets"]) == 3
+    binary = dashboard(datasource, "kind", task="binary", via=via)
+    assert not [p for p in binary["panels"] if p.get("title", "").startswith("Top-k accuracy")]
