@@ -447,28 +447,30 @@ class QualityComponent:
             return None  # class-label outputs have no score: no rows at all
         assert isinstance(self.task, MulticlassClassification)
         k = len(self.task.classes)
-        out = np.full((values.size, k), np.nan)
-        at = 0
+        out = np.full((values.size, k), np.nan, dtype=np.float32)
+        at = bad = 0
         for obj, n in zip(batch.outputs, lengths, strict=True):
             if n and obj is not None and not isinstance(obj, (str, bytes)):
                 try:
-                    arr = np.asarray(obj, dtype=np.float64)
-                except (TypeError, ValueError, OverflowError):
+                    arr: npt.NDArray[np.float64] | None = np.asarray(obj, dtype=np.float64)
+                except Exception:  # outputs numpy cannot read as numbers have no row
                     arr = None
                 if arr is not None:
                     if arr.ndim == 1 and n == 1 and arr.size == k:
                         arr = arr.reshape(1, k)
                     if arr.shape == (n, k):
-                        out[at : at + n] = arr
+                        with np.errstate(invalid="ignore"):
+                            finite = np.isfinite(arr).all(axis=1)
+                            ok = finite & (arr >= 0.0).all(axis=1) & (arr <= 1.0).all(axis=1)
+                            ok &= np.abs(arr.sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE
+                        bad += int(np.count_nonzero(finite & ~ok))
+                        if ok.all():
+                            out[at : at + n] = arr
+                        else:
+                            out[at : at + n][ok] = arr[ok]
             at += n
-        with np.errstate(invalid="ignore"):
-            finite = np.isfinite(out).all(axis=1)
-            ok = finite & (out >= 0.0).all(axis=1) & (out <= 1.0).all(axis=1)
-            ok &= np.abs(out.sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE
-        self._totals.bad_rows += int(np.count_nonzero(finite & ~ok))
-        out[~ok] = np.nan
-        rows: npt.NDArray[np.float32] = out.astype(np.float32)
-        return rows
+        self._totals.bad_rows += bad
+        return out
 
     def _record_shared(
         self,

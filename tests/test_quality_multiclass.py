@@ -344,3 +344,43 @@ def test_the_multiclass_dashboard_has_a_top_k_and_macro_auc_panel(datasource: st
     assert ("macro" in queries) and len(panel["targets"]) == 3
     binary = dashboard(datasource, "kind", task="binary", via=via)
     assert not [p for p in binary["panels"] if p.get("title", "").startswith("Top-k accuracy")]
+
+
+def test_many_rows_of_many_classes_are_added_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlmon.stats.multiclass as mc
+
+    rng = np.random.default_rng(4)
+    rows = rng.dirichlet(np.ones(50), size=400).astype(np.float32)
+    y = rng.integers(0, 50, 400)
+    whole = mc.RowMetrics(50, (1, 3, 5), mc.class_bins(50))
+    whole.add(rows, y, (1, 3, 5))
+    monkeypatch.setattr(mc, "_CHUNK_VALUES", 7 * 50)  # chunks of 7 rows
+    chunked = mc.RowMetrics(50, (1, 3, 5), mc.class_bins(50))
+    chunked.add(rows, y, (1, 3, 5))
+    assert chunked.rows == whole.rows == 400
+    assert chunked.hits.tolist() == whole.hits.tolist()
+    np.testing.assert_array_equal(chunked.bins.pos, whole.bins.pos)
+    np.testing.assert_array_equal(chunked.bins.neg, whole.bins.neg)
+    assert whole.top_k((1, 3, 5))[1] == pytest.approx(top_k_accuracy_score(y, rows, k=3, labels=list(range(50))))
+
+
+class Hostile:
+    """An output whose conversion to an array raises."""
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise RuntimeError("no array for you")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_outputs_that_cannot_be_read_cost_only_themselves() -> None:
+    task = MulticlassClassification(classes=[0, 1, 2])
+    q = QualityComponent(task, window=60.0, now=0.0)
+    good = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    q.ingest(CallBatch(now=1.0, wall=0.0, outputs=[good[:1], Hostile(), good[1:]], ids=[[0], [1], [2]], rows=[1, 1, 1]))
+    q.log_feedback([0, 1, 2], [0, 1, 1], now=2.0)
+    got = read(q, 3.0)
+    assert got[("mlmon_labels_unmatched_total", ())] == 1
+    assert got[("mlmon_top_k_accuracy", (("k", "1"),))] == 1.0
+    assert got[("mlmon_roc_auc", (("class", "1"),))] == 1.0

@@ -33,6 +33,7 @@ __all__ = ["RowMetrics", "class_bins", "default_top_k", "true_class_rank"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+_CHUNK_VALUES = 1 << 20
 MAX_HISTOGRAM_CELLS = 32_000
 """Most score bins over all classes of one histogram: 1,000 bins a class up to 32 classes,
 fewer (never under 100) above."""
@@ -112,9 +113,16 @@ class RowMetrics:
         each row's ``m`` highest probabilities, ``top`` holding their class indices in rank
         order; such rows count in top-k only (their other classes' probabilities are unknown).
 
-        ``ks`` defaults to 1, 2, ... (as many as ``hits``)."""
+        ``ks`` defaults to 1, 2, ... (as many as ``hits``). Many rows of many classes are added
+        in chunks of about a million values, which bounds the temporaries."""
         n = int(labels.size)
         if n == 0:
+            return
+        step = max(1, _CHUNK_VALUES // max(rows.shape[1], 1))
+        if n > step:
+            for lo in range(0, n, step):
+                sub = None if top is None else top[lo : lo + step]
+                self.add(rows[lo : lo + step], labels[lo : lo + step], ks, sub)
             return
         kvals = np.asarray(ks if ks is not None else range(1, self.hits.size + 1), dtype=np.int64)
         if top is None:
