@@ -384,3 +384,29 @@ def test_outputs_that_cannot_be_read_cost_only_themselves() -> None:
     assert got[("mlmon_labels_unmatched_total", ())] == 1
     assert got[("mlmon_top_k_accuracy", (("k", "1"),))] == 1.0
     assert got[("mlmon_roc_auc", (("class", "1"),))] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 200), st.integers(0, 2**32 - 1))
+def test_all_classes_at_once_equal_the_binary_read_outs_class_by_class(k: int, n: int, seed: int) -> None:
+    from mlmon.stats.binary import binned_auc, binned_average_precision
+    from mlmon.stats.multiclass import RowMetrics
+
+    rng = np.random.default_rng(seed)
+    rows = rng.dirichlet(np.full(k, rng.uniform(0.1, 3.0)), size=n).astype(np.float32)
+    r = RowMetrics(k, (1,), 20)  # coarse bins: many shared
+    r.add(rows, rng.integers(0, k, n), (1,))
+    auc, bound, ap = r.per_class()
+    cells = r.bins.pos.size // k
+    for c in range(k):
+        pos, neg = r.bins.pos[c * cells : (c + 1) * cells], r.bins.neg[c * cells : (c + 1) * cells]
+        a, e = binned_auc(pos, neg)
+        v = binned_average_precision(pos, neg)
+        if a is None:
+            assert np.isnan(auc[c]) and np.isnan(bound[c])
+        else:
+            assert auc[c] == pytest.approx(a, abs=1e-12) and bound[c] == pytest.approx(e, abs=1e-12)
+        if v is None:
+            assert np.isnan(ap[c])
+        else:
+            assert ap[c] == pytest.approx(v, abs=1e-12)

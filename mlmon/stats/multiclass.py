@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from mlmon.stats.binary import ScoreBins, binned_auc, binned_average_precision
+from mlmon.stats.binary import ScoreBins
 
 __all__ = ["RowMetrics", "class_bins", "default_top_k", "true_class_rank"]
 
@@ -174,19 +174,26 @@ class RowMetrics:
 
     def per_class(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """ROC AUC, its error bound, and average precision of each class against the rest
-        (NaN where undefined: an AUC needs positives and negatives, an AP positives)."""
-        pos, neg = self.bins.pos, self.bins.neg
-        n_classes = self.n_classes
-        cells = pos.size // n_classes
-        auc = np.full(n_classes, math.nan)
-        bound = np.full(n_classes, math.nan)
-        ap = np.full(n_classes, math.nan)
-        for c in range(n_classes):
-            p, q = pos[c * cells : (c + 1) * cells], neg[c * cells : (c + 1) * cells]
-            a, e = binned_auc(p, q)
-            if a is not None:
-                auc[c], bound[c] = a, e
-            v = binned_average_precision(p, q)
-            if v is not None:
-                ap[c] = v
+        (NaN where undefined: an AUC needs positives and negatives, an AP positives): the
+        values of :func:`~mlmon.stats.binary.binned_auc` and
+        :func:`~mlmon.stats.binary.binned_average_precision` on each class's histogram, for
+        all classes at once."""
+        k = self.n_classes
+        pos = self.bins.pos.reshape(k, -1)
+        neg = self.bins.neg.reshape(k, -1)
+        p, n = pos.sum(axis=1), neg.sum(axis=1)
+        defined = (p > 0.0) & (n > 0.0)
+        pn = np.where(defined, p * n, 1.0)
+        below = np.cumsum(neg, axis=1) - neg
+        auc = np.clip(np.einsum("ij,ij->i", pos, below + 0.5 * neg) / pn, 0.0, 1.0)
+        bound = np.einsum("ij,ij->i", pos, neg) / pn / 2.0
+        auc[~defined] = math.nan
+        bound[~defined] = math.nan
+        rpos, rneg = pos[:, ::-1], neg[:, ::-1]
+        tp, fp = np.cumsum(rpos, axis=1), np.cumsum(rneg, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(rpos > 0.0, tp / (tp + fp), 0.0)
+        has = p > 0.0
+        ap = np.full(k, math.nan)
+        ap[has] = np.einsum("ij,ij->i", rpos[has], precision[has]) / p[has]
         return auc, bound, ap
