@@ -253,6 +253,8 @@ class _LabelSlice:
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _LabelSlice)
+        if self.ranked is not None and other.ranked is not None:
+            self.ranked.check_merge(other.ranked)  # before anything changes
         other._flush()
         self._flush()
         self.count += other.count
@@ -800,16 +802,16 @@ class QualityComponent:
         for k, v in zip(self._ks, r.top_k(self._ks), strict=True):
             if v is not None:
                 yield ("mlmon_top_k_accuracy", v, {"k": str(k)})
-        if not r.bins.pos.any():
+        if not r.has_histograms:
             return  # top classes only (above max_row_bytes): no AUCs
         auc, bound, ap = r.per_class()
-        every = r.n_classes <= MAX_CONFUSION_CLASSES
+        # Per class only where defined: classes the window's labels never name have no series.
         for name, a, e, p in zip(self.task.class_names, auc.tolist(), bound.tolist(), ap.tolist(), strict=True):
             label = {"class": name}
             if not math.isnan(a):
                 yield ("mlmon_roc_auc", a, label)
                 yield ("mlmon_roc_auc_error_bound", e, label)
-            if not math.isnan(p) and (every or not math.isnan(a)):
+            if not math.isnan(p):
                 yield ("mlmon_pr_auc", p, label)
         macro = {"average": "macro"}
         has = ~np.isnan(auc)

@@ -359,8 +359,8 @@ def test_many_rows_of_many_classes_are_added_in_chunks_with_the_same_result(monk
     chunked.add(rows, y, (1, 3, 5))
     assert chunked.rows == whole.rows == 400
     assert chunked.hits.tolist() == whole.hits.tolist()
-    np.testing.assert_array_equal(chunked.bins.pos, whole.bins.pos)
-    np.testing.assert_array_equal(chunked.bins.neg, whole.bins.neg)
+    np.testing.assert_array_equal(chunked.pos, whole.pos)
+    np.testing.assert_array_equal(chunked.neg, whole.neg)
     assert whole.top_k((1, 3, 5))[1] == pytest.approx(top_k_accuracy_score(y, rows, k=3, labels=list(range(50))))
 
 
@@ -397,9 +397,10 @@ def test_all_classes_at_once_equal_the_binary_read_outs_class_by_class(k: int, n
     r = RowMetrics(k, (1,), 20)  # coarse bins: many shared
     r.add(rows, rng.integers(0, k, n), (1,))
     auc, bound, ap = r.per_class()
-    cells = r.bins.pos.size // k
+    assert r.pos is not None and r.neg is not None
+    cells = r.pos.size // k
     for c in range(k):
-        pos, neg = r.bins.pos[c * cells : (c + 1) * cells], r.bins.neg[c * cells : (c + 1) * cells]
+        pos, neg = r.pos[c * cells : (c + 1) * cells], r.neg[c * cells : (c + 1) * cells]
         a, e = binned_auc(pos, neg)
         v = binned_average_precision(pos, neg)
         if a is None:
@@ -410,3 +411,34 @@ def test_all_classes_at_once_equal_the_binary_read_outs_class_by_class(k: int, n
             assert np.isnan(ap[c])
         else:
             assert ap[c] == pytest.approx(v, abs=1e-12)
+
+
+def test_windows_without_rows_hold_no_histogram() -> None:
+    q = QualityComponent(MulticlassClassification(classes=list(range(10))), window=60.0, now=0.0)
+    q.ingest(CallBatch(now=1.0, wall=0.0, outputs=[np.array([1, 2, 3])], ids=[[0, 1, 2]], rows=[3]))
+    q.log_feedback([0, 1, 2], [1, 2, 0], now=2.0)
+    m = q._labels.merged(3.0)
+    assert m.ranked is not None and m.ranked.pos is None and m.count == 3
+    assert q.store._rows is None  # nor a row column in the join
+
+
+def test_a_histogram_of_another_size_is_refused_before_anything_changes() -> None:
+    from mlmon.quality import _LabelSlice
+    from mlmon.stats.multiclass import RowMetrics
+
+    task = MulticlassClassification(classes=[0, 1, 2])
+    rows = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3]], dtype=np.float32)
+    good = _LabelSlice(task, True, 0, ((1,), 10))
+    good.add(np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.zeros(2))
+    good.add_rows(np.array([0.0, 1.0]), rows, None, (1,))
+    bad = _LabelSlice(task, True, 0, ((1,), 10))
+    bad.add(np.array([0.0]), np.array([2.0]), np.zeros(1))
+    assert bad.ranked is not None
+    bad.ranked.pos, bad.ranked.neg = np.zeros(7), np.zeros(7)  # as a corrupt state could decode
+    before = (good.count, good.confusion.counts.copy() if good.confusion else None)
+    with pytest.raises(ValueError, match="cells"):
+        good.merge(bad)
+    assert good.count == before[0] and good.confusion is not None
+    np.testing.assert_array_equal(good.confusion.counts, before[1])
+    with pytest.raises(ValueError, match="classes"):
+        RowMetrics(3, (1,), 10).merge(RowMetrics(4, (1,), 10))

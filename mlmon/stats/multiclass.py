@@ -13,9 +13,9 @@ One-vs-rest AUC. Class ``c``'s histogram counts the rows labelled ``c`` (positiv
 other rows (negatives) by the bin of the row's probability of ``c``; each class's ROC AUC,
 its error bound and its average precision are the binary ones of
 :mod:`mlmon.stats.binary` on that histogram (exact where no bin holds both a positive and a
-negative, e.g. while the window has few rows). All histograms live in one flat
-:class:`~mlmon.stats.binary.ScoreBins` (class ``c``'s cells at ``c * cells``), so adding a
-batch is two ``bincount`` calls and a merge is one array addition.
+negative, e.g. while the window has few rows). All histograms live in two flat arrays (class
+``c``'s cells at ``c * cells``), so adding a batch is two ``bincount`` calls and a merge is two
+array additions.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-
-from mlmon.stats.binary import ScoreBins
 
 __all__ = ["RowMetrics", "class_bins", "default_top_k", "true_class_rank"]
 
@@ -91,16 +89,20 @@ class RowMetrics:
     ([1.0, 1.0, nan], [0.0, 0.0, nan])
     """
 
-    __slots__ = ("bins", "depth", "hits", "n_classes", "rows")
+    __slots__ = ("depth", "hits", "n_classes", "neg", "pos", "rows", "schema")
 
     def __init__(self, n_classes: int, ks: Sequence[int], bins: int) -> None:
         self.n_classes = n_classes
+        self.schema = bins + 2  # cells per class: configuration, never state (see the fleet codec)
         self.rows = 0
         # The fewest top classes of any row added as top classes only (0: all rows were full):
         # top-k above it is unknown.
         self.depth = 0
         self.hits: IntArray = np.zeros(len(ks), dtype=np.int64)
-        self.bins = ScoreBins(n_classes * (bins + 2))
+        # Positive and negative counts per (class, cell), class c's cells at c * schema; made at
+        # the first full row, so that windows without rows (class outputs) hold no histogram.
+        self.pos: FloatArray | None = None
+        self.neg: FloatArray | None = None
 
     def add(
         self,
@@ -137,8 +139,7 @@ class RowMetrics:
             self.hits += (rank[:, None] < kvals[None, :]).sum(axis=0)
         if top is not None:
             return
-        k = rows.shape[1]
-        cells = self.bins.pos.size // k
+        k, cells = self.n_classes, self.schema
         b = cells - 2
         # Cell of each probability: 1..b on [0, 1] (the last bin closed), as bin_index does on
         # the edges i / b; 0 and b + 1 stay empty for probabilities, which are in [0, 1].
@@ -146,21 +147,52 @@ class RowMetrics:
         flat = (idx + np.arange(k, dtype=np.intp)[None, :] * cells).ravel()
         onehot = np.zeros((n, k))
         onehot[np.arange(n), labels] = 1.0
-        self.bins.add(flat, onehot.ravel())
+        size = k * cells
+        if self.pos is None or self.neg is None:
+            self.pos, self.neg = np.zeros(size), np.zeros(size)
+        self.pos += np.bincount(flat, weights=onehot.ravel(), minlength=size)
+        self.neg += np.bincount(flat, weights=1.0 - onehot.ravel(), minlength=size)
+
+    def check_merge(self, other: object) -> None:
+        """Raise ValueError, changing nothing, if ``other`` cannot be merged into this one."""
+        if not isinstance(other, RowMetrics) or other.n_classes != self.n_classes:
+            raise ValueError("cannot merge row metrics of different classes")
+        if other.hits.shape != self.hits.shape:
+            raise ValueError("cannot merge row metrics of different top-k")
+        size = self.n_classes * self.schema
+        for arr in (other.pos, other.neg):
+            if arr is not None and arr.shape != (size,):
+                raise ValueError(f"cannot merge row histograms of {arr.shape} cells into {size}")
+        if (other.pos is None) != (other.neg is None):
+            raise ValueError("row histograms: one half missing")
 
     def merge(self, other: object) -> None:
+        self.check_merge(other)
         assert isinstance(other, RowMetrics)
         self.rows += other.rows
         if other.depth:
             self.depth = other.depth if self.depth == 0 else min(self.depth, other.depth)
         self.hits += other.hits
-        self.bins.merge(other.bins)
+        if other.pos is not None and other.neg is not None:
+            if self.pos is None or self.neg is None:
+                self.pos, self.neg = other.pos.copy(), other.neg.copy()
+            else:
+                self.pos += other.pos
+                self.neg += other.neg
 
     def reset(self) -> None:
+        """Forget everything (keeps the histograms)."""
         self.rows = 0
         self.depth = 0
         self.hits[:] = 0
-        self.bins.reset()
+        if self.pos is not None and self.neg is not None:
+            self.pos[:] = 0.0
+            self.neg[:] = 0.0
+
+    @property
+    def has_histograms(self) -> bool:
+        """Whether any full row was added (the AUCs need them)."""
+        return self.pos is not None and bool(self.pos.any())
 
     def top_k(self, ks: Sequence[int]) -> list[float | None]:
         """Top-k accuracy for each ``k`` of ``ks`` (those :meth:`add` counted); None without
@@ -179,8 +211,11 @@ class RowMetrics:
         :func:`~mlmon.stats.binary.binned_average_precision` on each class's histogram, for
         all classes at once."""
         k = self.n_classes
-        pos = self.bins.pos.reshape(k, -1)
-        neg = self.bins.neg.reshape(k, -1)
+        if self.pos is None or self.neg is None:
+            nan = np.full(k, math.nan)
+            return nan, nan.copy(), nan.copy()
+        pos = self.pos.reshape(k, -1)
+        neg = self.neg.reshape(k, -1)
         p, n = pos.sum(axis=1), neg.sum(axis=1)
         defined = (p > 0.0) & (n > 0.0)
         pn = np.where(defined, p * n, 1.0)
