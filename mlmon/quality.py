@@ -323,6 +323,10 @@ class QualityComponent:
             generated ids (which other processes cannot know) stay in the in-process store.
         reference: binary tasks: when it carries a calibration, the ROC and PR AUC bin scores
             at its quantiles (else 1,000 bins on [0, 1]).
+        max_row_bytes: multiclass: cap of the join's probability-row column (see
+            :meth:`~mlmon.feedback.FeedbackJoin.row_layout`).
+        top_k: multiclass: the ``k`` of ``mlmon_top_k_accuracy`` (default: the task's
+            ``top_k`` if it has one, else 1, 3, 5), those below the number of classes.
 
     Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
     when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
