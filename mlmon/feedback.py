@@ -18,6 +18,9 @@ integer ids, more for strings, whose objects it keeps alive) is too much. Instea
   A cell whose sequence number fell behind the ring's head is stale: lookups skip it, inserts
   reuse it, and a rebuild clears it, so eviction never touches the table.
 
+Multiclass predictions may carry their probability row in an optional float32 column (``k``
+floats a slot), capped in bytes: above the cap only each row's top classes are kept.
+
 All of this is numpy: a batch of 1,000 labels is a handful of vectorised probe rounds.
 About 65 bytes per stored prediction at capacity (see ``docs/quality.md`` for measurements).
 
@@ -41,6 +44,9 @@ BoolArray: TypeAlias = npt.NDArray[np.bool_]
 
 DEFAULT_MAX_PENDING = 1_000_000
 DEFAULT_TTL = 7 * 86400.0
+DEFAULT_MAX_ROW_BYTES = 64 * 1024 * 1024
+"""Default cap of the probability-row column (``FeedbackJoin(max_row_bytes=...)``): full rows
+of ``k`` float32 probabilities while ``k × max_pending × 4`` fits, else each row's top classes."""
 
 _DEAD, _PENDING, _LABELLED = 0, 1, 2
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -169,12 +175,17 @@ def _mix(keys: IntArray) -> npt.NDArray[np.uint64]:
 
 class Joined(NamedTuple):
     """The labels that joined a prediction, aligned: prediction, label code, delay (seconds),
-    and the segment code the prediction was recorded with (None when no prediction had one)."""
+    the segment code the prediction was recorded with (None when no prediction had one), and
+    its probability row (None when the store keeps none): ``rows`` is ``(n, k)`` float32, or
+    with ``row_classes`` (``(n, m)``, the top classes in rank order) their ``m`` probabilities;
+    a prediction recorded without a row has a NaN row."""
 
     preds: FloatArray
     labels: FloatArray
     delays: FloatArray
     segments: npt.NDArray[np.uint32] | None = None
+    rows: npt.NDArray[np.float32] | None = None
+    row_classes: npt.NDArray[np.int64] | None = None
 
 
 _NO_JOIN = Joined(np.empty(0), np.empty(0), np.empty(0))
@@ -189,6 +200,10 @@ class FeedbackJoin:
         ttl: seconds a prediction stays joinable (default 7 days). A label for an older
             prediction counts as ``expired``; the store remembers expired predictions for
             another ``ttl`` so that late labels are told apart from unknown ids.
+        max_row_bytes: cap of the optional probability-row column (multiclass rows, made at
+            the first prediction recorded with one): full float32 rows while
+            ``k × max_pending × 4`` bytes fit, else each row's top classes (see
+            :meth:`row_layout`); default 64 MiB.
 
     Outcome of each label, counted in the attribute of the same name:
 
@@ -213,15 +228,26 @@ class FeedbackJoin:
     (2, 1, 1)
     """
 
-    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING, ttl: float = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        ttl: float = DEFAULT_TTL,
+        max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    ) -> None:
         if not (
             isinstance(max_pending, int) and not isinstance(max_pending, bool) and max_pending >= 1
         ):
             raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if not (
+            isinstance(max_row_bytes, int) and not isinstance(max_row_bytes, bool) and max_row_bytes >= 0
+        ):
+            raise ValueError(f"max_row_bytes must be an int >= 0, got {max_row_bytes!r}")
         self.max_pending = max_pending
         self.ttl = float(ttl)
+        self.max_row_bytes = max_row_bytes
         self._clear()
 
     def _clear(self) -> None:
@@ -233,6 +259,15 @@ class FeedbackJoin:
         self._state: npt.NDArray[np.int8] = np.zeros(cap, dtype=np.int8)
         # Segment codes (mlmon.segments.segment_code), made at the first prediction with one.
         self._segs: npt.NDArray[np.uint32] | None = None
+        # Probability rows (float32), made at the first prediction with one: ``(cap, k)``, or
+        # the top ``m`` probabilities with their classes in ``_ridx`` when k rows do not fit
+        # max_row_bytes (see row_layout). ``_rwidth`` is k, 0 before any row.
+        self._rows: npt.NDArray[np.float32] | None = None
+        self._ridx: npt.NDArray[Any] | None = None
+        self._rwidth = 0
+        self.rows_dropped = 0  # rows not kept: of another width than the first, or no room at all
+        # The probability row of the last join_one that joined (None: it had none).
+        self.last_row: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None] | None = None
         # Sequence numbers: [head, tail) are stored, [live, tail) are not known to be expired.
         self._head = self._live = self._tail = 0
         self._last_time = -math.inf
@@ -366,11 +401,11 @@ class FeedbackJoin:
     def _resize_ring(self, cap: int) -> None:
         seqs = np.arange(self._head, self._tail, dtype=np.int64)
         old, new = seqs % self._cap, seqs % cap
-        for name in ("_keys", "_preds", "_times", "_state", "_segs"):
+        for name in ("_keys", "_preds", "_times", "_state", "_segs", "_rows", "_ridx"):
             arr = getattr(self, name)
             if arr is None:
                 continue
-            fresh = np.zeros(cap, dtype=arr.dtype)
+            fresh = np.zeros((cap, *arr.shape[1:]), dtype=arr.dtype)
             fresh[new] = arr[old]
             setattr(self, name, fresh)
         self._cap = cap
@@ -427,7 +462,56 @@ class FeedbackJoin:
     def nbytes(self) -> int:
         """Bytes held by the store's arrays."""
         arrays = (self._keys, self._preds, self._times, self._state, self._tkeys, self._tseq)
-        return sum(a.nbytes for a in arrays)
+        extra = (self._segs, self._rows, self._ridx)
+        return sum(a.nbytes for a in arrays) + sum(a.nbytes for a in extra if a is not None)
+
+    def row_layout(self, k: int) -> int:
+        """Probabilities kept per row for rows of ``k`` classes: ``k`` (full rows) when
+        ``k × max_pending × 4`` bytes fit ``max_row_bytes``, else the ``m`` highest with their
+        class indices (2 bytes each up to 65,536 classes, else 4), as many as fit; 0: none.
+
+        >>> FeedbackJoin(max_pending=1000, max_row_bytes=40_000).row_layout(10)
+        10
+        >>> FeedbackJoin(max_pending=1000, max_row_bytes=40_000).row_layout(100)
+        6
+        """
+        if k * self.max_pending * 4 <= self.max_row_bytes:
+            return k
+        per = 4 + (2 if k <= 65536 else 4)
+        return min(k, self.max_row_bytes // (self.max_pending * per))
+
+    def _make_rows(self, k: int) -> None:
+        m = self.row_layout(k)
+        self._rwidth = k
+        if m == 0:
+            return
+        self._rows = np.full((self._cap, m), np.nan, dtype=np.float32)
+        if m < k:
+            self._ridx = np.zeros((self._cap, m), dtype=np.uint16 if k <= 65536 else np.uint32)
+
+    def _row_values(
+        self, rows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[Any] | None]:
+        """Rows as stored: full, or the top m (ties: the higher class index first, as
+        scikit-learn's top-k accuracy ranks them) with their classes."""
+        assert self._rows is not None
+        m = self._rows.shape[1]
+        if self._ridx is None:
+            return rows, None
+        k = rows.shape[1]
+        # A stable sort of the reversed row, descending: of equal values the higher index first.
+        order = np.argsort(-rows[:, ::-1], axis=1, kind="stable")[:, :m]
+        top = (k - 1 - order).astype(self._ridx.dtype)
+        vals = np.take_along_axis(rows, top.astype(np.intp), axis=1)
+        return vals, top
+
+    def _joined_rows(
+        self, slots: IntArray
+    ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.int64] | None]:
+        if self._rows is None:
+            return None, None
+        idx = None if self._ridx is None else self._ridx[slots].astype(np.int64)
+        return self._rows[slots], idx
 
     def labelled_since(self, t: float) -> int:
         """Stored predictions made at or after ``t`` that have a label."""
@@ -455,15 +539,26 @@ class FeedbackJoin:
         now: float,
         times: FloatArray | None = None,
         segments: npt.NDArray[np.uint32] | None = None,
+        rows: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """:meth:`record` with keys from :func:`id_keys` (aligned arrays).
 
         ``times`` (aligned too) are when each prediction was made, for label delays; they are
         clamped to never decrease, since the store expires in time order. Default: ``now``.
         ``segments`` (aligned) are the predictions' segment codes (0: none); a join gives them
-        back with the predictions.
+        back with the predictions. ``rows`` (aligned, ``(n, k)``) are probability rows (NaN
+        rows: none), kept as :meth:`row_layout` says; rows of another width than the first
+        rows recorded are dropped (counted in ``rows_dropped``).
         """
         self.bad_ids += int(ok.size - np.count_nonzero(ok))
+        if rows is not None:
+            if rows.ndim != 2 or rows.shape[0] != keys.size:
+                raise ValueError(f"rows must be (n, k) with n = {keys.size}, got shape {rows.shape}")
+            if self._rwidth == 0 and rows.shape[1] > 0:
+                self._make_rows(rows.shape[1])
+            if rows.shape[1] != self._rwidth or self._rows is None:
+                self.rows_dropped += int(np.count_nonzero(ok & ~np.isnan(rows).all(axis=1)))
+                rows = None
         good = ok & np.isfinite(preds)
         if times is None:
             times = np.full(keys.size, float(now))
@@ -473,6 +568,8 @@ class FeedbackJoin:
             keys, preds, times = keys[good], preds[good], times[good]
             if segments is not None:
                 segments = segments[good]
+            if rows is not None:
+                rows = rows[good]
         # Strictly increasing keys (generated ids) are unique; np.diff could overflow here.
         if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
             # The latest prediction for an id wins: keep each key's last occurrence.
@@ -481,6 +578,8 @@ class FeedbackJoin:
             keys, preds, times = keys[sel], preds[sel], times[sel]
             if segments is not None:
                 segments = segments[sel]
+            if rows is not None:
+                rows = rows[sel]
         m = int(keys.size)
         if m == 0:
             return
@@ -490,6 +589,8 @@ class FeedbackJoin:
             times = times[-self.max_pending :]
             if segments is not None:
                 segments = segments[-self.max_pending :]
+            if rows is not None:
+                rows = rows[-self.max_pending :]
             m = self.max_pending
         # Time never goes backwards in the ring, so expiry is a binary search.
         stamps = np.maximum.accumulate(np.maximum(np.minimum(times, float(now)), self._last_time))
@@ -528,6 +629,14 @@ class FeedbackJoin:
         self._times[slots] = stamps
         if self._segs is not None:
             self._segs[slots] = segments if segments is not None else 0
+        if self._rows is not None:
+            if rows is None:
+                self._rows[slots] = np.nan
+            else:
+                vals, top = self._row_values(rows)
+                self._rows[slots] = vals
+                if top is not None and self._ridx is not None:
+                    self._ridx[slots] = top
         self._state[slots] = _PENDING
         self._tail += m
         self._pending += m
@@ -537,9 +646,12 @@ class FeedbackJoin:
         per-call costs: a label stream logged one by one stays cheap.
 
         Returns:
-            ``(prediction, delay, segment code)`` when the label joined, else None.
+            ``(prediction, delay, segment code)`` when the label joined, else None. The
+            prediction's probability row is then in ``last_row`` (``(rows (1, w), classes or
+            None)``, see :class:`Joined`; None when the store keeps no rows).
         """
         self._expire(now)
+        self.last_row = None
         key = _key(id)
         if key is None or math.isnan(label):
             self.invalid += 1
@@ -561,6 +673,11 @@ class FeedbackJoin:
         self._state[slot] = _LABELLED
         if seq >= self._live:
             self._pending -= 1
+        if self._rows is not None:
+            sl = np.array([slot])
+            r, c = self._joined_rows(sl)
+            assert r is not None
+            self.last_row = (r, c)
         segs = self._segs
         return self._preds.item(slot), max(now - t, 0.0), 0 if segs is None else int(segs.item(slot))
 
@@ -619,4 +736,7 @@ class FeedbackJoin:
         self._pending -= int(np.count_nonzero(seq[take] >= self._live))
         delays = np.maximum(now - self._times[hit], 0.0)
         segs = self._segs
-        return Joined(self._preds[hit], labels[found[take]], delays, None if segs is None else segs[hit])
+        rows, row_classes = self._joined_rows(hit)
+        return Joined(
+            self._preds[hit], labels[found[take]], delays, None if segs is None else segs[hit], rows, row_classes
+        )

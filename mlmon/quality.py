@@ -24,6 +24,7 @@ import numpy.typing as npt
 from mlmon._component import CallBatch, Triple
 from mlmon.feedback import (
     DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_ROW_BYTES,
     DEFAULT_TTL,
     FeedbackJoin,
     as_batch,
@@ -35,16 +36,22 @@ from mlmon.reference import Reference, bin_index
 from mlmon.stats.binary import ScoreBins, binned_auc, binned_average_precision
 from mlmon.stats.confusion import ConfusionMatrix
 from mlmon.stats.loghist import LogHistogram
+from mlmon.stats.multiclass import RowMetrics, class_bins, default_top_k
 from mlmon.stats.regression import RegressionErrors
 from mlmon.stores.base import REASONS, PredictionStore, StoreJoined
 from mlmon.tasks import BinaryClassification, MulticlassClassification, Regression, Task
 from mlmon.window import RollingWindow
 
-__all__ = ["CALIBRATION_BINS", "QualityComponent", "decode_scores", "encode_scores"]
+__all__ = ["CALIBRATION_BINS", "ROW_SUM_TOLERANCE", "QualityComponent", "decode_scores", "encode_scores"]
 
 CALIBRATION_BINS = 10
 """Bins of width 0.1 on [0, 1] of the calibration curve (``mlmon_calibration_*{bin}``) and of
 ``mlmon_expected_calibration_error``."""
+
+ROW_SUM_TOLERANCE = 0.01
+"""A multiclass probability row is kept for top-k accuracy and the per-class AUCs when its
+values are in [0, 1] and sum to 1 within this (else counted in
+``mlmon_probability_rows_invalid_total``; its predicted class still counts)."""
 
 _EPS = float(np.finfo(np.float64).eps)
 _PENDING = 64  # single-label delays buffered before one histogram update
@@ -110,6 +117,7 @@ class _LabelSlice:
     """
 
     __slots__ = (
+        "bad_rows",
         "calib",
         "confusion",
         "count",
@@ -117,12 +125,19 @@ class _LabelSlice:
         "hist",
         "n_pending",
         "pending",
+        "ranked",
         "scored",
         "sums",
         "timed",
     )
 
-    def __init__(self, task: Task | None, timed: bool = True, auc_cells: int = 0) -> None:
+    def __init__(
+        self,
+        task: Task | None,
+        timed: bool = True,
+        auc_cells: int = 0,
+        ranked: tuple[tuple[int, ...], int] | None = None,
+    ) -> None:
         self.count = 0
         # The cumulative totals (``timed=False``) keep no delays: only counts and errors.
         self.timed = timed
@@ -135,6 +150,12 @@ class _LabelSlice:
         self.scored: ScoreBins | None = None
         self.sums: npt.NDArray[np.float64] | None = None
         self.calib: npt.NDArray[np.float64] | None = None
+        # Multiclass with probability rows (``ranked`` = (top-k values, bins per class)):
+        # top-k hits and the per-class one-vs-rest score histograms.
+        self.ranked: RowMetrics | None = None
+        # Multiclass probability rows not kept (out of [0, 1], not summing to 1): counted in the
+        # cumulative totals, which a fleet state carries.
+        self.bad_rows = 0
         if isinstance(task, BinaryClassification):
             self.confusion = ConfusionMatrix(2)
             if auc_cells:
@@ -144,6 +165,8 @@ class _LabelSlice:
                 self.calib = np.zeros((3, CALIBRATION_BINS))  # count, Σ score, Σ label per bin
         elif isinstance(task, MulticlassClassification):
             self.confusion = ConfusionMatrix(len(task.classes))
+            if ranked is not None:
+                self.ranked = RowMetrics(len(task.classes), ranked[0], ranked[1])
         elif isinstance(task, Regression):
             self.errors = RegressionErrors()
 
@@ -188,6 +211,28 @@ class _LabelSlice:
         self.calib[1] += np.bincount(b, weights=p, minlength=CALIBRATION_BINS)
         self.calib[2] += np.bincount(b, weights=t, minlength=CALIBRATION_BINS)
 
+    def add_rows(
+        self,
+        labels: npt.NDArray[np.float64],
+        rows: npt.NDArray[np.float32],
+        top: npt.NDArray[np.int64] | None,
+        ks: tuple[int, ...],
+    ) -> None:
+        """Probability rows of joined pairs (NaN rows: none) into top-k and the AUCs."""
+        r = self.ranked
+        if r is None or rows.shape[0] != labels.size:
+            return
+        k = r.n_classes
+        has = ~np.isnan(rows).any(axis=1) & (labels >= 0) & (labels < k)
+        if top is None and rows.shape[1] != k:
+            return
+        if not has.all():
+            rows, labels = rows[has], labels[has]
+            top = None if top is None else top[has]
+        if labels.size:
+            # With top classes only, hits of a k above them are undercounted: never emitted.
+            r.add(rows, labels.astype(np.int64), ks, top)
+
     def add_one(self, pred: float, label: float, delay: float) -> None:
         """One joined pair (a single label); its delay waits in the fixed buffer."""
         if self.timed:
@@ -208,9 +253,12 @@ class _LabelSlice:
 
     def merge(self, other: object) -> None:
         assert isinstance(other, _LabelSlice)
+        if self.ranked is not None and other.ranked is not None:
+            self.ranked.check_merge(other.ranked)  # before anything changes
         other._flush()
         self._flush()
         self.count += other.count
+        self.bad_rows += other.bad_rows
         self.hist.merge(other.hist)
         if self.confusion is not None and other.confusion is not None:
             self.confusion.merge(other.confusion)
@@ -222,9 +270,12 @@ class _LabelSlice:
             self.sums += other.sums
         if self.calib is not None and other.calib is not None:
             self.calib += other.calib
+        if self.ranked is not None and other.ranked is not None:
+            self.ranked.merge(other.ranked)
 
     def reset(self) -> None:
         self.count = 0
+        self.bad_rows = 0
         self.hist.reset()
         self.n_pending = 0
         if self.confusion is not None:
@@ -237,6 +288,8 @@ class _LabelSlice:
             self.sums[:] = 0.0
         if self.calib is not None:
             self.calib[:] = 0.0
+        if self.ranked is not None:
+            self.ranked.reset()
 
 
 def _any_label(v: object) -> float:
@@ -270,6 +323,10 @@ class QualityComponent:
             generated ids (which other processes cannot know) stay in the in-process store.
         reference: binary tasks: when it carries a calibration, the ROC and PR AUC bin scores
             at its quantiles (else 1,000 bins on [0, 1]).
+        max_row_bytes: multiclass: cap of the join's probability-row column (see
+            :meth:`~mlmon.feedback.FeedbackJoin.row_layout`).
+        top_k: multiclass: the ``k`` of ``mlmon_top_k_accuracy`` (default: the task's
+            ``top_k`` if it has one, else 1, 3, 5), those below the number of classes.
 
     Quality metrics are over the labels received in the window, and absent (not 0, not NaN)
     when the window has none or their denominator is 0; ``mlmon_labels_window`` is always
@@ -303,6 +360,8 @@ class QualityComponent:
         rows: Callable[[float], tuple[int, float]] | None = None,
         shared: PredictionStore | None = None,
         reference: Reference | None = None,
+        max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+        top_k: tuple[int, ...] | None = None,
     ) -> None:
         if task is not None and not isinstance(
             task, (BinaryClassification, MulticlassClassification, Regression)
@@ -321,9 +380,22 @@ class QualityComponent:
             cells = self._edges.size + 1
         self.shared = shared
         self.shared_counts = dict.fromkeys(REASONS, 0)
-        self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl)
+        self.store = FeedbackJoin(max_pending=max_pending, ttl=ttl, max_row_bytes=max_row_bytes)
+        # Multiclass: top-k accuracy and per-class AUCs from the joined probability rows.
+        self._ks: tuple[int, ...] = ()
+        ranked: tuple[tuple[int, ...], int] | None = None
+        if isinstance(task, MulticlassClassification):
+            n_classes = len(task.classes)
+            want = top_k if top_k is not None else getattr(task, "top_k", None)
+            if want is not None and not (
+                isinstance(want, (tuple, list))
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in want)
+            ):
+                raise ValueError(f"top_k must be a tuple of ints >= 1, got {want!r}")
+            self._ks = default_top_k(n_classes, want)
+            ranked = (self._ks, class_bins(n_classes))
         self._labels: RollingWindow[_LabelSlice] = RollingWindow(
-            lambda: _LabelSlice(task, True, cells), window, slices, now
+            lambda: _LabelSlice(task, True, cells, ranked), window, slices, now
         )
         self._map_label = task.map_label if task is not None else _any_label
         self.unjoinable = 0  # predictions whose ids did not match their outputs in length
@@ -363,9 +435,48 @@ class QualityComponent:
             if not any(i is not None for i in ids):
                 return
         keys, ok = self._keys(ids, lengths)
+        rows = None
+        if isinstance(self.task, MulticlassClassification) and mapped.classes is not None:
+            rows = self._probability_rows(batch, lengths, mapped.values)
         self.store.record_keys(
-            keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok], None if codes is None else codes[ok]
+            keys[ok], np.ones(int(ok.sum()), np.bool_), preds[ok], now, made[ok], None if codes is None else codes[ok],
+            **({} if rows is None else {"rows": rows[ok]}),
         )
+
+    def _probability_rows(
+        self, batch: CallBatch, lengths: list[int], values: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float32] | None:
+        """The calls' probability rows aligned with their mapped rows, float32 (NaN rows for
+        outputs that were class labels, invalid, or not probabilities: counted in
+        the totals' ``bad_rows``); None when no call returned probability rows."""
+        if not np.isfinite(values).any():
+            return None  # class-label outputs have no score: no rows at all
+        assert isinstance(self.task, MulticlassClassification)
+        k = len(self.task.classes)
+        out = np.full((values.size, k), np.nan, dtype=np.float32)
+        at = bad = 0
+        for obj, n in zip(batch.outputs, lengths, strict=True):
+            if n and obj is not None and not isinstance(obj, (str, bytes)):
+                try:
+                    arr: npt.NDArray[np.float64] | None = np.asarray(obj, dtype=np.float64)
+                except Exception:  # outputs numpy cannot read as numbers have no row
+                    arr = None
+                if arr is not None:
+                    if arr.ndim == 1 and n == 1 and arr.size == k:
+                        arr = arr.reshape(1, k)
+                    if arr.shape == (n, k):
+                        with np.errstate(invalid="ignore"):
+                            finite = np.isfinite(arr).all(axis=1)
+                            ok = finite & (arr >= 0.0).all(axis=1) & (arr <= 1.0).all(axis=1)
+                            ok &= np.abs(arr.sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE
+                        bad += int(np.count_nonzero(finite & ~ok))
+                        if ok.all():
+                            out[at : at + n] = arr
+                        else:
+                            out[at : at + n][ok] = arr[ok]
+            at += n
+        self._totals.bad_rows += bad
+        return out
 
     def _record_shared(
         self,
@@ -479,7 +590,11 @@ class QualityComponent:
             hit = self.store.join_one(id_batch[0], code, now)
             if hit is not None:
                 segs = np.array([hit[2]], dtype=np.uint32) if hit[2] else None
-                self.add_joined(np.array([hit[0]]), np.array([code]), np.array([hit[1]]), now, segs)
+                row = self.store.last_row
+                self.add_joined(
+                    np.array([hit[0]]), np.array([code]), np.array([hit[1]]), now, segs,
+                    probabilities=None if row is None else row[0], top_classes=None if row is None else row[1],
+                )
             return
         try:
             arr = label_array(label_batch)
@@ -494,7 +609,10 @@ class QualityComponent:
             valid = ~np.isnan(codes)
         joined = self.store.join(id_batch, codes, valid, now)
         if joined.preds.size:
-            self.add_joined(joined.preds, joined.labels, joined.delays, now, joined.segments)
+            self.add_joined(
+                joined.preds, joined.labels, joined.delays, now, joined.segments,
+                probabilities=joined.rows, top_classes=joined.row_classes,
+            )
 
     def add_joined(
         self,
@@ -504,6 +622,9 @@ class QualityComponent:
         now: float,
         segments: npt.NDArray[np.uint32] | None = None,
         names: Mapping[int, str] | None = None,
+        *,
+        probabilities: npt.NDArray[np.floating] | None = None,
+        top_classes: npt.NDArray[np.int64] | None = None,
     ) -> None:
         """Count joined (prediction, label) pairs, with their label delays, at ``now``: every
         join — in-process or through a shared store — ends here.
@@ -511,8 +632,15 @@ class QualityComponent:
         The pairs go into the window slice of ``now`` and into the cumulative totals behind
         ``mlmon_confusion_total`` and ``mlmon_regression_*_total``; pairs whose prediction
         had a segment (``segments``: codes, 0 for none; ``names``: names of codes this process
-        may not know) also go to that segment's quality."""
-        self._labels.current(now).add(preds, labels, delays, self._edges)
+        may not know) also go to that segment's quality.
+
+        Multiclass: ``probabilities`` (aligned ``(n, k)`` rows, NaN rows for none; or with
+        ``top_classes``, ``(n, m)`` class indices in rank order, each row's ``m`` highest
+        probabilities) feed top-k accuracy and the per-class ROC and PR AUCs."""
+        sl = self._labels.current(now)
+        sl.add(preds, labels, delays, self._edges)
+        if probabilities is not None and sl.ranked is not None:
+            sl.add_rows(labels, np.asarray(probabilities, dtype=np.float32), top_classes, self._ks)
         self._totals.add(preds, labels, delays)
         if segments is not None and self.on_segments is not None and segments.any():
             self.on_segments(segments, preds, labels, delays, now, names)
@@ -547,6 +675,8 @@ class QualityComponent:
         yield ("mlmon_labels_evicted_total", store.evicted, {})
         yield ("mlmon_labels_invalid_total", store.invalid + shared["invalid"], {})
         yield ("mlmon_pending_predictions", store.pending(now), {})
+        if isinstance(self.task, MulticlassClassification):
+            yield ("mlmon_probability_rows_invalid_total", self._totals.bad_rows, {})
         m = self._labels.merged(now)
         rows, covered = self._rows(now) if self._rows is not None else (0, 0.0)
         if rows:
@@ -626,6 +756,7 @@ class QualityComponent:
                 if every or n:
                     yield ("mlmon_label_support", n, {"class": name})
         yield from self._scored(m)
+        yield from self._ranked(m)
         errors = m.errors
         if errors is not None:
             for name, v in (
@@ -665,6 +796,36 @@ class QualityComponent:
                 yield ("mlmon_calibration_observed", sum_y[b] / c, label)
                 ece += abs(sum_p[b] - sum_y[b])
         yield ("mlmon_expected_calibration_error", ece / n, {})
+
+    def _ranked(self, m: _LabelSlice) -> Iterator[Triple]:
+        """Multiclass: top-k accuracy and one-vs-rest ROC and PR AUC per class, with macro
+        averages, over the window's labelled probability rows (docs/quality.md)."""
+        r = m.ranked
+        if r is None or not r.rows or not isinstance(self.task, MulticlassClassification):
+            return
+        for k, v in zip(self._ks, r.top_k(self._ks), strict=True):
+            if v is not None:
+                yield ("mlmon_top_k_accuracy", v, {"k": str(k)})
+        if not r.has_histograms:
+            return  # top classes only (above max_row_bytes): no AUCs
+        auc, bound, ap = r.per_class()
+        # Per class only where defined: classes the window's labels never name have no series.
+        for name, a, e, p in zip(self.task.class_names, auc.tolist(), bound.tolist(), ap.tolist(), strict=True):
+            label = {"class": name}
+            if not math.isnan(a):
+                yield ("mlmon_roc_auc", a, label)
+                yield ("mlmon_roc_auc_error_bound", e, label)
+            if not math.isnan(p):
+                yield ("mlmon_pr_auc", p, label)
+        macro = {"average": "macro"}
+        has = ~np.isnan(auc)
+        if has.any():
+            # |mean(a) - mean(b)| <= mean|a - b|: the macro bound is the mean of the bounds.
+            yield ("mlmon_roc_auc", float(auc[has].mean()), macro)
+            yield ("mlmon_roc_auc_error_bound", float(bound[has].mean()), macro)
+        has_ap = ~np.isnan(ap)
+        if has_ap.any():
+            yield ("mlmon_pr_auc", float(ap[has_ap].mean()), macro)
 
     def reset(self) -> None:
         """Forget everything: windows, stored predictions and counters (in a forked child)."""

@@ -440,3 +440,82 @@ def test_large_store_behaves_as_the_reference() -> None:
         assert got == ref.join(ask, labels, now), step
         assert counts(store) == ref.c
     assert store.pending(now) == ref.pending(now)
+
+
+# -- probability rows ---------------------------------------------------------------------------
+def record_rows(store: FeedbackJoin, keys: np.ndarray, rows: np.ndarray | None, now: float, preds: np.ndarray | None = None) -> None:
+    p = np.zeros(keys.size) if preds is None else preds
+    store.record_keys(keys.astype(np.int64), np.ones(keys.size, np.bool_), p, now, rows=None if rows is None else rows.astype(np.float32))
+
+
+def test_rows_ride_with_their_predictions_through_growth_eviction_and_replacement() -> None:
+    rng = np.random.default_rng(1)
+    store = FeedbackJoin(max_pending=3000, ttl=100.0)
+    rows = rng.dirichlet(np.ones(5), size=5000).astype(np.float32)
+    for lo in range(0, 5000, 500):  # the ring grows from 1,024 to 3,000, then evicts
+        record_rows(store, np.arange(lo, lo + 500), rows[lo : lo + 500], now=1.0)
+    assert store.evicted == 2000
+    replaced = rng.dirichlet(np.ones(5), size=1).astype(np.float32)
+    record_rows(store, np.array([4000]), replaced, now=1.5)
+    # Re-recording 4000 took a new slot: 2000, the oldest, was evicted for it.
+    j = join(store, [*range(1990, 2011), 4000, 4999], [0.0] * 23, now=2.0)
+    assert j.rows is not None and j.row_classes is None
+    assert j.rows.shape == (12, 5) and j.rows.dtype == np.float32
+    np.testing.assert_array_equal(j.rows[:10], rows[2001:2011])
+    np.testing.assert_array_equal(j.rows[10], replaced[0])
+    np.testing.assert_array_equal(j.rows[11], rows[4999])
+    assert store.nbytes() >= 3000 * 5 * 4
+
+
+def test_predictions_without_rows_join_with_a_nan_row_and_single_joins_give_theirs() -> None:
+    store = FeedbackJoin(max_pending=100, ttl=100.0)
+    record_rows(store, np.arange(3), None, now=1.0)  # before any row: no column yet
+    assert store._rows is None and store.nbytes() == FeedbackJoin(max_pending=100, ttl=100.0).nbytes()
+    row = np.array([[0.2, 0.3, 0.5]])
+    record_rows(store, np.array([3]), row, now=1.0)
+    record_rows(store, np.array([4]), None, now=1.0)
+    j = join(store, [0, 3, 4], [1.0, 1.0, 1.0], now=2.0)
+    assert j.rows is not None
+    assert np.isnan(j.rows[0]).all() and np.isnan(j.rows[2]).all()
+    np.testing.assert_allclose(j.rows[1], row[0], rtol=1e-7)
+    record_rows(store, np.array([5]), np.array([[0.6, 0.3, 0.1]]), now=2.0)
+    assert store.join_one(5, 0.0, now=3.0) is not None and store.last_row is not None
+    np.testing.assert_allclose(store.last_row[0], [[0.6, 0.3, 0.1]], rtol=1e-7)
+    assert store.join_one(5, 0.0, now=3.0) is None and store.last_row is None  # a duplicate
+    store.reset()
+    assert store._rows is None and store.rows_dropped == 0
+
+
+def test_rows_of_another_width_are_dropped_and_counted() -> None:
+    store = FeedbackJoin(max_pending=100, ttl=100.0)
+    record_rows(store, np.arange(2), np.full((2, 3), 1 / 3), now=1.0)
+    record_rows(store, np.arange(2, 6), np.full((4, 4), 0.25), now=1.0)
+    assert store.rows_dropped == 4
+    j = join(store, [1, 5], [0.0, 0.0], now=2.0)
+    assert j.rows is not None and j.rows.shape == (2, 3) and np.isnan(j.rows[1]).all()
+    with pytest.raises(ValueError, match="rows"):
+        record_rows(store, np.arange(3), np.full((2, 3), 1 / 3), now=1.0)
+
+
+def test_above_the_byte_cap_only_the_top_classes_are_kept_ties_to_the_higher_index() -> None:
+    store = FeedbackJoin(max_pending=1000, ttl=100.0, max_row_bytes=12_000)
+    assert store.row_layout(3) == 3 and store.row_layout(10) == 2 and store.row_layout(10_000) == 2
+    assert FeedbackJoin(max_pending=10, max_row_bytes=0).row_layout(2) == 0
+    rows = np.array([[0.1, 0.4, 0.1, 0.4, 0.0, 0, 0, 0, 0, 0], [0.05] * 8 + [0.3, 0.3]])
+    record_rows(store, np.arange(2), rows, now=1.0)
+    j = join(store, [0, 1], [0.0, 0.0], now=2.0)
+    assert j.row_classes is not None and j.rows is not None
+    assert j.row_classes.tolist() == [[3, 1], [9, 8]]
+    np.testing.assert_allclose(j.rows, [[0.4, 0.4], [0.3, 0.3]], rtol=1e-7)
+    plain = FeedbackJoin(max_pending=1000, ttl=100.0)
+    record_rows(plain, np.arange(2), None, now=1.0)
+    assert store.nbytes() - plain.nbytes() == 1000 * 2 * (4 + 2)  # 2 float32 and 2 uint16 a slot
+    none = FeedbackJoin(max_pending=10, max_row_bytes=0)
+    record_rows(none, np.arange(2), rows, now=1.0)
+    assert join(none, [0], [0.0], now=2.0).rows is None
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "64"])
+def test_a_bad_row_cap_raises(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_row_bytes"):
+        FeedbackJoin(max_row_bytes=bad)

@@ -586,10 +586,11 @@ def test_bad_data_costs_only_its_own_call(task: Task | None, calls: list[Any]) -
 
     together = counts(calls)
     alone = [counts([c]) for c in calls]
-    assert together[:2] == [sum(c[k] for c in alone) for k in range(2)]
-    # Pending predictions: two calls may carry the same id (False and 0 are one id), and the
-    # later prediction replaces the earlier one, so together is at most the sum.
-    assert together[2] <= sum(c[2] for c in alone)
+    summed = [sum(c[k] for c in alone) for k in range(len(counted))]
+    assert together[:2] == summed[:2]
+    # Two calls may carry the same id (False and 0, say): the latest prediction replaces the
+    # earlier one, so together they may leave fewer pending predictions than alone, never more.
+    assert together[2] <= summed[2]
     for (out, _, _), (valid, invalid, _) in zip(calls, alone, strict=True):
         if out is not None and not (hasattr(out, "__len__") and len(out) == 0):
             assert valid + invalid >= 1, out  # every recorded, non-empty output is seen or counted

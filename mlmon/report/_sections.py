@@ -154,6 +154,11 @@ SECTIONS: tuple[tuple[str, str, str, tuple[Chart, ...]], ...] = (
                 Line("mlmon_estimated_roc_auc", (), "estimated ROC AUC", dashed=True, color="u"),
                 Line("mlmon_estimated_f1", (("average", "macro"),), "estimated F1 (macro)", dashed=True, color="f"),
                 Line("mlmon_estimated_roc_auc", (("average", "macro"),), "estimated ROC AUC (macro)", dashed=True, color="u"),
+                Line("mlmon_roc_auc", (("average", "macro"),), "ROC AUC (macro)", color="u"),
+            ), y_cap=1.0),
+            Chart("ranking", "Top-k accuracy and macro PR AUC (multiclass, from labels)", _svg.fmt_ratio, (
+                Line("mlmon_top_k_accuracy", (("k", "*"),), "top-{k} accuracy"),
+                Line("mlmon_pr_auc", (("average", "macro"),), "PR AUC (macro)", dashed=True),
             ), y_cap=1.0),
             Chart("estimate-reliability", "Scores outside the reference's range (estimate unreliable above 1%)",
                   _svg.fmt_ratio, (Line("mlmon_estimate_out_of_range_ratio", (), "out of range"),), hide_if_zero=True),

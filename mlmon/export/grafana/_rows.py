@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from mlmon.export.grafana._common import _GRID_WIDTH, _LATENCY_QUANTILES, _pct
+from mlmon.export.grafana._common import _GRID_WIDTH, _LATENCY_QUANTILES, Query, _pct
+from mlmon.export.grafana._graphite import _Graphite
 from mlmon.export.grafana._model import _QUALITY_BY_TASK, _Builder
+from mlmon.export.grafana._prometheus import _Prometheus
+from mlmon.export.grafana._queries import _Queries
 
 
 def _service_row(b: _Builder) -> None:
@@ -224,6 +227,17 @@ def _quality_row(b: _Builder, task: str, positive: str = "1") -> None:
             "of positives over ten score bins (0 = calibrated).",
             ratio=True,
         )
+    if task == "multiclass":
+        b.timeseries(
+            "Top-k accuracy and macro ROC / PR AUC (from labels)",
+            _top_k_accuracy(q) + q.quality(("mlmon_roc_auc", "mlmon_pr_auc"), "macro"),
+            unit="percentunit",
+            description="Over each process's labelled probability rows in its window: the share "
+            "whose true class is among the k most probable, and the one-vs-rest AUCs averaged "
+            "over the classes. Absent for models that return class labels.",
+            w=24,
+            ratio=True,
+        )
     prom = q.datasource_type == "prometheus"
     b.timeseries(
         "Label coverage",
@@ -254,6 +268,17 @@ def _quality_row(b: _Builder, task: str, positive: str = "1") -> None:
         "over processes (an upper bound of the fleet quantile).",
         w=12 if task == "binary" else 24,
     )
+
+
+def _top_k_accuracy(q: _Queries) -> list[Query]:
+    """``mlmon_top_k_accuracy``: one series per ``k`` and process."""
+    if isinstance(q, _Prometheus):
+        return [(q._sel("mlmon_top_k_accuracy"), "top-{{k}} accuracy {{instance}}")]
+    if isinstance(q, _Graphite):
+        path = q._gauge("mlmon_top_k_accuracy", "*")
+        nodes = [*q._process_nodes(), q._metric_node() + 1]
+        return [(f"aliasByNode({path}, {', '.join(str(n) for n in nodes)})", "")]
+    return []
 
 
 _FLEET_QUALITY_DOC = {
