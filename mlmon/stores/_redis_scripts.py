@@ -46,7 +46,9 @@ VALUE16_DTYPE = np.dtype([("pred", "<f8"), ("made_at", "<f8")])
 
 # KEYS: the hashes written (declared, so that Redis Cluster routes a call whose slot is being
 # migrated correctly); ARGV: one string per key: "<PEXPIREAT ms>,<value bytes> " then its rows.
+# A 20-byte value whose segment is 0 is stored in 16 bytes.
 _WRITE = """#!lua
+local zero = string.rep('\\0', 4)
 local args = {}
 for a = 1, #KEYS do
   local key = KEYS[a]
@@ -59,7 +61,11 @@ for a = 1, #KEYS do
   while pos <= len do
     local l = string.byte(blob, pos)
     args[n + 1] = string.sub(blob, pos + 1, pos + l)
-    args[n + 2] = string.sub(blob, pos + l + 1, pos + l + vlen)
+    local v = string.sub(blob, pos + l + 1, pos + l + vlen)
+    if vlen == 20 and string.sub(v, 17) == zero then
+      v = string.sub(v, 1, 16) -- segment 0: the format every version reads
+    end
+    args[n + 2] = v
     n = n + 2
     pos = pos + l + 1 + vlen
     if n >= 2000 then
@@ -264,7 +270,8 @@ class _Scripts(_Connections):
         shards = buckets % SHARDS
         order = np.lexsort((gens, buckets, shards))
         segmented = part.tags is not None and bool(part.tags.any())
-        # Without a segment a value keeps the 16-byte format, which every version reads.
+        # Without a segment a value keeps the 16-byte format, which every version reads (the
+        # script also stores the rows of segment 0 of a segmented part in 16 bytes).
         vals = np.empty(len(part), dtype=VALUE_DTYPE if segmented else VALUE16_DTYPE)
         vals["pred"] = part.values
         vals["made_at"] = part.times
