@@ -316,3 +316,13 @@ def test_segments_are_buffered_with_their_predictions() -> None:
     chunk = store._preds.take_all()
     tags = np.concatenate([c.tags if c.tags is not None else np.zeros(len(c), np.uint32) for c in chunk])
     assert [0] * 100 + [7] * 200 == tags.tolist()
+
+
+def test_after_fork_keeps_segment_names_and_changes_claim_tokens() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", deadline=0.5)
+    store.name_segments({1: "eu", 2: "us"})
+    parent_next = store._token_next
+    store.after_fork()
+    assert 2 == _m(store, "mlmon_store_buffered_items", buffer="store_segment_names")
+    assert "eu" == store._names.get(1)
+    assert store._token_next != parent_next  # a child's labels never share a parent's tokens

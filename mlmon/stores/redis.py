@@ -6,11 +6,12 @@ join then finds only the predictions that worker made. :class:`RedisStore` keeps
 predictions in Redis, so ``log_feedback()`` in any process joins predictions made in any process.
 
 Interface (:class:`~mlmon.stores.base.PredictionStore`): the monitor calls ``bind(model,
-version)`` once; ``record(ids, preds, made_at)`` and ``submit_labels(ids, labels, received_at)``
-only buffer (no I/O, bounded in bytes, overflow counted ``"dropped"``); ``sync(now)`` runs on the
-reporter's background thread, writes the buffered predictions, looks the buffered labels up and
-returns the new joins as :class:`~mlmon.stores.base.StoreJoined`; ``samples()``,
-``after_fork()`` and ``close(timeout)`` complete it.
+version)`` once; ``record(ids, preds, made_at, segments=None)``, ``submit_labels(ids, labels,
+received_at)`` and ``name_segments(names)`` only buffer (no I/O, bounded in bytes, overflow
+counted ``"dropped"``); ``sync(now)`` runs on the reporter's background thread, writes the
+buffered segment names and predictions, looks the buffered labels up and returns the new joins
+as :class:`~mlmon.stores.base.StoreJoined`, each with the segment code of its prediction and
+the names of those codes; ``samples()``, ``after_fork()`` and ``close(timeout)`` complete it.
 
 Layout in Redis. One key per prediction with a TTL would cost about 100 bytes of key overhead
 each, so predictions are grouped into small hashes that Redis stores in its compact listpack
@@ -19,7 +20,8 @@ encoding (about 20-30 bytes an entry):
 - every id becomes a stable field and bucket (:mod:`mlmon.stores._ids`; never Python's
   randomised ``hash()``), every prediction a *generation* ``floor(made_at / generation)``;
 - the hash ``<prefix>:{<model>|<version>|<shard>}:<bucket>:<generation>`` holds field →
-  16 bytes (prediction and ``made_at`` as two little-endian float64); ``shard`` is
+  value: 16 bytes (prediction and ``made_at`` as two little-endian float64) for a prediction
+  without a segment, 20 with its segment code (uint32) after them; ``shard`` is
   ``bucket % 256``, the hash tag that keeps the generations and buckets of a shard in one
   Redis Cluster slot, so one Lua call per shard writes or joins a whole batch (a write declares
   the hashes it writes, so that a slot being migrated routes it right; a join only reads and
@@ -27,9 +29,13 @@ encoding (about 20-30 bytes an entry):
 - every hash key expires (``PEXPIREAT``) one ``ttl`` after its generation ends: Redis does the
   expiry, nothing in Python scans;
 - a label probes its bucket in the generations that can still hold a prediction (newest first)
-  in one atomic script, which replaces the first match by the one-byte tombstone ``D``. The first
-  label wins across all processes; a later one finds the tombstone and counts ``"duplicate"``.
+  in one atomic script, which replaces the first match by a tombstone: ``D``, the label's
+  8-byte claim token, and the value. The first label wins across all processes; a later one
+  finds the tombstone and counts ``"duplicate"``, but the same label retried (the reply to its
+  join was lost: a timeout after Redis ran the script) gets the value again and joins.
   A match older than ``ttl`` when its label arrived counts ``"expired"``.
+- segment names: ``<prefix>:{<model>|<version>|segments}``, code → name
+  (:mod:`mlmon.stores._redis_names`).
 - a label whose prediction is not found is retried on later syncs for ``retry_for`` seconds
   (the prediction may still sit in another process's buffer), then counted ``"unmatched"``.
   A key that Redis evicted (``maxmemory``) or that expired is simply not found: the label ends
@@ -574,10 +580,14 @@ class RedisStore(_Scripts, _Names, _FleetOps):
         """In a forked child: forget the parent's buffers, counters and connections.
 
         The parent's sockets are never used or shut down by the child (redis-py leaves a
-        connection made by another pid alone); the next :meth:`sync` connects anew.
+        connection made by another pid alone); the next :meth:`sync` connects anew. Segment
+        names are kept (names waiting to be written too): they are not counted data, and a
+        pre-fork parent that named segments may never sync itself.
         """
         self._client = None  # not closed: the sockets belong to the parent
-        self._init_state()
+        kept = (self._names, self._names_pending, self._names_pending_bytes, self._names_check_at)
+        self._init_state()  # a new claim-token start, new locks
+        self._names, self._names_pending, self._names_pending_bytes, self._names_check_at = kept
 
     def close(self, timeout: float = 5.0) -> None:
         """One last sync (within ``timeout`` seconds, at most), then close the connections."""
