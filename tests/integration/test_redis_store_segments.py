@@ -40,13 +40,18 @@ def _m(store: RedisStore, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(params=["single", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a fresh single redis-server, then of a fresh 3-master Redis Cluster."""
+def redis_any(request: pytest.FixtureRequest) -> RedisServer | RedisCluster:
+    """A fresh single redis-server, then a fresh 3-master Redis Cluster (``.url``, ``.client()``)."""
     if request.param == "single":
         server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
+        return server
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return cluster.url
+    return cluster
+
+
+@pytest.fixture
+def redis_url(redis_any: RedisServer | RedisCluster) -> str:
+    return redis_any.url
 
 
 def test_segments_survive_record_to_join_across_instances(redis_url: str) -> None:
@@ -225,9 +230,9 @@ def _where(store: RedisStore, id_: int, made_at: float) -> tuple[str, str, int, 
     return key, store._shard_key(b % SHARDS), b, store._probe_gens(made_at)
 
 
-def test_new_reader_reads_old_values_as_segment_zero(redis_server: RedisServer) -> None:
-    client = redis_server.client()
-    store = _store(redis_server.url)
+def test_new_reader_reads_old_values_as_segment_zero(redis_any: RedisServer | RedisCluster) -> None:
+    client = redis_any.client()
+    store = _store(redis_any.url)
     now = time.time()
     ids = [11, 12]
     for id_, pred in zip(ids, (1.0, 2.0), strict=True):
@@ -249,9 +254,9 @@ def test_new_reader_reads_old_values_as_segment_zero(redis_server: RedisServer) 
     assert (0, 1) == (dup["joined"], dup["duplicate"])
 
 
-def test_old_reader_never_misreads_a_new_value(redis_server: RedisServer) -> None:
-    client = redis_server.client()
-    store = _store(redis_server.url)
+def test_old_reader_never_misreads_a_new_value(redis_any: RedisServer | RedisCluster) -> None:
+    client = redis_any.client()
+    store = _store(redis_any.url)
     now = time.time()
     store.record([21], np.array([5.0]), np.full(1, now), np.array([CODES[0]], np.uint32))
     store.record([22], np.array([6.0]), np.full(1, now))  # no segment: the old 16-byte format
