@@ -144,6 +144,13 @@ class _Names(_Connections):
         outside ``1..2**32-1``, a name that is not a ``str`` or longer than 4096 UTF-8 bytes, and
         names beyond the buffer's bound are counted in
         ``mlmon_dropped_total{buffer="store_segment_names"}``.
+
+        >>> from mlmon.segments import segment_code
+        >>> from mlmon.stores import RedisStore
+        >>> store = RedisStore()
+        >>> store.name_segments({segment_code("eu"): "eu", 0: "no code"})
+        >>> {n: v for n, v, labels in store.samples() if labels.get("buffer") == "store_segment_names"}
+        {'mlmon_store_buffered_bytes': 122.0, 'mlmon_store_buffered_items': 1.0, 'mlmon_dropped_total': 1.0}
         """
         try:
             items: Iterable[tuple[Any, Any]] = list(names.items())
