@@ -136,6 +136,9 @@ _U32_MAX = (1 << 32) - 1
 
 def _as_codes(segments: object, n: int) -> CodeArray:
     """``segments`` as ``n`` uint32 codes (a copy); ValueError when it cannot be."""
+    if type(segments) is np.ndarray and segments.dtype == np.uint32 and segments.shape == (n,):
+        fast: CodeArray = segments.copy()  # the monitor's case; a copy: the caller may reuse it
+        return fast
     arr = np.asarray(segments)
     if arr.ndim == 0 or arr.shape == (1,):
         arr = np.broadcast_to(arr.reshape(-1), (n,))
