@@ -245,6 +245,10 @@ def test_new_reader_reads_old_values_as_segment_zero(redis_any: RedisServer | Re
     assert [1.0, 2.0] == sorted(got.preds.tolist())
     assert [0, 0] == got.segments.tolist() and {} == dict(got.segment_names)
     assert np.allclose(got.delays, 3.0, atol=1e-3)
+    # the new tombstone of an old value (25 bytes): an old process finds nothing, never a value
+    key11, shard11, b11, gens = _where(store, 11, now - 3.0)
+    assert 25 == len(client.hget(key11, b"\x00" + (11).to_bytes(8, "little")))
+    assert [("", bytes(16))] == v1_join(client, shard11, gens, b11, [11])
     # the old tombstone "D" (an old process joined first): a duplicate for a new reader
     key, *_ = _where(store, 13, now)
     v1_write(client, key, [(13, 1.0, now)], int((now + 3600) * 1000))
