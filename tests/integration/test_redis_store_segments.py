@@ -372,13 +372,13 @@ def test_join_retried_after_its_reply_was_cut_gets_its_predictions(
     n = 500
     writer.record(np.arange(n), np.arange(n, dtype=np.float64) % 3, np.full(n, now - 2.0), np.full(n, CODES[2]))
     writer.sync(now)
-    reader = _store(reply_cutter.url, deadline=0.5)
+    reader = _store(reply_cutter.url, deadline=1.0)
     assert 1.0 == (reader.sync(now), _m(reader, "mlmon_store_up"))[1]  # connected through the proxy
     reader.submit_labels(np.arange(n), np.ones(n), now)
     reply_cutter.cut.set()
     t0 = time.monotonic()
     cut = reader.sync(now)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 3.0  # the deadline (1 s) holds
     assert 0 == cut.counts["joined"] + cut.counts["duplicate"]
     assert _m(reader, "mlmon_store_errors_total", operation="read") >= 1
     # Redis did run the join: every prediction is claimed (a 29-byte tombstone) ...
