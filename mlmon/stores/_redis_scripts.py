@@ -40,8 +40,8 @@ VALUE16_DTYPE = np.dtype([("pred", "<f8"), ("made_at", "<f8")])
 # never as a wrong value (its label ends "unmatched" after retry_for).
 #
 # Wire format of a row sent to a script: one byte L, the L bytes of the field (an int id is
-# b"\x00" + its int64 little-endian), then for a write the value, for a join the label's
-# 8-byte claim token. KEYS[1] is the shard's key prefix "<prefix>:{<ns>|<shard>}" (never
+# b"\x00" + its int64 little-endian), then for a write the value (a join sends the labels' claim
+# tokens in one block after the rows). KEYS[1] is the shard's key prefix "<prefix>:{<ns>|<shard>}" (never
 # created itself; every key the scripts touch shares its hash tag, so its Redis Cluster slot).
 
 # KEYS: the hashes written (declared, so that Redis Cluster routes a call whose slot is being
@@ -84,7 +84,8 @@ return 1
 # A join only reads and claims fields of hashes that exist on the node that runs it, so it
 # declares one key per shard (the shard prefix, never created); it builds the hash names.
 # ARGV[1]: the generations to probe, newest first, comma-separated; then one string per bucket:
-# "<bucket>:" then its rows (field and claim token). Returns 21 bytes per row, in order: "J" +
+# "<rows>/<bucket>:", its rows (fields only), then the rows' 8-byte claim tokens in the same
+# order (one block, so that Python places no bytes per row). Returns 21 bytes per row, in order: "J" +
 # the value as 20 bytes (a 16-byte value gets segment 0), claimed now (replaced by the tombstone
 # "D" + token + value) or claimed before by this same token (a retry whose reply was lost);
 # "D" + 20 zero bytes (claimed before by another label, also by an earlier row of this call);
@@ -100,18 +101,18 @@ local dup = 'D' .. string.rep('\\0', 20)
 local pad = string.rep('\\0', 4)
 local out = {}
 local fields = {}
-local tokens = {}
 for a = 2, #ARGV do
   local blob = ARGV[a]
-  local c = string.find(blob, ':', 1, true)
-  local prefix = base .. ':' .. string.sub(blob, 1, c) -- "<base>:<bucket>:"
-  local pos, len, n = c + 1, #blob, 0
-  while pos <= len do
+  local s = string.find(blob, '/', 1, true)
+  local n = tonumber(string.sub(blob, 1, s - 1))
+  local c = string.find(blob, ':', s + 1, true)
+  local prefix = base .. ':' .. string.sub(blob, s + 1, c) -- "<base>:<bucket>:"
+  local tok = #blob - 8 * n -- the tokens: 8 bytes each after position tok
+  local pos = c + 1
+  for j = 1, n do
     local l = string.byte(blob, pos)
-    n = n + 1
-    fields[n] = string.sub(blob, pos + 1, pos + l)
-    tokens[n] = string.sub(blob, pos + l + 1, pos + l + 8)
-    pos = pos + l + 9
+    fields[j] = string.sub(blob, pos + 1, pos + l)
+    pos = pos + l + 1
   end
   local first = #out
   local res = {}
@@ -148,12 +149,12 @@ for a = 2, #ARGV do
               seen[f] = true
               res[j] = 'J' .. v .. (lv == 16 and pad or '')
               claims[#claims + 1] = f
-              claims[#claims + 1] = 'D' .. tokens[j] .. v
+              claims[#claims + 1] = 'D' .. string.sub(blob, tok + 8 * j - 7, tok + 8 * j) .. v
             end
           elseif lv == 1 and v == 'D' then
             res[j] = dup
           elseif (lv == 25 or lv == 29) and string.byte(v, 1) == 68 then
-            if string.sub(v, 2, 9) == tokens[j] then
+            if string.sub(v, 2, 9) == string.sub(blob, tok + 8 * j - 7, tok + 8 * j) then
               res[j] = 'J' .. string.sub(v, 10) .. (lv == 25 and pad or '')
             else
               res[j] = dup
@@ -179,35 +180,31 @@ return table.concat(out)
 
 
 def _wire(
-    part: _Chunk,
-    order: IntArray,
-    values: npt.NDArray[np.uint8] | None,
-    tokens: npt.NDArray[np.uint8] | None = None,
+    part: _Chunk, order: IntArray, values: npt.NDArray[np.uint8] | None
 ) -> tuple[bytes, IntArray]:
-    """The rows of ``part`` in ``order`` in the scripts' wire format, and row offsets (n + 1):
-    each row's field, then its value bytes (a write) or claim token bytes (a join)."""
+    """The rows of ``part`` in ``order`` in the scripts' wire format (each row's field, then its
+    value bytes for a write), and row offsets (n + 1)."""
     n = len(order)
-    tail = values if values is not None else tokens
-    extra = 0 if tail is None else int(tail.shape[1])
+    extra = 0 if values is None else int(values.shape[1])
     if isinstance(part.fields, np.ndarray):
         size = 10 + extra
         rec = np.empty((n, size), dtype=np.uint8)
         rec[:, 0] = 9
         rec[:, 1] = 0
         rec[:, 2:10] = part.fields[order].astype("<i8").view(np.uint8).reshape(n, 8)
-        if tail is not None:
-            rec[:, 10:] = tail[order]
+        if values is not None:
+            rec[:, 10:] = values[order]
         offsets: IntArray = np.arange(n + 1, dtype=np.int64) * size
         return rec.tobytes(), offsets
     rows: list[bytes] = []
-    tb = None if tail is None else tail.tobytes()
+    vb = None if values is None else values.tobytes()
     fields = part.fields
     for i in order.tolist():
         f = fields[i]
         fb = b"\x00" + f.to_bytes(8, "little", signed=True) if type(f) is int else f
         row = bytes((len(fb),)) + fb
-        if tb is not None:
-            row += tb[extra * i : extra * i + extra]
+        if vb is not None:
+            row += vb[extra * i : extra * i + extra]
         rows.append(row)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(r) for r in rows], out=offsets[1:])
@@ -389,8 +386,8 @@ class _Scripts(_Connections):
         order = np.lexsort((buckets, shards))
         if part.tags is None:  # labels always carry tokens; a bug must not corrupt the wire
             raise RuntimeError("labels without claim tokens")
-        tokens = part.tags.astype("<u8").view(np.uint8).reshape(-1, TOKEN_BYTES)
-        blob, offsets = _wire(part, order, None, tokens)
+        tokens = part.tags[order].astype("<u8").tobytes()  # in the rows' order, 8 bytes each
+        blob, offsets = _wire(part, order, None)
         s_o, b_o = shards[order], buckets[order]
         cut = np.flatnonzero((np.diff(s_o) != 0) | (np.diff(b_o) != 0)) + 1
         starts = np.concatenate(([0], cut)).astype(np.int64)
@@ -409,7 +406,9 @@ class _Scripts(_Connections):
                     calls.append((key, ["EVAL", _JOIN, 1, key, gens, *args]))
                     ranges.append((first, st))
                 shard, args, first = sh, [], st
-            args.append(b"%d:" % b + blob[off[st] : off[sp]])
+            args.append(
+                b"%d/%d:" % (sp - st, b) + blob[off[st] : off[sp]] + tokens[TOKEN_BYTES * st : TOKEN_BYTES * sp]
+            )
         if args:
             key = self._shard_key(shard)
             calls.append((key, ["EVAL", _JOIN, 1, key, gens, *args]))

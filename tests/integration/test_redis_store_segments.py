@@ -374,7 +374,7 @@ def test_join_retried_after_its_reply_was_cut_gets_its_predictions(
     writer.sync(now)
     reader = _store(reply_cutter.url, deadline=1.0)
     assert 1.0 == (reader.sync(now), _m(reader, "mlmon_store_up"))[1]  # connected through the proxy
-    reader.submit_labels(np.arange(n), np.ones(n), now)
+    reader.submit_labels(np.append(np.arange(n), 0), np.ones(n + 1), now)  # id 0 twice
     reply_cutter.cut.set()
     t0 = time.monotonic()
     cut = reader.sync(now)
@@ -388,10 +388,11 @@ def test_join_retried_after_its_reply_was_cut_gets_its_predictions(
     claimed = client.hget(key, field)
     assert claimed is not None and claimed[:1] == b"D" and 29 == len(claimed)
     # ... and the labels are still buffered, with their claim tokens
-    assert n == _m(reader, "mlmon_store_buffered_items", buffer="store_labels")
+    assert n + 1 == _m(reader, "mlmon_store_buffered_items", buffer="store_labels")
     reply_cutter.cut.clear()
     got = reader.sync(now)
-    assert (n, 0) == (got.counts["joined"], got.counts["duplicate"])
+    # each prediction once; the second label for id 0 stays a duplicate
+    assert (n, 1) == (got.counts["joined"], got.counts["duplicate"])
     assert np.array_equal(np.sort(got.preds), np.sort(np.arange(n, dtype=np.float64) % 3))
     assert {int(CODES[2])} == set(got.segments.tolist())
     assert {int(CODES[2]): "apac"} == dict(got.segment_names)
