@@ -224,3 +224,105 @@ def test_a_forked_child_never_resends_the_parents_buffer() -> None:
     _, status = os.waitpid(pid, 0)
     assert 0 == os.waitstatus_to_exitcode(status)
     assert 100 == _m(store, "mlmon_store_buffered_items", buffer="store_predictions")
+
+
+# -- segments ------------------------------------------------------------------------------------
+
+
+def test_store_joined_keeps_its_four_field_constructor() -> None:
+    j = StoreJoined(np.ones(2), np.ones(2), np.zeros(2), {"joined": 2})
+    assert (0, np.uint32) == (len(j.segments), j.segments.dtype)
+    assert {} == dict(j.segment_names)
+    with pytest.raises(ValueError):  # the shared default cannot be changed in place
+        j.segments.resize(3)
+    with pytest.raises(TypeError):
+        j.segment_names[1] = "x"  # type: ignore[index]
+    full = StoreJoined(np.ones(1), np.ones(1), np.zeros(1), {}, np.array([5], np.uint32), {5: "eu"})
+    assert ("eu", 5) == (full.segment_names[5], int(full.segments[0]))
+
+
+class _OldStore:
+    """A store written before segments: no ``segments`` argument, no ``name_segments``."""
+
+    def bind(self, model: str, version: str | None) -> None: ...
+    def record(self, ids: object, preds: object, made_at: object) -> None: ...
+    def submit_labels(self, ids: object, labels: object, received_at: float) -> None: ...
+    def sync(self, now: float) -> StoreJoined:
+        return StoreJoined(np.empty(0), np.empty(0), np.empty(0), {})
+    def samples(self) -> list[tuple[str, float, dict[str, str]]]:
+        return []
+    def after_fork(self) -> None: ...
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+def test_a_store_without_segments_is_still_a_prediction_store() -> None:
+    old = _OldStore()
+    assert isinstance(old, PredictionStore)
+    assert getattr(old, "name_segments", None) is None
+    got = old.sync(0.0)
+    assert 0 == len(getattr(got, "segments", ())) and {} == dict(getattr(got, "segment_names", {}))
+    assert callable(getattr(RedisStore(), "name_segments", None))
+
+
+def test_name_segments_buffers_only_and_counts_what_it_cannot_keep() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", max_buffer_bytes=4096, deadline=0.5)
+    store.name_segments({1: "eu", 2: "us"})
+    store.name_segments({1: "eu", 2: "us"})  # idempotent: still two names waiting
+    assert 2 == _m(store, "mlmon_store_buffered_items", buffer="store_segment_names")
+    bad = {0: "zero", 2**32: "too big", -3: "negative", 4: None, 5: "x" * 4097}
+    store.name_segments(bad)  # type: ignore[arg-type]
+    assert 5 == _m(store, "mlmon_dropped_total", buffer="store_segment_names")
+    store.name_segments(None)  # type: ignore[arg-type]  # not a mapping: counted, not raised
+    assert 1 == _m(store, "mlmon_store_errors_total", operation="names")
+    # bounded: 64 KiB of names waiting (the bound of a store of max_buffer_bytes=4096)
+    store.name_segments({10 + i: f"{i:05d}" + "n" * 995 for i in range(200)})
+    waiting = _m(store, "mlmon_store_buffered_bytes", buffer="store_segment_names")
+    assert 0 < waiting <= 1 << 16
+    kept = _m(store, "mlmon_store_buffered_items", buffer="store_segment_names")
+    assert 200 + 2 - kept == _m(store, "mlmon_dropped_total", buffer="store_segment_names") - 5
+    t0 = time.monotonic()
+    store.sync(time.time())  # Redis is absent: the names stay waiting, bounded
+    assert time.monotonic() - t0 < 4.0
+    assert kept == _m(store, "mlmon_store_buffered_items", buffer="store_segment_names")
+
+
+def test_name_cache_is_bounded_in_bytes_least_recently_used_out() -> None:
+    from mlmon.stores._redis_names import _NameCache
+
+    cache = _NameCache(10_000)
+    for code in range(1, 1001):
+        cache.put(code, "n" * 100, written=False)
+        if code > 1:
+            assert cache.get(1) is not None  # kept: used after every insertion
+    assert cache.nbytes <= 10_000 and len(cache) < 1000
+    assert cache.evicted == 1000 - len(cache)
+    assert "n" * 100 == cache.get(1) and cache.get(2) is None
+    cache.put(5000, "x" * 20_000, written=True)  # larger than the whole cache: not kept
+    assert cache.get(5000) is None and cache.nbytes <= 10_000
+
+
+def test_segments_are_buffered_with_their_predictions() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", deadline=0.5)
+    now = time.time()
+    store.record(np.arange(100), np.ones(100), np.full(100, now))
+    plain = _m(store, "mlmon_store_buffered_bytes", buffer="store_predictions")
+    store.record(np.arange(100, 200), np.ones(100), np.full(100, now), np.full(100, 7, np.uint32))
+    both = _m(store, "mlmon_store_buffered_bytes", buffer="store_predictions")
+    assert both - plain == plain + 4 * 100  # 4 more bytes a row for the segment code
+    codes = np.full(100, 7, np.uint32)
+    store.record(np.arange(200, 300), np.ones(100), np.full(100, now), codes)
+    codes[:] = 9  # the caller reuses its array: the store kept a copy
+    store._encode_pending()
+    chunk = store._preds.take_all()
+    tags = np.concatenate([c.tags if c.tags is not None else np.zeros(len(c), np.uint32) for c in chunk])
+    assert [0] * 100 + [7] * 200 == tags.tolist()
+
+
+def test_after_fork_keeps_segment_names_and_changes_claim_tokens() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", deadline=0.5)
+    store.name_segments({1: "eu", 2: "us"})
+    parent_next = store._token_next
+    store.after_fork()
+    assert 2 == _m(store, "mlmon_store_buffered_items", buffer="store_segment_names")
+    assert "eu" == store._names.get(1)
+    assert store._token_next != parent_next  # a child's labels never share a parent's tokens

@@ -19,9 +19,13 @@ _OBJ_BYTES = 56  # a bytes field object beyond its length, and its list slot
 
 
 class _Chunk:
-    """Buffered rows: fields (int64 array or list), buckets, values and times."""
+    """Buffered rows: fields (int64 array or list), buckets, values, times, and optional tags.
 
-    __slots__ = ("buckets", "fields", "nbytes", "times", "values")
+    ``tags`` is one unsigned integer per row or None: the segment code (uint32) of each
+    prediction, or the claim token (uint64) of each label.
+    """
+
+    __slots__ = ("buckets", "fields", "nbytes", "tags", "times", "values")
 
     def __init__(
         self,
@@ -30,13 +34,15 @@ class _Chunk:
         values: FloatArray,
         times: FloatArray,
         nbytes: int | None = None,
+        tags: npt.NDArray[Any] | None = None,
     ) -> None:
         self.fields = fields
         self.buckets = buckets
         self.values = values
         self.times = times
+        self.tags = tags
         if nbytes is None:
-            nbytes = len(buckets) * _ROW_BYTES
+            nbytes = len(buckets) * (_ROW_BYTES + (0 if tags is None else tags.itemsize))
             if isinstance(fields, list):
                 nbytes += sum(len(f) + _OBJ_BYTES for f in fields if type(f) is bytes)
         self.nbytes = nbytes
@@ -53,7 +59,10 @@ class _Chunk:
         else:
             fields = [self.fields[i] for i in idx.tolist()]
             nbytes = -(-self.nbytes * len(idx) // n) if n else 0
-        return _Chunk(fields, self.buckets[idx], self.values[idx], self.times[idx], nbytes)
+        if isinstance(self.fields, np.ndarray) and self.tags is not None:
+            nbytes += len(idx) * self.tags.itemsize
+        tags = None if self.tags is None else self.tags[idx]
+        return _Chunk(fields, self.buckets[idx], self.values[idx], self.times[idx], nbytes, tags)
 
     def field_list(self) -> list[Any]:
         f = self.fields
@@ -69,12 +78,20 @@ def _concat(chunks: Sequence[_Chunk]) -> _Chunk:
         fields = []
         for c in chunks:
             fields.extend(c.field_list())
+    tagged = [c.tags for c in chunks if c.tags is not None]
+    tags: npt.NDArray[Any] | None = None
+    if tagged:  # rows without tags get 0 (no segment)
+        dtype = np.result_type(*tagged)
+        tags = np.concatenate(
+            [np.zeros(len(c), dtype) if c.tags is None else c.tags.astype(dtype, copy=False) for c in chunks]
+        )
     return _Chunk(
         fields,
         np.concatenate([c.buckets for c in chunks]),
         np.concatenate([c.values for c in chunks]),
         np.concatenate([c.times for c in chunks]),
         sum(c.nbytes for c in chunks),
+        tags,
     )
 
 

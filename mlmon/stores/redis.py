@@ -6,11 +6,12 @@ join then finds only the predictions that worker made. :class:`RedisStore` keeps
 predictions in Redis, so ``log_feedback()`` in any process joins predictions made in any process.
 
 Interface (:class:`~mlmon.stores.base.PredictionStore`): the monitor calls ``bind(model,
-version)`` once; ``record(ids, preds, made_at)`` and ``submit_labels(ids, labels, received_at)``
-only buffer (no I/O, bounded in bytes, overflow counted ``"dropped"``); ``sync(now)`` runs on the
-reporter's background thread, writes the buffered predictions, looks the buffered labels up and
-returns the new joins as :class:`~mlmon.stores.base.StoreJoined`; ``samples()``,
-``after_fork()`` and ``close(timeout)`` complete it.
+version)`` once; ``record(ids, preds, made_at, segments=None)``, ``submit_labels(ids, labels,
+received_at)`` and ``name_segments(names)`` only buffer (no I/O, bounded in bytes, overflow
+counted ``"dropped"``); ``sync(now)`` runs on the reporter's background thread, writes the
+buffered segment names and predictions, looks the buffered labels up and returns the new joins
+as :class:`~mlmon.stores.base.StoreJoined`, each with the segment code of its prediction and
+the names of those codes; ``samples()``, ``after_fork()`` and ``close(timeout)`` complete it.
 
 Layout in Redis. One key per prediction with a TTL would cost about 100 bytes of key overhead
 each, so predictions are grouped into small hashes that Redis stores in its compact listpack
@@ -19,7 +20,8 @@ encoding (about 20-30 bytes an entry):
 - every id becomes a stable field and bucket (:mod:`mlmon.stores._ids`; never Python's
   randomised ``hash()``), every prediction a *generation* ``floor(made_at / generation)``;
 - the hash ``<prefix>:{<model>|<version>|<shard>}:<bucket>:<generation>`` holds field →
-  16 bytes (prediction and ``made_at`` as two little-endian float64); ``shard`` is
+  value: 16 bytes (prediction and ``made_at`` as two little-endian float64) for a prediction
+  without a segment, 20 with its segment code (uint32) after them; ``shard`` is
   ``bucket % 256``, the hash tag that keeps the generations and buckets of a shard in one
   Redis Cluster slot, so one Lua call per shard writes or joins a whole batch (a write declares
   the hashes it writes, so that a slot being migrated routes it right; a join only reads and
@@ -27,9 +29,13 @@ encoding (about 20-30 bytes an entry):
 - every hash key expires (``PEXPIREAT``) one ``ttl`` after its generation ends: Redis does the
   expiry, nothing in Python scans;
 - a label probes its bucket in the generations that can still hold a prediction (newest first)
-  in one atomic script, which replaces the first match by the one-byte tombstone ``D``. The first
-  label wins across all processes; a later one finds the tombstone and counts ``"duplicate"``.
+  in one atomic script, which replaces the first match by a tombstone: ``D``, the label's
+  8-byte claim token, and the value. The first label wins across all processes; a later one
+  finds the tombstone and counts ``"duplicate"``, but the same label retried (the reply to its
+  join was lost: a timeout after Redis ran the script) gets the value again and joins.
   A match older than ``ttl`` when its label arrived counts ``"expired"``.
+- segment names: ``<prefix>:{<model>|<version>|segments}``, code → name
+  (:mod:`mlmon.stores._redis_names`).
 - a label whose prediction is not found is retried on later syncs for ``retry_for`` seconds
   (the prediction may still sit in another process's buffer), then counted ``"unmatched"``.
   A key that Redis evicted (``maxmemory``) or that expired is simply not found: the label ends
@@ -50,7 +56,7 @@ use the same ``ttl``, ``buckets``, ``generation`` and ``key_prefix``.
 >>> store.record([1, 2], np.array([1.0, 0.0]), np.array([10.0, 10.0]))
 >>> store.submit_labels(["a"], np.array([1.0]), received_at=11.0)
 >>> [v for n, v, labels in store.samples() if n == "mlmon_store_buffered_items"]
-[2.0, 1.0]
+[2.0, 1.0, 0.0]
 """
 
 from __future__ import annotations
@@ -69,9 +75,10 @@ from mlmon.feedback import as_batch
 from mlmon.stores._ids import encode_ids
 from mlmon.stores._redis_buffer import FloatArray, _Buffer, _Chunk, _concat
 from mlmon.stores._redis_fleet import _FleetOps
+from mlmon.stores._redis_names import _Names
 from mlmon.stores._redis_scripts import SHARDS as SHARDS
 from mlmon.stores._redis_scripts import _Scripts
-from mlmon.stores.base import REASONS, StoreJoined
+from mlmon.stores.base import REASONS, CodeArray, StoreJoined
 
 __all__ = ["RedisStore"]
 
@@ -124,6 +131,30 @@ def _escape(text: str) -> str:
     return urllib.parse.quote(text, safe="-_.~")
 
 
+_U32_MAX = (1 << 32) - 1
+
+
+def _as_codes(segments: object, n: int) -> CodeArray:
+    """``segments`` as ``n`` uint32 codes (a copy); ValueError when it cannot be."""
+    if type(segments) is np.ndarray and segments.dtype == np.uint32 and segments.shape == (n,):
+        fast: CodeArray = segments.copy()  # the monitor's case; a copy: the caller may reuse it
+        return fast
+    arr = np.asarray(segments)
+    if arr.ndim == 0 or arr.shape == (1,):
+        arr = np.broadcast_to(arr.reshape(-1), (n,))
+    if arr.shape != (n,):
+        raise ValueError(f"segments has shape {arr.shape}, expected ({n},)")
+    if arr.dtype == np.uint32:
+        same: CodeArray = np.array(arr, dtype=np.uint32)  # a copy: the caller may reuse arr
+        return same
+    if arr.dtype.kind not in "ui" or arr.dtype == np.bool_:
+        raise ValueError(f"segments must be uint32 codes, got dtype {arr.dtype}")
+    if n and (int(arr.min()) < 0 or int(arr.max()) > _U32_MAX):
+        raise ValueError("segments must be uint32 codes, got values out of range")
+    out: CodeArray = arr.astype(np.uint32)
+    return out
+
+
 def _pos_number(name: str, value: object, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
@@ -133,7 +164,7 @@ def _pos_number(name: str, value: object, *, allow_zero: bool = False) -> float:
     return v
 
 
-class RedisStore(_Scripts, _FleetOps):
+class RedisStore(_Scripts, _Names, _FleetOps):
     """Pending predictions in Redis, shared by every process that serves the model.
 
     Args:
@@ -220,9 +251,15 @@ class RedisStore(_Scripts, _FleetOps):
         self._preds = _Buffer(half)
         self._labels = _Buffer(half)
         self._counts = dict.fromkeys(REASONS, 0)
-        self._dropped = {"store_predictions": 0, "store_labels": 0}
+        self._dropped = {"store_predictions": 0, "store_labels": 0, "store_segment_names": 0}
         self._invalid_preds = 0
-        self._raw: list[tuple[object, FloatArray, FloatArray]] = []  # recorded, not yet encoded
+        # recorded, not yet encoded: ids, preds, made_at, segment codes (or None)
+        self._raw: list[tuple[object, FloatArray, FloatArray, CodeArray | None]] = []
+        # Every label row gets a claim token, unique across processes (a random start per
+        # process, also per forked child): a retry of the same row after a lost reply gets its
+        # prediction again from the tombstone it left; any other label is a duplicate.
+        self._token_next = int.from_bytes(os.urandom(8), "little")
+        self._init_names(max(1 << 16, self.max_buffer_bytes // 16))
         self._raw_bytes = 0
         self._errors: dict[str, int] = {"connect": 0, "write": 0, "read": 0, "fleet": 0}
         self._up = 0.0
@@ -267,8 +304,20 @@ class RedisStore(_Scripts, _FleetOps):
         return f"{self._shard_key(b % SHARDS)}:{b}:{math.floor(made_at / self.generation)}"
 
     # -- the hot paths: buffer only ---------------------------------------------------------
-    def record(self, ids: object, preds: FloatArray, made_at: FloatArray) -> None:
+    def record(
+        self,
+        ids: object,
+        preds: FloatArray,
+        made_at: FloatArray,
+        segments: CodeArray | None = None,
+    ) -> None:
         """Buffer predictions for the next :meth:`sync` (no I/O; never raises).
+
+        ``segments`` is None or one uint32 segment code per row (0: none), returned with the
+        row's label in :attr:`~mlmon.stores.base.StoreJoined.segments`; a single code applies
+        to every row. Segments that are not that (another length, negative or fractional
+        codes) are counted in ``mlmon_store_errors_total{operation="record"}`` and the rows are
+        kept without a segment.
 
         Rows with an unusable id are counted in ``mlmon_store_invalid_ids_total``; rows that do
         not fit in the buffer in ``mlmon_dropped_total{buffer="store_predictions"}``.
@@ -281,8 +330,18 @@ class RedisStore(_Scripts, _FleetOps):
             p = np.asarray(preds, dtype=np.float64).reshape(-1)
             t = np.broadcast_to(np.asarray(made_at, dtype=np.float64), p.shape).reshape(-1).copy()
             raw = ids if isinstance(ids, (range, np.ndarray)) else list(as_batch(ids))
-            size = 16 * len(p) + (raw.nbytes if isinstance(raw, np.ndarray) else 64 * len(raw))
             n = len(p)
+            s: CodeArray | None = None
+            if segments is not None:
+                try:
+                    s = _as_codes(segments, n)
+                except (TypeError, ValueError) as exc:
+                    with self._lock:
+                        self._errors["record"] = self._errors.get("record", 0) + 1
+                    self._log("record", exc)
+            size = (16 if s is None else 20) * n + (
+                raw.nbytes if isinstance(raw, np.ndarray) else 64 * len(raw)
+            )
             with self._lock:
                 room = self._preds.limit - self._preds.nbytes - self._raw_bytes
                 keep = n if size <= room else max(0, room * n // max(size, 1))
@@ -290,8 +349,9 @@ class RedisStore(_Scripts, _FleetOps):
                     self._dropped["store_predictions"] += n - keep
                     self._counts["dropped"] += n - keep
                     raw, p, t, size = raw[:keep], p[:keep], t[:keep], size * keep // max(n, 1)
+                    s = None if s is None else s[:keep]
                 if keep:
-                    self._raw.append((raw, p, t))
+                    self._raw.append((raw, p, t, s))
                     self._raw_bytes += size
         except Exception as exc:  # never into the predict path
             with self._lock:
@@ -303,10 +363,12 @@ class RedisStore(_Scripts, _FleetOps):
         background thread, before a sync writes)."""
         with self._lock:
             raw, self._raw, self._raw_bytes = self._raw, [], 0
-        for ids, p, t in raw:
-            self._encode(ids, p, t)
+        for ids, p, t, s in raw:
+            self._encode(ids, p, t, s)
 
-    def _encode(self, ids: object, preds: FloatArray, made_at: FloatArray) -> None:
+    def _encode(
+        self, ids: object, preds: FloatArray, made_at: FloatArray, segs: CodeArray | None = None
+    ) -> None:
         try:
             fields, buckets = encode_ids(ids, self.buckets)
             p = np.asarray(preds, dtype=np.float64).reshape(-1)
@@ -316,7 +378,8 @@ class RedisStore(_Scripts, _FleetOps):
             ok &= np.isfinite(t[:n])
             bad = int(n - ok.sum()) + abs(len(buckets) - len(p))
             idx = np.flatnonzero(ok)
-            chunk = _Chunk(fields, buckets, p[:n], t[:n].copy())
+            tags = None if segs is None or not segs[:n].any() else segs[:n]
+            chunk = _Chunk(fields, buckets, p[:n], t[:n].copy(), tags=tags)
             if len(idx) < len(buckets):
                 chunk = chunk.take(idx)
             elif isinstance(chunk.fields, list):
@@ -357,7 +420,10 @@ class RedisStore(_Scripts, _FleetOps):
             fields, buckets = encode_ids(batch, self.buckets)
             ok = (buckets >= 0) & np.isfinite(lab)
             t = np.full(len(lab), float(received_at), dtype=np.float64)
-            chunk = _Chunk(fields, buckets, lab.copy(), t)
+            with self._lock:
+                first, self._token_next = self._token_next, (self._token_next + len(lab)) % (1 << 64)
+            tokens = np.arange(len(lab), dtype=np.uint64) + np.uint64(first)  # wraps mod 2**64
+            chunk = _Chunk(fields, buckets, lab.copy(), t, tags=tokens)
             idx = np.flatnonzero(ok)
             if len(idx) < len(lab):
                 chunk = chunk.take(idx)
@@ -403,6 +469,8 @@ class RedisStore(_Scripts, _FleetOps):
         out_p: list[FloatArray] = []
         out_l: list[FloatArray] = []
         out_d: list[FloatArray] = []
+        out_s: list[CodeArray] = []
+        names: dict[int, str] = {}
         counts = dict.fromkeys(REASONS, 0)
         fired = threading.Event()
 
@@ -440,13 +508,21 @@ class RedisStore(_Scripts, _FleetOps):
                     self._fail("connect", exc)
                     ok = False
             connected = ok
-            if connected and preds is not None:
-                preds, ok = self._write(preds, now, end, fired, counts)
+            # Names first: a label joined anywhere after this sync's predictions can name them.
+            if connected and not self._sync_names(now):
+                ok = False
+            if connected and preds is not None and not fired.is_set():
+                preds, wrote = self._write(preds, now, end, fired, counts)
+                ok = ok and wrote
             # A failed write (Redis out of memory, say) does not stop the joins: they may
             # still run, and free memory. A timeout does (the watchdog has fired).
             if connected and labels is not None and not fired.is_set():
-                labels, joined_ok = self._join(labels, now, end, fired, counts, out_p, out_l, out_d)
+                labels, joined_ok = self._join(
+                    labels, now, end, fired, counts, out_p, out_l, out_d, out_s
+                )
                 ok = ok and joined_ok
+            if out_s:
+                names = self._resolve(np.concatenate(out_s), end, fired)
         except Exception as exc:  # a bug must not take the reporter thread down
             self._fail("sync", exc)
             ok = False
@@ -473,7 +549,8 @@ class RedisStore(_Scripts, _FleetOps):
         def cat(parts: list[FloatArray]) -> FloatArray:
             return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
-        return StoreJoined(cat(out_p), cat(out_l), cat(out_d), counts)
+        segs: CodeArray = np.concatenate(out_s) if out_s else np.zeros(0, dtype=np.uint32)
+        return StoreJoined(cat(out_p), cat(out_l), cat(out_d), counts, segs, names)
 
     # -- metrics, fork, close -----------------------------------------------------------------
     def samples(self) -> Iterable[Triple]:
@@ -485,11 +562,14 @@ class RedisStore(_Scripts, _FleetOps):
                 ("mlmon_store_errors_total", float(v), {"operation": k})
                 for k, v in sorted(self._errors.items())
             ]
-            raw_items = sum(len(p) for _, p, _ in self._raw)
+            raw_items = sum(len(p) for _, p, _, _ in self._raw)
             out.append(("mlmon_store_buffered_bytes", float(self._preds.nbytes + self._raw_bytes), {"buffer": "store_predictions"}))
             out.append(("mlmon_store_buffered_bytes", float(self._labels.nbytes), {"buffer": "store_labels"}))
             out.append(("mlmon_store_buffered_items", float(self._preds.items + raw_items), {"buffer": "store_predictions"}))
             out.append(("mlmon_store_buffered_items", float(self._labels.items), {"buffer": "store_labels"}))
+            names = "store_segment_names"
+            out.append(("mlmon_store_buffered_bytes", float(self._names_pending_bytes), {"buffer": names}))
+            out.append(("mlmon_store_buffered_items", float(len(self._names_pending)), {"buffer": names}))
             for name, v in self._dropped.items():
                 out.append(("mlmon_dropped_total", float(v), {"buffer": name}))
             out.append(
@@ -503,10 +583,14 @@ class RedisStore(_Scripts, _FleetOps):
         """In a forked child: forget the parent's buffers, counters and connections.
 
         The parent's sockets are never used or shut down by the child (redis-py leaves a
-        connection made by another pid alone); the next :meth:`sync` connects anew.
+        connection made by another pid alone); the next :meth:`sync` connects anew. Segment
+        names are kept (names waiting to be written too): they are not counted data, and a
+        pre-fork parent that named segments may never sync itself.
         """
         self._client = None  # not closed: the sockets belong to the parent
-        self._init_state()
+        kept = (self._names, self._names_pending, self._names_pending_bytes, self._names_check_at)
+        self._init_state()  # a new claim-token start, new locks
+        self._names, self._names_pending, self._names_pending_bytes, self._names_check_at = kept
 
     def close(self, timeout: float = 5.0) -> None:
         """One last sync (within ``timeout`` seconds, at most), then close the connections."""

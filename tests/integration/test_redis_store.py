@@ -241,7 +241,7 @@ def test_fork_child_uses_its_own_connection_and_buffers(redis_server: RedisServe
             store.record(range(100, 110), np.ones(10), np.full(10, now))
             store.submit_labels(range(5), np.zeros(5), now)
             got = store.sync(now)
-            code = 0 if buffered == [0.0, 0.0] and got.counts["joined"] == 5 else 3
+            code = 0 if buffered == [0.0, 0.0, 0.0] and got.counts["joined"] == 5 else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
