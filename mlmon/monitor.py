@@ -46,6 +46,7 @@ from mlmon.drain import Drain
 from mlmon.drift import DriftConfig
 from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
+from mlmon.feedback import DEFAULT_MAX_ROW_BYTES
 from mlmon.fleet.state import config_digest, export_state
 from mlmon.fleet.view import Fleet
 from mlmon.outcomes import OutcomeComponent
@@ -123,6 +124,9 @@ class Monitor:
             ``flush_interval``).
         max_segments: most segments (``track(segment=...)``) tracked at once; the rows of
             further values go to the segment ``_other``, counted (see docs/segments.md).
+        max_row_bytes: multiclass with probability rows: the byte cap of the rows the label
+            join keeps for top-k accuracy and per-class AUCs (default 64 MiB; beyond
+            ``k × max_pending × 4`` bytes it keeps each row's top classes, docs/quality.md).
 
     >>> import mlmon
     >>> mon = mlmon.Monitor("doc_monitor", version="1", latency_budget=0.5)
@@ -170,6 +174,7 @@ class Monitor:
         fleet: Fleet | None = None,
         alert_budget: AlertBudget | None = None,
         max_segments: int = DEFAULT_MAX_SEGMENTS,
+        max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
     ) -> None:
         emitter_list = check_monitor(
             name=name, version=version, instance=instance, window=window, flush_interval=flush_interval,
@@ -181,6 +186,7 @@ class Monitor:
         if isinstance(max_segments, bool) or not isinstance(max_segments, int) or not 1 <= max_segments <= 1024:
             raise ValueError(f"max_segments must be an int from 1 to 1024, got {max_segments!r}")
         self._max_segments = max_segments
+        self._max_row_bytes = max_row_bytes
         rule_list = list(rules or ())
         engine = None
         if rule_list:
@@ -298,7 +304,7 @@ class Monitor:
         quality = QualityComponent(
             self.task, window, slices, now,
             max_pending=self._max_pending, ttl=self._ttl, rows=outputs.rows, shared=self._store,
-            reference=self.reference,
+            reference=self.reference, max_row_bytes=self._max_row_bytes,
         )  # fmt: skip
         outcomes = OutcomeComponent(window, slices, now)
         # Without a reference or names, the feature part learns the schema from the first

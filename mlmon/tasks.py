@@ -303,6 +303,19 @@ def _check_classes(_inst: object, _attr: attrs.Attribute[Any], value: tuple[Any,
         raise ValueError(f"classes must be distinct (also as strings), got {list(value)!r}")
 
 
+def _to_top_k(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, int) else value
+    try:
+        ks = tuple(items)
+    except TypeError:
+        ks = ()
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+        raise ValueError(f"top_k must be None, an int >= 1 or a sequence of them, got {value!r}")
+    return tuple(sorted(set(ks)))
+
+
 @attrs.frozen(kw_only=True)
 class MulticlassClassification:
     """A single-label classifier over a fixed list of classes.
@@ -310,6 +323,8 @@ class MulticlassClassification:
     Args:
         classes: the class labels (numbers or strings, distinct also as strings, at least 2).
             Their order is the column order of probability outputs.
+        top_k: the ``k`` of ``mlmon_top_k_accuracy`` (from probability rows joined to their
+            labels); None: 1, 3 and 5, those below the number of classes.
 
     Outputs may be class labels (scalars, 1-D arrays, ``(n, 1)`` columns) or probability rows
     ``(n, k)`` with ``k == len(classes)``: the predicted class is the argmax and the row's
@@ -327,6 +342,7 @@ class MulticlassClassification:
     """
 
     classes: tuple[Any, ...] = attrs.field(converter=_to_classes, validator=_check_classes)
+    top_k: tuple[int, ...] | None = attrs.field(default=None, converter=_to_top_k)
     _index: dict[Any, int] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import mlmon
 from mlmon.fleet import StateError, combine_states, merge_states, read_state, retire_state
-from mlmon.fleet.state import MAX_STATE_BYTES, pack_state
+from mlmon.fleet.state import MAX_STATE_BYTES, STATE_VERSION, pack_state
 from mlmon.testing import FakeClock
 
 RNG = np.random.default_rng(7)
@@ -168,7 +168,7 @@ def test_each_bad_state_is_rejected_with_its_reason_and_spoils_nothing() -> None
         bad = {
             "corrupt": [
                 b"", b"garbage", b"MLM2" + b"\x00" * 50, good[: len(good) // 2],  # truncated
-                repack([1, 2]), repack({"v": 2}),
+                repack([1, 2]), repack({"v": STATE_VERSION}),
                 repack(json.loads("[" * 50 + "]" * 50)),  # nested, not a state
                 b"MLM2" + zlib.compress((100_000).to_bytes(4, "little") + b"[" * 100_000),  # deep nesting
                 b"MLM2" + zlib.compress((10).to_bytes(4, "little") + b"{}"),  # header past the end

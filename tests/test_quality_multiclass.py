@@ -442,3 +442,26 @@ def test_a_histogram_of_another_size_is_refused_before_anything_changes() -> Non
     np.testing.assert_array_equal(good.confusion.counts, before[1])
     with pytest.raises(ValueError, match="classes"):
         RowMetrics(3, (1,), 10).merge(RowMetrics(4, (1,), 10))
+
+
+def test_the_monitor_takes_top_k_from_the_task_and_its_row_cap() -> None:
+    import mlmon
+
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(4), size=500)
+    y = rng.choice(["a", "b", "c", "d"], 500).tolist()
+    got = {}
+    for cap in (64 << 20, 1 << 20):
+        mon = mlmon.Monitor("mc-top-k", task=mlmon.MulticlassClassification(classes=["a", "b", "c", "d"], top_k=2),
+                            emitters=[], max_row_bytes=cap)  # fmt: skip
+        with mon.track(ids=list(range(500))) as call:
+            call.outputs(P)
+        mon.log_feedback(list(range(500)), y)
+        snap = mon.snapshot()
+        got[cap] = {dict(s.labels).get("k") for s in snap.select("mlmon_top_k_accuracy", k="*")}
+        mon.close()
+    assert got[64 << 20] == {"2"}
+    # 4 classes x 1,000,000 pending x 4 bytes is over a 1 MiB cap: no rows kept, no top-k.
+    assert got[1 << 20] == set()
+    with pytest.raises(ValueError, match="top_k"):
+        mlmon.MulticlassClassification(classes=["a", "b"], top_k=0)

@@ -70,7 +70,7 @@ __all__ = [
     "retire_state",
 ]
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 """The format of a state. A reader rejects any other (reason ``"version"``)."""
 MAX_STATE_BYTES = 16 << 20
 """Largest state accepted, decompressed (reason ``"size"`` beyond it)."""

@@ -140,3 +140,35 @@ def test_predictions_from_spawned_processes_join_labels_given_to_a_third(redis_s
     assert snap.get("mlmon_labels_total") == 4000
     assert snap.get("mlmon_precision") == pytest.approx(want[0], rel=1e-12)
     b.close()
+
+
+def check_segments_join_in_another_monitor(url: str) -> None:
+    """A prediction's segment travels through Redis: the label joined in another monitor counts
+    in that segment, named there although that monitor never saw the segment."""
+    n = 3000
+    scores, labels = stream(n, seed=3)
+    ids = [f"seg-{i}" for i in range(n)]
+    segs = np.array(["eu", "us", "é\nx"])[np.arange(n) % 3]
+    a, b = monitor(url, name="shared-seg"), monitor(url, name="shared-seg")
+    for lo in range(0, n, 500):
+        with a.track(ids=ids[lo : lo + 500], segment=segs[lo : lo + 500]) as call:
+            call.outputs(scores[lo : lo + 500])
+    a.flush()
+    b.log_feedback(ids, labels.tolist())
+    snap = b.flush()
+    assert snap.get("mlmon_labels_total") == n
+    for name in ("eu", "us", "é_x"):
+        sel = segs == {"é_x": "é\nx"}.get(name, name)
+        want = precision_recall_fscore_support(labels[sel], (scores[sel] >= 0.5).astype(int), average="binary")
+        assert snap.get("mlmon_labels_total", segment=name) == int(sel.sum())
+        assert snap.get("mlmon_precision", segment=name) == pytest.approx(want[0], rel=1e-12)
+    a.close()
+    b.close()
+
+
+def test_segments_join_in_another_monitor_single_node(redis_server: Any) -> None:
+    check_segments_join_in_another_monitor(redis_server.url)
+
+
+def test_segments_join_in_another_monitor_cluster(redis_cluster: Any) -> None:
+    check_segments_join_in_another_monitor(redis_cluster.url)
