@@ -508,7 +508,7 @@ class QualityComponent:
             assert self.shared is not None
             if codes is not None and hasattr(self.shared, "name_segments"):
                 # A store that keeps segments (mlmon.stores.RedisStore): the code rides along.
-                self.shared.record(flat, preds[idx], made_wall[idx], segments=codes[idx])  # type: ignore[call-arg]
+                self.shared.record(flat, preds[idx], made_wall[idx], segments=codes[idx])
             else:
                 self.shared.record(flat, preds[idx], made_wall[idx])
         return left
