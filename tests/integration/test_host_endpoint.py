@@ -184,7 +184,9 @@ def test_labels_joined_through_redis_in_any_worker_add_up_on_the_host_page(tmp_p
         order = list(range(n))
         rng.shuffle(order)  # most labels reach a worker that did not make their prediction
         pids |= {get(f"{url}?id=r{i}&label={labels[i]}") for i in order}
-        assert len(pids) == 3
+        # The kernel spreads connections over the workers; on a loaded machine one of three may
+        # get none, but labels must have crossed between workers for the test to mean anything.
+        assert len(pids) >= 2
 
         def confusion() -> dict[tuple[str, str], float] | None:
             got = series(scrape(port), "mlmon_confusion_total")
