@@ -462,3 +462,34 @@ def test_a_disabled_monitor_leaves_the_estimator_untracked(binary_data: tuple[np
     with monitor_estimator(clf, name="sk_disabled", enabled=False) as model:
         np.testing.assert_array_equal(clf.predict_proba(X[:3]), model.predict_proba(X[:3], ids=[1, 2, 3]))
         assert 0.0 == model.snapshot().get("mlmon_calls_total")
+
+
+def test_monitor_estimator_segments_by_a_feature_column() -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from mlmon.integrations.sklearn import monitor_estimator
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    X = pd.DataFrame({"age": rng.normal(40, 10, n), "tier": rng.integers(0, 3, n)})
+    y = (X["age"] + rng.normal(0, 5, n) > 40).astype(int)
+    model = monitor_estimator(LogisticRegression().fit(X, y), X, y, name="sk-seg", segment="tier", emitters=[])
+    assert model.reference.feature_names == ("age", "tier")  # still a feature of the model
+    assert set(model.reference.segments) == {"0", "1", "2"}
+    model.predict_proba(X.iloc[:300], ids=list(range(300)))
+    for i in range(300, 310):  # single rows too
+        model.predict(X.iloc[i : i + 1])
+    model.log_feedback(list(range(300)), y.iloc[:300].tolist())
+    snap = model.snapshot()
+    rows = {dict(s.labels)["segment"]: s.value for s in snap.select("mlmon_rows_total", segment="*")}
+    assert rows == {str(t): float((X["tier"].iloc[:310] == t).sum()) for t in range(3)}
+    assert {dict(s.labels)["segment"]: s.value for s in snap.select("mlmon_segment_reference", segment="*")} == {
+        "0": 1.0, "1": 1.0, "2": 1.0
+    }
+    sel = X["tier"].iloc[:300].to_numpy() == 2
+    pred = model.estimator.predict_proba(X.iloc[:300])[:, 1] >= 0.5
+    assert snap.get("mlmon_precision", segment="2") == pytest.approx(y.iloc[:300].to_numpy()[sel & pred].mean())
+    model.close()
+    with pytest.raises(ValueError, match="segment"):
+        monitor_estimator(LogisticRegression().fit(X, y), name="sk-seg2", segment="", emitters=[])

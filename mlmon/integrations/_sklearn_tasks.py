@@ -289,6 +289,8 @@ def estimator_reference(
     *,
     task: Any = INFER,
     bins: int = 10,
+    segment: str | None = None,
+    min_segment_rows: int = 1000,
 ) -> Reference:
     """A drift :class:`~mlmon.Reference` of ``X`` and of the estimator's scores on it.
 
@@ -306,12 +308,18 @@ def estimator_reference(
     """
     _check_fitted(estimator)
     plan = _Plan(estimator, infer_task(estimator) if task is INFER else task)
+    names = _names(estimator, X, feature_names)
+    if segment is not None and names is None and _has_column_names(X):
+        # The segment column is one of the model's features: it stays a feature of the reference.
+        names = [str(c) for c in (X.columns if hasattr(X, "columns") else X.keys())]
     return Reference.from_data(
         X,
-        feature_names=_names(estimator, X, feature_names),
+        feature_names=names,
         categorical=categorical,
         outputs=plan.scores(estimator, X),
         bins=bins,
+        segment=segment,
+        min_segment_rows=min_segment_rows,
     )
 
 

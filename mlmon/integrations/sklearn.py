@@ -49,6 +49,7 @@ from mlmon.integrations._sklearn_tasks import (
 )
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
+from mlmon.segments import by_feature
 from mlmon.snapshot import Snapshot
 from mlmon.tasks import BinaryClassification, MulticlassClassification
 
@@ -100,7 +101,10 @@ class MonitoredEstimator:
         *,
         owns_monitor: bool = False,
         reference_values: dict[str, float] | None = None,
+        segment: str | None = None,
     ) -> None:
+        if segment is not None and (not isinstance(segment, str) or not segment):
+            raise ValueError(f"segment must be the name of a feature column, got {segment!r}")
         if not isinstance(monitor, Monitor):
             raise TypeError(f"monitor must be an mlmon.Monitor, got {monitor!r}")
         _check_fitted(estimator)
@@ -116,7 +120,7 @@ class MonitoredEstimator:
         for method in TRACKED_METHODS:
             func = getattr(estimator, method, None)
             if callable(func):
-                self._methods[method] = _tracked(monitor, func, method, plan.extract.get(method, True))
+                self._methods[method] = _tracked(monitor, func, method, plan.extract.get(method, True), segment)
                 # An instance attribute: hasattr(model, "predict_proba") stays what it is
                 # for the estimator, which is how scikit-learn code decides what to call.
                 self.__dict__[method] = self._methods[method]
@@ -161,11 +165,16 @@ class MonitoredEstimator:
         return f"MonitoredEstimator({self.estimator!r}, monitor={self.monitor!r})"
 
 
-def _tracked(mon: Monitor, func: Callable[..., Any], method: str, extract: bool | Extract) -> Callable[..., Any]:
+def _tracked(
+    mon: Monitor, func: Callable[..., Any], method: str, extract: bool | Extract, segment: str | None = None
+) -> Callable[..., Any]:
     def predict(X: Any, row: Any, ids: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return func(X, *args, **kwargs)
 
-    tracked = mon.track(features="row", ids="ids", outputs=extract)(predict)
+    if segment is not None:
+        tracked = mon.track(features="row", ids="ids", outputs=extract, segment=by_feature(segment))(predict)
+    else:
+        tracked = mon.track(features="row", ids="ids", outputs=extract)(predict)
     if tracked is predict:  # a disabled monitor: no tracking at all
 
         def untracked(X: Any, *args: Any, ids: Any = None, **kwargs: Any) -> Any:
@@ -201,6 +210,7 @@ def monitor_estimator(
     task: Any = INFER,
     feature_names: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
+    segment: str | None = None,
     **monitor_kwargs: Any,
 ) -> MonitoredEstimator:
     """Wrap a fitted estimator so its predictions are monitored.
@@ -226,6 +236,9 @@ def monitor_estimator(
         feature_names: names of the columns of ``X`` (default: ``X_train``'s columns, else the
             estimator's ``feature_names_in_``, else ``f0, f1, ...``).
         categorical: names of the categorical features.
+        segment: the name of a feature column whose value is each row's segment
+            (docs/segments.md): predictions are monitored per segment too, and the reference
+            built from ``X_train`` keeps a profile per segment with enough rows.
         **monitor_kwargs: any other :class:`~mlmon.Monitor` argument (``version``,
             ``emitters``, ``window``, ``latency_budget``, ``rules``, ...).
 
@@ -249,7 +262,7 @@ def monitor_estimator(
                 f"monitor_estimator(monitor=...) records into a monitor you configured: do not "
                 f"also give {', '.join(given)} (build its reference with estimator_reference())"
             )
-        return MonitoredEstimator(estimator, monitor)
+        return MonitoredEstimator(estimator, monitor, segment=segment)
     if name is None:
         raise ValueError("monitor_estimator needs name= (the model name) or monitor=")
     if y_train is not None and X_train is None:
@@ -261,7 +274,7 @@ def monitor_estimator(
     plan = _Plan(estimator, resolved)  # checks that the task fits before anything is built
     reference = monitor_kwargs.pop("reference", None)
     if X_train is not None:
-        reference = estimator_reference(estimator, X_train, feature_names, categorical, task=resolved)
+        reference = estimator_reference(estimator, X_train, feature_names, categorical, task=resolved, segment=segment)
     values = _quality_on(plan, estimator, X_train, y_train) if y_train is not None else {}
     if y_train is not None and reference is not None:
         reference = _calibrated(reference, plan, estimator, X_train, y_train, name)
@@ -270,7 +283,7 @@ def monitor_estimator(
         monitor_kwargs.setdefault("categorical", tuple(categorical or ()))
     mon = Monitor(name, task=resolved, reference=reference, **monitor_kwargs)
     try:
-        return MonitoredEstimator(estimator, mon, owns_monitor=True, reference_values=values)
+        return MonitoredEstimator(estimator, mon, owns_monitor=True, reference_values=values, segment=segment)
     except BaseException:
         mon.close()
         raise
