@@ -523,3 +523,33 @@ def test_a_flood_of_distinct_values_over_many_calls_stays_bounded(clock: FakeClo
     assert snap.get("mlmon_segment_overflow_rows_total") >= 30_000 - 8 - 11
     assert snap.get("mlmon_rows_total") == 30_000
     mon.close()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(), st.text(max_size=80), st.binary(max_size=8),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+    st.sampled_from([np.float32("nan"), np.int64(-3), np.datetime64("2026-01-01"), pd.NA, pd.Timestamp("2026-01-01")]),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.lists(_JUNK, min_size=1, max_size=6), min_size=1, max_size=6), per_row=st.booleans())
+def test_any_segment_values_keep_every_row_and_name_it_safely(calls: list[list[Any]], per_row: bool) -> None:
+    mon = mlmon.Monitor("seg-fuzz", task=mlmon.BinaryClassification(), emitters=[], clock=FakeClock(), max_segments=4)
+    total = 0
+    for values in calls:
+        n = len(values)
+        segment: Any = values if per_row else values[0]
+        with mon.track(ids=[f"{total}-{i}" for i in range(n)], segment=segment) as call:
+            call.outputs(np.linspace(0.0, 1.0, n))
+        total += n
+    snap = mon.snapshot()
+    rows = by_segment(snap, "mlmon_rows_total")
+    assert sum(rows.values()) == total == snap.get("mlmon_rows_total")
+    assert len(rows) <= 4 + 1
+    for name in rows:
+        assert name.isprintable() and 0 < len(name) <= 64
+    mon.close()
