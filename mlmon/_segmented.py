@@ -130,6 +130,13 @@ def _row_names(values: Any, rows: int) -> tuple[list[str | None], npt.NDArray[np
             arr = np.asarray(values)
         except Exception:
             arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biuUS" and arr.size == rows and rows <= 256:
+        # A few strings or integers: a dict factorises them in order of first appearance (the
+        # cap keeps the first values seen) faster than sorting them; more are sorted (below).
+        codes: dict[Any, int] = {}
+        setdefault = codes.setdefault
+        inv = np.fromiter((setdefault(v, len(codes)) for v in arr.tolist()), np.intp, rows)
+        return [_safe_name(v) for v in codes], inv
     if arr is not None and arr.ndim == 1 and arr.dtype.kind in "biufUS" and arr.size == rows:
         uniq, first, inv = np.unique(arr, return_index=True, return_inverse=True)
         # In order of first appearance, so that the cap keeps the first values seen.
@@ -339,8 +346,40 @@ class SegmentComponent:
         code_of_entry: list[Any] = [None] * len(segs)
         features = batch.features
         rows_of = batch.rows
+        # Arrays of strings or integers, one value per row (the usual per-row form): named once
+        # for the whole chunk, not call by call.
+        bulk: dict[str, list[tuple[int, npt.NDArray[Any]]]] = {}
         for i, value in enumerate(segs):
-            if value is NO_SEGMENT:
+            if (
+                value.__class__ is np.ndarray
+                and value.ndim == 1
+                and value.dtype.kind in "USiu"
+                and i < len(rows_of)
+                and value.size == rows_of[i]
+                and value.size > 1
+            ):
+                bulk.setdefault(value.dtype.kind, []).append((i, value))
+        done = set()
+        for group in bulk.values():
+            arrays = [v for _, v in group]
+            names, inv = _row_names(np.concatenate(arrays) if len(arrays) > 1 else arrays[0], sum(a.size for a in arrays))
+            counts = np.bincount(inv, minlength=len(names))
+            slots = np.zeros(len(names), dtype=np.intp)
+            codes = np.zeros(len(names), dtype=np.uint32)
+            for k, name in enumerate(names):
+                if counts[k]:
+                    seg = self._slot(name, int(counts[k]), now)
+                    slots[k] = local(seg)
+                    codes[k] = seg.code
+            start = 0
+            for i, v in group:
+                part = inv[start : start + v.size]
+                start += v.size
+                entries.append((i, slots[part]))
+                code_of_entry[i] = codes[part]
+                done.add(i)
+        for i, value in enumerate(segs):
+            if value is NO_SEGMENT or i in done:
                 continue
             rows = int(rows_of[i]) if i < len(rows_of) else 1
             try:
