@@ -675,9 +675,14 @@ def _take_or_none(obj: Any, idx: npt.NDArray[np.intp]) -> Any:
         return None
 
 
+_SCALARS = frozenset({float, int})
+
+
 def _stackable(values: list[Any], rows: list[int], features: bool) -> bool:
     """Whether one call's values each hold exactly their rows as numbers: scalars of one-row
     calls, arrays whose first axis is the call's rows (features: 1-D for one row)."""
+    if _SCALARS.issuperset(map(type, values)) and rows.count(1) == len(rows):
+        return True  # one number per one-row call (checked with C-level loops)
     width = None
     for v, n in zip(values, rows, strict=True):
         if isinstance(v, np.ndarray):
@@ -702,6 +707,11 @@ def _stackable(values: list[Any], rows: list[int], features: bool) -> bool:
 
 def _stack_rows(values: list[Any], rows: list[int], features: bool) -> npt.NDArray[np.float64]:
     """Entries that passed :func:`_stackable` as one array, rows first."""
+    if _SCALARS.issuperset(map(type, values)):
+        flat = np.array(values, dtype=np.float64)
+        return flat.reshape(-1, 1) if features else flat
+    if features and rows.count(1) == len(rows):
+        return np.array(values, dtype=np.float64).reshape(len(values), -1)  # one row each
     parts = []
     for v, n in zip(values, rows, strict=True):
         a = np.asarray(v, dtype=np.float64)
