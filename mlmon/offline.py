@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,7 +55,9 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._clock import FakeClock
+from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
+from mlmon.feedback import Joined, as_batch, id_keys
 from mlmon.fleet.state import merge_states
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
@@ -207,33 +210,197 @@ def _keys(spec: _Spec, n: int, offset: int, ts: npt.NDArray[np.int64] | None) ->
     return ts // spec.chunk_ns  # floor division: chunks aligned on the epoch, as pandas' floor()
 
 
+class _RowJoin:
+    """The quality part's prediction store in a chunk's monitor, where each label is in its
+    prediction's row.
+
+    A live monitor keeps every prediction in a :class:`~mlmon.feedback.FeedbackJoin` (a hash
+    table keyed by id) because its labels come later, in other calls. Offline, the labels of a
+    batch are logged right after it, with the ids :func:`_feed` gave it (consecutive
+    integers): this store keeps that one batch's predictions by position, and the counters the
+    quality part reports (``joined``, ``invalid``, ``pending(now)``, ...) by the same rules as
+    the FeedbackJoin: a prediction with a NaN value (an invalid output) is not stored (a label
+    for it is unmatched), an invalid label leaves its prediction pending, a second label is a
+    duplicate. Nothing expires or is evicted (time does not move in a chunk's monitor).
+    """
+
+    _NONE, _PENDING, _LABELLED = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.joined = self.unmatched = self.expired = self.duplicate = 0
+        self.evicted = self.invalid = 0
+        self.bad_ids = 0
+        self._pending = self._labelled = 0
+        self._base = 0
+        self._preds: npt.NDArray[np.float64] = np.empty(0)
+        self._state: npt.NDArray[np.int8] = np.empty(0, dtype=np.int8)
+
+    def pending(self, now: float) -> int:
+        return self._pending
+
+    def labelled_since(self, t: float) -> int:
+        return self._labelled  # every prediction was made at the same (fake) time
+
+    def record_keys(
+        self,
+        keys: npt.NDArray[np.int64],
+        ok: npt.NDArray[np.bool_],
+        preds: npt.NDArray[np.float64],
+        now: float,
+        times: npt.NDArray[np.float64] | None = None,
+    ) -> None:
+        """Keep a batch's predictions (``keys`` its consecutive ids, as :func:`_feed` makes
+        them); the previous batch's predictions are no longer joinable."""
+        self.bad_ids += int(ok.size - np.count_nonzero(ok))
+        good = ok & np.isfinite(preds)
+        if keys.size and not bool(np.all(keys == keys[0] + np.arange(keys.size))):
+            raise RuntimeError("evaluate: a batch's ids are not consecutive")  # a bug here, counted
+        self._base = int(keys[0]) if keys.size else 0
+        self._preds = preds
+        self._state = np.where(good, self._PENDING, self._NONE).astype(np.int8)
+        self._pending += int(np.count_nonzero(good))
+
+    def _slots(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each key's position in the batch, or -1 where no prediction is stored."""
+        pos = keys - self._base
+        inside = (pos >= 0) & (pos < self._state.size)
+        pos = np.where(inside, pos, 0)
+        return np.where(inside & (self._state[pos] != self._NONE), pos, -1)
+
+    def join(self, ids: object, labels: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_], now: float) -> Joined:
+        keys, ok = id_keys(as_batch(ids))
+        if keys.size != labels.size:
+            raise ValueError(f"ids and labels differ in length: {keys.size} != {labels.size}")
+        good = ok & valid
+        n_good = int(np.count_nonzero(good))
+        self.invalid += int(keys.size) - n_good
+        keys, labels = keys[good], labels[good]
+        pos = self._slots(keys)
+        found = np.flatnonzero(pos >= 0)
+        self.unmatched += n_good - int(found.size)
+        pos = pos[found]
+        # As the FeedbackJoin: a label for a labelled prediction is a duplicate, and of several
+        # labels for one prediction in this batch the first joins.
+        dup = self._state[pos] == self._LABELLED
+        if pos.size > 1:
+            _, first = np.unique(pos, return_index=True)
+            if first.size < pos.size:
+                later = np.ones(pos.size, dtype=np.bool_)
+                later[first] = False
+                dup |= later
+        take = ~dup
+        hit = pos[take]
+        k = int(hit.size)
+        self.duplicate += int(pos.size) - k
+        self.joined += k
+        self._pending -= k
+        self._labelled += k
+        self._state[hit] = self._LABELLED
+        return Joined(self._preds[hit], labels[found[take]], np.zeros(k))
+
+    def join_one(self, id: object, label: float, now: float) -> tuple[float, float] | None:
+        keys, ok = id_keys([id])
+        if not ok[0] or math.isnan(label):
+            self.invalid += 1
+            return None
+        pos = int(self._slots(keys)[0])
+        if pos < 0:
+            self.unmatched += 1
+            return None
+        if self._state[pos] == self._LABELLED:
+            self.duplicate += 1
+            return None
+        self.joined += 1
+        self._pending -= 1
+        self._labelled += 1
+        self._state[pos] = self._LABELLED
+        return float(self._preds[pos]), 0.0
+
+
+def _readonly(a: Any) -> Any:
+    """A read-only view of an array of the caller's frame: a part that tried to write into it
+    would fail (counted as an internal error) instead of changing the caller's data."""
+    if isinstance(a, np.ndarray):
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def _numeric_matrix(spec: _Spec, mon: Monitor, sub: Any) -> npt.NDArray[np.float64] | None:
+    """The features as one ``(n, features)`` float64 matrix (NaN for missing), when the
+    monitor reads them all as numbers and every column is of a numeric dtype: what the
+    feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`), made once per
+    chunk. None otherwise (the DataFrame is passed as it is)."""
+    schema = mon._features.schema
+    if schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
+        return None
+    frame = sub[list(spec.features)]
+    if any(getattr(d, "kind", "O") not in "biuf" for d in frame.dtypes):
+        return None
+    x = np.asarray(frame.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    return x if x.shape == (len(frame), len(spec.features)) else None
+
+
 def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
-    """Feed rows (positions in ``pdf``) to ``mon`` in batches, as a serving process would."""
+    """Feed rows (positions in ``pdf``) to ``mon`` in batches of ``spec.batch_rows``.
+
+    Each batch is what a drain hands the monitor's parts after one tracked call of its rows
+    (``with mon.track(features=X) as call: call.outputs(y)``), given to them directly: one
+    :class:`~mlmon._component.CallBatch` with the batch's 2-D features, its outputs as one
+    array and consecutive integer ids. Its labels then go through ``log_feedback`` and its
+    outcomes through ``log_outcome``, as live. The quality part's prediction store is a
+    :class:`_RowJoin` (the label is in the row): no hash table of ids, and the same counts.
+    """
     sub = pdf.iloc[rows]
     n = len(sub)
-    feats = sub[list(spec.features)] if spec.features else None
+    quality = mon._quality
+    quality.store = _RowJoin()  # type: ignore[assignment]
+    feats: Any = None
+    if spec.features:
+        feats = _numeric_matrix(spec, mon, sub)
+        if feats is None:
+            feats = sub[list(spec.features)]
     if len(spec.outputs) == 1:
-        out_all: Any = sub[spec.outputs[0]].to_numpy()
+        out_all: Any = _readonly(sub[spec.outputs[0]].to_numpy())
     else:
-        out_all = sub[list(spec.outputs)].to_numpy(dtype=np.float64)
+        out_all = _readonly(sub[list(spec.outputs)].to_numpy(dtype=np.float64))
     labels = sub[spec.labels] if spec.labels is not None else None
+    clock = mon._clock
+    now, wall = clock.monotonic(), clock.time()
+    no_time = np.zeros(1)
+    next_id = 0
     for s in range(0, n, spec.batch_rows):
         e = min(n, s + spec.batch_rows)
-        with mon.track(features=None if feats is None else feats.iloc[s:e]) as call:
-            call.outputs(out_all[s:e])
+        ids = range(next_id, next_id + (e - s))
+        next_id += e - s
+        x: Any = None
+        if feats is not None:
+            x = _readonly(feats[s:e]) if isinstance(feats, np.ndarray) else feats.iloc[s:e]
+        batch = CallBatch(now=now, wall=wall, outputs=[out_all[s:e]], features=[x], ids=[ids], rows=[e - s], times=[now])
+        # What Drain.reduce does with one successful call: the service part counts its rows
+        # (its latency is not reported offline), then every other part takes the batch.
+        mon._service.observe(no_time, [], e - s, now)
+        for part in mon._parts:
+            try:
+                part.ingest(batch)
+            except Exception as exc:
+                mon._internal_error("ingest", exc)
         if labels is None and not spec.outcomes:
             continue
-        ids = np.arange(call.ids.start, call.ids.stop) if isinstance(call.ids, range) else np.asarray(call.ids)
+        id_arr = np.arange(ids.start, ids.stop)
         if labels is not None:
             lab = labels.iloc[s:e]
             mask = lab.notna().to_numpy()
             if mask.any():
-                mon.log_feedback(ids[mask], lab.to_numpy()[mask])
+                mon.log_feedback(id_arr[mask], lab.to_numpy()[mask])
         for name, col in spec.outcomes:
             v = sub[col].iloc[s:e].to_numpy(dtype=np.float64)
             hit = np.isfinite(v) & (v != 0)
             if hit.any():
-                mon.log_outcome(name, ids=ids[hit], value=v[hit])
+                mon.log_outcome(name, ids=id_arr[hit], value=v[hit])
 
 
 def _internal_errors(mon: Monitor) -> int:
