@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 import math
 import os
 import re
@@ -58,7 +59,7 @@ from mlmon._clock import FakeClock
 from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
 from mlmon.feedback import Joined, as_batch, id_keys
-from mlmon.fleet.state import merge_states
+from mlmon.fleet.state import export_state, merge_states
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
 from mlmon.snapshot import Snapshot
@@ -79,6 +80,8 @@ no call boundary that means anything, no rate and no label delay."""
 
 META_COLUMNS = ("chunk", "start", "end", "rows", "out_of_order", "duplicate_ids", "internal_errors")
 """The columns of :func:`evaluate`'s result that are not metrics (they come first)."""
+
+log = logging.getLogger("mlmon")
 
 _OUTCOME_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _WINDOW = 300.0  # time never moves in a chunk's monitor: nothing rotates out, nothing expires
@@ -329,12 +332,50 @@ def _readonly(a: Any) -> Any:
     return a
 
 
-def _numeric_matrix(spec: _Spec, mon: Monitor, sub: Any) -> npt.NDArray[np.float64] | None:
+class _ChunkParts:
+    """A fresh set of a monitor's parts for one chunk (the ``Parts`` that
+    :func:`mlmon.fleet.state.export_state` reads): what the chunk's rows are fed to.
+
+    No :class:`~mlmon.Monitor` per chunk: its parts are all a chunk needs (no call buffers,
+    no background thread, no reporter cycle at close). The configuration is the template
+    monitor's, so the states merge with it.
+    """
+
+    def __init__(self, template: Monitor) -> None:
+        self._template = template
+        self.name = template.name
+        self.version = template.version
+        self.window = template.window
+        self.parts = template._fresh_parts()
+        self.service, self.outputs, self.quality, self.outcomes, self.features = self.parts
+        self.quality.store = _RowJoin()  # type: ignore[assignment]
+        self.errors = 0  # failures inside mlmon while feeding (the ``internal_errors`` column)
+
+    def _state_parts(self) -> Any:
+        return self.parts
+
+    def _fresh_parts(self) -> Any:
+        return self._template._fresh_parts()
+
+    def _state_config(self) -> str:
+        return self._template._state_config()
+
+    def failed(self, stage: str, exc: BaseException) -> None:
+        """Count a failure inside mlmon; the first of a chunk is logged."""
+        self.errors += 1
+        if self.errors == 1:
+            log.warning("mlmon evaluate: internal error in %s: %r", stage, exc, exc_info=exc)
+
+    def state(self) -> bytes:
+        return export_state(self, now=0.0, wall=0.0, instance="offline")
+
+
+def _numeric_matrix(spec: _Spec, chunk: _ChunkParts, sub: Any) -> npt.NDArray[np.float64] | None:
     """The features as one ``(n, features)`` float64 matrix (NaN for missing), when the
-    monitor reads them all as numbers and every column is of a numeric dtype: what the
+    feature part reads them all as numbers and every column is of a numeric dtype: what the
     feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`), made once per
     chunk. None otherwise (the DataFrame is passed as it is)."""
-    schema = mon._features.schema
+    schema = chunk.features.schema
     if schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
         return None
     frame = sub[list(spec.features)]
@@ -344,23 +385,23 @@ def _numeric_matrix(spec: _Spec, mon: Monitor, sub: Any) -> npt.NDArray[np.float
     return x if x.shape == (len(frame), len(spec.features)) else None
 
 
-def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
-    """Feed rows (positions in ``pdf``) to ``mon`` in batches of ``spec.batch_rows``.
+def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
+    """Feed rows (positions in ``pdf``) to a chunk's parts in batches of ``spec.batch_rows``.
 
-    Each batch is what a drain hands the monitor's parts after one tracked call of its rows
-    (``with mon.track(features=X) as call: call.outputs(y)``), given to them directly: one
+    Each batch is what a monitor's drain hands its parts after one tracked call of its rows
+    (``with mon.track(features=X) as call: call.outputs(y)``): one
     :class:`~mlmon._component.CallBatch` with the batch's 2-D features, its outputs as one
-    array and consecutive integer ids. Its labels then go through ``log_feedback`` and its
-    outcomes through ``log_outcome``, as live. The quality part's prediction store is a
-    :class:`_RowJoin` (the label is in the row): no hash table of ids, and the same counts.
+    array and consecutive integer ids; the service part counts its rows. Its labels then go
+    to the quality part's ``log_feedback`` and its outcomes to the outcome part's ``log``, as
+    ``Monitor.log_feedback`` and ``log_outcome`` hand them over. The quality part's prediction
+    store is a :class:`_RowJoin` (the label is in the row): no hash table of ids, the same
+    counts.
     """
     sub = pdf.iloc[rows]
     n = len(sub)
-    quality = mon._quality
-    quality.store = _RowJoin()  # type: ignore[assignment]
     feats: Any = None
     if spec.features:
-        feats = _numeric_matrix(spec, mon, sub)
+        feats = _numeric_matrix(spec, chunk, sub)
         if feats is None:
             feats = sub[list(spec.features)]
     if len(spec.outputs) == 1:
@@ -368,9 +409,9 @@ def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slic
     else:
         out_all = _readonly(sub[list(spec.outputs)].to_numpy(dtype=np.float64))
     labels = sub[spec.labels] if spec.labels is not None else None
-    clock = mon._clock
-    now, wall = clock.monotonic(), clock.time()
+    now = wall = 0.0  # time never moves in a chunk
     no_time = np.zeros(1)
+    ingest = (chunk.outputs.ingest, chunk.quality.ingest, chunk.outcomes.ingest, chunk.features.ingest)
     next_id = 0
     for s in range(0, n, spec.batch_rows):
         e = min(n, s + spec.batch_rows)
@@ -380,14 +421,14 @@ def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slic
         if feats is not None:
             x = _readonly(feats[s:e]) if isinstance(feats, np.ndarray) else feats.iloc[s:e]
         batch = CallBatch(now=now, wall=wall, outputs=[out_all[s:e]], features=[x], ids=[ids], rows=[e - s], times=[now])
-        # What Drain.reduce does with one successful call: the service part counts its rows
-        # (its latency is not reported offline), then every other part takes the batch.
-        mon._service.observe(no_time, [], e - s, now)
-        for part in mon._parts:
+        # As Drain.reduce with one successful call: the service part counts its rows (its
+        # latency is not reported offline), then each other part takes the batch, in order.
+        chunk.service.observe(no_time, [], e - s, now)
+        for take in ingest:
             try:
-                part.ingest(batch)
+                take(batch)
             except Exception as exc:
-                mon._internal_error("ingest", exc)
+                chunk.failed("ingest", exc)
         if labels is None and not spec.outcomes:
             continue
         id_arr = np.arange(ids.start, ids.stop)
@@ -395,29 +436,34 @@ def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slic
             lab = labels.iloc[s:e]
             mask = lab.notna().to_numpy()
             if mask.any():
-                mon.log_feedback(id_arr[mask], lab.to_numpy()[mask])
+                try:
+                    chunk.quality.log_feedback(id_arr[mask], lab.to_numpy()[mask], now, wall)
+                except Exception as exc:
+                    chunk.failed("feedback", exc)
         for name, col in spec.outcomes:
             v = sub[col].iloc[s:e].to_numpy(dtype=np.float64)
             hit = np.isfinite(v) & (v != 0)
             if hit.any():
-                mon.log_outcome(name, ids=id_arr[hit], value=v[hit])
-
-
-def _internal_errors(mon: Monitor) -> int:
-    """What went wrong inside the monitor (it should be nothing): internal errors and drops
-    from its call buffers."""
-    with mon._misc_lock:
-        n = sum(mon._internal.values())
-    return int(n + sum(mon._drain.dropped.values()))
+                try:
+                    chunk.outcomes.log(name, id_arr[hit], v[hit], now)
+                except Exception as exc:
+                    chunk.failed("outcome", exc)
 
 
 def _partition(
-    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor | None = None
 ) -> list[_Part]:
-    """The parts of every chunk that this partition's rows touch."""
+    """The parts of every chunk that this partition's rows touch (``template``: a monitor of
+    ``spec``'s configuration, made here when not given)."""
     n = len(pdf)
     if n == 0:
         return []
+    if template is None:
+        own = spec.monitor()
+        try:
+            return _partition(pdf, spec, offset, prev_ts, dup_ids, own)
+        finally:
+            own.close()
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
     keys = _keys(spec, n, offset, ts)
     late = np.zeros(n, dtype=bool)
@@ -439,20 +485,16 @@ def _partition(
     for a, b in itertools.pairwise(bounds):
         idx = order[a:b]
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
-        mon = spec.monitor(max_pending=b - a)
-        try:
-            _feed(mon, spec, pdf, rows)
-            state = mon.fleet_state()
-            errors = _internal_errors(mon)
-        finally:
-            mon.close()
+        chunk = _ChunkParts(template)
+        _feed(chunk, spec, pdf, rows)
+        state = chunk.state()
         key = int(sk[a])
         start: int | None = None
         end: int | None = None
         if ts is not None:
             t = ts[idx]
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
-        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), errors, state))
+        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state))
     return out
 
 
@@ -522,13 +564,13 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
     return rows, snaps
 
 
-def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
+def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor) -> list[_Part]:
     _check_columns(list(data.columns), dict(data.dtypes), spec)
     dups = None
     if spec.ids is not None:
         dups = _duplicates_pandas(data[spec.ids])
         _raise_duplicates(spec.ids, dups, duplicate_ids)
-    return _partition(data, spec, 0, None, dups)
+    return _partition(data, spec, 0, None, dups, template)
 
 
 def _raise_duplicates(col: str, dups: Any, how: str) -> None:
@@ -638,7 +680,7 @@ def evaluate(
         if _is_dask(data):
             parts = _evaluate_dask(data, spec, duplicate_ids)
         elif isinstance(data, pd.DataFrame):
-            parts = _evaluate_pandas(data, spec, duplicate_ids)
+            parts = _evaluate_pandas(data, spec, duplicate_ids, template)
         else:
             raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
         rows, snaps = _rows_of(spec, parts, template)
