@@ -1,17 +1,21 @@
 """Offline evaluation: the live monitor's metrics over a table of logged predictions.
 
 :func:`evaluate` cuts a pandas (or Dask) DataFrame of logged predictions into chunks — of time,
-``chunk="1h"``, or of rows, ``chunk=100_000`` — feeds each chunk's rows to a fresh
-:class:`~mlmon.Monitor` through its public API (``with mon.track(features=...) as call:
-call.outputs(...)`` per batch, then ``log_feedback`` and ``log_outcome``), and returns one
-DataFrame row per chunk with the monitor's own metric names and values. Nothing is computed a
-second way: the accumulators, the drift against the :class:`~mlmon.Reference`, the quality from
-the labels are the live monitor's.
+``chunk="1h"``, or of rows, ``chunk=100_000`` — feeds each chunk's rows to a fresh set of a
+:class:`~mlmon.Monitor`'s parts, and returns one DataFrame row per chunk with the monitor's own
+metric names and values. Nothing is computed a second way: the accumulators, the drift against
+the :class:`~mlmon.Reference`, the quality from the labels are the live monitor's. Each batch of
+``batch_rows`` rows reaches the parts as one drained call would (its features as one 2-D array,
+its outputs as one array), then its labels and outcomes as ``log_feedback`` and ``log_outcome``
+would hand them over; only the id store of the label join is left out (the label is in the
+row, see :class:`_RowJoin`). A chunk's metrics equal those of a live monitor fed its rows in
+the same batches (``tests/test_evaluate.py`` checks it, case by case).
 
-On a Dask DataFrame every partition makes, per chunk it touches, the state of such a monitor
-(``Monitor.fleet_state()``), and the states of a chunk are merged with
+On a Dask DataFrame every partition makes, per chunk it touches, the state of those parts
+(as ``Monitor.fleet_state()``), and the states of a chunk are merged with
 :func:`mlmon.fleet.merge_states`: counts, confusion matrices and bins are exactly pandas';
 quantiles too (sketch buckets add); means and variances up to float rounding (Chan's update).
+The pandas path merges its one state per chunk the same way.
 
 What is not reported, because offline there is nothing to measure: latency, calls (they depend on
 how rows are batched), calls and rows per second, errors, calls in flight, label delay. Time only
@@ -122,15 +126,16 @@ class _Spec:
     chunk_ns: int | None
     batch_rows: int
 
-    def monitor(self, max_pending: int = 1) -> Monitor:
-        """A monitor of this configuration whose clock never moves."""
+    def monitor(self) -> Monitor:
+        """A monitor of this configuration whose clock never moves: the template whose fresh
+        parts each chunk is fed to (:class:`_ChunkParts`), and that merges their states. It
+        tracks nothing itself (no background thread is ever started)."""
         return Monitor(
             self.model, version=self.version, task=self.task, reference=self.reference,
             drift=self.drift, emitters=[], clock=FakeClock(start=0.0), window=_WINDOW, slices=2,
             feature_names=None if self.reference is not None or not self.features else list(self.features),
             categorical=self.categorical if self.reference is None else (),
-            max_pending=max(1, max_pending), instance="offline", flush_interval=_WINDOW,
-            max_buffered_rows=max(self.batch_rows, 1024), max_buffer_bytes=max(64 << 20, self.batch_rows * 64 * (len(self.features) + 4)),
+            max_pending=1, instance="offline", flush_interval=_WINDOW,
         )  # fmt: skip
 
 
