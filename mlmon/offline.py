@@ -375,19 +375,26 @@ class _ChunkParts:
         return export_state(self, now=0.0, wall=0.0, instance="offline")
 
 
-def _numeric_matrix(spec: _Spec, chunk: _ChunkParts, sub: Any) -> npt.NDArray[np.float64] | None:
-    """The features as one ``(n, features)`` float64 matrix (NaN for missing), when the
-    feature part reads them all as numbers and every column is of a numeric dtype: what the
-    feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`), made once per
-    chunk. None otherwise (the DataFrame is passed as it is)."""
+def _numeric_frame(spec: _Spec, chunk: _ChunkParts, sub: Any) -> Any:
+    """The feature columns, when the feature part reads them all as numbers and every column
+    is of a numeric dtype: then each batch goes as one float64 matrix (NaN for missing), what
+    the feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`). None otherwise
+    (each batch goes as a DataFrame, as live)."""
     schema = chunk.features.schema
     if schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
         return None
     frame = sub[list(spec.features)]
     if any(getattr(d, "kind", "O") not in "biuf" for d in frame.dtypes):
         return None
+    return frame
+
+
+def _matrix(frame: Any) -> Any:
+    """A batch of numeric feature columns as a read-only ``(n, features)`` float64 matrix (a
+    view of the frame when pandas can give one), or the frame itself if it does not read as
+    such a matrix."""
     x = np.asarray(frame.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-    return x if x.shape == (len(frame), len(spec.features)) else None
+    return _readonly(x) if x.shape == frame.shape else frame
 
 
 def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
@@ -405,10 +412,10 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
     sub = pdf.iloc[rows]
     n = len(sub)
     feats: Any = None
+    numeric = None
     if spec.features:
-        feats = _numeric_matrix(spec, chunk, sub)
-        if feats is None:
-            feats = sub[list(spec.features)]
+        numeric = _numeric_frame(spec, chunk, sub)
+        feats = numeric if numeric is not None else sub[list(spec.features)]
     if len(spec.outputs) == 1:
         out_all: Any = _readonly(sub[spec.outputs[0]].to_numpy())
     else:
@@ -424,7 +431,7 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
         next_id += e - s
         x: Any = None
         if feats is not None:
-            x = _readonly(feats[s:e]) if isinstance(feats, np.ndarray) else feats.iloc[s:e]
+            x = feats.iloc[s:e] if numeric is None else _matrix(feats.iloc[s:e])
         batch = CallBatch(now=now, wall=wall, outputs=[out_all[s:e]], features=[x], ids=[ids], rows=[e - s], times=[now])
         # As Drain.reduce with one successful call: the service part counts its rows (its
         # latency is not reported offline), then each other part takes the batch, in order.

@@ -203,13 +203,17 @@ def test_fast_path_binary_with_missing_and_invalid_labels_outputs_and_features()
 
 def test_fast_path_numeric_features_without_reference_and_no_task() -> None:
     log = awkward_log(700, seed=13)
-    log["age"] = log["age"].fillna(0).astype(np.int64)  # an int64 column read as numbers
     log["label"] = pd.to_numeric(log["label"], errors="coerce")
+    ints = log.assign(age=log["age"].astype(np.int64))  # an int64 column read as numbers
+    nullable = log.assign(age=log["age"].mask(log["age"] < 0))  # Int64 with pd.NA: missing
     kw: dict[str, Any] = dict(batch=64, outputs="score", features=["amount", "age"], labels="label")
-    for task in (TASK, None):
-        res = mlmon.evaluate(log, outputs="score", labels="label", features=["amount", "age"], chunk=350, task=task, batch_rows=64)
-        assert_chunks_equal_live(res, log, 350, task=task, feature_names=["amount", "age"], **kw)
+    for frame, task in ((ints, TASK), (nullable, TASK), (ints, None)):
+        res = mlmon.evaluate(frame, outputs="score", labels="label", features=["amount", "age"], chunk=350, task=task, batch_rows=64)
+        assert_chunks_equal_live(res, frame, 350, task=task, feature_names=["amount", "age"], **kw)
         assert res['mlmon_feature_missing_ratio{feature="amount"}'].iloc[0] > 0
+        assert (res['mlmon_feature_missing_ratio{feature="age"}'] > 0).all() == (frame is nullable)
+        if task is None:  # labels join and count without a task
+            assert res["mlmon_labels_total"].sum() == frame["label"].notna().sum() - (frame["label"].notna() & frame["score"].isna()).sum()
 
 
 def test_fast_path_multiclass_and_regression() -> None:
