@@ -43,6 +43,7 @@ import numpy as np
 
 K = 20
 CHUNKS = 10
+CLOCK = time.perf_counter  # --cpu: time.process_time (the process's CPU seconds, all threads)
 
 
 def make_data(n: int, seed: int, first: int = 0, total: int | None = None) -> Any:
@@ -71,9 +72,9 @@ def make_part(i: int, rows: int, total: int) -> Any:
 def timed(fn: Any, repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times)
 
 
@@ -134,11 +135,11 @@ class Peers:
     """The peers' process (their own virtualenv), asked for one timed run at a time so that
     its runs interleave with mlmon's: both see the same load on a shared machine."""
 
-    def __init__(self, python: str, data_path: str, ref_path: str, evidently_chunks: int) -> None:
+    def __init__(self, python: str, data_path: str, ref_path: str, evidently_chunks: int, cpu: bool) -> None:
         # Both peers report usage over the network unless told not to (none is reachable here).
         env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1", "DO_NOT_TRACK": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"}
         self.proc = subprocess.Popen(
-            [python, __file__, "--peers", data_path, ref_path, "--evidently-chunks", str(evidently_chunks)],
+            [python, __file__, "--peers", data_path, ref_path, "--evidently-chunks", str(evidently_chunks), *(["--cpu"] if cpu else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         self._read()
@@ -209,20 +210,20 @@ def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, fl
         inner = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
 
         def wrapper(*a: Any, _f: Any = inner, _label: str = label, **k: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             try:
                 return _f(*a, **k)
             finally:
-                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - t0
+                spent[_label] = spent.get(_label, 0.0) + CLOCK() - t0
 
         setattr(owner, name, classmethod(wrapper) if isinstance(fn, classmethod) else wrapper)
     runs: list[dict[str, float]] = []
     try:
         for _ in range(repeats):
             spent.clear()
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             mlmon_run(df, train)
-            runs.append({**spent, "end to end": time.perf_counter() - t0})
+            runs.append({**spent, "end to end": CLOCK() - t0})
     finally:
         for owner, name, fn in saved:
             setattr(owner, name, fn)
@@ -293,10 +294,14 @@ def main() -> None:
     ap.add_argument("--peers-python", default="/work/venv-peers/bin/python")
     ap.add_argument("--no-dask", action="store_true")
     ap.add_argument("--stages", action="store_true", help="also time mlmon's stages (extra runs)")
+    ap.add_argument("--cpu", action="store_true", help="CPU seconds of each process instead of wall time (steadier on a shared machine; set OPENBLAS_NUM_THREADS=1)")
     ap.add_argument("--evidently-chunks", type=int, default=None, help="chunks Evidently is timed on, scaled to 10 (default: 10 with --quick, else 2)")
     ap.add_argument("--peers", nargs=2, metavar=("DATA", "REF"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
+    if args.cpu:
+        global CLOCK
+        CLOCK = time.process_time
     if args.peers:
         peers_main(args.peers[0], args.peers[1], args.evidently_chunks or CHUNKS)
         return
@@ -312,7 +317,8 @@ def main() -> None:
     feats = [f"f{i}" for i in range(K)]
     ref = mlmon.Reference.from_data(train[feats], outputs=train["score"].to_numpy())
 
-    print(f"## Offline evaluation, {n:,} rows x {K} features, {CHUNKS} chunks (median of {repeats})\n")
+    what = "CPU seconds" if args.cpu else "seconds"
+    print(f"## Offline evaluation, {n:,} rows x {K} features, {CHUNKS} chunks (median of {repeats}; {what})\n")
     t_mlmon: list[float] = []
     peers: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -322,7 +328,7 @@ def main() -> None:
         proc = None
         if os.path.exists(args.peers_python):
             try:
-                proc = Peers(args.peers_python, data_path, ref_path, ev_chunks)
+                proc = Peers(args.peers_python, data_path, ref_path, ev_chunks, args.cpu)
             except (OSError, RuntimeError) as exc:
                 print(f"(peers failed: {exc})\n")
         else:

@@ -444,3 +444,39 @@ def test_every_monitor_it_makes_is_closed() -> None:
     assert len(list(monitors())) == before_monitors
     left = [t.name for t in threading.enumerate() if t.ident not in before_threads and t.name.startswith("mlmon")]
     assert left == []
+
+
+def test_blas_runs_on_one_thread_while_chunks_are_fed_and_is_restored_after() -> None:
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from mlmon.offline import _one_blas_thread
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    log, ref = make_log(600), make_reference()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        with _one_blas_thread():
+            assert blas_threads() == {1}
+            with _one_blas_thread():  # nested (or concurrent): the outermost restores
+                pass
+            assert blas_threads() == {1}
+        assert blas_threads() == {2}
+        # two evaluations at once, from two threads: the limit is restored once both are done
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                mlmon.evaluate(log, outputs="score", labels="label", chunk=200, task=TASK, reference=ref)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and not any(t.is_alive() for t in threads)
+        assert blas_threads() == {2}
