@@ -12,8 +12,9 @@ rows. Each tool does, end to end, feature drift per chunk against the same refer
   reference, then ``calculate`` on the data (chunk_number=10).
 
 The peers run in a separate virtualenv (``--peers-python``, default /work/venv-peers/bin/python;
-Evidently needs pandas < 3) as a subprocess that reads the same data from Parquet and prints its
-timings as JSON; data generation and the Parquet read are outside every timed region.
+Evidently needs pandas < 3) as a subprocess that reads the same data from Parquet, imports both
+peers, then times one run per request and answers with its seconds as JSON; data generation,
+imports and the Parquet read are outside every timed region.
 
 Part 2 (Dask): the same evaluation on M rows, pandas (one process) against a LocalCluster of 4
 worker processes (1 thread each), with the peak resident memory of each worker.
@@ -21,6 +22,7 @@ worker processes (1 thread each), with the peak resident memory of each worker.
     PYTHONPATH=. python benchmarks/bench_evaluate.py            # 1M rows, Dask 10M
     PYTHONPATH=. python benchmarks/bench_evaluate.py --quick    # 200k rows, Dask 1M
     PYTHONPATH=. python benchmarks/bench_evaluate.py --no-dask --stages   # and where mlmon's time goes
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_evaluate.py --no-dask --cpu   # CPU seconds
 
 mlmon and NannyML are timed in turns (mlmon, NannyML, mlmon, ...) after one untimed run each,
 so that on a shared machine both see the same load; the table gives medians.
