@@ -247,6 +247,10 @@ class _RowJoin:
         self._base = 0
         self._preds: npt.NDArray[np.float64] = np.empty(0)
         self._state: npt.NDArray[np.int8] = np.empty(0, dtype=np.int8)
+        self._segs: npt.NDArray[np.uint32] | None = None
+        self._rows: npt.NDArray[np.float32] | None = None
+        # The probability row of the last join_one that joined, as FeedbackJoin.last_row.
+        self.last_row: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None] | None = None
 
     def pending(self, now: float) -> int:
         return self._pending
@@ -261,15 +265,20 @@ class _RowJoin:
         preds: npt.NDArray[np.float64],
         now: float,
         times: npt.NDArray[np.float64] | None = None,
+        segments: npt.NDArray[np.uint32] | None = None,
+        rows: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """Keep a batch's predictions (``keys`` its consecutive ids, as :func:`_feed` makes
-        them); the previous batch's predictions are no longer joinable."""
+        them), their segment codes and probability rows (full rows: the store holds one
+        batch); the previous batch's predictions are no longer joinable."""
         self.bad_ids += int(ok.size - np.count_nonzero(ok))
         good = ok & np.isfinite(preds)
         if keys.size and not bool(np.all(keys == keys[0] + np.arange(keys.size))):
             raise RuntimeError("evaluate: a batch's ids are not consecutive")  # a bug here, counted
         self._base = int(keys[0]) if keys.size else 0
         self._preds = preds
+        self._segs = segments
+        self._rows = rows if rows is not None and rows.ndim == 2 and rows.shape[0] == keys.size else None
         self._state = np.where(good, self._PENDING, self._NONE).astype(np.int8)
         self._pending += int(np.count_nonzero(good))
 
@@ -309,9 +318,12 @@ class _RowJoin:
         self._pending -= k
         self._labelled += k
         self._state[hit] = self._LABELLED
-        return Joined(self._preds[hit], labels[found[take]], np.zeros(k))
+        segs = None if self._segs is None else self._segs[hit]
+        rows = None if self._rows is None else self._rows[hit]
+        return Joined(self._preds[hit], labels[found[take]], np.zeros(k), segs, rows)
 
-    def join_one(self, id: object, label: float, now: float) -> tuple[float, float] | None:
+    def join_one(self, id: object, label: float, now: float) -> tuple[float, float, int] | None:
+        self.last_row = None
         keys, ok = id_keys([id])
         if not ok[0] or math.isnan(label):
             self.invalid += 1
@@ -327,7 +339,9 @@ class _RowJoin:
         self._pending -= 1
         self._labelled += 1
         self._state[pos] = self._LABELLED
-        return float(self._preds[pos]), 0.0
+        if self._rows is not None:
+            self.last_row = (self._rows[pos : pos + 1], None)
+        return float(self._preds[pos]), 0.0, 0 if self._segs is None else int(self._segs[pos])
 
 
 def _readonly(a: Any) -> Any:
