@@ -109,8 +109,9 @@ def bin_index(
     return _bin_search(values, edges)
 
 
-# Below these sizes the binary search is as fast (the arithmetic path has a fixed cost).
-_EVEN_MIN_EDGES = 16
+# Below these sizes the binary search is faster (measured: 65,536 values on 5 edges 0.7 ms
+# searched, 0.9 ms by arithmetic; on 11 edges 1.2 and 0.9 ms; 4,096 values on 11: 0.05 and 0.03).
+_EVEN_MIN_EDGES = 8
 _EVEN_MIN_VALUES = 4096
 
 
@@ -152,31 +153,29 @@ def _bin_even(
 ) -> npt.NDArray[np.intp]:
     """:func:`bin_index` on evenly spaced edges (``inv_w`` from :func:`_even_step`).
 
-    The guess ``k = floor((v - e[0]) / w) + 1`` (clipped to ``0..m+1``; NaN goes to ``m + 1``)
-    is the true cell or a neighbour; it is then corrected one step each way against the bounds
-    ``b = [-inf, e[0] .. e[m-1], next(e[m]), +inf]`` (cell ``k`` is ``b[k] <= v < b[k+1]``;
-    ``next(e[m])``, the float after the last edge, puts the maximum in the last bin) and capped
-    at ``m + 1`` (``+inf`` reaches past the last bound). NaN compares false with every bound
-    and keeps its guess.
+    The guess ``k = floor((v - e[0]) / w) + 1``, computed as ``(v - (e[0] - w)) / w`` clipped
+    to ``[0, m + 1]`` and truncated (NaN goes to ``m + 1``), is the true cell or a neighbour;
+    it is then corrected one step each way against the bounds ``b = [-inf, e[0] .. e[m-1],
+    next(e[m]), NaN]``, where cell ``k`` is ``b[k] <= v < b[k+1]``: ``next(e[m])``, the float
+    after the last edge, puts the maximum in the last bin, and the top bound, NaN, compares
+    false with everything so that no value moves past the overflow cell ``m + 1`` (the true
+    cell is never beyond it). NaN compares false with every bound and keeps its guess.
     """
     e = np.asarray(edges, dtype=np.float64)
     m = e.size - 1
     with np.errstate(over="ignore", invalid="ignore"):
-        q = np.subtract(values, e[0], dtype=np.float64)
+        q = np.subtract(values, e[0] - 1.0 / inv_w, dtype=np.float64)
         q *= inv_w
-    np.floor(q, out=q)
-    np.fmin(q, float(m), out=q)  # fmin: NaN becomes m (its cell is m + 1)
-    np.maximum(q, -1.0, out=q)
-    k: npt.NDArray[np.intp] = q.astype(np.intp)
-    k += 1
+    np.fmin(q, float(m + 1), out=q)  # fmin: NaN becomes m + 1
+    np.maximum(q, 0.0, out=q)
+    k: npt.NDArray[np.intp] = q.astype(np.intp)  # truncation is floor on [0, m + 1]
     bounds = np.empty(m + 3, dtype=np.float64)
     bounds[0] = -np.inf
     bounds[1 : m + 1] = e[:m]
     bounds[m + 1] = np.nextafter(e[m], np.inf)
-    bounds[m + 2] = np.inf
+    bounds[m + 2] = np.nan
     k -= values < bounds[k]
-    k += values >= bounds[k + 1]
-    np.minimum(k, m + 1, out=k)
+    k += values >= bounds[1:][k]
     return k
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlmon._binning import _bin_search
 from mlmon.features.accumulator import _COMPARE_KEYS, FeatureAccumulator
 from mlmon.features.schema import FeatureSchema
 from mlmon.reference import Reference, binned_counts
@@ -94,3 +95,24 @@ def test_any_values(values: list[float]) -> None:
     acc = FeatureAccumulator(schema)
     acc.update_batch(X)
     np.testing.assert_array_equal(acc.hist, expected_hist(schema, X))
+
+
+@pytest.mark.parametrize("bins", [1, 10, 40])
+def test_output_cells_are_the_binned_ones(bins: int) -> None:
+    rng = np.random.default_rng(bins)
+    ref_scores = np.concatenate([rng.uniform(size=3000), np.ones(500)])  # a point bin at 1.0
+    ref = Reference.from_data(pd.DataFrame({"x": rng.normal(size=3500)}), outputs=ref_scores, bins=bins)
+    schema = FeatureSchema(reference=ref)
+    e = schema.output_edges
+    assert e is not None and (len(e) <= _COMPARE_KEYS) == (bins <= 20)
+    pool = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf),
+                           [np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0, np.finfo(float).max]])  # fmt: skip
+    acc = FeatureAccumulator(schema)
+    want = np.zeros_like(acc.out_hist)
+    for n in (1, 50, 5000):
+        s = np.where(rng.random(n) < 0.5, rng.choice(pool, n), rng.uniform(-0.2, 1.2, n))
+        acc.update_outputs(s)
+        finite = s[np.isfinite(s)]
+        want += np.bincount(_bin_search(finite, e), minlength=len(e) + 1)
+    np.testing.assert_array_equal(acc.out_hist, want)
+    assert acc.out_count == want.sum()

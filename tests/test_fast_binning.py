@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlmon._binning import _EVEN_MIN_VALUES, _bin_search, _even_step, bin_index
+from mlmon._binning import _EVEN_MIN_EDGES, _EVEN_MIN_VALUES, _bin_search, _even_step, bin_index
 from mlmon.outputs import SCORE_EDGES, UNCALIBRATED_AUC_EDGES
 
 
@@ -20,6 +20,8 @@ def searched(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 EVEN_EDGES = [
     np.asarray(UNCALIBRATED_AUC_EDGES, dtype=np.float64),
+    np.asarray(SCORE_EDGES, dtype=np.float64),
+    np.linspace(0.0, 1.0, _EVEN_MIN_EDGES),
     np.array([i / 10 for i in range(21)]),
     np.linspace(-3.0, 5.0, 17),
     np.linspace(1e6, 1e6 + 1.0, 1001),  # a large offset: edges rounded to the float grid
@@ -80,7 +82,8 @@ def test_non_even_edges_are_not_taken_for_even() -> None:
 
 
 def test_small_inputs_keep_the_search_and_agree() -> None:
-    edges = np.asarray(SCORE_EDGES)  # 11 edges: below the arithmetic path's minimum
+    edges = np.linspace(0.0, 1.0, 5)  # 5 edges: below the arithmetic path's minimum
+    assert len(edges) < _EVEN_MIN_EDGES
     v = adversarial(edges, np.random.default_rng(5))
     np.testing.assert_array_equal(bin_index(v, edges), searched(v, edges))
     few = v[:100]
@@ -102,7 +105,7 @@ def test_constant_and_views() -> None:
 @given(
     lo=st.floats(-1e6, 1e6),
     width=st.floats(1e-6, 1e3),
-    n_edges=st.integers(16, 300),
+    n_edges=st.integers(_EVEN_MIN_EDGES, 300),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_random_even_edges(lo: float, width: float, n_edges: int, seed: int) -> None:
