@@ -609,6 +609,7 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
         by_key.setdefault(p.key, []).append(p)
     rows: list[dict[str, Any]] = []
     snaps: list[Snapshot] = []
+    columns: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # every chunk has the same series
     for i, key in enumerate(sorted(by_key)):
         group = by_key[key]
         merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
@@ -630,7 +631,10 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
         }
         kept = tuple(s for s in merged.snapshot.samples if s.name not in LIVE_ONLY)
         for s in kept:
-            row[series_name(s.name, s.labels)] = s.value
+            series = columns.get((s.name, s.labels))
+            if series is None:
+                series = columns[(s.name, s.labels)] = series_name(s.name, s.labels)
+            row[series] = s.value
         rows.append(row)
         stamp = end / 1e9 if end is not None else float(key)
         snaps.append(attrs.evolve(merged.snapshot, samples=kept, timestamp=stamp))

@@ -52,6 +52,12 @@ __all__ = [
 
 
 def _labels_key(labels: Mapping[str, Any]) -> Labels:
+    # Most samples have no label or one (feature, bin, class): nothing to sort then.
+    if not labels:
+        return ()
+    if len(labels) == 1:
+        for k, v in labels.items():
+            return ((str(k), str(v)),)
     return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 
