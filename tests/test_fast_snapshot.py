@@ -1,10 +1,10 @@
-"""Sample labels: the shortcut for zero or one label gives the sorted key as before."""
+"""Sample labels: the shortcuts for zero, one or two labels give the sorted key as before."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlmon.snapshot import _labels_key, samples_from
@@ -13,6 +13,7 @@ keys = st.one_of(st.text(max_size=5), st.integers(), st.none())
 vals = st.one_of(st.text(max_size=5), st.integers(), st.floats(allow_nan=True), st.none(), st.booleans())
 
 
+@settings(max_examples=300)
 @given(st.dictionaries(keys, vals, max_size=4))
 def test_labels_key_is_the_sorted_string_pairs(labels: dict[Any, Any]) -> None:
     want = tuple(sorted((str(k), str(v)) for k, v in labels.items()))
