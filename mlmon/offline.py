@@ -369,7 +369,7 @@ class _ChunkParts:
         self.window = template.window
         self.parts = template._fresh_parts()
         self.service, self.outputs, self.quality, self.outcomes, self.features = self.parts[:5]
-        self.quality.store = _RowJoin()  # type: ignore[assignment]
+        self.quality.store = _RowJoin()
         self.errors = 0  # failures inside mlmon while feeding (the ``internal_errors`` column)
 
     def _state_parts(self) -> Any:
