@@ -6,6 +6,7 @@ from there.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
@@ -91,12 +92,91 @@ def binned_counts(
 def bin_index(
     values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.intp]:
-    """Cell index in ``0..m+1`` of each (finite) value; see :func:`binned_counts`."""
+    """Cell index in ``0..m+1`` of each value; see :func:`binned_counts` (NaN and ``+inf``
+    go to the overflow cell ``m + 1``, ``-inf`` to the underflow cell 0).
+
+    On evenly spaced edges (:func:`_even_step`: the AUC and score edges, not quantile edges)
+    and enough values, the cell is found by arithmetic and corrected exactly against the
+    edges (:func:`_bin_even`), which is faster than a binary search and gives the same cells.
+
+    >>> bin_index(np.array([-1.0, 0.0, 0.5, 2.0, 9.0, np.nan]), np.array([0.0, 1.0, 2.0]))
+    array([0, 1, 1, 2, 3, 3])
+    """
+    if values.size >= _EVEN_MIN_VALUES and len(edges) >= _EVEN_MIN_EDGES:
+        step = _even_step(edges)
+        if step is not None:
+            return _bin_even(values, edges, step)
+    return _bin_search(values, edges)
+
+
+# Below these sizes the binary search is faster (measured: 65,536 values on 5 edges 0.7 ms
+# searched, 0.9 ms by arithmetic; on 11 edges 1.2 and 0.9 ms; 4,096 values on 11: 0.05 and 0.03).
+_EVEN_MIN_EDGES = 8
+_EVEN_MIN_VALUES = 4096
+
+
+def _bin_search(
+    values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
+) -> npt.NDArray[np.intp]:
+    """:func:`bin_index` by a binary search of each value in the edges (any edges)."""
     m = len(edges) - 1
     idx = np.searchsorted(edges, values, side="right")
     # The last bin is closed: the maximum (and a repeated last edge, a point bin) belongs to it.
     idx[values == edges[m]] = m
     return idx
+
+
+def _even_step(edges: npt.NDArray[np.float64]) -> float | None:
+    """``1 / w`` when the edges are finite, strictly increasing and evenly spaced by
+    ``w = (e[m] - e[0]) / m`` up to a quarter of ``w`` each (float rounding of edges such as
+    ``i / 1000`` is far less), else None. Within that tolerance the arithmetic guess of
+    :func:`_bin_even` is never more than one cell off, which its one-step correction fixes."""
+    e = np.asarray(edges, dtype=np.float64)
+    m = e.size - 1
+    if m < 1 or not np.isfinite(e).all():
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = (float(e[-1]) - float(e[0])) / m
+        inv = 1.0 / w if w > 0.0 else math.inf
+        if not (math.isfinite(w) and math.isfinite(inv) and w >= np.finfo(np.float64).tiny):
+            return None
+        if not (np.diff(e) > 0.0).all():
+            return None
+        dev = np.abs(e - (e[0] + np.arange(m + 1) * w))
+    if not bool((dev <= 0.25 * w).all()):
+        return None
+    return inv
+
+
+def _bin_even(
+    values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64], inv_w: float
+) -> npt.NDArray[np.intp]:
+    """:func:`bin_index` on evenly spaced edges (``inv_w`` from :func:`_even_step`).
+
+    The guess ``k = floor((v - e[0]) / w) + 1``, computed as ``(v - (e[0] - w)) / w`` clipped
+    to ``[0, m + 1]`` and truncated (NaN goes to ``m + 1``), is the true cell or a neighbour;
+    it is then corrected one step each way against the bounds ``b = [-inf, e[0] .. e[m-1],
+    next(e[m]), NaN]``, where cell ``k`` is ``b[k] <= v < b[k+1]``: ``next(e[m])``, the float
+    after the last edge, puts the maximum in the last bin, and the top bound, NaN, compares
+    false with everything so that no value moves past the overflow cell ``m + 1`` (the true
+    cell is never beyond it). NaN compares false with every bound and keeps its guess.
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    m = e.size - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.subtract(values, e[0] - 1.0 / inv_w, dtype=np.float64)
+        q *= inv_w
+    np.fmin(q, float(m + 1), out=q)  # fmin: NaN becomes m + 1
+    np.maximum(q, 0.0, out=q)
+    k: npt.NDArray[np.intp] = q.astype(np.intp)  # truncation is floor on [0, m + 1]
+    bounds = np.empty(m + 3, dtype=np.float64)
+    bounds[0] = -np.inf
+    bounds[1 : m + 1] = e[:m]
+    bounds[m + 1] = np.nextafter(e[m], np.inf)
+    bounds[m + 2] = np.nan
+    k -= values < bounds[k]
+    k += values >= bounds[1:][k]
+    return k
 
 
 def _numeric_edges(v: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
@@ -110,3 +190,54 @@ def _numeric_edges(v: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.floa
         # The maximum holds at least 1/bins of the mass (a clipped feature): its own point bin.
         edges = np.append(edges, edges[-1])
     return edges
+
+
+def _numeric_edges_and_counts(
+    v: npt.NDArray[np.float64], bins: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """``_numeric_edges(v, bins)`` and ``binned_counts(v, edges)`` of finite ``v`` from one
+    sort of ``v``: the distinct values, the quantiles and the cell counts are read off the
+    sorted column (the same edges and counts, several times faster).
+
+    A column holding both ``-0.0`` and ``0.0`` takes the two functions themselves: which of
+    the two zeros becomes an edge depends on how each of them orders the values.
+
+    >>> _numeric_edges_and_counts(np.array([3.0, 1.0, 2.0, 2.0]), 10)
+    (array([1., 2., 3., 3.]), array([0, 1, 2, 1, 0]))
+    """
+    s = np.sort(v)  # as np.unique sorts its copy
+    lo, hi = s.searchsorted(0.0, side="left"), s.searchsorted(0.0, side="right")
+    if hi - lo > 1:
+        neg = np.signbit(s[lo:hi])
+        if neg.any() and not neg.all():
+            edges = _numeric_edges(v, bins)
+            return edges, binned_counts(v, edges)
+    first = np.empty(s.size, dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])  # the first of each run of equal values
+    if int(np.count_nonzero(first)) <= bins:
+        distinct = s[first]  # np.unique(v)
+        edges = np.append(distinct, distinct[-1])
+    else:
+        q = np.quantile(s, np.linspace(0.0, 1.0, bins + 1))  # the same order statistics as v's
+        edges = np.unique(q)
+        if q[-2] == q[-1]:
+            edges = np.append(edges, edges[-1])
+    return edges, _sorted_counts(s, edges)
+
+
+def _sorted_counts(
+    s: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """:func:`binned_counts` of sorted finite values ``s`` on non-decreasing ``edges``: cell
+    ``i`` (``1..m-1``) holds the values from the first ``>= e[i-1]`` to the first ``>= e[i]``,
+    the last bin also the values equal to ``e[m]``."""
+    m = len(edges) - 1
+    pos = np.empty(m + 2, dtype=np.int64)
+    pos[0] = 0
+    pos[1 : m + 1] = s.searchsorted(edges[:m], side="left")
+    pos[m + 1] = s.searchsorted(edges[m], side="right")
+    cells = np.empty(m + 2, dtype=np.int64)
+    cells[: m + 1] = np.diff(pos)
+    cells[m + 1] = s.size - pos[m + 1]
+    return cells

@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from mlmon._binning import _numeric_edges, binned_counts
+from mlmon._binning import _numeric_edges_and_counts, binned_counts
 from mlmon._values import category_key
 from mlmon.stats.calibration import MAX_KNOTS, isotonic_knots, quantile_edges
 
@@ -207,8 +207,7 @@ class NumericProfile:
                 mean=nan,
                 variance=nan,
             )
-        edges = _numeric_edges(v, bins)
-        cells = binned_counts(v, edges)
+        edges, cells = _numeric_edges_and_counts(v, bins)
         with np.errstate(over="ignore", invalid="ignore"):
             mean = float(v.mean())
             d = v - mean

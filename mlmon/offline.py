@@ -1,17 +1,21 @@
 """Offline evaluation: the live monitor's metrics over a table of logged predictions.
 
 :func:`evaluate` cuts a pandas (or Dask) DataFrame of logged predictions into chunks — of time,
-``chunk="1h"``, or of rows, ``chunk=100_000`` — feeds each chunk's rows to a fresh
-:class:`~mlmon.Monitor` through its public API (``with mon.track(features=...) as call:
-call.outputs(...)`` per batch, then ``log_feedback`` and ``log_outcome``), and returns one
-DataFrame row per chunk with the monitor's own metric names and values. Nothing is computed a
-second way: the accumulators, the drift against the :class:`~mlmon.Reference`, the quality from
-the labels are the live monitor's.
+``chunk="1h"``, or of rows, ``chunk=100_000`` — feeds each chunk's rows to a fresh set of a
+:class:`~mlmon.Monitor`'s parts, and returns one DataFrame row per chunk with the monitor's own
+metric names and values. Nothing is computed a second way: the accumulators, the drift against
+the :class:`~mlmon.Reference`, the quality from the labels are the live monitor's. Each batch of
+``batch_rows`` rows reaches the parts as one drained call would (its features as one 2-D array,
+its outputs as one array), then its labels and outcomes as ``log_feedback`` and ``log_outcome``
+would hand them over; only the id store of the label join is left out (the label is in the
+row, see :class:`_RowJoin`). A chunk's metrics equal those of a live monitor fed its rows in
+the same batches (``tests/test_evaluate.py`` checks it, case by case).
 
-On a Dask DataFrame every partition makes, per chunk it touches, the state of such a monitor
-(``Monitor.fleet_state()``), and the states of a chunk are merged with
+On a Dask DataFrame every partition makes, per chunk it touches, the state of those parts
+(as ``Monitor.fleet_state()``), and the states of a chunk are merged with
 :func:`mlmon.fleet.merge_states`: counts, confusion matrices and bins are exactly pandas';
 quantiles too (sketch buckets add); means and variances up to float rounding (Chan's update).
+The pandas path merges its one state per chunk the same way.
 
 What is not reported, because offline there is nothing to measure: latency, calls (they depend on
 how rows are batched), calls and rows per second, errors, calls in flight, label delay. Time only
@@ -42,11 +46,15 @@ in it, whenever their labels arrived).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
+import logging
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -54,8 +62,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._clock import FakeClock
+from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
-from mlmon.fleet.state import merge_states
+from mlmon.feedback import Joined, as_batch, id_keys
+from mlmon.fleet.state import export_state, merge_states
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
 from mlmon.snapshot import Snapshot
@@ -76,6 +86,8 @@ no call boundary that means anything, no rate and no label delay."""
 
 META_COLUMNS = ("chunk", "start", "end", "rows", "out_of_order", "duplicate_ids", "internal_errors")
 """The columns of :func:`evaluate`'s result that are not metrics (they come first)."""
+
+log = logging.getLogger("mlmon")
 
 _OUTCOME_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _WINDOW = 300.0  # time never moves in a chunk's monitor: nothing rotates out, nothing expires
@@ -116,15 +128,16 @@ class _Spec:
     chunk_ns: int | None
     batch_rows: int
 
-    def monitor(self, max_pending: int = 1) -> Monitor:
-        """A monitor of this configuration whose clock never moves."""
+    def monitor(self) -> Monitor:
+        """A monitor of this configuration whose clock never moves: the template whose fresh
+        parts each chunk is fed to (:class:`_ChunkParts`), and that merges their states. It
+        tracks nothing itself (no background thread is ever started)."""
         return Monitor(
             self.model, version=self.version, task=self.task, reference=self.reference,
             drift=self.drift, emitters=[], clock=FakeClock(start=0.0), window=_WINDOW, slices=2,
             feature_names=None if self.reference is not None or not self.features else list(self.features),
             categorical=self.categorical if self.reference is None else (),
-            max_pending=max(1, max_pending), instance="offline", flush_interval=_WINDOW,
-            max_buffered_rows=max(self.batch_rows, 1024), max_buffer_bytes=max(64 << 20, self.batch_rows * 64 * (len(self.features) + 4)),
+            max_pending=1, instance="offline", flush_interval=_WINDOW,
         )  # fmt: skip
 
 
@@ -207,50 +220,323 @@ def _keys(spec: _Spec, n: int, offset: int, ts: npt.NDArray[np.int64] | None) ->
     return ts // spec.chunk_ns  # floor division: chunks aligned on the epoch, as pandas' floor()
 
 
-def _feed(mon: Monitor, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
-    """Feed rows (positions in ``pdf``) to ``mon`` in batches, as a serving process would."""
+class _RowJoin:
+    """The quality part's prediction store in a chunk's monitor, where each label is in its
+    prediction's row.
+
+    A live monitor keeps every prediction in a :class:`~mlmon.feedback.FeedbackJoin` (a hash
+    table keyed by id) because its labels come later, in other calls. Offline, the labels of a
+    batch are logged right after it, with the ids :func:`_feed` gave it (consecutive
+    integers): this store keeps that one batch's predictions by position, and the counters the
+    quality part reports (``joined``, ``invalid``, ``pending(now)``, ...) by the same rules as
+    the FeedbackJoin: a prediction with a NaN value (an invalid output) is not stored (a label
+    for it is unmatched), an invalid label leaves its prediction pending, a second label is a
+    duplicate. Nothing expires or is evicted (time does not move in a chunk's monitor).
+    """
+
+    _NONE, _PENDING, _LABELLED = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.joined = self.unmatched = self.expired = self.duplicate = 0
+        self.evicted = self.invalid = 0
+        self.bad_ids = 0
+        self._pending = self._labelled = 0
+        self._base = 0
+        self._preds: npt.NDArray[np.float64] = np.empty(0)
+        self._state: npt.NDArray[np.int8] = np.empty(0, dtype=np.int8)
+        self._segs: npt.NDArray[np.uint32] | None = None
+        self._rows: npt.NDArray[np.float32] | None = None
+        # The probability row of the last join_one that joined, as FeedbackJoin.last_row.
+        self.last_row: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None] | None = None
+
+    def pending(self, now: float) -> int:
+        return self._pending
+
+    def labelled_since(self, t: float) -> int:
+        return self._labelled  # every prediction was made at the same (fake) time
+
+    def record_keys(
+        self,
+        keys: npt.NDArray[np.int64],
+        ok: npt.NDArray[np.bool_],
+        preds: npt.NDArray[np.float64],
+        now: float,
+        times: npt.NDArray[np.float64] | None = None,
+        segments: npt.NDArray[np.uint32] | None = None,
+        rows: npt.NDArray[np.float32] | None = None,
+    ) -> None:
+        """Keep a batch's predictions (``keys`` its consecutive ids, as :func:`_feed` makes
+        them), their segment codes and probability rows (full rows: the store holds one
+        batch); the previous batch's predictions are no longer joinable."""
+        self.bad_ids += int(ok.size - np.count_nonzero(ok))
+        good = ok & np.isfinite(preds)
+        if keys.size and not bool(np.all(keys == keys[0] + np.arange(keys.size))):
+            raise RuntimeError("evaluate: a batch's ids are not consecutive")  # a bug here, counted
+        self._base = int(keys[0]) if keys.size else 0
+        self._preds = preds
+        self._segs = segments
+        self._rows = rows if rows is not None and rows.ndim == 2 and rows.shape[0] == keys.size else None
+        self._state = np.where(good, self._PENDING, self._NONE).astype(np.int8)
+        self._pending += int(np.count_nonzero(good))
+
+    def _slots(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each key's position in the batch, or -1 where no prediction is stored."""
+        pos = keys - self._base
+        inside = (pos >= 0) & (pos < self._state.size)
+        pos = np.where(inside, pos, 0)
+        return np.where(inside & (self._state[pos] != self._NONE), pos, -1)
+
+    def join(self, ids: object, labels: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_], now: float) -> Joined:
+        keys, ok = id_keys(as_batch(ids))
+        if keys.size != labels.size:
+            raise ValueError(f"ids and labels differ in length: {keys.size} != {labels.size}")
+        good = ok & valid
+        n_good = int(np.count_nonzero(good))
+        self.invalid += int(keys.size) - n_good
+        keys, labels = keys[good], labels[good]
+        pos = self._slots(keys)
+        found = np.flatnonzero(pos >= 0)
+        self.unmatched += n_good - int(found.size)
+        pos = pos[found]
+        # As the FeedbackJoin: a label for a labelled prediction is a duplicate, and of several
+        # labels for one prediction in this batch the first joins.
+        dup = self._state[pos] == self._LABELLED
+        if pos.size > 1:
+            _, first = np.unique(pos, return_index=True)
+            if first.size < pos.size:
+                later = np.ones(pos.size, dtype=np.bool_)
+                later[first] = False
+                dup |= later
+        take = ~dup
+        hit = pos[take]
+        k = int(hit.size)
+        self.duplicate += int(pos.size) - k
+        self.joined += k
+        self._pending -= k
+        self._labelled += k
+        self._state[hit] = self._LABELLED
+        segs = None if self._segs is None else self._segs[hit]
+        rows = None if self._rows is None else self._rows[hit]
+        return Joined(self._preds[hit], labels[found[take]], np.zeros(k), segs, rows)
+
+    def join_one(self, id: object, label: float, now: float) -> tuple[float, float, int] | None:
+        self.last_row = None
+        keys, ok = id_keys([id])
+        if not ok[0] or math.isnan(label):
+            self.invalid += 1
+            return None
+        pos = int(self._slots(keys)[0])
+        if pos < 0:
+            self.unmatched += 1
+            return None
+        if self._state[pos] == self._LABELLED:
+            self.duplicate += 1
+            return None
+        self.joined += 1
+        self._pending -= 1
+        self._labelled += 1
+        self._state[pos] = self._LABELLED
+        if self._rows is not None:
+            self.last_row = (self._rows[pos : pos + 1], None)
+        return float(self._preds[pos]), 0.0, 0 if self._segs is None else int(self._segs[pos])
+
+
+def _readonly(a: Any) -> Any:
+    """A read-only view of an array of the caller's frame: a part that tried to write into it
+    would fail (counted as an internal error) instead of changing the caller's data."""
+    if isinstance(a, np.ndarray):
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+class _ChunkParts:
+    """A fresh set of a monitor's parts for one chunk (the ``Parts`` that
+    :func:`mlmon.fleet.state.export_state` reads): what the chunk's rows are fed to.
+
+    No :class:`~mlmon.Monitor` per chunk: its parts are all a chunk needs (no call buffers,
+    no background thread, no reporter cycle at close). The configuration is the template
+    monitor's, so the states merge with it.
+    """
+
+    def __init__(self, template: Monitor) -> None:
+        self._template = template
+        self.name = template.name
+        self.version = template.version
+        self.window = template.window
+        self.parts = template._fresh_parts()
+        self.service, self.outputs, self.quality, self.outcomes, self.features = self.parts[:5]
+        self.quality.store = _RowJoin()
+        self.errors = 0  # failures inside mlmon while feeding (the ``internal_errors`` column)
+
+    def _state_parts(self) -> Any:
+        return self.parts
+
+    def _fresh_parts(self) -> Any:
+        return self._template._fresh_parts()
+
+    def _state_config(self) -> str:
+        return self._template._state_config()
+
+    def failed(self, stage: str, exc: BaseException) -> None:
+        """Count a failure inside mlmon; the first of a chunk is logged."""
+        self.errors += 1
+        if self.errors == 1:
+            log.warning("mlmon evaluate: internal error in %s: %r", stage, exc, exc_info=exc)
+
+    def state(self) -> bytes:
+        return export_state(self, now=0.0, wall=0.0, instance="offline")
+
+
+def _numeric_frame(spec: _Spec, chunk: _ChunkParts, sub: Any) -> Any:
+    """The feature columns, when the feature part reads them all as numbers and every column
+    is of a numeric dtype: then each batch goes as one float64 matrix (NaN for missing), what
+    the feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`). None otherwise
+    (each batch goes as a DataFrame, as live)."""
+    schema = chunk.features.schema
+    if schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
+        return None
+    frame = sub[list(spec.features)]
+    if any(getattr(d, "kind", "O") not in "biuf" for d in frame.dtypes):
+        return None
+    return frame
+
+
+def _matrix(frame: Any) -> Any:
+    """A batch of numeric feature columns as a read-only ``(n, features)`` float64 matrix (a
+    view of the frame when pandas can give one), or the frame itself if it does not read as
+    such a matrix."""
+    x = np.asarray(frame.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    return _readonly(x) if x.shape == frame.shape else frame
+
+
+def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
+    """Feed rows (positions in ``pdf``) to a chunk's parts in batches of ``spec.batch_rows``.
+
+    Each batch is what a monitor's drain hands its parts after one tracked call of its rows
+    (``with mon.track(features=X) as call: call.outputs(y)``): one
+    :class:`~mlmon._component.CallBatch` with the batch's 2-D features, its outputs as one
+    array and consecutive integer ids; the service part counts its rows. Its labels then go
+    to the quality part's ``log_feedback`` and its outcomes to the outcome part's ``log``, as
+    ``Monitor.log_feedback`` and ``log_outcome`` hand them over. The quality part's prediction
+    store is a :class:`_RowJoin` (the label is in the row): no hash table of ids, the same
+    counts.
+    """
     sub = pdf.iloc[rows]
     n = len(sub)
-    feats = sub[list(spec.features)] if spec.features else None
+    feats: Any = None
+    numeric = None
+    if spec.features:
+        numeric = _numeric_frame(spec, chunk, sub)
+        feats = numeric if numeric is not None else sub[list(spec.features)]
     if len(spec.outputs) == 1:
-        out_all: Any = sub[spec.outputs[0]].to_numpy()
+        out_all: Any = _readonly(sub[spec.outputs[0]].to_numpy())
     else:
-        out_all = sub[list(spec.outputs)].to_numpy(dtype=np.float64)
+        out_all = _readonly(sub[list(spec.outputs)].to_numpy(dtype=np.float64))
     labels = sub[spec.labels] if spec.labels is not None else None
+    now = wall = 0.0  # time never moves in a chunk
+    no_time = np.zeros(1)
+    ingest = (chunk.outputs.ingest, chunk.quality.ingest, chunk.outcomes.ingest, chunk.features.ingest)
+    next_id = 0
     for s in range(0, n, spec.batch_rows):
         e = min(n, s + spec.batch_rows)
-        with mon.track(features=None if feats is None else feats.iloc[s:e]) as call:
-            call.outputs(out_all[s:e])
+        ids = range(next_id, next_id + (e - s))
+        next_id += e - s
+        x: Any = None
+        if feats is not None:
+            x = feats.iloc[s:e] if numeric is None else _matrix(feats.iloc[s:e])
+        batch = CallBatch(now=now, wall=wall, outputs=[out_all[s:e]], features=[x], ids=[ids], rows=[e - s], times=[now])
+        # As Drain.reduce with one successful call: the service part counts its rows (its
+        # latency is not reported offline), then each other part takes the batch, in order.
+        chunk.service.observe(no_time, [], e - s, now)
+        for take in ingest:
+            try:
+                take(batch)
+            except Exception as exc:
+                chunk.failed("ingest", exc)
         if labels is None and not spec.outcomes:
             continue
-        ids = np.arange(call.ids.start, call.ids.stop) if isinstance(call.ids, range) else np.asarray(call.ids)
+        id_arr = np.arange(ids.start, ids.stop)
         if labels is not None:
             lab = labels.iloc[s:e]
             mask = lab.notna().to_numpy()
             if mask.any():
-                mon.log_feedback(ids[mask], lab.to_numpy()[mask])
+                try:
+                    chunk.quality.log_feedback(id_arr[mask], lab.to_numpy()[mask], now, wall)
+                except Exception as exc:
+                    chunk.failed("feedback", exc)
         for name, col in spec.outcomes:
             v = sub[col].iloc[s:e].to_numpy(dtype=np.float64)
             hit = np.isfinite(v) & (v != 0)
             if hit.any():
-                mon.log_outcome(name, ids=ids[hit], value=v[hit])
+                try:
+                    chunk.outcomes.log(name, id_arr[hit], v[hit], now)
+                except Exception as exc:
+                    chunk.failed("outcome", exc)
 
 
-def _internal_errors(mon: Monitor) -> int:
-    """What went wrong inside the monitor (it should be nothing): internal errors and drops
-    from its call buffers."""
-    with mon._misc_lock:
-        n = sum(mon._internal.values())
-    return int(n + sum(mon._drain.dropped.values()))
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limits: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run numpy's BLAS on one thread while chunks are fed (with threadpoolctl, when installed).
+
+    The parts' vector products (a few per batch, 1-D) are too small to gain from BLAS threads,
+    and on a machine whose cores are busy, threads that wait for each other cost several times
+    the work: measured 2.3 s instead of 0.7 s for the benchmark's million rows. The limit is
+    process-wide while any evaluation runs (counted, so concurrent evaluations restore it once,
+    at the end of the last); without threadpoolctl nothing changes.
+    """
+    global _blas_users, _blas_limits
+    with _blas_lock:
+        if _blas_users == 0:
+            try:
+                limits = importlib.import_module("threadpoolctl").threadpool_limits
+                _blas_limits = limits(limits=1, user_api="blas")
+            except Exception:  # not installed, or a BLAS it cannot drive: no limit
+                _blas_limits = None
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limits is not None:
+                try:
+                    _blas_limits.restore_original_limits()
+                except Exception:
+                    log.debug("mlmon evaluate: the BLAS thread limits could not be restored", exc_info=True)
+                _blas_limits = None
 
 
 def _partition(
-    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor | None = None
 ) -> list[_Part]:
-    """The parts of every chunk that this partition's rows touch."""
+    """The parts of every chunk that this partition's rows touch (``template``: a monitor of
+    ``spec``'s configuration, made here when not given)."""
     n = len(pdf)
     if n == 0:
         return []
+    if template is None:
+        own = spec.monitor()
+        try:
+            return _partition(pdf, spec, offset, prev_ts, dup_ids, own)
+        finally:
+            own.close()
+    with _one_blas_thread():
+        return _chunks(pdf, spec, offset, prev_ts, dup_ids, template)
+
+
+def _chunks(
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor
+) -> list[_Part]:
+    n = len(pdf)
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
     keys = _keys(spec, n, offset, ts)
     late = np.zeros(n, dtype=bool)
@@ -272,20 +558,16 @@ def _partition(
     for a, b in itertools.pairwise(bounds):
         idx = order[a:b]
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
-        mon = spec.monitor(max_pending=b - a)
-        try:
-            _feed(mon, spec, pdf, rows)
-            state = mon.fleet_state()
-            errors = _internal_errors(mon)
-        finally:
-            mon.close()
+        chunk = _ChunkParts(template)
+        _feed(chunk, spec, pdf, rows)
+        state = chunk.state()
         key = int(sk[a])
         start: int | None = None
         end: int | None = None
         if ts is not None:
             t = ts[idx]
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
-        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), errors, state))
+        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state))
     return out
 
 
@@ -327,6 +609,7 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
         by_key.setdefault(p.key, []).append(p)
     rows: list[dict[str, Any]] = []
     snaps: list[Snapshot] = []
+    columns: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # every chunk has the same series
     for i, key in enumerate(sorted(by_key)):
         group = by_key[key]
         merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
@@ -348,20 +631,23 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
         }
         kept = tuple(s for s in merged.snapshot.samples if s.name not in LIVE_ONLY)
         for s in kept:
-            row[series_name(s.name, s.labels)] = s.value
+            series = columns.get((s.name, s.labels))
+            if series is None:
+                series = columns[(s.name, s.labels)] = series_name(s.name, s.labels)
+            row[series] = s.value
         rows.append(row)
         stamp = end / 1e9 if end is not None else float(key)
         snaps.append(attrs.evolve(merged.snapshot, samples=kept, timestamp=stamp))
     return rows, snaps
 
 
-def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
+def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor) -> list[_Part]:
     _check_columns(list(data.columns), dict(data.dtypes), spec)
     dups = None
     if spec.ids is not None:
         dups = _duplicates_pandas(data[spec.ids])
         _raise_duplicates(spec.ids, dups, duplicate_ids)
-    return _partition(data, spec, 0, None, dups)
+    return _partition(data, spec, 0, None, dups, template)
 
 
 def _raise_duplicates(col: str, dups: Any, how: str) -> None:
@@ -471,7 +757,7 @@ def evaluate(
         if _is_dask(data):
             parts = _evaluate_dask(data, spec, duplicate_ids)
         elif isinstance(data, pd.DataFrame):
-            parts = _evaluate_pandas(data, spec, duplicate_ids)
+            parts = _evaluate_pandas(data, spec, duplicate_ids, template)
         else:
             raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
         rows, snaps = _rows_of(spec, parts, template)

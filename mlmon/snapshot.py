@@ -52,6 +52,16 @@ __all__ = [
 
 
 def _labels_key(labels: Mapping[str, Any]) -> Labels:
+    # Most samples have no label or one (feature, bin, class): nothing to sort then.
+    if not labels:
+        return ()
+    if len(labels) == 1:
+        for k, v in labels.items():
+            return ((str(k), str(v)),)
+    if len(labels) == 2:
+        (k1, v1), (k2, v2) = labels.items()
+        a, b = (str(k1), str(v1)), (str(k2), str(v2))
+        return (a, b) if a <= b else (b, a)  # as sorted() orders two (stable on equal pairs)
     return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
 
 

@@ -115,6 +115,161 @@ def test_each_chunk_equals_what_a_live_monitor_fed_its_rows_reports() -> None:
     assert (result[["out_of_order", "duplicate_ids", "internal_errors"]] == 0).all().all()
 
 
+# -- the fast path against a live monitor, case by case --------------------------------------
+
+SKIP_LIVE = ("mlmon_process_", "mlmon_system_", "mlmon_internal", "mlmon_emit")
+
+
+def live_metrics(
+    rows: pd.DataFrame, *, batch: int, outputs: str | list[str], features: list[str], labels: str,
+    outcomes: tuple[str, ...] = (), **monitor: Any,
+) -> dict[str, float]:
+    """The metrics a live monitor reports after serving ``rows`` in batches of ``batch``
+    through the public API (track, call.outputs, call.ids, log_feedback, log_outcome)."""
+    mon = mlmon.Monitor("offline", emitters=[], clock=FakeClock(), max_pending=len(rows) + 1, **monitor)
+    try:
+        for s in range(0, len(rows), batch):
+            b = rows.iloc[s : s + batch]
+            out = b[outputs].to_numpy() if isinstance(outputs, str) else b[outputs].to_numpy(dtype=np.float64)
+            with mon.track(features=b[features] if features else None) as call:
+                call.outputs(out)
+                ids = np.asarray(list(call.ids))  # read in the block: stored whatever the task
+            labelled = b[labels].notna().to_numpy()
+            if labelled.any():
+                mon.log_feedback(ids[labelled], b[labels].to_numpy()[labelled])
+            for name in outcomes:
+                v = b[name].to_numpy(dtype=np.float64)
+                hit = np.isfinite(v) & (v != 0)
+                if hit.any():
+                    mon.log_outcome(name, ids=ids[hit], value=v[hit])
+        snap = mon.snapshot()
+    finally:
+        mon.close()
+    got = {series_name(s.name, s.labels): s.value for s in snap if s.name not in LIVE_ONLY}
+    got = {k: v for k, v in got.items() if not k.startswith(SKIP_LIVE)}
+    return {k: v for k, v in got.items() if not (k.startswith("mlmon_dropped_total") and "outcomes" not in k)}
+
+
+def awkward_log(n: int, seed: int) -> pd.DataFrame:
+    """Rows with every kind of trouble a log has: missing and invalid labels, NaN outputs,
+    missing features, zero / NaN / fractional outcomes, a nullable integer feature."""
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(size=n)
+    score[rng.uniform(size=n) < 0.03] = np.nan  # outputs the task counts invalid
+    score[5] = 1.7  # a score that is not a probability
+    label: list[Any] = list((rng.uniform(size=n) < np.nan_to_num(score, nan=0.5)).astype(int))
+    for i in np.flatnonzero(rng.uniform(size=n) < 0.2):
+        label[i] = None if i % 2 else np.nan  # no label (yet)
+    for i in np.flatnonzero(rng.uniform(size=n) < 0.02):
+        label[i] = "yes"  # a label the task cannot read
+    label[150:200] = [np.nan] * 50
+    label[160], score[160] = 1, 0.8  # the only label of its batch (rows 150-199): a single-label join
+    amount = rng.normal(50, 10, n)
+    amount[rng.uniform(size=n) < 0.05] = np.nan
+    return pd.DataFrame({
+        "amount": amount,
+        "age": pd.array(np.where(rng.uniform(size=n) < 0.05, -1, rng.integers(18, 90, n)), dtype="Int64").astype("Int64"),
+        "plan": rng.choice(["free", "pro", "team", None], n),
+        "score": score,
+        "label": pd.Series(label, dtype=object),
+        "click": np.where(rng.uniform(size=n) < 0.1, rng.choice([1.0, 2.5, np.nan], n), 0.0),
+    })  # fmt: skip
+
+
+def assert_chunks_equal_live(result: pd.DataFrame, log: pd.DataFrame, chunk: int, **live: Any) -> None:
+    assert len(result) == -(-len(log) // chunk)
+    for i, s in enumerate(range(0, len(log), chunk)):
+        expected = live_metrics(log.iloc[s : s + chunk], **live)
+        assert metric_columns(result.iloc[i]) == expected
+
+
+def test_fast_path_binary_with_missing_and_invalid_labels_outputs_and_features() -> None:
+    log = awkward_log(900, seed=11)
+    log["age"] = log["age"].mask(log["age"] < 0)  # pd.NA in a nullable integer column
+    rng = np.random.default_rng(12)
+    train = pd.DataFrame({"amount": rng.normal(50, 10, 2000), "age": rng.integers(18, 90, 2000).astype(float), "plan": rng.choice(["free", "pro", "team"], 2000)})
+    ref = mlmon.Reference.from_data(train, categorical=["plan"], outputs=rng.uniform(size=2000))
+    res = mlmon.evaluate(log, outputs="score", labels="label", outcomes=["click"], chunk=300, task=TASK, reference=ref, batch_rows=50)
+    assert_chunks_equal_live(
+        res, log, 300, batch=50, outputs="score", features=["amount", "age", "plan"], labels="label",
+        outcomes=("click",), task=TASK, reference=ref,
+    )  # fmt: skip
+    first = res.iloc[0]
+    assert first["mlmon_labels_invalid_total"] > 0 and first["mlmon_output_invalid_total"] > 0
+    assert first["mlmon_labels_unmatched_total"] > 0  # labels of NaN outputs: never stored
+    assert first["mlmon_pending_predictions"] > 0
+    assert (res["internal_errors"] == 0).all()
+
+
+def test_fast_path_numeric_features_without_reference_and_no_task() -> None:
+    log = awkward_log(700, seed=13)
+    log["label"] = pd.to_numeric(log["label"], errors="coerce")
+    ints = log.assign(age=log["age"].astype(np.int64))  # an int64 column read as numbers
+    nullable = log.assign(age=log["age"].mask(log["age"] < 0))  # Int64 with pd.NA: missing
+    kw: dict[str, Any] = dict(batch=64, outputs="score", features=["amount", "age"], labels="label")
+    for frame, task in ((ints, TASK), (nullable, TASK), (ints, None)):
+        res = mlmon.evaluate(frame, outputs="score", labels="label", features=["amount", "age"], chunk=350, task=task, batch_rows=64)
+        assert_chunks_equal_live(res, frame, 350, task=task, feature_names=["amount", "age"], **kw)
+        assert res['mlmon_feature_missing_ratio{feature="amount"}'].iloc[0] > 0
+        assert (res['mlmon_feature_missing_ratio{feature="age"}'] > 0).all() == (frame is nullable)
+        if task is None:  # labels join and count without a task
+            assert res["mlmon_labels_total"].sum() == frame["label"].notna().sum() - (frame["label"].notna() & frame["score"].isna()).sum()
+
+
+def test_fast_path_multiclass_and_regression() -> None:
+    rng = np.random.default_rng(14)
+    n = 800
+    p = rng.dirichlet([1, 1, 1], size=n)
+    p[3] = np.nan  # an unreadable probability row
+    y: list[Any] = list(rng.choice(["a", "b", "c"], n))
+    y[10], y[11], y[12] = "d", None, np.nan  # an unknown class, two missing labels
+    log = pd.DataFrame({"a": p[:, 0], "b": p[:, 1], "c": p[:, 2], "y": pd.Series(y, dtype=object), "x": rng.normal(size=n)})
+    task = mlmon.MulticlassClassification(classes=["a", "b", "c"])
+    res = mlmon.evaluate(log, outputs=["a", "b", "c"], labels="y", features=["x"], chunk=400, task=task, batch_rows=90)
+    assert_chunks_equal_live(res, log, 400, batch=90, outputs=["a", "b", "c"], features=["x"], labels="y", task=task, feature_names=["x"])
+    assert res["mlmon_labels_invalid_total"].iloc[0] == 1
+
+    t = rng.normal(size=n)
+    reg = pd.DataFrame({"pred": t + rng.normal(0, 0.5, n), "y": np.where(rng.uniform(size=n) < 0.1, np.nan, t)})
+    reg.loc[7, "pred"] = np.nan
+    res = mlmon.evaluate(reg, outputs="pred", labels="y", chunk=500, task=mlmon.Regression(), batch_rows=128)
+    assert_chunks_equal_live(res, reg, 500, batch=128, outputs="pred", features=[], labels="y", task=mlmon.Regression())
+    assert res["mlmon_regression_labels_total"].sum() == reg["y"].notna().sum() - 1  # row 7's output is NaN
+
+
+def test_the_callers_frame_is_left_as_it_was() -> None:
+    log, ref = make_log(1000), make_reference()
+    before = log.copy(deep=True)
+    mlmon.evaluate(log, outputs="score", labels="label", outcomes=["click"], chunk=400, task=TASK, reference=ref)
+    mlmon.evaluate(log, outputs="score", features=["amount", "age"], labels="label", chunk=400, task=TASK)
+    pd.testing.assert_frame_equal(log, before)
+
+
+def test_dask_on_a_local_cluster_equals_a_live_monitor() -> None:
+    """The Dask path (worker processes, chunks spanning partitions, merged states) against a
+    live monitor fed each chunk's rows."""
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    log = awkward_log(1200, seed=15)
+    log["label"] = pd.to_numeric(log["label"], errors="coerce")  # Dask wants one dtype a column
+    log["plan"] = log["plan"].astype(object)
+    ref = make_reference()
+    kw: dict[str, Any] = dict(outputs="score", labels="label", outcomes=["click"], chunk=400, task=TASK, reference=ref, batch_rows=400)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB") as cluster, distributed.Client(cluster):
+        got = mlmon.evaluate(dd.from_pandas(log[["amount", "age", "plan", "score", "label", "click"]], npartitions=5, sort=False), **kw)
+    assert got["rows"].tolist() == [400, 400, 400]
+    exact_prefixes = ("mlmon_confusion_total", "mlmon_feature_bin_total", "mlmon_output_bin_total", "mlmon_labels_", "mlmon_rows_total", "mlmon_pending_predictions", "mlmon_outcome_total", "mlmon_output_invalid_total")
+    for i, s in enumerate(range(0, len(log), 400)):
+        live = live_metrics(log.iloc[s : s + 400], batch=400, outputs="score", features=FEATURES, labels="label", outcomes=("click",), task=TASK, reference=ref)
+        row = metric_columns(got.iloc[i])
+        assert set(row) == set(live)
+        for k, v in live.items():
+            if k.startswith(exact_prefixes):
+                assert row[k] == v, k
+            else:  # a chunk of two partitions: merged means and variances, up to float rounding
+                assert row[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+
+
 def test_row_chunks_and_batching_do_not_change_the_metrics() -> None:
     log, ref = make_log(3000), make_reference()
     kw: dict[str, Any] = dict(outputs="score", labels="label", timestamp="ts", task=TASK, reference=ref)
@@ -289,3 +444,39 @@ def test_every_monitor_it_makes_is_closed() -> None:
     assert len(list(monitors())) == before_monitors
     left = [t.name for t in threading.enumerate() if t.ident not in before_threads and t.name.startswith("mlmon")]
     assert left == []
+
+
+def test_blas_runs_on_one_thread_while_chunks_are_fed_and_is_restored_after() -> None:
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from mlmon.offline import _one_blas_thread
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    log, ref = make_log(600), make_reference()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        with _one_blas_thread():
+            assert blas_threads() == {1}
+            with _one_blas_thread():  # nested (or concurrent): the outermost restores
+                pass
+            assert blas_threads() == {1}
+        assert blas_threads() == {2}
+        # two evaluations at once, from two threads: the limit is restored once both are done
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                mlmon.evaluate(log, outputs="score", labels="label", chunk=200, task=TASK, reference=ref)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and not any(t.is_alive() for t in threads)
+        assert blas_threads() == {2}

@@ -1,0 +1,118 @@
+"""Counting feature cells by comparisons gives exactly the counts of the sorted search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlmon._binning import _bin_search
+from mlmon.features.accumulator import _COMPARE_KEYS, FeatureAccumulator
+from mlmon.features.schema import FeatureSchema
+from mlmon.reference import Reference, binned_counts
+
+
+def reference(bins: int, seed: int = 0) -> Reference:
+    rng = np.random.default_rng(seed)
+    n = 2000
+    return Reference.from_data(pd.DataFrame({
+        "normal": rng.normal(size=n),
+        "ints": rng.integers(0, 5, size=n).astype(float),  # few distinct: point bins
+        "const": np.full(n, 3.0),
+        "clipped": np.minimum(rng.exponential(size=n), 1.0),  # a point bin at the maximum
+        "none": np.full(n, np.nan),  # no valid value: not binned
+    }), bins=bins)  # fmt: skip
+
+
+def hostile(schema: FeatureSchema, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Values on every edge and its neighbouring floats, NaN, +-inf, huge, random."""
+    cols = []
+    for e in schema.edges:
+        base = rng.normal(size=n)
+        if e is not None:
+            pool = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf),
+                                   [np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0]])  # fmt: skip
+            pick = rng.random(n) < 0.5
+            base[pick] = rng.choice(pool, size=int(pick.sum()))
+        cols.append(base)
+    return np.column_stack(cols)
+
+
+def expected_hist(schema: FeatureSchema, X: np.ndarray) -> np.ndarray:
+    """The histogram, independently: binned_counts of each binned feature's finite values."""
+    parts = [binned_counts(X[:, j], e) for j, e in enumerate(schema.edges) if e is not None]
+    return np.concatenate(parts)
+
+
+def sorted_counts(schema: FeatureSchema, X: np.ndarray) -> np.ndarray:
+    """The histogram as the sorting path counts it."""
+    acc = FeatureAccumulator(schema)
+    xt = np.ascontiguousarray(X.T)
+    acc._count_cells(np.sort(xt[schema.binned], axis=1))
+    return acc.hist
+
+
+@pytest.mark.parametrize("bins", [10, 20, 40])
+def test_masked_and_partly_binned_batches_count_the_same_cells(bins: int) -> None:
+    schema = FeatureSchema(reference=reference(bins))
+    assert len(schema.binned) < schema.n_numeric  # "none" is not binned: the partial path
+    by_compare = int(np.diff(schema.bin_pos).max()) <= _COMPARE_KEYS
+    assert by_compare == (bins <= 20)
+    rng = np.random.default_rng(bins)
+    acc = FeatureAccumulator(schema)
+    want = np.zeros_like(acc.hist)
+    for n in (1, 7, 5000):
+        X = hostile(schema, rng, n)
+        acc.update_batch(X)
+        want += expected_hist(schema, X)
+        np.testing.assert_array_equal(sorted_counts(schema, X), expected_hist(schema, X))
+        finite = np.nan_to_num(X, nan=0.5, posinf=2.0, neginf=-2.0)  # the finite path too
+        acc.update_batch(finite)
+        want += expected_hist(schema, finite)
+    np.testing.assert_array_equal(acc.hist, want)
+
+
+def test_statistics_are_unchanged_by_the_counting() -> None:
+    """The moments of a masked batch do not depend on how its cells are counted."""
+    schema = FeatureSchema(reference=reference(10))
+    X = hostile(schema, np.random.default_rng(1), 3000)
+    a = FeatureAccumulator(schema)
+    a.update_batch(X)
+    valid = np.isfinite(X)
+    np.testing.assert_array_equal(a.count, valid.sum(axis=0))
+    np.testing.assert_array_equal(a.min, np.where(valid, X, np.inf).min(axis=0))
+    np.testing.assert_array_equal(a.max, np.where(valid, X, -np.inf).max(axis=0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=5, max_size=200))
+def test_any_values(values: list[float]) -> None:
+    schema = FeatureSchema(reference=reference(10))
+    k = schema.n_numeric
+    X = np.resize(np.array(values), (len(values), k))
+    acc = FeatureAccumulator(schema)
+    acc.update_batch(X)
+    np.testing.assert_array_equal(acc.hist, expected_hist(schema, X))
+
+
+@pytest.mark.parametrize("bins", [1, 10, 40])
+def test_output_cells_are_the_binned_ones(bins: int) -> None:
+    rng = np.random.default_rng(bins)
+    ref_scores = np.concatenate([rng.uniform(size=3000), np.ones(500)])  # a point bin at 1.0
+    ref = Reference.from_data(pd.DataFrame({"x": rng.normal(size=3500)}), outputs=ref_scores, bins=bins)
+    schema = FeatureSchema(reference=ref)
+    e = schema.output_edges
+    assert e is not None and (len(e) <= _COMPARE_KEYS) == (bins <= 20)
+    pool = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf),
+                           [np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0, np.finfo(float).max]])  # fmt: skip
+    acc = FeatureAccumulator(schema)
+    want = np.zeros_like(acc.out_hist)
+    for n in (1, 50, 5000):
+        s = np.where(rng.random(n) < 0.5, rng.choice(pool, n), rng.uniform(-0.2, 1.2, n))
+        acc.update_outputs(s)
+        finite = s[np.isfinite(s)]
+        want += np.bincount(_bin_search(finite, e), minlength=len(e) + 1)
+    np.testing.assert_array_equal(acc.out_hist, want)
+    assert acc.out_count == want.sum()
