@@ -88,12 +88,14 @@ class FeatureAccumulator:
     # ------------------------------------------------------------------- updates
 
     def _combine(self, n: I64, mean: F64, m2: F64, lo: F64, hi: F64) -> None:
-        """Chan et al.'s pairwise update, one feature per element."""
+        """Chan et al.'s pairwise update, one feature per element (values near the float range
+        overflow to inf, as they would in any float sum: no warning is printed for them)."""
         total = self.count + n
         frac = np.divide(n, total, out=np.zeros(len(n)), where=total > 0)
-        delta = mean - self.mean
-        self.m2 = np.where(self.count == 0, m2, self.m2 + m2 + delta * delta * self.count * frac)
-        self.mean = np.where(self.count == 0, mean, self.mean + delta * frac)
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = mean - self.mean
+            self.m2 = np.where(self.count == 0, m2, self.m2 + m2 + delta * delta * self.count * frac)
+            self.mean = np.where(self.count == 0, mean, self.mean + delta * frac)
         self.count = total
         np.minimum(self.min, lo, out=self.min)
         np.maximum(self.max, hi, out=self.max)
@@ -114,10 +116,11 @@ class FeatureAccumulator:
             total = xt.sum(axis=1)
         # A NaN or an infinity makes its feature's sum NaN or infinite (so does a sum that
         # overflows: that batch then takes the masked path, exact too).
-        if np.isfinite(total).all():
-            self._update_finite(xt, own, total)
-        else:
-            self._update_masked(xt, own)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf, counted as such
+            if np.isfinite(total).all():
+                self._update_finite(xt, own, total)
+            else:
+                self._update_masked(xt, own)
 
     def _update_finite(self, xt: F64, own: bool, total: F64) -> None:
         """:meth:`update_batch` of a batch without a missing value (``xt`` feature-major,
