@@ -13,9 +13,13 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["CATALOG", "Kind", "Labels", "MetricInfo"]
+__all__ = ["ANY_SERIES_LABELS", "CATALOG", "Kind", "Labels", "MetricInfo"]
 
 Kind = Literal["counter", "gauge"]
+
+ANY_SERIES_LABELS = frozenset({"segment"})
+"""Labels any series may carry besides its own: a segment's series are the monitor's, labelled
+``segment`` (docs/segments.md)."""
 Labels = tuple[tuple[str, str], ...]
 
 

@@ -103,6 +103,17 @@ def _floats(value: Iterable[Any]) -> tuple[float, ...]:
 # --------------------------------------------------------------------------- profiles
 
 
+def _moments(name: str, v: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Mean and population variance of a feature's valid values (two passes)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(v.mean())
+        d = v - mean
+        variance = float(d @ d) / v.size
+    if not (math.isfinite(mean) and math.isfinite(variance)):
+        raise ValueError(f"feature {name!r} has values too large to summarise (variance overflows float64)")
+    return mean, variance
+
+
 @attrs.frozen(kw_only=True)
 class NumericProfile:
     """Reference summary of one numeric feature (or of the model outputs).
@@ -208,14 +219,7 @@ class NumericProfile:
                 variance=nan,
             )
         edges, cells = _numeric_edges_and_counts(v, bins)
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean = float(v.mean())
-            d = v - mean
-            variance = float(d @ d) / v.size
-        if not (math.isfinite(mean) and math.isfinite(variance)):
-            raise ValueError(
-                f"feature {name!r} has values too large to summarise (variance overflows float64)"
-            )
+        mean, variance = _moments(name, v)
         return cls(
             name=name,
             rows=int(x.size),
@@ -264,14 +268,7 @@ class NumericProfile:
                 f"feature {name!r}: {int(cells[0] + cells[-1])} values outside the edges "
                 f"[{float(e[0])!r}, {float(e[-1])!r}]"
             )
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean = float(v.mean())
-            d = v - mean
-            variance = float(d @ d) / v.size
-        if not (math.isfinite(mean) and math.isfinite(variance)):
-            raise ValueError(
-                f"feature {name!r} has values too large to summarise (variance overflows float64)"
-            )
+        mean, variance = _moments(name, v)
         return cls(name=name, rows=int(x.size), count=int(v.size), edges=edges, counts=cells[1:-1].tolist(),
                    min=float(v.min()), max=float(v.max()), mean=mean, variance=variance)  # fmt: skip
 

@@ -363,14 +363,7 @@ class SegmentComponent:
         for group in bulk.values():
             arrays = [v for _, v in group]
             names, inv = _row_names(np.concatenate(arrays) if len(arrays) > 1 else arrays[0], sum(a.size for a in arrays))
-            counts = np.bincount(inv, minlength=len(names))
-            slots = np.zeros(len(names), dtype=np.intp)
-            codes = np.zeros(len(names), dtype=np.uint32)
-            for k, name in enumerate(names):
-                if counts[k]:
-                    seg = self._slot(name, int(counts[k]), now)
-                    slots[k] = local(seg)
-                    codes[k] = seg.code
+            slots, codes = self._place(names, inv, now, local)
             start = 0
             for i, v in group:
                 part = inv[start : start + v.size]
@@ -398,14 +391,7 @@ class SegmentComponent:
                 entries.append((i, local(seg)))
                 code_of_entry[i] = seg.code
                 continue
-            counts = np.bincount(inv, minlength=len(names))
-            slots = np.zeros(len(names), dtype=np.intp)
-            codes = np.zeros(len(names), dtype=np.uint32)
-            for k, name in enumerate(names):
-                if counts[k]:
-                    seg = self._slot(name, int(counts[k]), now)
-                    slots[k] = local(seg)
-                    codes[k] = seg.code
+            slots, codes = self._place(names, inv, now, local)
             entries.append((i, slots[inv]))
             code_of_entry[i] = codes[inv]
         if not entries:
@@ -416,6 +402,21 @@ class SegmentComponent:
             self._split(batch, chosen, entries)
         if self._pending_bytes > _MAX_PENDING_BYTES:
             self.drained()
+
+    def _place(
+        self, names: list[str | None], inv: npt.NDArray[np.intp], now: float, local: Callable[[_Segment], int]
+    ) -> tuple[npt.NDArray[np.intp], U32]:
+        """For each distinct name of some rows (``inv``: each row's name), the segment that takes
+        those rows: its index among this drain's segments, and its code."""
+        counts = np.bincount(inv, minlength=len(names))
+        slots = np.zeros(len(names), dtype=np.intp)
+        codes = np.zeros(len(names), dtype=np.uint32)
+        for k, name in enumerate(names):
+            if counts[k]:
+                seg = self._slot(name, int(counts[k]), now)
+                slots[k] = local(seg)
+                codes[k] = seg.code
+        return slots, codes
 
     def _count(self, chosen: list[_Segment], entries: list[tuple[int, Any]], rows_of: Sequence[int], now: float) -> None:
         """Calls and rows per segment: a call counts once in each segment its rows fall in."""

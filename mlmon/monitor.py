@@ -267,11 +267,7 @@ class Monitor:
         """Build every part from the configuration (at construction, and in a forked child)."""
         now = self._clock.monotonic()
         self._service, self._outputs, self._quality, self._outcomes, self._features = self._make_parts(now)
-        features = self._features
-        self._segments = SegmentComponent(
-            self._segment_parts, self.task, lambda: features.feature_names,
-            max_segments=self._max_segments, window=self.window, slices=self._slices, now=now,
-        )  # fmt: skip
+        self._segments = self._make_segments(now)
         self._quality.on_segments = self._segments.add_joined
         name_segments = getattr(self._store, "name_segments", None)
         if name_segments is not None:
@@ -344,11 +340,15 @@ class Monitor:
 
     def _fresh_parts(self) -> tuple[Any, ...]:
         now = self._clock.monotonic()
-        segments = SegmentComponent(
+        return (*self._make_parts(now), self._make_segments(now))
+
+    def _make_segments(self, now: float) -> SegmentComponent:
+        """A fresh segment part; its segments read ``by_feature`` columns of arrays by the
+        monitor's feature names (as its feature part knows them then)."""
+        return SegmentComponent(
             self._segment_parts, self.task, lambda: self._features.feature_names,
             max_segments=self._max_segments, window=self.window, slices=self._slices, now=now,
         )  # fmt: skip
-        return (*self._make_parts(now), segments)
 
     def _state_config(self) -> str:
         """A digest of the configuration two monitors need in common for their states to merge."""

@@ -23,7 +23,6 @@ import numpy as np
 
 __all__ = [
     "EMPTY",
-    "INVALID",
     "MAX_NAME",
     "MISSING",
     "OVERFLOW",
@@ -41,8 +40,6 @@ MISSING = "_missing"
 """The segment of None, NaN and pandas' missing values."""
 EMPTY = "_empty"
 """The segment of an empty string."""
-INVALID = OVERFLOW
-"""Where a value that cannot be named goes (counted as invalid)."""
 
 
 def _hash8(text: str) -> str:

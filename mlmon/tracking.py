@@ -593,19 +593,6 @@ class Track(Call):
         mon = call._mon
         end = mon._perf()
         mon._inflight.pop(cid, None)
-        out = call._out
-        if (
-            exc_type is None
-            and out.__class__ in _IMMUTABLE
-            and call._features is None
-            and call._ids is None
-            and call._seg is NO_SEGMENT
-        ):
-            # The common block: one number (or nothing) out, no features, ids or segment.
-            gen = mon._buffers.gen
-            if len(gen) < mon._buffers.soft_cap:
-                gen.append((end - call._t0, None, out, None, None, end, 0, cid))
-                return
         try:
             b = mon._buffers
             seg = call._seg

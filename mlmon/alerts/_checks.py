@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from mlmon._catalog import ANY_SERIES_LABELS
 from mlmon.snapshot import CATALOG, MetricInfo
 
 LabelPairs = tuple[tuple[str, str], ...]
@@ -92,7 +93,7 @@ def label_pairs(info: MetricInfo, labels: object, quantile: object) -> LabelPair
         raise ValueError(f"labels must be a mapping of label name to value, got {labels!r}")
     out: dict[str, str] = {}
     for key, value in items:
-        if key not in info.labels and key != "segment":  # any series may be a segment's
+        if key not in info.labels and key not in ANY_SERIES_LABELS:
             have = ", ".join(info.labels) if info.labels else "none"
             raise ValueError(
                 f"labels: {info.name} has no label {key!r} (its labels: {have}), got {labels!r}"
@@ -138,7 +139,7 @@ def check_labels(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
         raise ValueError(f"{attribute.name} must be sorted (label, value) string pairs, got {value!r}")
     info = CATALOG[inst.metric]
     for key, _ in value:
-        if key not in info.labels and key != "segment":
+        if key not in info.labels and key not in ANY_SERIES_LABELS:
             raise ValueError(f"{attribute.name}: {info.name} has no label {key!r}, got {value!r}")
 
 
