@@ -7,7 +7,8 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
    every second. The decorated and the undecorated function are called alternately (the order
    swapped at every step) in the same loop, so machine noise and the reporter's work hit both
    alike; latency p50/p99/p99.9/max per side, over ``--rounds`` rounds with a fresh monitor
-   each (medians of the rounds; max is the largest of all rounds).
+   each (medians of the rounds; max is the largest of all rounds). A last case tracks the
+   1000x20 predict without features (``@mon.track``: 1,000 scores a call, outputs only).
 2. ``drain``: peak memory of a drain against the bytes it drains. A fresh subprocess per case
    fills the buffers while holding the drain lock (so nothing drains early), resets the
    kernel's peak-RSS mark (``/proc/self/clear_refs``), releases the lock and calls
@@ -82,11 +83,12 @@ def _paced(calls: int, rate: float, step: Callable[[int], None]) -> None:
 class _Case:
     """One batch shape: the batches, the model, the reference."""
 
-    def __init__(self, rows: int, ref: mlmon.Reference) -> None:
+    def __init__(self, rows: int, ref: mlmon.Reference, features: bool = True) -> None:
         rng = np.random.default_rng(rows)
         w = rng.normal(size=FEATURES)
         self.rows = rows
         self.ref = ref
+        self.features = features
         self.batches = [rng.normal(size=(rows, FEATURES)) for _ in range(8)]
 
         def predict(X: Any) -> Any:
@@ -96,7 +98,7 @@ class _Case:
 
     def monitor(self) -> tuple[mlmon.Monitor, Callable[[Any], Any]]:
         mon = mlmon.Monitor(f"stall_{self.rows}", reference=self.ref, flush_interval=1.0, window=60.0)
-        tracked = mon.track(features="X")(self.predict)
+        tracked = (mon.track(features="X") if self.features else mon.track())(self.predict)
         for i in range(50):  # warm-up: first-call paths, numpy caches, the reporter thread
             tracked(self.batches[i & 7])
             self.predict(self.batches[i & 7])
@@ -180,7 +182,7 @@ def blocks(case: _Case, rounds: int, calls: int, rate: float) -> tuple[np.ndarra
     return with_ns, without_ns, info
 
 
-def latency(rounds: int, shapes: list[tuple[int, int, float]]) -> None:
+def latency(rounds: int, shapes: list[tuple[int, int, float, bool]]) -> None:
     ref = _reference()
     print(f"Python {sys.version.split()[0]}; {rounds} rounds, a fresh monitor per round (flush every 1 s); "
           "quantiles over the samples of all rounds\n")
@@ -191,14 +193,16 @@ def latency(rounds: int, shapes: list[tuple[int, int, float]]) -> None:
         "alternate": alternate,
         "blocks": blocks,
     }
-    for rows, calls, rate in shapes:
-        case = _Case(rows, ref)
+    for rows, calls, rate, features in shapes:
+        case = _Case(rows, ref, features)
         for mode, run in modes.items():
             if mode == "blocks" and not rate:
                 continue  # flooding: only the alternate mode
+            if mode == "alternate" and not features:
+                continue  # outputs only: the blocks mode
             with_ns, without_ns, info = run(case, rounds, calls, rate)
             q = {"with": _quantiles(with_ns), "without": _quantiles(without_ns)}
-            label = {"with": '@mon.track(features="X")',
+            label = {"with": '@mon.track(features="X")' if features else "@mon.track (outputs only)",
                      "without": "undecorated" + (", no monitor" if mode == "blocks" else "")}
             shown_rate = f"{rate:,.0f}" if rate else "flood"
             for side in ("without", "with"):
@@ -209,7 +213,7 @@ def latency(rounds: int, shapes: list[tuple[int, int, float]]) -> None:
             print(f"| {rows}×{FEATURES} | {mode} | {shown_rate} | | **ratio** | {ratio['p50']:.2f}× | "
                   f"{ratio['p99']:.2f}× | {ratio['p99.9']:.2f}× | {ratio['max']:.2f}× |")
             notes.append(
-                f"{rows}×{FEATURES} {mode} {shown_rate}: calls counted {sum(info['calls']):,.0f}, details dropped "
+                f"{rows}×{FEATURES} {mode} {shown_rate}{'' if features else ' outputs only'}: calls counted {sum(info['calls']):,.0f}, details dropped "
                 f"{sum(info['dropped_details']):,.0f} (all buffers {sum(info['dropped']):,.0f}); "
                 f"final snapshot() median {statistics.median(info['final_snapshot_ms']):.1f} ms"
             )
@@ -478,9 +482,10 @@ def main() -> None:
     ap.add_argument("--flood", action="store_true", help="also back-to-back calls (alternate mode only)")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of the threads part")
     args = ap.parse_args()
-    shapes = [(1000, args.calls_1000, args.rate_1000), (100, args.calls_100, args.rate_100)]
+    shapes = [(1000, args.calls_1000, args.rate_1000, True), (100, args.calls_100, args.rate_100, True),
+              (1000, args.calls_1000, args.rate_1000, False)]
     if args.flood:
-        shapes += [(1000, args.calls_1000 * 5, 0.0), (100, args.calls_100 * 5, 0.0)]
+        shapes += [(1000, args.calls_1000 * 5, 0.0, True), (100, args.calls_100 * 5, 0.0, True)]
     parts: dict[str, Callable[[], None]] = {
         "latency": lambda: latency(args.rounds, shapes),
         "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),

@@ -372,7 +372,8 @@ class CallBuffers:
         """Buffer a non-numeric output (an array of scores, say), bounded by rows as well.
 
         Batch outputs can be large, so besides the call caps there is a cap on the rows they
-        hold: past ``max_rows`` a drain is asked for, and past four times that (a drain
+        hold: past a quarter of ``max_rows`` the background thread is woken to reduce them,
+        past ``max_rows`` the calling thread drains one chunk itself, and past four times that (a drain
         running elsewhere cannot keep up) the output's values are dropped and counted in
         ``mlmon_dropped_total{buffer="outputs"}``; its rows still count.
         """
@@ -386,7 +387,9 @@ class CallBuffers:
             self.objs.append(copy_value(result))
             self.obj_rows += rows  # approximate under threads; only a trigger
             if self.obj_rows > self.max_rows:
-                self.drain_inline()
+                self.drain_inline()  # the background thread cannot keep up
+            elif self.obj_rows > self.max_rows >> 2:
+                self.wake()  # reduced on the background thread, long before the row cap
         except Exception as exc:
             self.objs.append(UNREADABLE)  # keeps outputs aligned with durations; counted invalid
             self.internal_error("outputs", exc)

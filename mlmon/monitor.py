@@ -88,8 +88,9 @@ class Monitor:
         max_buffered_calls: hard cap of the call buffer; calls beyond it are still counted (calls,
             rows, error types), their latency and outputs dropped and counted in
             ``mlmon_dropped_total{buffer="calls"}``.
-        max_buffered_rows: rows of batch outputs buffered before an inline drain; four times
-            this is the cap beyond which output values are dropped (``buffer="outputs"``).
+        max_buffered_rows: rows of batch outputs buffered before an inline drain (past a
+            quarter of it the background thread is woken to reduce them); four times this is
+            the cap beyond which output values are dropped (``buffer="outputs"``).
         instance: process identity; ``host:pid`` by default, renewed in a forked child.
         enabled: False makes ``track`` return functions undecorated.
         max_pending: cap of the id → prediction store for ``log_feedback``.
