@@ -274,7 +274,7 @@ class CallBuffers:
         self,
         hard_cap: int,
         max_rows: int,
-        drain_inline: Callable[[], None],
+        drain_inline: Callable[[], bool | None],
         internal_error: Callable[[str, BaseException], None],
         max_bytes: int = 64 << 20,
     ) -> None:
@@ -296,6 +296,9 @@ class CallBuffers:
         self.bytes = 0  # approximate under threads: only a trigger
         self.wake: Callable[[], None] = _nothing
         self.drain_inline = drain_inline
+        # Batch outputs wake the background thread long before their row cap, unless it has
+        # been seen to fall behind (see :meth:`add_obj`); the reporter's flush sets it again.
+        self.early_wake = True
         self.internal_error = internal_error
         self.lock = threading.Lock()  # short: the dropped counts below
         self.obj_rows = 0
@@ -373,7 +376,9 @@ class CallBuffers:
 
         Batch outputs can be large, so besides the call caps there is a cap on the rows they
         hold: past a quarter of ``max_rows`` the background thread is woken to reduce them,
-        past ``max_rows`` the calling thread drains one chunk itself, and past four times that (a drain
+        past ``max_rows`` the calling thread drains one chunk itself (and if the background
+        thread holds the drain then, it is not woken early again until the next flush: a
+        predict loop that keeps the GIL would starve it), and past four times that (a drain
         running elsewhere cannot keep up) the output's values are dropped and counted in
         ``mlmon_dropped_total{buffer="outputs"}``; its rows still count.
         """
@@ -387,8 +392,11 @@ class CallBuffers:
             self.objs.append(copy_value(result))
             self.obj_rows += rows  # approximate under threads; only a trigger
             if self.obj_rows > self.max_rows:
-                self.drain_inline()  # the background thread cannot keep up
-            elif self.obj_rows > self.max_rows >> 2:
+                if self.drain_inline() is False:
+                    # The background thread holds the drain and falls behind (a predict loop
+                    # that keeps the GIL): until the next flush, the calling threads drain.
+                    self.early_wake = False
+            elif self.early_wake and self.obj_rows > self.max_rows >> 2:
                 self.wake()  # reduced on the background thread, long before the row cap
         except Exception as exc:
             self.objs.append(UNREADABLE)  # keeps outputs aligned with durations; counted invalid

@@ -59,7 +59,8 @@ class Drain:
         self.dropped: dict[str, int] = {"calls": 0, "details": 0}
 
     def run(self, chunks: int | None = None, hand_over: bool | None = None) -> None:
-        """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one).
+        """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one; the
+        background thread's early drain: what was buffered when it began, with hand-overs).
 
         ``hand_over``: offer the GIL to other threads every slice of work (see
         :mod:`mlmon._handover`), between chunks and between and inside the parts. None: when
@@ -81,7 +82,7 @@ class Drain:
                 self._service.observe_streams(streams, self._clock.monotonic())
             except Exception as exc:
                 self._internal_error("drain", exc)
-        if chunks is not None:
+        if chunks is not None and not hand_over:
             with handing_over(False):
                 self._chunks(chunks, between=False)
             return
@@ -89,10 +90,10 @@ class Drain:
             hand_over = threading.current_thread().name.startswith(REPORTER_PREFIX)
         if hand_over:
             with handing_over():
-                self._chunks(None, between=False)
+                self._chunks(chunks, between=False)
                 self._drained()
         else:
-            self._chunks(None, between=True)
+            self._chunks(chunks, between=True)
             self._drained()
 
     def _drained(self) -> None:

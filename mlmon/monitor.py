@@ -441,25 +441,32 @@ class Monitor:
                 self._buffers.wake = self._scheduler.wake
 
     # -- drain -----------------------------------------------------------------------------
-    def _drain_inline(self) -> None:
+    def _drain_inline(self) -> bool:
         """Drain one bounded chunk on the calling thread, unless a drain runs elsewhere.
 
         The thread that fills a buffer reduces part of it itself, so a predict loop that
         starves the background thread of the GIL cannot outrun it; the chunk is bounded (the
         fast-path arrays, and at most ``soft_cap`` records or about 256 KiB of features), so no
-        call does unbounded work. It never waits: if a flush holds the drain lock, it returns.
+        call does unbounded work. It never waits: if a flush holds the drain lock, it returns
+        False.
         """
         lock = self._drain_lock
-        if lock.acquire(blocking=False):
-            try:
-                self._drain_locked(chunks=1)
-            finally:
-                lock.release()
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            self._drain_locked(chunks=1)
+        finally:
+            lock.release()
+        return True
 
     def _drain_background(self) -> None:
-        """The background thread's early drain (woken when a buffer fills up): all of it."""
+        """The background thread's early drain (woken when a buffer fills up): what is buffered
+        when it begins, so that predict calls that keep arriving faster than it can reduce them
+        (a loop that keeps the GIL) do not hold it, and the drain lock, indefinitely."""
+        b = self._buffers
+        chunks = 2 + max(b.bytes // b.chunk_bytes, len(b.gen) // b.soft_cap)
         with self._drain_lock:
-            self._drain_locked()
+            self._drain.run(chunks, hand_over=True)
 
     def _drain_locked(self, chunks: int | None = None) -> None:
         """Reduce buffered records into the parts (all, or ``chunks`` bounded chunks). Caller
@@ -610,6 +617,7 @@ class Monitor:
         """One reporter cycle: drain, sync the shared store, snapshot (with the cycle's latency
         sample), rules, emit. With ``lock_timeout`` >= 0, a cycle still running elsewhere is
         waited for that long at most; then this one builds its snapshot and emits nothing."""
+        self._buffers.early_wake = True  # batch outputs wake the background thread again
         if not self._emit_lock.acquire(timeout=lock_timeout):
             self._internal_error("close", TimeoutError("a reporter cycle is still running"))
             with self._drain_lock:

@@ -419,6 +419,32 @@ def test_batch_outputs_wake_the_background_thread_long_before_the_predict_thread
     m.close()
 
 
+def test_batch_outputs_stop_waking_a_background_thread_that_falls_behind(clock: FakeClock) -> None:
+    # A predict loop that keeps the GIL starves the background thread: when the call past the
+    # row cap finds it still holding the drain, calls drain themselves until the next flush.
+    m = mlmon.Monitor("rows_fallback", clock=clock, max_buffered_rows=1000)
+    predict = m.track(lambda n: np.zeros(n))
+    predict(0)
+    m.snapshot()
+    b = m._buffers
+    wakes: list[int] = []
+    b.wake = lambda: wakes.append(b.obj_rows)
+    with m._drain_lock:  # the background thread's drain, starved
+        for _ in range(11):
+            predict(100)
+        assert b.early_wake is False
+        woken = len(wakes)
+        for _ in range(5):
+            predict(100)
+        assert len(wakes) == woken  # no more early wakes
+    assert woken == 8  # 300 .. 1000 rows
+    snap = m.flush()
+    assert b.early_wake is True  # a reporter cycle sets it again
+    assert snap.get("mlmon_rows_total") == 1600  # every row counted, none dropped
+    assert snap.get("mlmon_dropped_total", buffer="outputs") is None
+    m.close()
+
+
 def test_callers_arrays_are_copied_not_kept(mon: mlmon.Monitor) -> None:
     seen: list[Any] = []
 
