@@ -332,7 +332,10 @@ class OutputComponent:
         if n_valid == 0:
             return
         sl.count += n_valid
-        scores = mapped.values[np.isfinite(mapped.values)]
+        values = mapped.values
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = bool(np.isfinite(values.sum()))  # one pass; a NaN, an inf or an overflow: mask
+        scores = values if finite else values[np.isfinite(values)]
         if scores.size:
             sl.moments.update_many(scores)
             sl.hist.add_many(scores)

@@ -88,7 +88,11 @@ class LogHistogram:
         self.max = -math.inf
 
     def _index(self, mags: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-        k = np.ceil(np.log(mags) / self._lg).astype(np.intp) - self._offset
+        t = np.log(mags)  # one temporary, then in place: the same cells as ceil(log(m) / lg)
+        np.divide(t, self._lg, out=t)
+        np.ceil(t, out=t)
+        k = t.astype(np.intp)
+        k -= self._offset
         np.clip(k, 0, self._pos.size - 1, out=k)
         return k
 
@@ -99,14 +103,23 @@ class LogHistogram:
     def add_many(self, values: npt.ArrayLike) -> None:
         """Add a batch of values (non-finite values are ignored; the caller counts them)."""
         x = np.asarray(values, dtype=np.float64).ravel()
-        if x.size and not np.isfinite(x).all():
-            x = x[np.isfinite(x)]
-        if x.size == 0:
+        if not x.size:
             return
+        # The extremes say whether every value is finite (a NaN makes both NaN, an infinity
+        # shows in one), and whether they are all positive: then no mask pass at all.
+        lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            x = x[np.isfinite(x)]
+            if not x.size:
+                return
+            lo, hi = float(x.min()), float(x.max())
         self.count += int(x.size)
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
         n = self._pos.size
+        if lo >= self.min_value:
+            self._pos += np.bincount(self._index(x), minlength=n)
+            return
         pos = x[x >= self.min_value]
         if pos.size:
             self._pos += np.bincount(self._index(pos), minlength=n)

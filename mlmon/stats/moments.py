@@ -68,18 +68,24 @@ class Moments:
     def update_many(self, values: npt.ArrayLike) -> None:
         """Add a batch of values (non-finite values are ignored)."""
         x = np.asarray(values, dtype=np.float64).ravel()
-        if x.size and not np.isfinite(x).all():
-            x = x[np.isfinite(x)]
-        n = int(x.size)
-        if n == 0:
+        if not x.size:
             return
+        # The extremes say whether every value is finite (a NaN makes both NaN, an infinity
+        # shows in one): no mask pass unless one is not.
+        lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            x = x[np.isfinite(x)]
+            if not x.size:
+                return
+            lo, hi = float(x.min()), float(x.max())
+        n = int(x.size)
         # Values near the float limit overflow to inf: that variance is then not emitted
         # (non-finite gauges are left out of snapshots), which is the defined outcome.
         with np.errstate(over="ignore", invalid="ignore"):
             mean = float(x.mean())
             d = x - mean
             m2 = float(d @ d)
-        self._combine(n, mean, m2, float(x.min()), float(x.max()))
+        self._combine(n, mean, m2, lo, hi)
 
     def merge(self, other: object) -> None:
         """Add everything ``other`` (a Moments) has seen."""
