@@ -25,6 +25,11 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
    predict call can wait for it; CPU time, unlike latency, does not move with the load of the
    machine. Printed: its quantiles and the code locations of the longest stretches.
 
+6. ``ablation`` (not part of ``all``): what the 1000x20 tail is made of. Blocks mode, ``--runs``
+   interleaved runs of three variants: the decorated call; the same with the drain's reduction
+   replaced by giving the copies back (the call's own work and the reporter's wake-ups remain);
+   ``@mon.track`` without features.
+
 Linux only (reads ``/proc/self/status``).
 """
 
@@ -471,9 +476,47 @@ def gil_stretches(calls: int) -> None:
         print(f"| {where} | {count:,} | {mean:.0f} | {longest:.0f} |")
 
 
+def ablation(runs: int, rounds: int, calls: int, rate: float) -> None:
+    """What the 1000x20 tail is made of: blocks mode, three variants interleaved ``runs`` times.
+    "nothing reduced" replaces the drain's reduction with giving the copies back, so the call's
+    own work (the copy of X, the record) and the reporter's wake-ups remain, its reduction not."""
+    from mlmon.buffers import POOL
+    from mlmon.drain import Drain
+
+    ref = _reference()
+    real_reduce = Drain.reduce
+
+    def give_back(self: Drain, dts: Any, nums: Any, objs: Any, errs: Any, gen: Any, now: float) -> None:
+        for rec in gen:
+            if rec[3] is not None:
+                POOL.release(rec[3])
+
+    variants: list[tuple[str, bool, bool]] = [
+        ('@mon.track(features="X")', True, True),
+        ('@mon.track(features="X"), nothing reduced', True, False),
+        ("@mon.track (outputs only)", False, True),
+    ]
+    ratios: dict[str, list[float]] = {v[0]: [] for v in variants}
+    print(f"1000×{FEATURES}, blocks mode, {rate:,.0f} calls/s, {rounds} rounds of {calls:,} calls per side per run; "
+          "p99.9 with / without, per run:\n")
+    for _ in range(runs):
+        for label, features, reduce in variants:
+            Drain.reduce = real_reduce if reduce else give_back  # type: ignore[method-assign]
+            try:
+                w, wo, _info = blocks(_Case(1000, ref, features), rounds, calls, rate)
+            finally:
+                Drain.reduce = real_reduce  # type: ignore[method-assign]
+            ratios[label].append(_quantiles(w)["p99.9"] / _quantiles(wo)["p99.9"])
+    print("| variant | p99.9 ratio per run | median |")
+    print("|---|---|---:|")
+    for label, rs in ratios.items():
+        print(f"| {label} | {', '.join(f'{r:.2f}×' for r in rs)} | {statistics.median(rs):.2f}× |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "all"), default="all")
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "ablation", "all"), default="all")
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs of the ablation part")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
     ap.add_argument("--rate-1000", type=float, default=500.0, help="1000x20 calls/s per side (0: back to back)")
@@ -492,9 +535,10 @@ def main() -> None:
         "threads": lambda: threads_memory(args.seconds, 4),
         "cap": lambda: cap_memory(300_000),
         "gil": lambda: gil_stretches(2_500),
+        "ablation": lambda: ablation(args.runs, args.rounds, args.calls_1000, args.rate_1000),
     }
     for name, run in parts.items():
-        if args.part in (name, "all"):
+        if args.part == name or (args.part == "all" and name != "ablation"):
             run()
             print()
 

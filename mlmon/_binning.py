@@ -102,7 +102,10 @@ def bin_index(
     >>> bin_index(np.array([-1.0, 0.0, 0.5, 2.0, 9.0, np.nan]), np.array([0.0, 1.0, 2.0]))
     array([0, 1, 1, 2, 3, 3])
     """
-    if values.size >= _EVEN_MIN_VALUES and len(edges) >= _EVEN_MIN_EDGES:
+    n_edges = len(edges)
+    if n_edges >= _EVEN_MIN_EDGES and values.size >= (
+        _EVEN_MIN_VALUES if n_edges < _MANY_EDGES else _EVEN_MIN_VALUES_MANY
+    ):
         step = _even_step(edges)
         if step is not None:
             return _bin_even(values, edges, step)
@@ -113,6 +116,10 @@ def bin_index(
 # searched, 0.9 ms by arithmetic; on 11 edges 1.2 and 0.9 ms; 4,096 values on 11: 0.05 and 0.03).
 _EVEN_MIN_EDGES = 8
 _EVEN_MIN_VALUES = 4096
+# On many edges a search costs more per value (1,001 edges, 2,000 values: 98 µs searched, 28 µs
+# by arithmetic with the step found; 1,000 values: 30 and 24 µs; 512 values: 10 and 22 µs).
+_MANY_EDGES = 64
+_EVEN_MIN_VALUES_MANY = 1024
 
 
 def _bin_search(
