@@ -478,6 +478,7 @@ class CallBuffers:
         self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
         self.dropped_details = self.bytes = 0
         self.dropped_errors = {}
+        self.early_wake = True
 
 
 _DT, _EXC, _OUT, _FEATURES, _IDS, _END, _CID = (itemgetter(k) for k in (0, 1, 2, 3, 4, 5, 7))
