@@ -25,7 +25,9 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
    predict call can wait for it; CPU time, unlike latency, does not move with the load of the
    machine. Printed: its quantiles and the code locations of the longest stretches.
 
-6. ``ablation`` (not part of ``all``): what the 1000x20 tail is made of. Blocks mode, ``--runs``
+6. ``one-row``: one-row calls with features at a service's pace (a call, and every tenth call
+   a 0.2 ms sleep): the latency of each decorated call, up to p99.99.
+7. ``ablation`` (not part of ``all``): what the 1000x20 tail is made of. Blocks mode, ``--runs``
    interleaved runs of three variants: the decorated call; the same with the drain's reduction
    replaced by giving the copies back (the call's own work and the reporter's wake-ups remain);
    ``@mon.track`` without features.
@@ -476,6 +478,35 @@ def gil_stretches(calls: int) -> None:
         print(f"| {where} | {count:,} | {mean:.0f} | {longest:.0f} |")
 
 
+def one_row(calls: int) -> None:
+    """One-row calls with features at a service's pace: a call, and every tenth call a 0.2 ms
+    sleep (about 30,000 calls a second); the latency of each decorated call."""
+    ref = _reference()
+    mon = mlmon.Monitor("stall_one_row", reference=ref, flush_interval=60.0, window=60.0)
+    tracked = mon.track(features="x")(lambda x: 0.5)
+    x = np.ones(FEATURES)
+    for _ in range(200):
+        tracked(x)
+    mon.snapshot()
+    ns = np.empty(calls, dtype=np.int64)
+    perf = time.perf_counter_ns
+    for i in range(calls):
+        t0 = perf()
+        tracked(x)
+        ns[i] = perf() - t0
+        if i % 10 == 0:
+            time.sleep(0.0002)
+    snap = mon.snapshot()
+    mon.close()
+    us = ns / 1e3
+    q = [float(np.quantile(us, p)) for p in (0.5, 0.99, 0.999, 0.9999)]
+    print(f"one row of {FEATURES} features, {calls:,} calls at a service's pace:\n")
+    print("| p50 (µs) | p99 (µs) | p99.9 (µs) | p99.99 (µs) | max (µs) | calls over 100 µs |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {q[0]:.2f} | {q[1]:.1f} | {q[2]:.1f} | {q[3]:.1f} | {us.max():.0f} | {int((us > 100).sum()):,} |")
+    print(f"\ncalls counted {snap.get('mlmon_calls_total'):,.0f}")
+
+
 def ablation(runs: int, rounds: int, calls: int, rate: float) -> None:
     """What the 1000x20 tail is made of: blocks mode, three variants interleaved ``runs`` times.
     "nothing reduced" replaces the drain's reduction with giving the copies back, so the call's
@@ -515,7 +546,7 @@ def ablation(runs: int, rounds: int, calls: int, rate: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "ablation", "all"), default="all")
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "one-row", "ablation", "all"), default="all")
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs of the ablation part")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
@@ -535,6 +566,7 @@ def main() -> None:
         "threads": lambda: threads_memory(args.seconds, 4),
         "cap": lambda: cap_memory(300_000),
         "gil": lambda: gil_stretches(2_500),
+        "one-row": lambda: one_row(30_000),
         "ablation": lambda: ablation(args.runs, args.rounds, args.calls_1000, args.rate_1000),
     }
     for name, run in parts.items():

@@ -237,6 +237,18 @@ def _nothing() -> None:
 _Buf = TypeVar("_Buf", list[Any], "array.array[Any]")
 
 
+BACK_TO_BACK_NS = 20_000
+"""Calls closer together than this on average (ns between their ends) are a loop, not a
+service's requests: the background thread is not woken early for them."""
+
+
+def _back_to_back(gen: list[tuple[Any, ...]], n: int) -> bool:
+    """Whether the first ``n`` buffered records ended less than :data:`BACK_TO_BACK_NS` apart
+    on average (records of failed calls carry no end: then no)."""
+    first, last = gen[0][5], gen[n - 1][5]
+    return bool(0 < first < last and last - first < (n - 1) * BACK_TO_BACK_NS)
+
+
 def _take(buf: _Buf) -> _Buf:
     """Remove and return what ``buf`` holds now; appends racing with this land after it."""
     n = len(buf)
@@ -296,9 +308,11 @@ class CallBuffers:
         self.bytes = 0  # approximate under threads: only a trigger
         self.wake: Callable[[], None] = _nothing
         self.drain_inline = drain_inline
-        # Batch outputs wake the background thread long before their row cap, unless it has
-        # been seen to fall behind (see :meth:`add_obj`); the reporter's flush sets it again.
+        # Batch outputs and records wake the background thread long before their caps, unless
+        # it has been seen to fall behind (see :meth:`set_early`); the reporter's flush sets it
+        # again. Below ``gen_soft`` records a wrapper only appends.
         self.early_wake = True
+        self.gen_soft = max(1, self.soft_cap >> 2)
         self.internal_error = internal_error
         self.lock = threading.Lock()  # short: the dropped counts below
         self.obj_rows = 0
@@ -343,9 +357,24 @@ class CallBuffers:
             elif self.bytes >= self.soft_bytes:
                 self.wake()  # big records: reduced on the background thread
             elif n >= self.soft_cap:
-                self.drain_inline()  # many small records: cheap to reduce here
+                if self.drain_inline() is False:  # many small records: cheap to reduce here
+                    self.set_early(False)
+            elif self.early_wake and n >= self.soft_cap >> 2:
+                if n == self.soft_cap >> 2 and _back_to_back(gen, n):
+                    # Calls back to back (a batch loop): the calling thread reduces them at the
+                    # soft cap, cheaper than handing the GIL to and fro; until the next flush.
+                    self.set_early(False)
+                else:
+                    self.wake()  # reduced on the background thread, long before the soft cap
         except Exception as exc:
             self.internal_error("buffer", exc)
+
+    def set_early(self, on: bool) -> None:
+        """Wake the background thread early (past a quarter of the caps), or not: off when a
+        call at a cap finds it still draining (a predict loop that keeps the GIL starves it;
+        the calling threads then drain, one bounded chunk at a time), on again at each flush."""
+        self.early_wake = on
+        self.gen_soft = max(1, self.soft_cap >> 2) if on else self.soft_cap
 
     def full(self, dt: int, result: Any) -> None:
         """The fast-path buffer reached its soft cap: ``dt`` and the call's output."""
@@ -393,9 +422,7 @@ class CallBuffers:
             self.obj_rows += rows  # approximate under threads; only a trigger
             if self.obj_rows > self.max_rows:
                 if self.drain_inline() is False:
-                    # The background thread holds the drain and falls behind (a predict loop
-                    # that keeps the GIL): until the next flush, the calling threads drain.
-                    self.early_wake = False
+                    self.set_early(False)
             elif self.early_wake and self.obj_rows > self.max_rows >> 2:
                 self.wake()  # reduced on the background thread, long before the row cap
         except Exception as exc:
@@ -478,7 +505,7 @@ class CallBuffers:
         self.obj_rows = self.dropped_calls = self.dropped_rows = self.dropped_outputs = 0
         self.dropped_details = self.bytes = 0
         self.dropped_errors = {}
-        self.early_wake = True
+        self.set_early(True)
 
 
 _DT, _EXC, _OUT, _FEATURES, _IDS, _END, _CID = (itemgetter(k) for k in (0, 1, 2, 3, 4, 5, 7))

@@ -452,6 +452,9 @@ class Monitor:
         """
         lock = self._drain_lock
         if not lock.acquire(blocking=False):
+            # A drain elsewhere (the background thread's) is behind the predict calls: offer it
+            # the GIL once, so that a loop that never lets go of it cannot starve it.
+            time.sleep(0)
             return False
         try:
             self._drain_locked(chunks=1)
@@ -617,7 +620,7 @@ class Monitor:
         """One reporter cycle: drain, sync the shared store, snapshot (with the cycle's latency
         sample), rules, emit. With ``lock_timeout`` >= 0, a cycle still running elsewhere is
         waited for that long at most; then this one builds its snapshot and emits nothing."""
-        self._buffers.early_wake = True  # batch outputs wake the background thread again
+        self._buffers.set_early(True)  # buffers wake the background thread early again
         if not self._emit_lock.acquire(timeout=lock_timeout):
             self._internal_error("close", TimeoutError("a reporter cycle is still running"))
             with self._drain_lock:

@@ -248,7 +248,6 @@ def general_wrapper(
     record = b.record
     gen = b.gen
     add_gen = gen.append
-    soft = b.soft_cap
     soft_bytes = b.soft_bytes
     max_bytes = b.max_bytes
     internal = mon._internal_error
@@ -327,7 +326,7 @@ def general_wrapper(
         if type(out) not in immutable:
             size += sizeof(out)
         rec = (end - t0, None, out, f, i, end, size, -1, *sg)
-        if len(gen) < soft and b.bytes + size < soft_bytes:
+        if len(gen) < b.gen_soft and b.bytes + size < soft_bytes:
             add_gen(rec)
             b.bytes += size
         else:
@@ -619,7 +618,7 @@ class Track(Call):
                 if len(gen) < b.soft_cap:
                     gen.append(rec)
                     return
-            elif len(gen) < b.soft_cap and b.bytes + size < b.soft_bytes:
+            elif len(gen) < b.gen_soft and b.bytes + size < b.soft_bytes:
                 gen.append(rec)
                 b.bytes += size
                 return
