@@ -357,8 +357,7 @@ class CallBuffers:
             elif self.bytes >= self.soft_bytes:
                 self.wake()  # big records: reduced on the background thread
             elif n >= self.soft_cap:
-                if self.drain_inline() is False:  # many small records: cheap to reduce here
-                    self.set_early(False)
+                self._drain_here()  # many small records: cheap to reduce here
             elif self.early_wake and n >= self.soft_cap >> 2:
                 if n == self.soft_cap >> 2 and _back_to_back(gen, n):
                     # Calls back to back (a batch loop): the calling thread reduces them at the
@@ -375,6 +374,12 @@ class CallBuffers:
         the calling threads then drain, one bounded chunk at a time), on again at each flush."""
         self.early_wake = on
         self.gen_soft = max(1, self.soft_cap >> 2) if on else self.soft_cap
+
+    def _drain_here(self) -> None:
+        """A cap is reached: drain one chunk on this thread; if a drain runs elsewhere, it is
+        behind the predict calls, and early wakes stop until the next flush."""
+        if self.drain_inline() is False:
+            self.set_early(False)
 
     def full(self, dt: int, result: Any) -> None:
         """The fast-path buffer reached its soft cap: ``dt`` and the call's output."""
@@ -421,8 +426,7 @@ class CallBuffers:
             self.objs.append(copy_value(result))
             self.obj_rows += rows  # approximate under threads; only a trigger
             if self.obj_rows > self.max_rows:
-                if self.drain_inline() is False:
-                    self.set_early(False)
+                self._drain_here()
             elif self.early_wake and self.obj_rows > self.max_rows >> 2:
                 self.wake()  # reduced on the background thread, long before the row cap
         except Exception as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -198,17 +201,11 @@ class FeatureAccumulator:
         """:meth:`_count_cells` of the rows ``rows`` of ``xt`` unsorted: the number of values
         below each bound, ``count_nonzero(row < bound)``, is the bound's ``searchsorted``
         position in the sorted row (NaN compares false, as it sorts last)."""
-        schema = self.schema
-        pos = schema.bin_pos
-        keys = schema.bin_keys
-        bounds = np.empty(pos[-1], dtype=np.intp)
-        for k in range(len(keys)):
-            handover()
+        def below(k: int, keys: F64) -> list[int]:
             row = xt[rows[k]]
-            start = pos[k]
-            for i, key in enumerate(keys[k].tolist()):
-                bounds[start + i] = np.count_nonzero(row < key)
-        self.hist += np.diff(bounds)[schema.bin_take]
+            return [int(np.count_nonzero(row < key)) for key in keys.tolist()]
+
+        self._add_cells(below)
 
     def _count_cells(self, srt: F64) -> None:
         """Add the cell counts of the binned features' sorted rows ``srt`` (one row per binned
@@ -216,13 +213,18 @@ class FeatureAccumulator:
         of the schema's bounds per feature: ``[-max, e0 .. e(m-1), next(e(m)), inf)`` with
         ``side="left"``, so -inf, +inf and NaN (sorted last) fall outside every cell and the
         maximum belongs to the last bin."""
+        self._add_cells(lambda k, keys: srt[k].searchsorted(keys, side="left"))
+
+    def _add_cells(self, positions: Callable[[int, F64], Any]) -> None:
+        """Add the cells whose bounds' positions among binned feature ``k``'s values are
+        ``positions(k, bounds)`` (bounds as in :meth:`_count_cells`)."""
         schema = self.schema
         pos = schema.bin_pos
         keys = schema.bin_keys
         bounds = np.empty(pos[-1], dtype=np.intp)
         for k in range(len(keys)):
             handover()
-            bounds[pos[k] : pos[k + 1]] = srt[k].searchsorted(keys[k], side="left")
+            bounds[pos[k] : pos[k + 1]] = positions(k, keys[k])
         self.hist += np.diff(bounds)[schema.bin_take]
 
     def update_categorical(self, C: Obj) -> None:

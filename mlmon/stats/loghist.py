@@ -16,6 +16,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from mlmon.stats.moments import finite_extremes
+
 __all__ = ["LogHistogram"]
 
 
@@ -102,22 +104,15 @@ class LogHistogram:
 
     def add_many(self, values: npt.ArrayLike) -> None:
         """Add a batch of values (non-finite values are ignored; the caller counts them)."""
-        x = np.asarray(values, dtype=np.float64).ravel()
-        if not x.size:
+        finite = finite_extremes(values)
+        if finite is None:
             return
-        # The extremes say whether every value is finite (a NaN makes both NaN, an infinity
-        # shows in one), and whether they are all positive: then no mask pass at all.
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            x = x[np.isfinite(x)]
-            if not x.size:
-                return
-            lo, hi = float(x.min()), float(x.max())
+        x, lo, hi = finite
         self.count += int(x.size)
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         n = self._pos.size
-        if lo >= self.min_value:
+        if lo >= self.min_value:  # all positive: no sign masks
             self._pos += np.bincount(self._index(x), minlength=n)
             return
         pos = x[x >= self.min_value]

@@ -7,7 +7,28 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Moments"]
+__all__ = ["Moments", "finite_extremes"]
+
+
+
+def finite_extremes(values: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], float, float] | None:
+    """The finite values of ``values`` (flattened float64) with their minimum and maximum, or
+    None if there are none. The extremes say whether every value is finite (a NaN makes both
+    NaN, an infinity shows in one), so a batch without a missing value costs no mask pass.
+
+    >>> finite_extremes([3.0, float("nan"), -1.0])
+    (array([ 3., -1.]), -1.0, 3.0)
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if not x.size:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        x = x[np.isfinite(x)]
+        if not x.size:
+            return None
+        lo, hi = float(x.min()), float(x.max())
+    return x, lo, hi
 
 
 class Moments:
@@ -67,17 +88,10 @@ class Moments:
 
     def update_many(self, values: npt.ArrayLike) -> None:
         """Add a batch of values (non-finite values are ignored)."""
-        x = np.asarray(values, dtype=np.float64).ravel()
-        if not x.size:
+        finite = finite_extremes(values)
+        if finite is None:
             return
-        # The extremes say whether every value is finite (a NaN makes both NaN, an infinity
-        # shows in one): no mask pass unless one is not.
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            x = x[np.isfinite(x)]
-            if not x.size:
-                return
-            lo, hi = float(x.min()), float(x.max())
+        x, lo, hi = finite
         n = int(x.size)
         # Values near the float limit overflow to inf: that variance is then not emitted
         # (non-finite gauges are left out of snapshots), which is the defined outcome.
