@@ -55,6 +55,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import attrs
@@ -65,10 +66,10 @@ from mlmon._clock import FakeClock
 from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
 from mlmon.feedback import Joined, as_batch, id_keys
-from mlmon.fleet.state import export_state, merge_states
+from mlmon.fleet.state import export_state, fleet_samples, merge_states
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference
-from mlmon.snapshot import Snapshot
+from mlmon.snapshot import Snapshot, samples_from
 from mlmon.tasks import MulticlassClassification, Regression, Task
 
 __all__ = ["LIVE_ONLY", "META_COLUMNS", "evaluate", "series_name"]
@@ -90,6 +91,8 @@ META_COLUMNS = ("chunk", "start", "end", "rows", "out_of_order", "duplicate_ids"
 log = logging.getLogger("mlmon")
 
 _OUTCOME_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_WORKERS = 8  # evaluate's default threads, at most (a chunk's states are merged on one)
+_WORKERS_LIMIT = 256  # evaluate(workers=) above this is a mistake, not a machine
 _WINDOW = 300.0  # time never moves in a chunk's monitor: nothing rotates out, nothing expires
 
 
@@ -152,7 +155,10 @@ class _Part:
     out_of_order: int
     duplicate_ids: int
     internal_errors: int
-    state: bytes
+    state: bytes  # empty when the snapshot is given
+    # The chunk's snapshot, when no other partition has rows of the chunk (a pandas frame):
+    # read off the chunk's parts on the thread that fed them, with no state to merge.
+    snapshot: Snapshot | None = attrs.field(default=None, eq=False)
 
 
 # -- checks (on dtypes only, so a Dask DataFrame is checked without computing) ----------------
@@ -304,7 +310,7 @@ class _RowJoin:
         # As the FeedbackJoin: a label for a labelled prediction is a duplicate, and of several
         # labels for one prediction in this batch the first joins.
         dup = self._state[pos] == self._LABELLED
-        if pos.size > 1:
+        if pos.size > 1 and not bool((pos[1:] > pos[:-1]).all()):  # ids in order: no repeats
             _, first = np.unique(pos, return_index=True)
             if first.size < pos.size:
                 later = np.ones(pos.size, dtype=np.bool_)
@@ -389,6 +395,14 @@ class _ChunkParts:
 
     def state(self) -> bytes:
         return export_state(self, now=0.0, wall=0.0, instance="offline")
+
+    def snapshot(self) -> Snapshot:
+        """What merging :meth:`state` alone would give (the same samples: tests compare the
+        two), without writing and reading the state."""
+        return Snapshot(
+            model=self.name, version=self.version, instance="offline", timestamp=0.0,
+            window=self.parts[0].covered(0.0), samples=samples_from(fleet_samples(self.parts, 0.0)),
+        )  # fmt: skip
 
 
 def _numeric_frame(spec: _Spec, chunk: _ChunkParts, sub: Any) -> Any:
@@ -516,25 +530,34 @@ def _one_blas_thread() -> Iterator[None]:
 
 
 def _partition(
-    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor | None = None
+    pdf: Any,
+    spec: _Spec,
+    offset: int,
+    prev_ts: int | None,
+    dup_ids: Any | None,
+    template: Monitor | None = None,
+    workers: int = 1,
+    direct: bool = False,
 ) -> list[_Part]:
     """The parts of every chunk that this partition's rows touch (``template``: a monitor of
-    ``spec``'s configuration, made here when not given)."""
+    ``spec``'s configuration, made here when not given), chunks fed on up to ``workers``
+    threads; with ``direct``, each part has its chunk's snapshot instead of its state (the
+    partition is the whole frame: no other partition has rows of its chunks)."""
     n = len(pdf)
     if n == 0:
         return []
     if template is None:
         own = spec.monitor()
         try:
-            return _partition(pdf, spec, offset, prev_ts, dup_ids, own)
+            return _partition(pdf, spec, offset, prev_ts, dup_ids, own, workers, direct)
         finally:
             own.close()
     with _one_blas_thread():
-        return _chunks(pdf, spec, offset, prev_ts, dup_ids, template)
+        return _chunks(pdf, spec, offset, prev_ts, dup_ids, template, workers, direct)
 
 
 def _chunks(
-    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor, workers: int, direct: bool
 ) -> list[_Part]:
     n = len(pdf)
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
@@ -554,21 +577,27 @@ def _chunks(
     sk = keys[order]
     cuts = np.flatnonzero(sk[1:] != sk[:-1]) + 1
     bounds = [0, *cuts.tolist(), n]
-    out: list[_Part] = []
-    for a, b in itertools.pairwise(bounds):
+    def one(a: int, b: int) -> _Part:
         idx = order[a:b]
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
         chunk = _ChunkParts(template)
         _feed(chunk, spec, pdf, rows)
-        state = chunk.state()
+        state, snap = (b"", chunk.snapshot()) if direct else (chunk.state(), None)
         key = int(sk[a])
         start: int | None = None
         end: int | None = None
         if ts is not None:
             t = ts[idx]
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
-        out.append(_Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state))
-    return out
+        return _Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state, snap)
+
+    spans = list(itertools.pairwise(bounds))
+    if workers > 1 and len(spans) > 1:
+        # numpy lets the GIL go in the heavy steps (sorts, sums, comparisons over a batch):
+        # chunks fed on several threads use several cores. Each chunk has its own parts.
+        with ThreadPoolExecutor(min(workers, len(spans)), thread_name_prefix="mlmon-evaluate") as ex:
+            return list(ex.map(lambda ab: one(*ab), spans))
+    return [one(a, b) for a, b in spans]
 
 
 # -- the whole frame --------------------------------------------------------------------------
@@ -612,9 +641,12 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
     columns: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # every chunk has the same series
     for i, key in enumerate(sorted(by_key)):
         group = by_key[key]
-        merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
-        if merged.rejected:  # states made here by one configuration: this is a bug, not bad input
-            raise RuntimeError(f"evaluate: chunk {key}: states rejected {merged.rejected}")
+        given = group[0].snapshot if len(group) == 1 else None
+        if given is None:
+            merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
+            if merged.rejected:  # states made here by one configuration: this is a bug, not bad input
+                raise RuntimeError(f"evaluate: chunk {key}: states rejected {merged.rejected}")
+            given = merged.snapshot
         starts = [p.start for p in group if p.start is not None]
         ends = [p.end for p in group if p.end is not None]
         start = min(starts) if starts else None
@@ -629,7 +661,7 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
             "duplicate_ids": sum(p.duplicate_ids for p in group),
             "internal_errors": sum(p.internal_errors for p in group),
         }
-        kept = tuple(s for s in merged.snapshot.samples if s.name not in LIVE_ONLY)
+        kept = tuple(s for s in given.samples if s.name not in LIVE_ONLY)
         for s in kept:
             series = columns.get((s.name, s.labels))
             if series is None:
@@ -637,17 +669,17 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
             row[series] = s.value
         rows.append(row)
         stamp = end / 1e9 if end is not None else float(key)
-        snaps.append(attrs.evolve(merged.snapshot, samples=kept, timestamp=stamp))
+        snaps.append(attrs.evolve(given, samples=kept, timestamp=stamp))
     return rows, snaps
 
 
-def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor) -> list[_Part]:
+def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor, workers: int) -> list[_Part]:
     _check_columns(list(data.columns), dict(data.dtypes), spec)
     dups = None
     if spec.ids is not None:
         dups = _duplicates_pandas(data[spec.ids])
         _raise_duplicates(spec.ids, dups, duplicate_ids)
-    return _partition(data, spec, 0, None, dups, template)
+    return _partition(data, spec, 0, None, dups, template, workers, direct=True)
 
 
 def _raise_duplicates(col: str, dups: Any, how: str) -> None:
@@ -682,6 +714,19 @@ def _evaluate_dask(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
     return [p for r in results for p in r]
 
 
+def _workers(workers: int | None) -> int:
+    """The number of threads for ``evaluate(workers=...)``."""
+    if workers is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not on Linux
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, _MAX_WORKERS))
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= _WORKERS_LIMIT:
+        raise ValueError(f"evaluate: workers must be an int from 1 to {_WORKERS_LIMIT} or None, got {workers!r}")
+    return int(workers)
+
+
 def _is_dask(data: Any) -> bool:
     return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "to_delayed")
 
@@ -705,6 +750,7 @@ def evaluate(
     duplicate_ids: Literal["raise", "keep"] = "raise",
     batch_rows: int = 65_536,
     jsonl: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
 ) -> Any:
     """The live monitor's metrics over logged predictions, one row per chunk.
 
@@ -729,6 +775,10 @@ def evaluate(
         batch_rows: rows per tracked call (outputs, features and labels go in such batches).
         jsonl: also write each chunk's snapshot to this JSON-lines file (the format of
             ``JsonlEmitter``; ``python -m mlmon report`` makes the HTML report from it).
+        workers: threads that evaluate the chunks of a pandas DataFrame at once (default: one
+            per CPU the process may use, at most 8; 1: all in the calling thread). The heavy
+            steps are numpy's, which run without the GIL. Results do not depend on it. A Dask
+            DataFrame's partitions run on Dask's workers (each partition in one thread).
 
     Returns:
         A pandas DataFrame: the :data:`META_COLUMNS` (``chunk``; ``start`` and ``end``, UTC —
@@ -752,12 +802,13 @@ def evaluate(
         categorical=categorical, model=model, version=version, duplicate_ids=duplicate_ids,
         batch_rows=batch_rows,
     )  # fmt: skip
+    n_workers = _workers(workers)
     template = spec.monitor()
     try:
         if _is_dask(data):
             parts = _evaluate_dask(data, spec, duplicate_ids)
         elif isinstance(data, pd.DataFrame):
-            parts = _evaluate_pandas(data, spec, duplicate_ids, template)
+            parts = _evaluate_pandas(data, spec, duplicate_ids, template, n_workers)
         else:
             raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
         rows, snaps = _rows_of(spec, parts, template)
@@ -765,10 +816,27 @@ def evaluate(
         template.close()
     if jsonl is not None:
         _write_jsonl(jsonl, snaps)
-    frame = pd.DataFrame(rows, columns=_columns(rows))
-    for col in ("chunk", "rows", "out_of_order", "duplicate_ids", "internal_errors"):
-        frame[col] = frame[col].astype("int64")
-    return frame
+    return _frame(rows)
+
+
+_INT_COLUMNS = ("chunk", "rows", "out_of_order", "duplicate_ids", "internal_errors")
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    """The result DataFrame: the meta columns as pandas reads them from the rows, then every
+    series as float64 (NaN in a chunk without it), built as one block: a frame of a few
+    thousand series is made in about a millisecond, not one column at a time."""
+    pd = _pandas()
+    cols = _columns(rows)
+    head = pd.DataFrame([{c: row[c] for c in META_COLUMNS} for row in rows], columns=list(META_COLUMNS))
+    for col in _INT_COLUMNS:
+        head[col] = head[col].astype("int64")
+    series = cols[len(META_COLUMNS) :]
+    if not series:
+        return head
+    nan = math.nan
+    block = np.array([[row.get(c, nan) for c in series] for row in rows], dtype=np.float64)
+    return pd.concat([head, pd.DataFrame(block.reshape(len(rows), len(series)), columns=series)], axis=1)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -103,11 +103,30 @@ def _float_rows(arr: npt.NDArray[Any]) -> FloatArray:
     return np.full(arr.shape, _NAN)
 
 
+_LUT_SPAN = 4096  # integer labels spanning fewer values are mapped through a table by counting
+
+
 def _lut_map(arr: npt.NDArray[Any], fn: Callable[[Any], float]) -> FloatArray:
     """Apply ``fn`` to every element of a 1-D array, calling it once per distinct value."""
     if arr.size == 0:
         return np.empty(0, dtype=np.float64)
-    if arr.dtype.kind in "biufUS":
+    kind = arr.dtype.kind
+    if kind in "biu" and arr.ndim == 1:
+        # Integers (and bools) within a short range, labels as a rule: the distinct values
+        # are found by counting, not by np.unique's sort; ``fn`` sees the same values.
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < _LUT_SPAN and hi < 2**62:
+            idx = arr.astype(np.intp)
+            if lo:
+                idx -= lo
+            present = np.flatnonzero(np.bincount(idx, minlength=hi - lo + 1))
+            values = (present + lo).tolist()
+            if kind == "b":
+                values = [bool(v) for v in values]
+            lut = np.full(hi - lo + 1, _NAN)
+            lut[present] = np.fromiter((fn(v) for v in values), dtype=np.float64, count=len(values))
+            return lut[idx]
+    if kind in "biufUS":
         uniq, inverse = np.unique(arr, return_inverse=True)
         lut = np.fromiter((fn(v) for v in uniq.tolist()), dtype=np.float64, count=uniq.size)
         return lut[inverse.ravel()]

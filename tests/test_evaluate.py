@@ -480,3 +480,91 @@ def test_blas_runs_on_one_thread_while_chunks_are_fed_and_is_restored_after() ->
             t.join(120)
         assert errors == [] and not any(t.is_alive() for t in threads)
         assert blas_threads() == {2}
+
+
+# -- threads, and the snapshot read off a chunk's parts ----------------------------------------
+
+
+def test_threads_change_nothing_and_each_chunk_is_fed_once() -> None:
+    from mlmon import offline
+
+    log, ref = make_log(3000, seed=4), make_reference()
+    kw: dict[str, Any] = dict(outputs="score", labels="label", outcomes=["click"], ids="id", timestamp="ts", chunk=250, task=TASK, reference=ref, batch_rows=97)
+    fed: list[int] = []
+    threads: set[str] = set()
+    real_feed = offline._feed
+
+    def feed(chunk: Any, spec: Any, pdf: Any, rows: Any) -> None:
+        import threading
+
+        fed.append(len(pdf.iloc[rows]))
+        threads.add(threading.current_thread().name)
+        real_feed(chunk, spec, pdf, rows)
+
+    offline._feed = feed  # type: ignore[assignment]
+    try:
+        one = mlmon.evaluate(log, workers=1, **kw)
+        assert threads == {threading_main_name()} and sum(fed) == 3000 and len(fed) == 12
+        fed.clear()
+        threads.clear()
+        four = mlmon.evaluate(log, workers=4, **kw)
+    finally:
+        offline._feed = real_feed  # type: ignore[assignment]
+    assert sorted(fed) == sorted([250] * 12) and all(t.startswith("mlmon-evaluate") for t in threads)
+    pd.testing.assert_frame_equal(one, four, check_exact=True)
+    assert len(one) == 12
+
+
+def threading_main_name() -> str:
+    import threading
+
+    return threading.main_thread().name
+
+
+def test_the_snapshot_read_off_a_chunk_equals_its_state_merged() -> None:
+    """A pandas frame's chunks give their snapshots straight from their parts; the same rows
+    as states (what a Dask partition sends) merge to the same metrics, every series equal."""
+    from mlmon import offline
+
+    log, ref = awkward_log(1500, seed=21), make_reference()
+    kw: dict[str, Any] = dict(outputs="score", labels="label", outcomes=["click"], chunk=400, task=TASK, reference=ref, batch_rows=150)
+    got = mlmon.evaluate(log, **kw)
+    spec = offline._make_spec(
+        log, outputs="score", features=None, labels="label", outcomes=["click"], ids=None, timestamp=None, chunk=400,
+        task=TASK, reference=ref, drift=None, categorical=(), model="offline", version=None, duplicate_ids="raise", batch_rows=150,
+    )  # fmt: skip
+    template = spec.monitor()
+    try:
+        parts = offline._partition(log, spec, 0, None, None, template, workers=1, direct=False)
+        assert all(p.snapshot is None and p.state for p in parts)
+        rows, _ = offline._rows_of(spec, parts, template)
+    finally:
+        template.close()
+    pd.testing.assert_frame_equal(got, offline._frame(rows), check_exact=True)
+    assert len(got.columns) > 100 and len(got) == 4
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5, "2", 257])
+def test_bad_workers_are_named(workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers must be an int from 1 to 256 or None"):
+        mlmon.evaluate(make_log(50), outputs="score", task=TASK, workers=workers)
+
+
+def test_the_result_frame_is_what_pandas_makes_of_the_rows() -> None:
+    """The frame built as one block equals pandas' own frame of the rows: chunks without a
+    series (NaN), NaT bounds, the integer columns."""
+    from mlmon import offline
+
+    nat = pd.NaT
+    t = pd.Timestamp("2026-01-01", tz="UTC")
+    rows: list[dict[str, Any]] = [
+        {"chunk": 0, "start": t, "end": t, "rows": 5, "out_of_order": 0, "duplicate_ids": 1, "internal_errors": 0, "a": 1.5, "b{x=\"1\"}": 2.0},
+        {"chunk": 1, "start": t, "end": t, "rows": 3, "out_of_order": 2, "duplicate_ids": 0, "internal_errors": 0, "c": -0.0},
+        {"chunk": 2, "start": t, "end": t, "rows": 1, "out_of_order": 0, "duplicate_ids": 0, "internal_errors": 1, "a": float("inf"), "c": 7.0},
+    ]
+    bare = [{**r, "start": nat, "end": nat} for r in rows]
+    for rs in (rows, bare, rows[:1], [{k: v for k, v in rows[0].items() if k in META_COLUMNS}], []):
+        slow = pd.DataFrame(rs, columns=offline._columns(rs))
+        for col in ("chunk", "rows", "out_of_order", "duplicate_ids", "internal_errors"):
+            slow[col] = slow[col].astype("int64")
+        pd.testing.assert_frame_equal(offline._frame(rs), slow, check_exact=True)

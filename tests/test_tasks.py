@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -292,3 +293,41 @@ def test_map_scores_is_regression_mapping_without_classes() -> None:
     assert out.valid.tolist() == [True, False]
     assert map_scores(np.zeros((2, 3))).invalid == 2
     assert map_scores(None).invalid == 1
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.array([1, 0, 0, 1, 1, 0, 7], dtype=np.int64),
+        np.array([True, False, True]),
+        np.array([-128, 127, 0, -128], dtype=np.int8),
+        np.array([3, 3, 3], dtype=np.uint8),
+        np.array([2**63 + 5, 2**63 + 1], dtype=np.uint64),  # beyond the table's range: np.unique
+        np.array([-(2**40), 2**40], dtype=np.int64),  # too wide a span: np.unique
+        np.random.default_rng(0).integers(-50, 4000, 20_000),
+        np.array([[1, 0], [0, 1]]),  # 2-D: np.unique
+    ],
+)
+def test_lut_map_by_counting_equals_np_unique(arr: np.ndarray) -> None:
+    """Integer labels mapped through a table built by counting give what np.unique's table
+    gives, and ``fn`` sees the same distinct values, in the same order and of the same type."""
+    from mlmon.tasks import _lut_map
+
+    def reference(a: np.ndarray, fn: Any) -> np.ndarray:
+        uniq, inverse = np.unique(a, return_inverse=True)
+        lut = np.array([fn(v) for v in uniq.tolist()], dtype=np.float64)
+        return lut[inverse.ravel()]
+
+    seen: list[list[Any]] = [[], []]
+
+    def recorder(k: int) -> Any:
+        def fn(v: Any) -> float:
+            seen[k].append((type(v), v))
+            return float("nan") if v == 7 else float(v) * 0.5 + (1.0 if v is True else 0.0)
+
+        return fn
+
+    got = _lut_map(arr, recorder(0))
+    want = reference(arr, recorder(1))
+    np.testing.assert_array_equal(got, want)
+    assert seen[0] == seen[1]
