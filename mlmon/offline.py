@@ -68,7 +68,7 @@ from mlmon.drift import DriftConfig
 from mlmon.feedback import Joined, as_batch, id_keys
 from mlmon.fleet.state import export_state, fleet_samples, merge_states
 from mlmon.monitor import Monitor
-from mlmon.reference import Reference
+from mlmon.reference import Reference, usable_cpus
 from mlmon.snapshot import Snapshot, samples_from
 from mlmon.tasks import MulticlassClassification, Regression, Task
 
@@ -717,11 +717,7 @@ def _evaluate_dask(data: Any, spec: _Spec, duplicate_ids: str) -> list[_Part]:
 def _workers(workers: int | None) -> int:
     """The number of threads for ``evaluate(workers=...)``."""
     if workers is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):  # not on Linux
-            cpus = os.cpu_count() or 1
-        return max(1, min(cpus, _MAX_WORKERS))
+        return usable_cpus(_MAX_WORKERS)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= _WORKERS_LIMIT:
         raise ValueError(f"evaluate: workers must be an int from 1 to {_WORKERS_LIMIT} or None, got {workers!r}")
     return int(workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -418,3 +419,42 @@ def test_profile_validators_name_field_and_value() -> None:
 def test_reference_is_frozen(ref: Reference) -> None:
     with pytest.raises(AttributeError):
         ref.rows = 3  # type: ignore[misc]
+
+
+def test_columns_profiled_on_threads_equal_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From PARALLEL_VALUES values the numeric columns are profiled on threads: the same
+    reference, and a column that fails raises what it raises one by one."""
+    import threading
+
+    from mlmon import _profiles, reference
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(5000, 6)) * [1, 10, 100, 1e-3, 1, 1]
+    X[::7, 2] = np.nan
+    X[:, 4] = 3.0  # constant
+    cats = rng.choice(["a", "b", None], 5000).astype(object)
+    data = {f"x{j}": X[:, j] for j in range(6)} | {"c": cats}
+    threads: set[str] = set()
+    real = _profiles.NumericProfile.from_values.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: Any, name: str, values: Any, bins: int = 10) -> Any:
+        threads.add(threading.current_thread().name)
+        return real(cls, name, values, bins)
+
+    monkeypatch.setattr(_profiles.NumericProfile, "from_values", classmethod(spy))
+    monkeypatch.setattr(reference, "usable_cpus", lambda limit=8: 3)
+    monkeypatch.setattr(reference, "PARALLEL_VALUES", 10**12)
+    alone = Reference.from_data(data)
+    assert threads == {threading.main_thread().name}
+    threads.clear()
+    monkeypatch.setattr(reference, "PARALLEL_VALUES", 1000)
+    together = Reference.from_data(data)
+    assert threads and all(t.startswith("mlmon-reference") for t in threads)
+    assert together.to_dict() == alone.to_dict()
+
+    bad = dict(data)
+    bad["x3"] = np.array([1e300, -1e300] * 2500)  # variance overflows
+    for limit in (10**12, 1000):
+        monkeypatch.setattr(reference, "PARALLEL_VALUES", limit)
+        with pytest.raises(ValueError, match="feature 'x3' has values too large"):
+            Reference.from_data(bad)
