@@ -405,18 +405,35 @@ class _ChunkParts:
         )  # fmt: skip
 
 
-def _numeric_frame(spec: _Spec, chunk: _ChunkParts, sub: Any) -> Any:
-    """The feature columns, when the feature part reads them all as numbers and every column
-    is of a numeric dtype: then each batch goes as one float64 matrix (NaN for missing), what
-    the feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`). None otherwise
-    (each batch goes as a DataFrame, as live)."""
+@attrs.frozen
+class _Columns:
+    """Where a partition's feature columns are, looked up once for all its chunks."""
+
+    positions: npt.NDArray[np.intp] | None  # of the feature columns in order (None: names repeat)
+    numeric: bool  # every feature column is of a numeric dtype
+
+    @classmethod
+    def of(cls, pdf: Any, spec: _Spec) -> _Columns:
+        sel = pdf[list(spec.features)]
+        numeric = all(getattr(d, "kind", "O") in "biuf" for d in sel.dtypes)
+        if not pdf.columns.is_unique:
+            return cls(None, numeric)
+        return cls(np.asarray(pdf.columns.get_indexer(list(spec.features)), dtype=np.intp), numeric)
+
+    def select(self, sub: Any, spec: _Spec) -> Any:
+        """The feature columns of ``sub`` (rows of the partition), in the spec's order."""
+        return sub.iloc[:, self.positions] if self.positions is not None else sub[list(spec.features)]
+
+
+def _numeric_frame(spec: _Spec, chunk: _ChunkParts, cols: _Columns, feats: Any) -> Any:
+    """``feats`` (the feature columns) when the feature part reads them all as numbers and
+    every column is of a numeric dtype: then each batch goes as one float64 matrix (NaN for
+    missing), what the feature part makes of such a DataFrame (:mod:`mlmon.features.inputs`).
+    None otherwise (each batch goes as a DataFrame, as live)."""
     schema = chunk.features.schema
-    if schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
+    if not cols.numeric or schema is None or schema.n_categorical or tuple(schema.names) != spec.features:
         return None
-    frame = sub[list(spec.features)]
-    if any(getattr(d, "kind", "O") not in "biuf" for d in frame.dtypes):
-        return None
-    return frame
+    return feats
 
 
 def _matrix(frame: Any) -> Any:
@@ -427,7 +444,7 @@ def _matrix(frame: Any) -> Any:
     return _readonly(x) if x.shape == frame.shape else frame
 
 
-def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice) -> None:
+def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice, cols: _Columns | None = None) -> None:
     """Feed rows (positions in ``pdf``) to a chunk's parts in batches of ``spec.batch_rows``.
 
     Each batch is what a monitor's drain hands its parts after one tracked call of its rows
@@ -444,8 +461,10 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
     feats: Any = None
     numeric = None
     if spec.features:
-        numeric = _numeric_frame(spec, chunk, sub)
-        feats = numeric if numeric is not None else sub[list(spec.features)]
+        if cols is None:
+            cols = _Columns.of(pdf, spec)
+        feats = cols.select(sub, spec)
+        numeric = _numeric_frame(spec, chunk, cols, feats)
     if len(spec.outputs) == 1:
         out_all: Any = _readonly(sub[spec.outputs[0]].to_numpy())
     else:
@@ -562,6 +581,7 @@ def _chunks(
     n = len(pdf)
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
     keys = _keys(spec, n, offset, ts)
+    cols = _Columns.of(pdf, spec) if spec.features else None
     late = np.zeros(n, dtype=bool)
     if ts is not None:
         late[1:] = ts[1:] < ts[:-1]
@@ -581,7 +601,7 @@ def _chunks(
         idx = order[a:b]
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
         chunk = _ChunkParts(template)
-        _feed(chunk, spec, pdf, rows)
+        _feed(chunk, spec, pdf, rows, cols)
         state, snap = (b"", chunk.snapshot()) if direct else (chunk.state(), None)
         key = int(sk[a])
         start: int | None = None

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmon._component import CallBatch, Triple
+from mlmon._values import split_by
 from mlmon.reference import Calibration, Reference, bin_index
 from mlmon.stats.binary import ScoreBins, auc_se, band, binned_auc, expected_binary
 from mlmon.stats.loghist import LogHistogram
@@ -360,8 +361,7 @@ class OutputComponent:
         else:
             est[_RAW_OUT] += np.count_nonzero((raw < 0.0) | (raw > 1.0))
             p = np.clip(raw, 0.0, 1.0)
-        pp = p[positive]
-        pn = p[~positive]
+        pp, pn = split_by(positive, p)
         est[_N_PP] += pp.size
         est[_A] += pp.sum()
         est[_VA] += np.dot(pp, 1.0 - pp)
@@ -392,7 +392,7 @@ class OutputComponent:
         for c in range(k):
             pc = p[:, c]
             is_c = pred == c
-            a, b = pc[is_c], pc[~is_c]
+            a, b = split_by(is_c, pc)
             est[c, :6] += (a.size, a.sum(), np.dot(a, 1.0 - a), b.size, b.sum(), np.dot(b, 1.0 - b))
             bins.add(self._auc_offsets[c] + bin_index(raw[:, c], self._auc_edges[c]), pc)
 

@@ -72,15 +72,21 @@ def encode_scores(
     >>> enc.astype(np.int64).tolist(), [round(v, 12) for v in decode_scores(enc)[1].tolist()]
     ([1, 0], [0.9, 0.2])
     """
-    s = scores
-    with np.errstate(over="ignore", under="ignore"):
-        f = np.where(
-            s < 0.0,
-            0.25 * np.exp(np.minimum(s, 0.0)),
-            np.where(s > 1.0, 0.75 - 0.25 * np.exp(-np.maximum(s - 1.0, 0.0)), 0.25 + 0.25 * s),
-        )
-    # A score so far out that f rounds to an end is kept as its class alone.
-    f = np.where((f > 0.0) & (f < 0.75), f, 0.0)
+    s = np.asarray(scores, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        # Scores in [0, 1] are the rule: the exponential tails are computed for the values in
+        # them only (each value by the same formula: results equal to the bit).
+        f = 0.25 + 0.25 * s
+        low = s < 0.0
+        if low.any():
+            f[low] = 0.25 * np.exp(s[low])
+        high = s > 1.0
+        if high.any():
+            f[high] = 0.75 - 0.25 * np.exp(-(s[high] - 1.0))
+        # A score so far out that f rounds to an end is kept as its class alone.
+        out = ~((f > 0.0) & (f < 0.75))
+    if out.any():
+        f[out] = 0.0
     return classes.astype(np.float64) + f
 
 
@@ -92,12 +98,18 @@ def decode_scores(
     classes = np.floor(preds)
     f = preds - classes
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(
-            f < 0.25,
-            np.log(f / 0.25),
-            np.where(f > 0.5, 1.0 - np.log((0.75 - f) / 0.25), (f - 0.25) / 0.25),
-        )
-    s = np.where(f > 0.0, s, np.nan)
+        # Scores in [0, 1] (f in [0.25, 0.5]) are the rule: the tails' logarithms are taken
+        # of the values in them only (each value by the same formula as before).
+        s = (f - 0.25) / 0.25
+        low = f < 0.25
+        if low.any():
+            s[low] = np.log(f[low] / 0.25)
+        high = f > 0.5
+        if high.any():
+            s[high] = 1.0 - np.log((0.75 - f[high]) / 0.25)
+    none = ~(f > 0.0)
+    if none.any():
+        s[none] = np.nan
     return classes.astype(np.int64), s
 
 _AVERAGES = ("macro", "micro")

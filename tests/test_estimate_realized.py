@@ -221,3 +221,55 @@ def test_labels_arriving_across_slices_give_the_metrics_of_one_batch() -> None:
     assert len(keys) >= 36
     for k in keys:
         assert spread[k] == pytest.approx(one[k], rel=1e-9, abs=1e-12), k
+
+
+def _decode_as_before(preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """decode_scores as it was written first: every branch over every value, then chosen."""
+    classes = np.floor(preds)
+    f = preds - classes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(f < 0.25, np.log(f / 0.25), np.where(f > 0.5, 1.0 - np.log((0.75 - f) / 0.25), (f - 0.25) / 0.25))
+    return classes.astype(np.int64), np.where(f > 0.0, s, np.nan)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e12, 1e12), min_size=1, max_size=60), st.integers(0, 3))
+def test_decoding_the_tails_only_where_they_are_changes_no_bit(values: list[float], cls: int) -> None:
+    """Stored values (a class plus the encoded score, a bare class, any float) decode as before."""
+    raw = np.array(values)
+    enc = np.concatenate([encode_scores(np.full(raw.size, cls, dtype=np.int64), raw), raw, np.array([0.0, 1.0, 0.25, 0.5, 0.75, -0.0, 1.2499999999999998])])
+    want_c, want_s = _decode_as_before(enc)
+    got_c, got_s = decode_scores(enc)
+    assert got_c.tolist() == want_c.tolist()
+    assert np.array_equal(got_s, want_s, equal_nan=True)
+    assert (np.signbit(got_s) == np.signbit(want_s)).all()
+
+
+def _encode_as_before(classes: np.ndarray, s: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", under="ignore"):
+        f = np.where(s < 0.0, 0.25 * np.exp(np.minimum(s, 0.0)), np.where(s > 1.0, 0.75 - 0.25 * np.exp(-np.maximum(s - 1.0, 0.0)), 0.25 + 0.25 * s))
+    f = np.where((f > 0.0) & (f < 0.75), f, 0.0)
+    return classes.astype(np.float64) + f
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=60), st.integers(0, 3))
+def test_encoding_the_tails_only_where_they_are_changes_no_bit(values: list[float], cls: int) -> None:
+    s = np.array([*values, 0.0, -0.0, 1.0, 1e-320, -1e-320, 745.0, -745.0, 1e308, np.nan])
+    c = np.full(s.size, cls, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        want = _encode_as_before(c, s)
+    got = encode_scores(c, s)
+    assert np.array_equal(got, want, equal_nan=True) and (np.signbit(got) == np.signbit(want)).all()
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.01, 0.5, 0.97, 1.0])
+def test_split_by_gives_what_boolean_indexing_gives(frac: float) -> None:
+    from mlmon._values import split_by
+
+    rng = np.random.default_rng(int(frac * 100))
+    v = rng.normal(size=5000)
+    v[::17] = np.nan
+    m = rng.uniform(size=5000) < frac
+    a, b = split_by(m, v)
+    assert a.tobytes() == v[m].tobytes() and b.tobytes() == v[~m].tobytes()

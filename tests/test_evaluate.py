@@ -494,12 +494,12 @@ def test_threads_change_nothing_and_each_chunk_is_fed_once() -> None:
     threads: set[str] = set()
     real_feed = offline._feed
 
-    def feed(chunk: Any, spec: Any, pdf: Any, rows: Any) -> None:
+    def feed(chunk: Any, spec: Any, pdf: Any, rows: Any, *rest: Any) -> None:
         import threading
 
         fed.append(len(pdf.iloc[rows]))
         threads.add(threading.current_thread().name)
-        real_feed(chunk, spec, pdf, rows)
+        real_feed(chunk, spec, pdf, rows, *rest)
 
     offline._feed = feed  # type: ignore[assignment]
     try:

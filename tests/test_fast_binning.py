@@ -123,3 +123,17 @@ def test_any_values_on_the_auc_edges(extra: list[float]) -> None:
     edges = np.asarray(UNCALIBRATED_AUC_EDGES)
     v = np.concatenate([np.array(extra), np.random.default_rng(len(extra)).uniform(-0.5, 1.5, _EVEN_MIN_VALUES)])
     np.testing.assert_array_equal(bin_index(v, edges), searched(v, edges))
+
+
+def test_the_step_is_remembered_by_the_edges_values_and_the_memory_is_bounded() -> None:
+    from mlmon import _binning
+
+    _binning._STEPS.clear()
+    even = np.linspace(0.0, 1.0, 1001)
+    assert _binning._even_step_cached(even) == _even_step(even)
+    even[500] = 0.9  # the same array, changed in place: another key, another answer
+    assert _binning._even_step_cached(even) is None and _even_step(even) is None
+    for k in range(200):
+        e = np.linspace(0.0, 1.0 + k, 12)
+        assert _binning._even_step_cached(e) == _even_step(e)
+    assert len(_binning._STEPS) <= _binning._STEPS_MAX
