@@ -173,20 +173,21 @@ class Peers:
 # -- mlmon -----------------------------------------------------------------------------------------
 
 
-def mlmon_run(df: Any, train: Any) -> None:
+def mlmon_run(df: Any, train: Any, workers: int | None = None) -> None:
     """End to end, as the peers are timed: the reference from the training data (the peers fit
-    on it, or read it in each report), then the evaluation."""
+    on it, or read it in each report), then the evaluation (on evaluate's default threads: one
+    per CPU, at most 8)."""
     import mlmon
 
     feats = [f"f{i}" for i in range(K)]
     ref = mlmon.Reference.from_data(train[feats], outputs=train["score"].to_numpy())
-    mlmon.evaluate(df, outputs="score", labels="label", chunk=-(-len(df) // CHUNKS), task=mlmon.BinaryClassification(), reference=ref)
+    mlmon.evaluate(df, outputs="score", labels="label", chunk=-(-len(df) // CHUNKS), task=mlmon.BinaryClassification(), reference=ref, workers=workers)
 
 
 def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, float]]:
-    """Where :func:`mlmon_run`'s time goes: wall seconds per stage (median and least of
-    ``repeats``: the least is the run least disturbed by other jobs), measured by wrapping the
-    functions each stage runs."""
+    """Where :func:`mlmon_run`'s time goes, evaluate on one thread (``workers=1``, so that the
+    stages add up): seconds per stage (median and least of ``repeats``: the least is the run
+    least disturbed by other jobs), measured by wrapping the functions each stage runs."""
     import mlmon
     from mlmon import offline
     from mlmon.features.component import FeatureComponent
@@ -201,8 +202,7 @@ def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, fl
         ("outputs: distribution, class ratio, expected quality", OutputComponent, "ingest"),
         ("labels: the join and the quality metrics", QualityComponent, "log_feedback"),
         ("predictions recorded for the join", QualityComponent, "ingest"),
-        ("chunk state exported", offline, "export_state"),
-        ("states merged, the chunk's snapshot", offline, "merge_states"),
+        ("the chunk's snapshot (its row)", offline._ChunkParts, "snapshot"),
         ("evaluate, all of it", mlmon, "evaluate"),
     ]
     saved = []
@@ -224,7 +224,7 @@ def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, fl
         for _ in range(repeats):
             spent.clear()
             t0 = CLOCK()
-            mlmon_run(df, train)
+            mlmon_run(df, train, workers=1)  # one thread: the stages add up to the whole
             runs.append({**spent, "end to end": CLOCK() - t0})
     finally:
         for owner, name, fn in saved:
@@ -234,6 +234,13 @@ def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, fl
         r["evaluate, the rest (slicing, batches, result frame)"] = r.get("evaluate, all of it", 0.0) - inside
     order = [label for label, _, _ in stages[:-1]] + ["evaluate, the rest (slicing, batches, result frame)", "evaluate, all of it", "end to end"]
     return [(k, statistics.median(r.get(k, 0.0) for r in runs), min(r.get(k, 0.0) for r in runs)) for k in order]
+
+
+def _threads() -> int:
+    """The threads ``mlmon.evaluate`` uses on a pandas frame by default here."""
+    from mlmon.offline import _workers
+
+    return _workers(None)
 
 
 def dask_part(n: int, ref: Any, workers: int, repeats: int) -> tuple[float, float, list[float], int, int]:
@@ -366,7 +373,7 @@ def main() -> None:
               f"(median of the {repeats} runs in turn: {paired:.1f}x; goal: >= 10x)")  # fmt: skip
     print(f"mlmon runs: {', '.join(f'{t:.2f}' for t in t_mlmon)} s; NannyML: {', '.join(f'{t:.2f}' for t in peers.get('nannyml', []))} s")
     if args.stages:
-        print(f"\n### Where mlmon's time goes ({repeats} runs)\n")
+        print(f"\n### Where mlmon's time goes ({repeats} runs, evaluate on one thread: workers=1)\n")
         print("| stage | seconds (median) | seconds (least) | share (median) |")
         print("|---|---:|---:|---:|")
         stages = mlmon_stages(df, train, repeats)
@@ -381,7 +388,7 @@ def main() -> None:
     print(f"\n## Dask: {m:,} rows, LocalCluster of {workers} worker processes x 1 thread, {parts} partitions, on {os.cpu_count()} cores\n")
     print("| run | seconds | rows/s | speed-up | peak RSS per worker (MiB) |")
     print("|---|---:|---:|---:|---|")
-    print(f"| pandas, one process | {t_pandas:.2f} | {m / t_pandas:,.0f} | 1.0x | |")
+    print(f"| pandas, one process ({_threads()} threads) | {t_pandas:.2f} | {m / t_pandas:,.0f} | 1.0x | |")
     print(f"| Dask, {workers} workers | {t_dask:.2f} | {m / t_dask:,.0f} | {t_pandas / t_dask:.2f}x | {', '.join(f'{x:.0f}' for x in sorted(mem))} |")
 
 
