@@ -91,7 +91,7 @@ META_COLUMNS = ("chunk", "start", "end", "rows", "out_of_order", "duplicate_ids"
 log = logging.getLogger("mlmon")
 
 _OUTCOME_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_MAX_WORKERS = 8  # evaluate's default threads, at most (a chunk's states are merged on one)
+_MAX_WORKERS = 8  # evaluate's default threads, at most (each holds a batch's temporaries)
 _WORKERS_LIMIT = 256  # evaluate(workers=) above this is a mistake, not a machine
 _WINDOW = 300.0  # time never moves in a chunk's monitor: nothing rotates out, nothing expires
 
@@ -414,11 +414,12 @@ class _Columns:
 
     @classmethod
     def of(cls, pdf: Any, spec: _Spec) -> _Columns:
-        sel = pdf[list(spec.features)]
-        numeric = all(getattr(d, "kind", "O") in "biuf" for d in sel.dtypes)
-        if not pdf.columns.is_unique:
-            return cls(None, numeric)
-        return cls(np.asarray(pdf.columns.get_indexer(list(spec.features)), dtype=np.intp), numeric)
+        names = list(spec.features)
+        if not pdf.columns.is_unique:  # rare: read the dtypes off the selection
+            return cls(None, all(getattr(d, "kind", "O") in "biuf" for d in pdf[names].dtypes))
+        pos = np.asarray(pdf.columns.get_indexer(names), dtype=np.intp)
+        dtypes = pdf.dtypes  # without selecting the columns (a copy of them, in older pandas)
+        return cls(pos, all(getattr(dtypes.iloc[int(p)], "kind", "O") in "biuf" for p in pos))
 
     def select(self, sub: Any, spec: _Spec) -> Any:
         """The feature columns of ``sub`` (rows of the partition), in the spec's order."""
