@@ -69,7 +69,7 @@ from mlmon.feedback import Joined, as_batch, id_keys
 from mlmon.fleet.state import export_state, fleet_samples, merge_states
 from mlmon.monitor import Monitor
 from mlmon.reference import Reference, usable_cpus
-from mlmon.snapshot import Snapshot, samples_from
+from mlmon.snapshot import Labels, Snapshot, _labels_key, samples_from
 from mlmon.tasks import MulticlassClassification, Regression, Task
 
 __all__ = ["LIVE_ONLY", "META_COLUMNS", "evaluate", "series_name"]
@@ -155,10 +155,17 @@ class _Part:
     out_of_order: int
     duplicate_ids: int
     internal_errors: int
-    state: bytes  # empty when the snapshot is given
-    # The chunk's snapshot, when no other partition has rows of the chunk (a pandas frame):
-    # read off the chunk's parts on the thread that fed them, with no state to merge.
+    state: bytes  # empty when the snapshot or the values are given
+    # When no other partition has rows of the chunk (a pandas frame), its snapshot (for the
+    # JSON-lines file) or its row's metric values, read off the chunk's parts on the thread
+    # that fed them, with no state to merge.
     snapshot: Snapshot | None = attrs.field(default=None, eq=False)
+    values: dict[str, float] | None = attrs.field(default=None, eq=False)
+
+
+_Out = Literal["state", "snapshot", "values"]
+"""What a chunk's part carries: its state (to merge with other partitions'), its snapshot, or
+only its row's metric values (no samples built: the result frame needs no more)."""
 
 
 # -- checks (on dtypes only, so a Dask DataFrame is checked without computing) ----------------
@@ -404,6 +411,25 @@ class _ChunkParts:
             window=self.parts[0].covered(0.0), samples=samples_from(fleet_samples(self.parts, 0.0)),
         )  # fmt: skip
 
+    def values(self, names: dict[tuple[str, Labels], str]) -> dict[str, float]:
+        """The row's metric values by series name: the samples of :meth:`snapshot` (finite
+        values, :data:`LIVE_ONLY` left out), without building them. ``names`` remembers series
+        names by metric and labels (shared by the chunks, on any thread)."""
+        row: dict[str, float] = {}
+        isfinite = math.isfinite
+        for name, value, labels in fleet_samples(self.parts, 0.0):
+            if name in LIVE_ONLY:
+                continue
+            v = float(value)
+            if not isfinite(v):
+                continue
+            key = (name, _labels_key(labels))
+            series = names.get(key)
+            if series is None:
+                series = names[key] = series_name(*key)
+            row[series] = v
+        return row
+
 
 @attrs.frozen
 class _Columns:
@@ -557,27 +583,27 @@ def _partition(
     dup_ids: Any | None,
     template: Monitor | None = None,
     workers: int = 1,
-    direct: bool = False,
+    out: _Out = "state",
 ) -> list[_Part]:
     """The parts of every chunk that this partition's rows touch (``template``: a monitor of
     ``spec``'s configuration, made here when not given), chunks fed on up to ``workers``
-    threads; with ``direct``, each part has its chunk's snapshot instead of its state (the
-    partition is the whole frame: no other partition has rows of its chunks)."""
+    threads; each part carries ``out`` (see :data:`_Out`: anything but the state only when the
+    partition is the whole frame, so that no other partition has rows of its chunks)."""
     n = len(pdf)
     if n == 0:
         return []
     if template is None:
         own = spec.monitor()
         try:
-            return _partition(pdf, spec, offset, prev_ts, dup_ids, own, workers, direct)
+            return _partition(pdf, spec, offset, prev_ts, dup_ids, own, workers, out)
         finally:
             own.close()
     with _one_blas_thread():
-        return _chunks(pdf, spec, offset, prev_ts, dup_ids, template, workers, direct)
+        return _chunks(pdf, spec, offset, prev_ts, dup_ids, template, workers, out)
 
 
 def _chunks(
-    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor, workers: int, direct: bool
+    pdf: Any, spec: _Spec, offset: int, prev_ts: int | None, dup_ids: Any | None, template: Monitor, workers: int, out: _Out
 ) -> list[_Part]:
     n = len(pdf)
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
@@ -603,15 +629,22 @@ def _chunks(
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
         chunk = _ChunkParts(template)
         _feed(chunk, spec, pdf, rows, cols)
-        state, snap = (b"", chunk.snapshot()) if direct else (chunk.state(), None)
+        state, snap, values = b"", None, None
+        if out == "values":
+            values = chunk.values(names)
+        elif out == "snapshot":
+            snap = chunk.snapshot()
+        else:
+            state = chunk.state()
         key = int(sk[a])
         start: int | None = None
         end: int | None = None
         if ts is not None:
             t = ts[idx]
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
-        return _Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state, snap)
+        return _Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state, snap, values)
 
+    names: dict[tuple[str, Labels], str] = {}
     spans = list(itertools.pairwise(bounds))
     if workers > 1 and len(spans) > 1:
         # numpy lets the GIL go in the heavy steps (sorts, sums, comparisons over a batch):
@@ -652,6 +685,8 @@ def _duplicates_dask(data: Any, col: str) -> Any:
 
 
 def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[dict[str, Any]], list[Snapshot]]:
+    """One row per chunk, and its snapshot for the JSON-lines file (none for chunks whose part
+    carries only its values)."""
     pd = _pandas()
 
     by_key: dict[int, list[_Part]] = {}
@@ -662,8 +697,9 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
     columns: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # every chunk has the same series
     for i, key in enumerate(sorted(by_key)):
         group = by_key[key]
+        values = group[0].values if len(group) == 1 else None
         given = group[0].snapshot if len(group) == 1 else None
-        if given is None:
+        if given is None and values is None:
             merged = merge_states(template, [p.state for p in group], instance="offline", now=0.0)
             if merged.rejected:  # states made here by one configuration: this is a bug, not bad input
                 raise RuntimeError(f"evaluate: chunk {key}: states rejected {merged.rejected}")
@@ -682,6 +718,11 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
             "duplicate_ids": sum(p.duplicate_ids for p in group),
             "internal_errors": sum(p.internal_errors for p in group),
         }
+        if values is not None:
+            row.update(values)
+            rows.append(row)
+            continue
+        assert given is not None
         kept = tuple(s for s in given.samples if s.name not in LIVE_ONLY)
         for s in kept:
             series = columns.get((s.name, s.labels))
@@ -694,13 +735,13 @@ def _rows_of(spec: _Spec, parts: list[_Part], template: Monitor) -> tuple[list[d
     return rows, snaps
 
 
-def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor, workers: int) -> list[_Part]:
+def _evaluate_pandas(data: Any, spec: _Spec, duplicate_ids: str, template: Monitor, workers: int, out: _Out) -> list[_Part]:
     _check_columns(list(data.columns), dict(data.dtypes), spec)
     dups = None
     if spec.ids is not None:
         dups = _duplicates_pandas(data[spec.ids])
         _raise_duplicates(spec.ids, dups, duplicate_ids)
-    return _partition(data, spec, 0, None, dups, template, workers, direct=True)
+    return _partition(data, spec, 0, None, dups, template, workers, out)
 
 
 def _raise_duplicates(col: str, dups: Any, how: str) -> None:
@@ -825,7 +866,7 @@ def evaluate(
         if _is_dask(data):
             parts = _evaluate_dask(data, spec, duplicate_ids)
         elif isinstance(data, pd.DataFrame):
-            parts = _evaluate_pandas(data, spec, duplicate_ids, template, n_workers)
+            parts = _evaluate_pandas(data, spec, duplicate_ids, template, n_workers, "values" if jsonl is None else "snapshot")
         else:
             raise ValueError(f"evaluate: data must be a pandas or Dask DataFrame, got {type(data).__name__}")
         rows, snaps = _rows_of(spec, parts, template)

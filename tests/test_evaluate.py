@@ -521,22 +521,26 @@ def threading_main_name() -> str:
     return threading.main_thread().name
 
 
-def test_the_snapshot_read_off_a_chunk_equals_its_state_merged() -> None:
-    """A pandas frame's chunks give their snapshots straight from their parts; the same rows
-    as states (what a Dask partition sends) merge to the same metrics, every series equal."""
+def test_the_row_read_off_a_chunk_equals_its_state_merged(tmp_path: Path) -> None:
+    """A pandas frame's chunks give their rows straight from their parts (their values, or
+    their snapshots when a JSON-lines file is asked for); the same rows as states (what a Dask
+    partition sends) merge to the same metrics, every series equal."""
     from mlmon import offline
 
     log, ref = awkward_log(1500, seed=21), make_reference()
     kw: dict[str, Any] = dict(outputs="score", labels="label", outcomes=["click"], chunk=400, task=TASK, reference=ref, batch_rows=150)
     got = mlmon.evaluate(log, **kw)
+    with_file = mlmon.evaluate(log, jsonl=tmp_path / "chunks.jsonl", **kw)
+    pd.testing.assert_frame_equal(got, with_file, check_exact=True)
+    assert len((tmp_path / "chunks.jsonl").read_text().splitlines()) == 4
     spec = offline._make_spec(
         log, outputs="score", features=None, labels="label", outcomes=["click"], ids=None, timestamp=None, chunk=400,
         task=TASK, reference=ref, drift=None, categorical=(), model="offline", version=None, duplicate_ids="raise", batch_rows=150,
     )  # fmt: skip
     template = spec.monitor()
     try:
-        parts = offline._partition(log, spec, 0, None, None, template, workers=1, direct=False)
-        assert all(p.snapshot is None and p.state for p in parts)
+        parts = offline._partition(log, spec, 0, None, None, template, workers=1, out="state")
+        assert all(p.snapshot is None and p.values is None and p.state for p in parts)
         rows, _ = offline._rows_of(spec, parts, template)
     finally:
         template.close()

@@ -165,6 +165,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         carbon.wait_for(f"{PREFIX}.{MODEL}.fleet.mlmon_calls_total", lambda pts: bool(pts) and pts[-1][1] == fleet.get("mlmon_calls_total"))
         for prom, label in ((prometheus, "exported_instance"), (honoring, "instance")):
             prom.wait_for_value(f'mlmon_calls_total{{model="{MODEL}", {label}="fleet"}}', float(fleet.get("mlmon_calls_total") or 0))
+            # and each process's own last values (their targets are scraped apart from the leader's)
+            prom.wait_for_value(f'sum(mlmon_calls_total{{model="{MODEL}", instance!="fleet", exported_instance!="fleet"}})', own)
             # two scrapes of the final values at least, for rate()
             prom.wait_for_query(f'count_over_time(mlmon_fleet_processes{{model="{MODEL}", {label}="fleet"}}[1m])',
                                 lambda r: bool(r) and float(r[0]["value"][1]) >= 3)  # fmt: skip
