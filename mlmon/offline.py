@@ -435,7 +435,7 @@ class _ChunkParts:
 class _Columns:
     """Where a partition's feature columns are, looked up once for all its chunks."""
 
-    positions: npt.NDArray[np.intp] | None  # of the feature columns in order (None: names repeat)
+    positions: npt.NDArray[np.intp] | slice | None  # of the feature columns in order (None: names repeat)
     numeric: bool  # every feature column is of a numeric dtype
 
     @classmethod
@@ -445,7 +445,11 @@ class _Columns:
             return cls(None, all(getattr(d, "kind", "O") in "biuf" for d in pdf[names].dtypes))
         pos = np.asarray(pdf.columns.get_indexer(names), dtype=np.intp)
         dtypes = pdf.dtypes  # without selecting the columns (a copy of them, in older pandas)
-        return cls(pos, all(getattr(dtypes.iloc[int(p)], "kind", "O") in "biuf" for p in pos))
+        numeric = all(getattr(dtypes.iloc[int(p)], "kind", "O") in "biuf" for p in pos)
+        if pos.size and bool((np.diff(pos) == 1).all()):
+            # Columns side by side, in order: a slice of them is a view, not a copy of the rows.
+            return cls(slice(int(pos[0]), int(pos[-1]) + 1), numeric)
+        return cls(pos, numeric)
 
     def select(self, sub: Any, spec: _Spec) -> Any:
         """The feature columns of ``sub`` (rows of the partition), in the spec's order."""
