@@ -202,7 +202,7 @@ def mlmon_stages(df: Any, train: Any, repeats: int) -> list[tuple[str, float, fl
         ("outputs: distribution, class ratio, expected quality", OutputComponent, "ingest"),
         ("labels: the join and the quality metrics", QualityComponent, "log_feedback"),
         ("predictions recorded for the join", QualityComponent, "ingest"),
-        ("the chunk's snapshot (its row)", offline._ChunkParts, "snapshot"),
+        ("the chunk's row, read off its parts", offline._ChunkParts, "values"),
         ("evaluate, all of it", mlmon, "evaluate"),
     ]
     saved = []
