@@ -358,8 +358,8 @@ class CallBuffers:
                 self.wake()  # big records: reduced on the background thread
             elif n >= self.soft_cap:
                 self._drain_here()  # many small records: cheap to reduce here
-            elif self.early_wake and n >= self.soft_cap >> 2:
-                if n == self.soft_cap >> 2 and _back_to_back(gen, n):
+            elif n >= self.gen_soft:  # a quarter of the soft cap while early wakes are on
+                if n == self.gen_soft and _back_to_back(gen, n):
                     # Calls back to back (a batch loop): the calling thread reduces them at the
                     # soft cap, cheaper than handing the GIL to and fro; until the next flush.
                     self.set_early(False)

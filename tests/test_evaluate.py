@@ -529,8 +529,26 @@ def test_the_row_read_off_a_chunk_equals_its_state_merged(tmp_path: Path) -> Non
 
     log, ref = awkward_log(1500, seed=21), make_reference()
     kw: dict[str, Any] = dict(outputs="score", labels="label", outcomes=["click"], chunk=400, task=TASK, reference=ref, batch_rows=150)
-    got = mlmon.evaluate(log, **kw)
-    with_file = mlmon.evaluate(log, jsonl=tmp_path / "chunks.jsonl", **kw)
+    read: list[str] = []
+    real_values, real_snapshot = offline._ChunkParts.values, offline._ChunkParts.snapshot
+
+    def values(self: Any, names: Any) -> Any:
+        read.append("values")
+        return real_values(self, names)
+
+    def snapshot(self: Any) -> Any:
+        read.append("snapshot")
+        return real_snapshot(self)
+
+    offline._ChunkParts.values, offline._ChunkParts.snapshot = values, snapshot  # type: ignore[method-assign]
+    try:
+        got = mlmon.evaluate(log, **kw)
+        assert read == ["values"] * 4
+        read.clear()
+        with_file = mlmon.evaluate(log, jsonl=tmp_path / "chunks.jsonl", **kw)
+        assert read == ["snapshot"] * 4
+    finally:
+        offline._ChunkParts.values, offline._ChunkParts.snapshot = real_values, real_snapshot  # type: ignore[method-assign]
     pd.testing.assert_frame_equal(got, with_file, check_exact=True)
     assert len((tmp_path / "chunks.jsonl").read_text().splitlines()) == 4
     spec = offline._make_spec(
