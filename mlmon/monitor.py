@@ -46,6 +46,7 @@ from mlmon.drain import Drain
 from mlmon.drift import DriftConfig
 from mlmon.emitters.base import Emitter
 from mlmon.features import FeatureComponent
+from mlmon.features.schema import FeatureSchema
 from mlmon.feedback import DEFAULT_MAX_ROW_BYTES
 from mlmon.fleet.state import config_digest, export_state
 from mlmon.fleet.view import Fleet
@@ -306,7 +307,12 @@ class Monitor:
         outcomes = OutcomeComponent(window, slices, now)
         # Without a reference or names, the feature part learns the schema from the first
         # features it reads (dict keys, DataFrame columns, else f0, f1, ...).
-        features: Any = self.reference if self.reference is not None else self._feature_names
+        features: Any = self._feature_names
+        if self.reference is not None:
+            # The reference's schema, made once (evaluate makes fresh parts for every chunk).
+            features = getattr(self, "_reference_schema", None)
+            if features is None:
+                features = self._reference_schema = FeatureSchema(reference=self.reference)
         feature_part = FeatureComponent(
             features, categorical=self._categorical, window=window, slices=slices, now=now, drift=self._drift
         )

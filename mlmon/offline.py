@@ -65,6 +65,7 @@ import numpy.typing as npt
 from mlmon._clock import FakeClock
 from mlmon._component import CallBatch
 from mlmon.drift import DriftConfig
+from mlmon.features.component import BinGroup
 from mlmon.feedback import Joined, as_batch, id_keys
 from mlmon.fleet.state import export_state, fleet_samples, merge_states
 from mlmon.monitor import Monitor
@@ -411,24 +412,68 @@ class _ChunkParts:
             window=self.parts[0].covered(0.0), samples=samples_from(fleet_samples(self.parts, 0.0)),
         )  # fmt: skip
 
-    def values(self, names: dict[tuple[str, Labels], str]) -> dict[str, float]:
+    def values(self) -> dict[str, float]:
         """The row's metric values by series name: the samples of :meth:`snapshot` (finite
-        values, :data:`LIVE_ONLY` left out), without building them. ``names`` remembers series
-        names by metric and labels (shared by the chunks, on any thread)."""
+        values, :data:`LIVE_ONLY` left out, in the same order), without building them. The
+        feature part's bin counters go by :meth:`~mlmon.features.component.FeatureComponent.bin_groups`,
+        a cell's two values at once, not a sample each."""
         row: dict[str, float] = {}
         isfinite = math.isfinite
-        for name, value, labels in fleet_samples(self.parts, 0.0):
-            if name in LIVE_ONLY:
+        features = self.features
+        for part in self.parts:
+            if part is None:
                 continue
-            v = float(value)
-            if not isfinite(v):
-                continue
-            key = (name, _labels_key(labels))
-            series = names.get(key)
-            if series is None:
-                series = names[key] = series_name(*key)
-            row[series] = v
+            binned = part is features
+            for name, value, labels in part.samples(0.0, bins=False) if binned else part.samples(0.0):
+                if name in LIVE_ONLY:
+                    continue
+                v = float(value)
+                if not isfinite(v):
+                    continue
+                row[_series((name, _labels_key(labels)))] = v
+            if binned:
+                for group in features.bin_groups():
+                    n = len(group.counts)
+                    both = np.empty(2 * n, dtype=np.float64)  # a cell's counter, then its ratio
+                    both[0::2] = group.counts
+                    both[1::2] = group.ref
+                    both[1::2] /= float(group.ref.sum())
+                    row.update(zip(_bin_series(group), both.tolist(), strict=True))
         return row
+
+
+_SERIES: dict[Any, Any] = {}
+"""Series names by metric and labels (and a bin group's, by its shape), for every evaluation
+on any thread: a name is made once. Emptied at :data:`_SERIES_MAX` entries."""
+_SERIES_MAX = 1 << 16
+
+
+def _series(key: tuple[str, Labels]) -> str:
+    """:func:`series_name` of ``key`` (metric and labels), remembered."""
+    name: str | None = _SERIES.get(key)
+    if name is None:
+        name = series_name(*key)
+        if len(_SERIES) >= _SERIES_MAX:
+            _SERIES.clear()
+        _SERIES[key] = name
+    return name
+
+
+def _bin_series(group: BinGroup) -> list[str]:
+    """The series of a bin group's cells, in its samples' order: each cell's counter, then
+    its ratio."""
+    key = ("bins", group.counter, group.ratio, group.feature, len(group.counts))
+    names: list[str] | None = _SERIES.get(key)
+    if names is None:
+        names = []
+        for labels in group.labels():
+            lk = _labels_key(labels)
+            names.append(_series((group.counter, lk)))
+            names.append(_series((group.ratio, lk)))
+        if len(_SERIES) >= _SERIES_MAX:
+            _SERIES.clear()
+        _SERIES[key] = names
+    return names
 
 
 @attrs.frozen
@@ -475,7 +520,9 @@ def _matrix(frame: Any) -> Any:
     return _readonly(x) if x.shape == frame.shape else frame
 
 
-def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice, cols: _Columns | None = None) -> None:
+def _feed(
+    chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] | slice, cols: _Columns | None = None, feats_all: Any = None
+) -> None:
     """Feed rows (positions in ``pdf``) to a chunk's parts in batches of ``spec.batch_rows``.
 
     Each batch is what a monitor's drain hands its parts after one tracked call of its rows
@@ -485,7 +532,7 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
     to the quality part's ``log_feedback`` and its outcomes to the outcome part's ``log``, as
     ``Monitor.log_feedback`` and ``log_outcome`` hand them over. The quality part's prediction
     store is a :class:`_RowJoin` (the label is in the row): no hash table of ids, the same
-    counts.
+    counts. ``feats_all``: the partition's feature columns when selected once for its chunks.
     """
     sub = pdf.iloc[rows]
     n = len(sub)
@@ -494,13 +541,17 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
     if spec.features:
         if cols is None:
             cols = _Columns.of(pdf, spec)
-        feats = cols.select(sub, spec)
+        feats = feats_all.iloc[rows] if feats_all is not None else cols.select(sub, spec)
         numeric = _numeric_frame(spec, chunk, cols, feats)
     if len(spec.outputs) == 1:
         out_all: Any = _readonly(sub[spec.outputs[0]].to_numpy())
     else:
         out_all = _readonly(sub[list(spec.outputs)].to_numpy(dtype=np.float64))
-    labels = sub[spec.labels] if spec.labels is not None else None
+    labels: Any = None
+    labelled: Any = None
+    if spec.labels is not None:
+        col = sub[spec.labels]
+        labels, labelled = col.to_numpy(), col.notna().to_numpy()
     now = wall = 0.0  # time never moves in a chunk
     no_time = np.zeros(1)
     ingest = (chunk.outputs.ingest, chunk.quality.ingest, chunk.outcomes.ingest, chunk.features.ingest)
@@ -525,11 +576,10 @@ def _feed(chunk: _ChunkParts, spec: _Spec, pdf: Any, rows: npt.NDArray[np.intp] 
             continue
         id_arr = np.arange(ids.start, ids.stop)
         if labels is not None:
-            lab = labels.iloc[s:e]
-            mask = lab.notna().to_numpy()
+            mask = labelled[s:e]
             if mask.any():
                 try:
-                    chunk.quality.log_feedback(id_arr[mask], lab.to_numpy()[mask], now, wall)
+                    chunk.quality.log_feedback(id_arr[mask], labels[s:e][mask], now, wall)
                 except Exception as exc:
                     chunk.failed("feedback", exc)
         for name, col in spec.outcomes:
@@ -613,6 +663,8 @@ def _chunks(
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
     keys = _keys(spec, n, offset, ts)
     cols = _Columns.of(pdf, spec) if spec.features else None
+    # Feature columns side by side: selected once (a view), then each chunk's rows of them.
+    feats_all = pdf.iloc[:, cols.positions] if cols is not None and isinstance(cols.positions, slice) else None
     late = np.zeros(n, dtype=bool)
     if ts is not None:
         late[1:] = ts[1:] < ts[:-1]
@@ -632,10 +684,10 @@ def _chunks(
         idx = order[a:b]
         rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
         chunk = _ChunkParts(template)
-        _feed(chunk, spec, pdf, rows, cols)
+        _feed(chunk, spec, pdf, rows, cols, feats_all)
         state, snap, values = b"", None, None
         if out == "values":
-            values = chunk.values(names)
+            values = chunk.values()
         elif out == "snapshot":
             snap = chunk.snapshot()
         else:
@@ -648,7 +700,6 @@ def _chunks(
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
         return _Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state, snap, values)
 
-    names: dict[tuple[str, Labels], str] = {}
     spans = list(itertools.pairwise(bounds))
     if workers > 1 and len(spans) > 1:
         # numpy lets the GIL go in the heavy steps (sorts, sums, comparisons over a batch):

@@ -532,9 +532,9 @@ def test_the_row_read_off_a_chunk_equals_its_state_merged(tmp_path: Path) -> Non
     read: list[str] = []
     real_values, real_snapshot = offline._ChunkParts.values, offline._ChunkParts.snapshot
 
-    def values(self: Any, names: Any) -> Any:
+    def values(self: Any) -> Any:
         read.append("values")
-        return real_values(self, names)
+        return real_values(self)
 
     def snapshot(self: Any) -> Any:
         read.append("snapshot")

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlmon import _profiles
-from mlmon._binning import _numeric_edges, _numeric_edges_and_counts, binned_counts
+from mlmon._binning import _numeric_edges, _numeric_edges_and_counts, _sorted_quantiles, binned_counts
 from mlmon.reference import Reference
 
 FIXTURE = Path(__file__).parent / "data" / "reference_before_sorted_profiles.json"
@@ -106,6 +106,33 @@ def test_any_finite_column(v: np.ndarray, bins: int) -> None:
     e0, c0 = former(v, bins)
     same(edges, e0)
     same(counts, c0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(1, 400), elements=st.floats(allow_nan=False, allow_infinity=False, width=64)),
+    st.integers(1, 60),
+)
+def test_quantiles_read_off_the_sorted_column_are_numpys(v: np.ndarray, bins: int) -> None:
+    """The order statistics np.quantile finds by partitioning, read off the sorted column:
+    the same floats (interpolations that overflow included). Columns with both zeros never
+    take this path (their edges depend on how each function orders -0.0 and 0.0)."""
+    zeros = np.signbit(v[v == 0])
+    assume(zeros.all() or not zeros.any())
+    s = np.sort(v)
+    with np.errstate(all="ignore"):
+        same(_sorted_quantiles(s, bins), np.quantile(s, np.linspace(0.0, 1.0, bins + 1)))
+
+
+@pytest.mark.parametrize("k", range(len(columns())))
+def test_quantiles_of_the_test_columns(k: int) -> None:
+    s = np.sort(columns()[k])
+    zeros = np.signbit(s[s == 0])
+    if zeros.any() and not zeros.all():
+        return  # the former path (see above)
+    for bins in (1, 2, 3, 10, 37, 100, s.size + 5):
+        with np.errstate(all="ignore"):
+            same(_sorted_quantiles(s, bins), np.quantile(s, np.linspace(0.0, 1.0, bins + 1)))
 
 
 def former_from_data(monkeypatch: pytest.MonkeyPatch, *args: object, **kw: object) -> Reference:

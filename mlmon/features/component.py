@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 
@@ -55,6 +56,38 @@ def _bin_label(i: int) -> str:
 
 _F64 = np.dtype(np.float64)
 
+
+@attrs.frozen
+class BinGroup:
+    """One feature's (or the outputs') cumulative cell counts beside the reference's cells:
+    the ``counter`` series (``mlmon_feature_bin_total``) and the ``ratio`` series (the
+    reference's proportion in the same cell), labelled ``bin`` (and ``feature``)."""
+
+    counter: str
+    ratio: str
+    ref: I64  # the reference's cell counts (their sum is positive)
+    counts: list[int]  # the window's cumulative counts on the same cells
+    feature: str | None
+
+    def labels(self) -> list[dict[str, str]]:
+        """Each cell's labels, in order."""
+        if self.feature is None:
+            return [{"bin": _bin_label(i)} for i in range(len(self.counts))]
+        return [{"bin": _bin_label(i), "feature": self.feature} for i in range(len(self.counts))]
+
+    def ratios(self) -> list[float]:
+        """The reference's proportion in each cell (``ref / ref.sum()``, as Python floats)."""
+        total = float(self.ref.sum())
+        return [r / total for r in self.ref.tolist()]
+
+    def triples(self) -> list[Triple]:
+        """The samples: for each cell, the counter then the ratio."""
+        out: list[Triple] = []
+        for labels, c, r in zip(self.labels(), self.counts, self.ratios(), strict=True):
+            out.append((self.counter, float(c), labels))
+            out.append((self.ratio, r, dict(labels)))
+        return out
+
 class _Empty:
     def merge(self, other: object, /) -> None:
         pass
@@ -70,7 +103,9 @@ class FeatureComponent:
         features: a :class:`~mlmon.reference.Reference` (quality, out-of-range, drift and
             output drift), feature names (quality only: missing, mean, variance, min, max), or
             None: quality only, with names and kinds read off the first features ingested
-            (:func:`infer_schema`) and fixed from then on.
+            (:func:`infer_schema`) and fixed from then on. A reference's
+            :class:`~mlmon.features.schema.FeatureSchema` may be given instead of the
+            reference: parts of one monitor share it.
         categorical: names of categorical features when ``features`` is a list of names.
         window: seconds the window covers.
         slices: slices of the window.
@@ -100,7 +135,7 @@ class FeatureComponent:
 
     def __init__(
         self,
-        features: Reference | Sequence[str] | None,
+        features: Reference | FeatureSchema | Sequence[str] | None,
         *,
         categorical: Iterable[str] = (),
         window: float = 300.0,
@@ -113,6 +148,8 @@ class FeatureComponent:
             schema = None  # read off the first features ingested (see infer_schema)
         elif isinstance(features, Reference):
             schema = FeatureSchema(reference=features)
+        elif isinstance(features, FeatureSchema):
+            schema = features  # shared: a schema is never changed once made
         elif isinstance(features, (str, bytes)) or not isinstance(features, Iterable):
             raise TypeError(
                 f"features must be a Reference, a sequence of names or None, got {features!r}"
@@ -352,34 +389,30 @@ class FeatureComponent:
             if status is not None:
                 emit("mlmon_feature_drift_status", float(status), name)
 
-        if self._seen and bins:
-            out.extend(self._bin_samples(schema))
         if schema.output_ref is not None and acc.out_count >= cfg.min_rows:
             value = psi(schema.output_ref.cells(), acc.out_hist, cfg.epsilon)
             if math.isfinite(value):
                 out.append(("mlmon_output_drift_psi", value, {}))
+        if bins:  # last: a reader of the groups themselves (evaluate) keeps the same order
+            out.extend(self._bin_samples())
         return out
 
-    def _bin_samples(self, schema: FeatureSchema) -> list[Triple]:
-        """Cumulative cell counts and the reference's proportions on the same cells, per
-        feature (and for the outputs) with at most :data:`MAX_BIN_SERIES` cells: summed over
-        processes, they rebuild the fleet's PSI exactly (see docs/metrics.md). A feature's
-        series appear with its first valid value."""
-        out: list[Triple] = []
+    def bin_groups(self) -> list[BinGroup]:
+        """The cumulative cell counts and the reference's cells they are compared with, one
+        :class:`BinGroup` per feature (and for the outputs) with at most
+        :data:`MAX_BIN_SERIES` cells and a count: summed over processes, they rebuild the
+        fleet's PSI exactly (see docs/metrics.md). A feature's group appears with its first
+        valid value. The samples are :meth:`BinGroup.triples` of each, in order."""
+        schema = self.schema
+        if not self._seen or schema is None:
+            return []
+        out: list[BinGroup] = []
         with self._lock:
             hist, cat, outs = (t.tolist() for t in self._cells_total)
 
         def add(counter: str, ratio: str, ref: I64, counts: list[int], feature: str | None) -> None:
-            if len(counts) > MAX_BIN_SERIES or not any(counts):
-                return
-            total = float(ref.sum())
-            ratios = ref.tolist()
-            for i, (c, r) in enumerate(zip(counts, ratios, strict=True)):
-                labels = {"bin": _bin_label(i)}
-                if feature is not None:
-                    labels["feature"] = feature
-                out.append((counter, float(c), labels))
-                out.append((ratio, r / total, dict(labels)))
+            if len(counts) <= MAX_BIN_SERIES and any(counts):
+                out.append(BinGroup(counter, ratio, ref, counts, feature))
 
         o = schema.hist_offsets
         for j, name in enumerate(schema.numeric_names):
@@ -396,6 +429,13 @@ class FeatureComponent:
                     add(_FEATURE_BINS, _FEATURE_RATIO, cells, cat[co[j] : co[j + 1]], name)
         if schema.output_ref is not None:
             add("mlmon_output_reference_bin_total", "mlmon_output_reference_ratio", schema.output_ref.cells(), outs, None)
+        return out
+
+    def _bin_samples(self) -> list[Triple]:
+        """The samples of :meth:`bin_groups`."""
+        out: list[Triple] = []
+        for group in self.bin_groups():
+            out.extend(group.triples())
         return out
 
     def reset(self) -> None:
