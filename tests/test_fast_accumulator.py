@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlmon._binning import _bin_search
-from mlmon.features.accumulator import _COMPARE_KEYS, FeatureAccumulator
+from mlmon.features import accumulator
+from mlmon.features.accumulator import _COMPARE_KEYS, FeatureAccumulator, _Below
 from mlmon.features.schema import FeatureSchema
 from mlmon.reference import Reference, binned_counts
 
@@ -116,3 +117,82 @@ def test_output_cells_are_the_binned_ones(bins: int) -> None:
         want += np.bincount(_bin_search(finite, e), minlength=len(e) + 1)
     np.testing.assert_array_equal(acc.out_hist, want)
     assert acc.out_count == want.sum()
+
+
+@pytest.mark.parametrize("bins", [1, 10, 20, 40])
+def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int) -> None:
+    """Every feature binned, no missing value: up to 21 bins the cells are counted by
+    comparisons (the outer bounds without a pass), beyond by sorting. Same cells either way,
+    and the moments of the batch itself."""
+    rng = np.random.default_rng(bins)
+    n = 2000
+    ref = Reference.from_data(pd.DataFrame({
+        "normal": rng.normal(size=n),
+        "ints": rng.integers(0, 5, size=n).astype(float),
+        "const": np.full(n, 3.0),
+        "clipped": np.minimum(rng.exponential(size=n), 1.0),
+    }), bins=bins)  # fmt: skip
+    schema = FeatureSchema(reference=ref)
+    assert len(schema.binned) == schema.n_numeric
+    big = np.finfo(np.float64).max
+    acc = FeatureAccumulator(schema)
+    want = np.zeros_like(acc.hist)
+    for size in (1, 7, 5000):
+        X = hostile(schema, rng, size)
+        X = np.where(np.isfinite(X), X, rng.choice([big, -big, 0.0, -0.0], size=X.shape))
+        one = FeatureAccumulator(schema)
+        one.update_batch(X)
+        np.testing.assert_array_equal(one.hist, expected_hist(schema, X))
+        np.testing.assert_array_equal(one.count, np.full(schema.n_numeric, size))
+        np.testing.assert_array_equal(one.min, X.min(axis=0))
+        np.testing.assert_array_equal(one.max, X.max(axis=0))
+        acc.update_batch(X)
+        want += expected_hist(schema, X)
+    np.testing.assert_array_equal(acc.hist, want)
+
+
+def test_moments_of_a_finite_batch_without_sorting() -> None:
+    ref = Reference.from_data(pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0) ** 2}), bins=10)
+    schema = FeatureSchema(reference=ref)
+    rng = np.random.default_rng(3)
+    X = rng.normal(loc=5.0, scale=[1.0, 1e6], size=(10_000, 2))
+    acc = FeatureAccumulator(schema)
+    acc.update_batch(X)
+    np.testing.assert_allclose(acc.mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(acc.variance(), X.var(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 7, 2039, 2040, 2041, 4080, 65536, 70001])
+def test_booleans_counted_eight_at_a_time(n: int) -> None:
+    """Every byte lane of a word sum stays below 256, however many values are below a bound
+    (all of them, here, for the outer bounds) and wherever the row ends in its last block."""
+    rng = np.random.default_rng(n)
+    row = rng.normal(size=n)
+    row[rng.random(n) < 0.1] = 0.0
+    bounds = np.array([-np.inf, -1.0, 0.0, np.nextafter(0.0, 1.0), 2.0, np.inf, 1e308])[:, None]
+    below = _Below(n, 9)
+    for _ in range(2):  # the buffer is reused: the padding never counts
+        got = below.count(row, bounds)
+        assert got.tolist() == [int(np.count_nonzero(row < b)) for b in bounds[:, 0]]
+    assert below.count(row, bounds[:2]).tolist() == [0, int(np.count_nonzero(row < -1.0))]
+
+
+@pytest.mark.parametrize("bins", [1, 10, 20])
+def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finite batches from ROW_PASS_ROWS rows are read a feature at a time: the same cells,
+    counts, minimum, maximum and mean as passes over the whole batch; the deviations are
+    summed in another order (the variance within a few ulps)."""
+    rng = np.random.default_rng(bins)
+    ref = reference(bins)
+    schema = FeatureSchema(reference=ref)
+    X = hostile(schema, rng, 9000)
+    X = np.where(np.isfinite(X), X, rng.normal(size=X.shape))
+    by_row = FeatureAccumulator(schema)
+    by_row.update_batch(X)
+    monkeypatch.setattr(accumulator, "ROW_PASS_ROWS", 10**9)
+    whole = FeatureAccumulator(schema)
+    whole.update_batch(X)
+    for name in ("hist", "count", "missing", "min", "max", "mean"):
+        np.testing.assert_array_equal(getattr(by_row, name), getattr(whole, name), err_msg=name)
+    np.testing.assert_allclose(by_row.m2, whole.m2, rtol=1e-13)
+    np.testing.assert_array_equal(by_row.hist, expected_hist(schema, X))

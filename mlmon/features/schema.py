@@ -32,7 +32,10 @@ class FeatureSchema:
     """
 
     __slots__ = (
+        "bin_inner",
+        "bin_inner_max",
         "bin_keys",
+        "bin_of",
         "bin_pos",
         "bin_take",
         "binned",
@@ -122,6 +125,13 @@ class FeatureSchema:
         self.bin_pos: npt.NDArray[np.intp] = np.concatenate(
             ([0], np.cumsum([len(k) for k in self.bin_keys], dtype=np.intp))
         ).astype(np.intp)
+        # Each numeric feature's position among the binned ones (-1: not binned), and the
+        # inner bounds as a column (finite values: none below the first, all below the last).
+        self.bin_of: list[int] = [-1] * len(self.edges)
+        for k, j in enumerate(self.binned.tolist()):
+            self.bin_of[j] = k
+        self.bin_inner: list[F64] = [np.ascontiguousarray(keys[1:-1, None]) for keys in self.bin_keys]
+        self.bin_inner_max = max((len(k) for k in self.bin_inner), default=0)
         # np.diff of all bounds, less the differences across two features: the flat histogram.
         self.bin_take: npt.NDArray[np.intp] = np.concatenate(
             [np.arange(a, b - 1) for a, b in itertools.pairwise(self.bin_pos)] or [np.empty(0)]
