@@ -204,13 +204,15 @@ class _LabelSlice:
     ) -> None:
         _, scores = decode_scores(preds)
         has = np.isfinite(scores)
-        if not has.any():
+        scored = int(np.count_nonzero(has))
+        if not scored:
             return
-        s, y = scores[has], labels[has]
+        # Selections only when some rows are left out (the same values, no copies otherwise).
+        s, y = (scores, labels) if scored == scores.size else (scores[has], labels[has])
         assert self.scored is not None and self.sums is not None and self.calib is not None
         self.scored.add(bin_index(s, edges), y)
         prob = (s >= 0.0) & (s <= 1.0)
-        p, t = s[prob], y[prob]
+        p, t = (s, y) if int(np.count_nonzero(prob)) == s.size else (s[prob], y[prob])
         q = np.clip(p, _EPS, 1.0 - _EPS)
         self.sums += (
             s.size,

@@ -26,3 +26,45 @@ def test_multiclass_rows_and_one_row_batches_equal_a_live_monitor() -> None:
     assert (res["internal_errors"] == 0).all()
     assert res["mlmon_labels_total"].sum() == n - 1  # row 5's output is unreadable
     assert_chunks_equal_live(res, log, 400, batch=133, outputs=["a", "b", "c"], features=["x"], labels="y", task=task, feature_names=["x"])
+
+
+def test_a_range_of_ids_joins_as_the_same_ids_in_an_array() -> None:
+    """Ids given as a range (evaluate's batches whose every row has a label) take slices, not
+    a search, when each row's prediction is waiting for its first label; any other batch
+    takes the search. Same joined rows and counters either way."""
+    from mlmon.offline import _RowJoin
+
+    rng = np.random.default_rng(3)
+    preds = rng.uniform(size=100)
+    preds[[10, 11]] = np.nan  # not stored: no label can join them
+
+    def fresh() -> _RowJoin:
+        store = _RowJoin()
+        keys = np.arange(500, 600, dtype=np.int64)
+        store.record_keys(keys, np.ones(100, dtype=np.bool_), preds, now=0.0)
+        return store
+
+    labels = rng.integers(0, 2, size=100).astype(np.float64)
+    cases = [
+        (range(520, 560), np.ones(40, dtype=np.bool_)),  # all waiting: slices
+        (range(500, 540), np.ones(40, dtype=np.bool_)),  # two not stored: the search
+        (range(560, 600), rng.random(40) < 0.5),  # invalid labels: the search
+        (range(590, 620), np.ones(30, dtype=np.bool_)),  # past the batch: the search
+        (range(480, 510), np.ones(30, dtype=np.bool_)),  # before it
+    ]
+    a, b = fresh(), fresh()
+    for ids, valid in cases * 2:  # the second time, every stored prediction is a duplicate
+        lab = labels[: len(ids)]
+        x = a.join(ids, lab, valid, 0.0)
+        y = b.join(np.arange(ids.start, ids.stop), lab, valid, 0.0)
+        np.testing.assert_array_equal(x.preds, y.preds)
+        np.testing.assert_array_equal(x.labels, y.labels)
+        np.testing.assert_array_equal(x.delays, y.delays)
+        counters = ("joined", "duplicate", "unmatched", "invalid", "_pending", "_labelled")
+        assert [getattr(a, c) for c in counters] == [getattr(b, c) for c in counters]
+        np.testing.assert_array_equal(a._state, b._state)
+    # Independently: each stored id joins its first valid label.
+    stored = {500 + i for i in range(100) if np.isfinite(preds[i])}
+    first = {i for ids, valid in cases for i, ok in zip(ids, valid, strict=True) if ok and i in stored}
+    assert a.joined == len(first) > 40
+    assert a.duplicate > 0

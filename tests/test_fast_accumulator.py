@@ -188,11 +188,24 @@ def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, mo
     X = hostile(schema, rng, 9000)
     X = np.where(np.isfinite(X), X, rng.normal(size=X.shape))
     by_row = FeatureAccumulator(schema)
-    by_row.update_batch(X)
+    by_row.update_batch(X)  # rows of X.T strided: transposed once
+    in_place = FeatureAccumulator(schema)
+    in_place.update_batch(np.asfortranarray(X))  # each feature's values contiguous: read in place
+    missing = X.copy()
+    missing[4321, 1] = np.nan  # one feature's sum is NaN: the masked path, from the start
+    masked_rows = FeatureAccumulator(schema)
+    masked_rows.update_batch(np.asfortranarray(missing))
     monkeypatch.setattr(accumulator, "ROW_PASS_ROWS", 10**9)
     whole = FeatureAccumulator(schema)
     whole.update_batch(X)
+    masked_whole = FeatureAccumulator(schema)
+    masked_whole.update_batch(missing)
     for name in ("hist", "count", "missing", "min", "max", "mean"):
         np.testing.assert_array_equal(getattr(by_row, name), getattr(whole, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(in_place, name), getattr(whole, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(masked_rows, name), getattr(masked_whole, name), err_msg=name)
+    np.testing.assert_array_equal(in_place.m2, by_row.m2)
+    np.testing.assert_array_equal(masked_rows.m2, masked_whole.m2)
     np.testing.assert_allclose(by_row.m2, whole.m2, rtol=1e-13)
     np.testing.assert_array_equal(by_row.hist, expected_hist(schema, X))
+    assert masked_rows.missing.tolist() == [0, 1] + [0] * (schema.n_numeric - 2)

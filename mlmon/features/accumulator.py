@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -147,6 +148,15 @@ class FeatureAccumulator:
         n = X.shape[0]
         if n == 0 or X.shape[1] == 0:
             return
+        schema = self.schema
+        if n >= ROW_PASS_ROWS and (not schema.hist_size or _few_keys(schema)):
+            # Feature by feature, each a row of X.T read where it is when its values are
+            # contiguous (a column-major batch: pandas' blocks of floats), else transposed once.
+            xt = X.T if X.strides[0] == X.itemsize else np.ascontiguousarray(X.T)
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not self._update_finite_rows(xt):
+                    self._update_masked(xt, own=not np.may_share_memory(xt, X))
+            return
         # Feature-major and contiguous: every reduction then runs along memory (and numpy's
         # pairwise summation applies), and each feature's searchsorted reads one row.
         xt = np.ascontiguousarray(X.T)
@@ -180,9 +190,6 @@ class FeatureAccumulator:
             self._count_cells(srt)
             handover()
             d = np.subtract(srt, mean[:, None], out=srt)
-        elif n >= ROW_PASS_ROWS and (not schema.hist_size or _few_keys(schema)):
-            self._update_finite_rows(xt, mean)
-            return
         else:
             lo = xt.min(axis=1)
             hi = xt.max(axis=1)
@@ -193,10 +200,13 @@ class FeatureAccumulator:
         m2 = np.einsum("ij,ij->i", d, d)
         self._combine(np.full(f, n, dtype=np.int64), mean, m2, lo, hi)
 
-    def _update_finite_rows(self, xt: F64, mean: F64) -> None:
-        """:meth:`_update_finite` feature by feature, each feature's cells counted by
-        comparisons: its values (one row of ``xt``) are read from memory once, then stay in
-        the core's cache for their minimum, maximum, cell counts and deviations.
+    def _update_finite_rows(self, xt: F64) -> bool:
+        """:meth:`update_batch` of a batch without a missing value, feature by feature, each
+        feature's cells counted by comparisons: its values (one row of ``xt``) are read from
+        memory once (by their sum), then stay in the core's cache for their minimum, maximum,
+        cell counts and deviations. False, with nothing changed, at the first feature whose
+        sum is not finite (a missing value, or a sum beyond the float range): the batch then
+        takes the masked path.
 
         A feature's inner bounds are compared in one call (a row of booleans per bound) and
         the booleans counted 8 at a time (:func:`_count_true`): a few long numpy calls per
@@ -206,10 +216,12 @@ class FeatureAccumulator:
         """
         f, n = xt.shape
         schema = self.schema
+        mean = np.empty(f)
         lo = np.empty(f)
         hi = np.empty(f)
         m2 = np.empty(f)
         dev = np.empty(n)
+        isfinite = math.isfinite
         binned = schema.bin_of
         pos = schema.bin_pos
         bounds = np.empty(pos[-1], dtype=np.intp)
@@ -217,6 +229,10 @@ class FeatureAccumulator:
         for j in range(f):
             handover()
             row = xt[j]
+            total = row.sum()
+            if not isfinite(total):
+                return False
+            mean[j] = mu = total / n
             lo[j] = row.min()
             hi[j] = row.max()
             k = binned[j]
@@ -226,11 +242,12 @@ class FeatureAccumulator:
                 bounds[a] = 0
                 bounds[a + 1 : b - 1] = lt.count(row, schema.bin_inner[k])
                 bounds[b - 1] = n
-            np.subtract(row, mean[j], out=dev)
+            np.subtract(row, mu, out=dev)
             m2[j] = np.einsum("i,i->", dev, dev)
         if schema.hist_size:
             self.hist += np.diff(bounds)[schema.bin_take]
         self._combine(np.full(f, n, dtype=np.int64), mean, m2, lo, hi)
+        return True
 
     def _update_masked(self, xt: F64, own: bool) -> None:
         """:meth:`update_batch` of a batch with missing values (NaN, inf) or sums beyond the

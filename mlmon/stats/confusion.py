@@ -76,7 +76,13 @@ class ConfusionMatrix:
         if t.size:
             if min(int(t.min()), int(p.min())) < 0 or max(int(t.max()), int(p.max())) >= k:
                 raise ValueError(f"class indices must be in [0, {k})")
-            self.counts += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+            if k == 2:
+                # Two classes: the four cells from three sums (no GIL held, unlike bincount).
+                tp = int(np.count_nonzero(t & p))
+                st, sp = int(t.sum()), int(p.sum())
+                self.counts += np.array([[t.size - st - sp + tp, sp - tp], [st - tp, tp]], dtype=self.counts.dtype)
+            else:
+                self.counts += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
     def merge(self, other: object) -> None:
         """Add another matrix's counts (same number of classes)."""

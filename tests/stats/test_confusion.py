@@ -142,3 +142,18 @@ def test_reset_forgets_everything() -> None:
     cm = fed(2, np.array([1, 0]), np.array([1, 1]))
     cm.reset()
     assert cm.total == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1)), max_size=300))
+def test_two_classes_count_as_a_bincount(pairs: list[tuple[int, int]]) -> None:
+    """Two classes are counted from sums, not a bincount: the same four cells."""
+    t = np.array([a for a, _ in pairs], dtype=np.int64)
+    p = np.array([b for _, b in pairs], dtype=np.int64)
+    cm = ConfusionMatrix(2)
+    cm.update_many(t, p)
+    cm.update_many(t[::-1], p)
+    want = np.bincount(t * 2 + p, minlength=4) + np.bincount(t[::-1] * 2 + p, minlength=4)
+    assert cm.counts.reshape(-1).tolist() == want.tolist()
+    with pytest.raises(ValueError, match="class indices"):
+        cm.update_many(np.array([0, 2]), np.array([1, 1]))
