@@ -106,9 +106,9 @@ def bin_index(
     if n_edges >= _EVEN_MIN_EDGES and values.size >= (
         _EVEN_MIN_VALUES if n_edges < _MANY_EDGES else _EVEN_MIN_VALUES_MANY
     ):
-        step = _even_step_cached(edges)
-        if step is not None:
-            return _bin_even(values, edges, step)
+        fit = _even_fit_cached(edges)
+        if fit is not None:
+            return _bin_even(values, edges, *fit)
     return _bin_search(values, edges)
 
 
@@ -133,23 +133,46 @@ def _bin_search(
     return idx
 
 
-_STEPS: dict[bytes, float | None] = {}
+_STEPS: dict[bytes, tuple[float, float] | None] = {}
 _STEPS_MAX = 64  # edge sets remembered (the monitor's own few, and each reference's)
 
 
-def _even_step_cached(edges: npt.NDArray[np.float64]) -> float | None:
-    """:func:`_even_step`, remembered by the edges' bytes: a batch binned on the 1,001 AUC
-    edges would otherwise check their spacing again (about 60 µs, measured) every time."""
+def _even_fit_cached(edges: npt.NDArray[np.float64]) -> tuple[float, float] | None:
+    """:func:`_even_step` and :func:`_even_slack` of the edges, remembered by the edges'
+    bytes: a batch binned on the 1,001 AUC edges would otherwise check their spacing again
+    (about 60 µs, measured) every time."""
     key = np.asarray(edges, dtype=np.float64).tobytes()
     try:
         return _STEPS[key]
     except KeyError:
         pass
     step = _even_step(edges)
+    fit = None if step is None else (step, _even_slack(edges, step))
     if len(_STEPS) >= _STEPS_MAX:
         _STEPS.clear()
-    _STEPS[key] = step
-    return step
+    _STEPS[key] = fit
+    return fit
+
+
+def _even_step_cached(edges: npt.NDArray[np.float64]) -> float | None:
+    """:func:`_even_step`, remembered (see :func:`_even_fit_cached`)."""
+    fit = _even_fit_cached(edges)
+    return None if fit is None else fit[0]
+
+
+def _even_slack(edges: npt.NDArray[np.float64], inv_w: float) -> float:
+    """How far (in cells) a value's position computed by :func:`_bin_even` can be from the
+    edge it must be compared with: each edge's offset from its place on the even grid, plus
+    the float rounding of the positions (a few units in the last place of ``m + 2``, bounded
+    generously). A value whose position is farther than this from every integer lies
+    strictly inside the cell its position names."""
+    e = np.asarray(edges, dtype=np.float64)
+    m = e.size - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        pos = (e - (e[0] - 1.0 / inv_w)) * inv_w  # edge i bounds cell i + 1 from below
+        dev = float(np.max(np.abs(pos - np.arange(1, m + 2))))
+    slack = dev + 64.0 * (m + 2) * 2.0**-52
+    return slack if math.isfinite(slack) else math.inf
 
 
 def _even_step(edges: npt.NDArray[np.float64]) -> float | None:
@@ -175,7 +198,7 @@ def _even_step(edges: npt.NDArray[np.float64]) -> float | None:
 
 
 def _bin_even(
-    values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64], inv_w: float
+    values: npt.NDArray[np.float64], edges: npt.NDArray[np.float64], inv_w: float, slack: float = math.inf
 ) -> npt.NDArray[np.intp]:
     """:func:`bin_index` on evenly spaced edges (``inv_w`` from :func:`_even_step`).
 
@@ -186,6 +209,11 @@ def _bin_even(
     after the last edge, puts the maximum in the last bin, and the top bound, NaN, compares
     false with everything so that no value moves past the overflow cell ``m + 1`` (the true
     cell is never beyond it). NaN compares false with every bound and keeps its guess.
+
+    Only values whose position lies within ``slack`` (:func:`_even_slack`) of an integer
+    can be off, clipped ones included (their position is an integer): with a slack below
+    half a cell only those are compared with the bounds (on the AUC edges, a few values in
+    a billion), the rest keep their guess.
     """
     e = np.asarray(edges, dtype=np.float64)
     m = e.size - 1
@@ -194,7 +222,26 @@ def _bin_even(
         q *= inv_w
     np.fmin(q, float(m + 1), out=q)  # fmin: NaN becomes m + 1
     np.maximum(q, 0.0, out=q)
-    k: npt.NDArray[np.intp] = q.astype(np.intp)  # truncation is floor on [0, m + 1]
+    if slack < 0.5:
+        whole = np.floor(q)
+        k: npt.NDArray[np.intp] = whole.astype(np.intp)
+        frac = np.subtract(q, whole, out=q)
+        frac -= 0.5
+        np.abs(frac, out=frac)  # 0.5 at an integer, 0 halfway between two
+        near = frac >= 0.5 - slack
+        if near.any():
+            at = np.flatnonzero(near)
+            k[at] = _bin_even_exact(values[at], k[at], e)
+        return k
+    return _bin_even_exact(values, q.astype(np.intp), e)  # truncation is floor on [0, m + 1]
+
+
+def _bin_even_exact(
+    values: npt.NDArray[np.float64], k: npt.NDArray[np.intp], e: npt.NDArray[np.float64]
+) -> npt.NDArray[np.intp]:
+    """The guesses ``k`` of :func:`_bin_even` corrected one step each way against the
+    bounds (in place)."""
+    m = e.size - 1
     bounds = np.empty(m + 3, dtype=np.float64)
     bounds[0] = -np.inf
     bounds[1 : m + 1] = e[:m]

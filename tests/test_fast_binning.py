@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlmon._binning import _EVEN_MIN_EDGES, _EVEN_MIN_VALUES, _bin_search, _even_step, bin_index
@@ -137,3 +137,47 @@ def test_the_step_is_remembered_by_the_edges_values_and_the_memory_is_bounded() 
         e = np.linspace(0.0, 1.0 + k, 12)
         assert _binning._even_step_cached(e) == _even_step(e)
     assert len(_binning._STEPS) <= _binning._STEPS_MAX
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(_EVEN_MIN_EDGES, 300),
+    st.floats(-1e6, 1e6),
+    st.floats(1e-6, 1e3),
+    st.floats(0.0, 0.24),
+    st.integers(0, 2**32 - 1),
+)
+def test_edges_off_their_even_grid_still_give_the_searched_cells(n: int, start: float, width: float, jitter: float, seed: int) -> None:
+    """Edges up to a quarter cell off the even grid: values whose computed position is
+    within the slack of an integer are compared with the edges, the others keep their guess."""
+    from mlmon import _binning
+
+    rng = np.random.default_rng(seed)
+    edges = start + width * (np.arange(n) + rng.uniform(-jitter, jitter, size=n))
+    edges[0], edges[-1] = start, start + width * (n - 1)
+    assume(bool((np.diff(edges) > 0).all()) and _even_step(edges) is not None)
+    fit = _binning._even_fit_cached(edges)
+    assert fit is not None and fit[1] < 0.5
+    v = adversarial(edges, rng)
+    np.testing.assert_array_equal(bin_index(v, edges), searched(v, edges))
+
+
+def test_positions_near_an_edge_are_the_only_ones_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlmon import _binning
+
+    edges = np.asarray(UNCALIBRATED_AUC_EDGES)
+    rng = np.random.default_rng(5)
+    v = np.concatenate([rng.uniform(0.0, 1.0, 20_000), edges, np.nextafter(edges, 2.0), [np.nan, -1.0, 2.0]])
+    compared: list[int] = []
+    exact = _binning._bin_even_exact
+
+    def spy(values: np.ndarray, k: np.ndarray, e: np.ndarray) -> np.ndarray:
+        compared.append(values.size)
+        return exact(values, k, e)
+
+    monkeypatch.setattr(_binning, "_bin_even_exact", spy)
+    got = bin_index(v, edges)
+    np.testing.assert_array_equal(got, searched(v, edges))
+    # The edges, their next floats, the NaN and the two clipped values; random values in
+    # [0, 1) land within 1e-11 of a cell boundary about once in 10^8.
+    assert compared and 2 * edges.size + 3 <= compared[0] < 2 * edges.size + 3 + 10
