@@ -121,9 +121,10 @@ def test_output_cells_are_the_binned_ones(bins: int) -> None:
 
 @pytest.mark.parametrize("bins", [1, 10, 20, 40])
 def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int) -> None:
-    """Every feature binned, no missing value: up to 21 bins the cells are counted by
-    comparisons (the outer bounds without a pass), beyond by sorting. Same cells either way,
-    and the moments of the batch itself."""
+    """Every feature binned, no missing value: small batches are sorted; from ROW_PASS_ROWS
+    rows and up to 21 bins, a feature's cells are counted by comparisons (the outer bounds
+    without a pass), beyond 21 bins by sorting. Same cells every way, and the moments of the
+    batch itself."""
     rng = np.random.default_rng(bins)
     n = 2000
     ref = Reference.from_data(pd.DataFrame({

@@ -177,8 +177,8 @@ class FeatureAccumulator:
         f, n = xt.shape
         mean = total / n
         schema = self.schema
-        if schema.hist_size and len(schema.binned) == f and not _few_keys(schema):
-            # Every feature is binned on many cells: sort once (in place when the copy is ours, without
+        if schema.hist_size and len(schema.binned) == f:
+            # Every feature is binned: sort once (in place when the copy is ours, without
             # the GIL); the ends are the minimum and maximum, the sorted rows are binned, then
             # overwritten with the deviations (no other temporary of the batch's size).
             srt = xt if own else xt.copy()
@@ -193,8 +193,9 @@ class FeatureAccumulator:
         else:
             lo = xt.min(axis=1)
             hi = xt.max(axis=1)
-            self._bin(xt, own=False, finite=True)  # the rows of binned features are copied and sorted
-            handover()
+            if schema.hist_size:
+                self._bin(xt, own=False, finite=True)  # some features binned: their rows are copied
+                handover()
             d = np.subtract(xt, mean[:, None], out=xt) if own else xt - mean[:, None]
         # Two passes over the batch: the batch's own M2 is exact, then Chan-merged.
         m2 = np.einsum("ij,ij->i", d, d)
