@@ -615,6 +615,18 @@ _blas_users = 0
 _blas_limits: Any = None
 
 
+_blas_libs: Any = None
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the process's thread pools, made once (it lists the
+    loaded libraries: about 1 ms, against 20 µs for a limit through it)."""
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = importlib.import_module("threadpoolctl").ThreadpoolController()
+    return _blas_libs
+
+
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS on one thread while chunks are fed (with threadpoolctl, when installed).
@@ -629,8 +641,7 @@ def _one_blas_thread() -> Iterator[None]:
     with _blas_lock:
         if _blas_users == 0:
             try:
-                limits = importlib.import_module("threadpoolctl").threadpool_limits
-                _blas_limits = limits(limits=1, user_api="blas")
+                _blas_limits = _blas_controller().limit(limits=1, user_api="blas")
             except Exception:  # not installed, or a BLAS it cannot drive: no limit
                 _blas_limits = None
         _blas_users += 1
@@ -679,28 +690,41 @@ def _chunks(
 ) -> list[_Part]:
     n = len(pdf)
     ts = _timestamps_ns(pdf, spec.timestamp) if spec.timestamp is not None else None
-    keys = _keys(spec, n, offset, ts)
     cols = _Columns.of(pdf, spec) if spec.features else None
     # Feature columns side by side: selected once (a view), then each chunk's rows of them.
     feats_all = pdf.iloc[:, cols.positions] if cols is not None and isinstance(cols.positions, slice) else None
-    late = np.zeros(n, dtype=bool)
+    late: npt.NDArray[np.bool_] | None = None
     if ts is not None:
+        late = np.zeros(n, dtype=bool)
         late[1:] = ts[1:] < ts[:-1]
         if prev_ts is not None:
             late[0] = ts[0] < prev_ts
-    dup = np.zeros(n, dtype=bool)
+    dup: npt.NDArray[np.bool_] | None = None
     if dup_ids is not None and len(dup_ids):
         dup = pdf[spec.ids].isin(dup_ids).to_numpy()
-    if n == 1 or bool(np.all(keys[1:] >= keys[:-1])):
-        order: npt.NDArray[np.intp] = np.arange(n)
+    order: npt.NDArray[np.intp] | None = None  # None: the rows in order (chunks of rows)
+    if spec.chunk_rows is not None:
+        # Row k of the log is in chunk (offset + k) // chunk_rows: the bounds by arithmetic.
+        c = spec.chunk_rows
+        first = offset // c
+        bounds = [0, *range((first + 1) * c - offset, n, c), n]
+        chunk_keys = [first + i for i in range(len(bounds) - 1)]
     else:
-        order = np.argsort(keys, kind="stable")
-    sk = keys[order]
-    cuts = np.flatnonzero(sk[1:] != sk[:-1]) + 1
-    bounds = [0, *cuts.tolist(), n]
-    def one(a: int, b: int) -> _Part:
-        idx = order[a:b]
-        rows: npt.NDArray[np.intp] | slice = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
+        keys = _keys(spec, n, offset, ts)
+        if n > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+        sk = keys if order is None else keys[order]
+        cuts = np.flatnonzero(sk[1:] != sk[:-1]) + 1
+        bounds = [0, *cuts.tolist(), n]
+        chunk_keys = sk[bounds[:-1]].tolist()
+
+    def one(i: int, a: int, b: int) -> _Part:
+        rows: npt.NDArray[np.intp] | slice
+        if order is None:
+            rows = slice(a, b)
+        else:
+            idx = order[a:b]
+            rows = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] == b - a - 1 else idx
         chunk = _ChunkParts(template)
         _feed(chunk, spec, pdf, rows, cols, feats_all)
         state, snap, values = b"", None, None
@@ -710,21 +734,23 @@ def _chunks(
             snap = chunk.snapshot()
         else:
             state = chunk.state()
-        key = int(sk[a])
+        key = int(chunk_keys[i])
         start: int | None = None
         end: int | None = None
         if ts is not None:
-            t = ts[idx]
+            t = ts[rows]
             start, end = (key * spec.chunk_ns, (key + 1) * spec.chunk_ns) if spec.chunk_ns else (int(t.min()), int(t.max()))
-        return _Part(key, start, end, b - a, int(late[idx].sum()), int(dup[idx].sum()), chunk.errors, state, snap, values)
+        n_late = 0 if late is None else int(late[rows].sum())
+        n_dup = 0 if dup is None else int(dup[rows].sum())
+        return _Part(key, start, end, b - a, n_late, n_dup, chunk.errors, state, snap, values)
 
-    spans = list(itertools.pairwise(bounds))
+    spans = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
     if workers > 1 and len(spans) > 1:
         # numpy lets the GIL go in the heavy steps (sorts, sums, comparisons over a batch):
         # chunks fed on several threads use several cores. Each chunk has its own parts.
         with ThreadPoolExecutor(min(workers, len(spans)), thread_name_prefix="mlmon-evaluate") as ex:
-            return list(ex.map(lambda ab: one(*ab), spans))
-    return [one(a, b) for a, b in spans]
+            return list(ex.map(lambda span: one(*span), spans))
+    return [one(*span) for span in spans]
 
 
 # -- the whole frame --------------------------------------------------------------------------
@@ -960,9 +986,15 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
     thousand series is made in about a millisecond, not one column at a time."""
     pd = _pandas()
     cols = _columns(rows)
-    head = pd.DataFrame([{c: row[c] for c in META_COLUMNS} for row in rows], columns=list(META_COLUMNS))
-    for col in _INT_COLUMNS:
-        head[col] = head[col].astype("int64")
+    if rows:
+        meta: dict[str, Any] = {c: [row[c] for row in rows] for c in META_COLUMNS}
+        for col in _INT_COLUMNS:
+            meta[col] = np.array(meta[col], dtype=np.int64)
+        head = pd.DataFrame(meta, columns=list(META_COLUMNS))
+    else:  # no chunk: the columns as pandas types them for no row
+        head = pd.DataFrame([], columns=list(META_COLUMNS))
+        for col in _INT_COLUMNS:
+            head[col] = head[col].astype("int64")
     series = cols[len(META_COLUMNS) :]
     if not series:
         return head
