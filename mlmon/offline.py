@@ -436,6 +436,11 @@ class _ChunkParts:
         for part in self.parts:
             if part is None:
                 continue
+            if part is self.service:
+                # Its one sample kept offline (the others are LIVE_ONLY: calls, latency, calls
+                # in flight), read without making and dropping the rest.
+                row[_series(("mlmon_rows_total", ()))] = float(part.rows_total)
+                continue
             binned = part is features
             for name, value, labels in part.samples(0.0, bins=False) if binned else part.samples(0.0):
                 if name in LIVE_ONLY:
