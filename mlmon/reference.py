@@ -81,7 +81,8 @@ def usable_cpus(limit: int = 8) -> int:
 
 
 def _float_column(col: Any) -> npt.NDArray[np.float64]:
-    return col.astype(np.float64) if col.dtype.kind in "biuf" else object_column_to_float(col)
+    """A column as float64 (a float64 column as it is: nothing downstream writes to it)."""
+    return col.astype(np.float64, copy=False) if col.dtype.kind in "biuf" else object_column_to_float(col)
 
 
 def _numeric_profiles(
