@@ -266,7 +266,7 @@ def _numeric_edges(v: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.floa
 
 
 def _numeric_edges_and_counts(
-    v: npt.NDArray[np.float64], bins: int
+    v: npt.NDArray[np.float64], bins: int, s: npt.NDArray[np.float64] | None = None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """``_numeric_edges(v, bins)`` and ``binned_counts(v, edges)`` of finite ``v`` from one
     sort of ``v``: the distinct values, the quantiles and the cell counts are read off the
@@ -278,7 +278,8 @@ def _numeric_edges_and_counts(
     >>> _numeric_edges_and_counts(np.array([3.0, 1.0, 2.0, 2.0]), 10)
     (array([1., 2., 3., 3.]), array([0, 1, 2, 1, 0]))
     """
-    s = np.sort(v)  # as np.unique sorts its copy
+    if s is None:  # else the caller's sorted copy of v
+        s = np.sort(v)  # as np.unique sorts its copy
     lo, hi = s.searchsorted(0.0, side="left"), s.searchsorted(0.0, side="right")
     if hi - lo > 1:
         neg = np.signbit(s[lo:hi])

@@ -201,10 +201,15 @@ class NumericProfile:
         return np.array([0, *self.counts, 0], dtype=np.int64)
 
     @classmethod
-    def from_values(cls, name: str, values: npt.ArrayLike, bins: int = 10) -> NumericProfile:
-        """Summarise a 1-D column (non-finite values count as missing)."""
+    def from_values(
+        cls, name: str, values: npt.ArrayLike, bins: int = 10, *, finite_sorted: npt.NDArray[np.float64] | None = None
+    ) -> NumericProfile:
+        """Summarise a 1-D column (non-finite values count as missing).
+
+        ``finite_sorted``: the column sorted, when every value is finite and the caller has
+        sorted it already (the same profile, without sorting it again)."""
         x = np.asarray(values, dtype=np.float64).ravel()
-        v = x[np.isfinite(x)]
+        v = x if finite_sorted is not None else x[np.isfinite(x)]
         if v.size == 0:
             nan = math.nan
             return cls(
@@ -218,7 +223,7 @@ class NumericProfile:
                 mean=nan,
                 variance=nan,
             )
-        edges, cells = _numeric_edges_and_counts(v, bins)
+        edges, cells = _numeric_edges_and_counts(v, bins, finite_sorted)
         mean, variance = _moments(name, v)
         return cls(
             name=name,

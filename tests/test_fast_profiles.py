@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlmon import _profiles
-from mlmon._binning import _numeric_edges, _numeric_edges_and_counts, _sorted_quantiles, binned_counts
+from mlmon._binning import (
+    _numeric_edges,
+    _numeric_edges_and_counts,
+    _sorted_quantiles,
+    binned_counts,
+)
 from mlmon.reference import Reference
 
 FIXTURE = Path(__file__).parent / "data" / "reference_before_sorted_profiles.json"
@@ -37,8 +42,9 @@ def fixture_frame() -> tuple[pd.DataFrame, np.ndarray]:
     }), ((i * 7) % 1000) / 999.0  # fmt: skip
 
 
-def former(v: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """The edges and counts as from_values made them before: two functions, two passes."""
+def former(v: np.ndarray, bins: int, s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The edges and counts as from_values made them before: two functions, two passes (from
+    the column itself, whether or not a sorted copy is given)."""
     edges = _numeric_edges(v, bins)
     return edges, binned_counts(v, edges)
 
@@ -171,3 +177,16 @@ def test_from_data_is_unchanged_on_generated_data(X: np.ndarray, bins: int) -> N
             return
     got = Reference.from_data(X, bins=bins)
     assert json.dumps(got.to_dict()) == json.dumps(want.to_dict())
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_a_reference_profiled_in_sorted_blocks_on_threads_is_the_same_file(cpus: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On threads, each thread's columns are sorted as one block when all finite (column by
+    column otherwise: "gaps" has NaN; "zeros" mixes -0.0 and 0.0): the file is the same."""
+    from mlmon import reference
+
+    monkeypatch.setattr(reference, "PARALLEL_VALUES", 1000)
+    monkeypatch.setattr(reference, "usable_cpus", lambda limit=8: cpus)
+    X, out = fixture_frame()
+    Reference.from_data(X, outputs=out, bins=10).save(tmp_path / "threads.json")
+    assert (tmp_path / "threads.json").read_text() == FIXTURE.read_text()

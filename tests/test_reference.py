@@ -435,11 +435,14 @@ def test_columns_profiled_on_threads_equal_one_by_one(monkeypatch: pytest.Monkey
     cats = rng.choice(["a", "b", None], 5000).astype(object)
     data = {f"x{j}": X[:, j] for j in range(6)} | {"c": cats}
     threads: set[str] = set()
+    presorted: set[str] = set()
     real = _profiles.NumericProfile.from_values.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: Any, name: str, values: Any, bins: int = 10) -> Any:
+    def spy(cls: Any, name: str, values: Any, bins: int = 10, **kw: Any) -> Any:
         threads.add(threading.current_thread().name)
-        return real(cls, name, values, bins)
+        if kw.get("finite_sorted") is not None:
+            presorted.add(name)
+        return real(cls, name, values, bins, **kw)
 
     monkeypatch.setattr(_profiles.NumericProfile, "from_values", classmethod(spy))
     monkeypatch.setattr(reference, "usable_cpus", lambda limit=8: 3)
@@ -451,6 +454,9 @@ def test_columns_profiled_on_threads_equal_one_by_one(monkeypatch: pytest.Monkey
     together = Reference.from_data(data)
     assert threads and all(t.startswith("mlmon-reference") for t in threads)
     assert together.to_dict() == alone.to_dict()
+    # Blocks of 2 columns a thread: sorted together when all finite (x2 has NaN: its block,
+    # x2 and x3, goes column by column).
+    assert presorted == {"x0", "x1", "x4", "x5"}
 
     bad = dict(data)
     bad["x3"] = np.array([1e300, -1e300] * 2500)  # variance overflows
