@@ -210,7 +210,7 @@ class FeatureAccumulator:
         takes the masked path.
 
         A feature's inner bounds are compared in one call (a row of booleans per bound) and
-        the booleans counted 8 at a time (:func:`_count_true`): a few long numpy calls per
+        the booleans counted 8 at a time (:class:`_Below`): a few long numpy calls per
         feature, each without the GIL. Calls of a few microseconds each (a comparison and a
         count per bound) are slower on two threads than on one, measured: every hand-over of
         the GIL between threads costs a wake-up.
