@@ -120,11 +120,12 @@ def test_output_cells_are_the_binned_ones(bins: int) -> None:
 
 
 @pytest.mark.parametrize("bins", [1, 10, 20, 40])
-def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int) -> None:
+def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every feature binned, no missing value: small batches are sorted; from ROW_PASS_ROWS
-    rows and up to 21 bins, a feature's cells are counted by comparisons (the outer bounds
-    without a pass), beyond 21 bins by sorting. Same cells every way, and the moments of the
-    batch itself."""
+    rows and ROW_PASS_VALUES values (set low here) and up to 21 bins, a feature's cells are
+    counted by comparisons (the outer bounds without a pass), beyond 21 bins by sorting. Same
+    cells every way, and the moments of the batch itself."""
+    monkeypatch.setattr(accumulator, "ROW_PASS_VALUES", 4096)
     rng = np.random.default_rng(bins)
     n = 2000
     ref = Reference.from_data(pd.DataFrame({
@@ -188,6 +189,7 @@ def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, mo
     schema = FeatureSchema(reference=ref)
     X = hostile(schema, rng, 9000)
     X = np.where(np.isfinite(X), X, rng.normal(size=X.shape))
+    monkeypatch.setattr(accumulator, "ROW_PASS_VALUES", 9000 * schema.n_numeric)  # this batch's size
     by_row = FeatureAccumulator(schema)
     by_row.update_batch(X)  # rows of X.T strided: transposed once
     in_place = FeatureAccumulator(schema)

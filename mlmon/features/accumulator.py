@@ -24,8 +24,12 @@ _LANES = 8 * 255
 """Booleans summed as 8-byte words, 255 words at a time: no byte of a sum exceeds 255."""
 
 ROW_PASS_ROWS = 4096
-"""Rows from which a finite batch is read feature by feature (see
-:meth:`FeatureAccumulator._update_finite_rows`); smaller batches take whole-batch passes."""
+ROW_PASS_VALUES = 1 << 20
+"""Rows and values from which a finite batch is read feature by feature (see
+:meth:`FeatureAccumulator._update_finite_rows`): ``evaluate``'s batches (131,072 rows by
+default). Smaller batches take whole-batch passes, as a live monitor's drain reduces its calls
+(stacked up to about :data:`mlmon.features.inputs.PART_VALUES` values): the batch path whose
+effect on predict's latency the stall benchmark measures."""
 
 
 class _Below:
@@ -149,7 +153,7 @@ class FeatureAccumulator:
         if n == 0 or X.shape[1] == 0:
             return
         schema = self.schema
-        if n >= ROW_PASS_ROWS and (not schema.hist_size or _few_keys(schema)):
+        if n >= ROW_PASS_ROWS and n * X.shape[1] >= ROW_PASS_VALUES and (not schema.hist_size or _few_keys(schema)):
             # Feature by feature, each a row of X.T read where it is when its values are
             # contiguous (a column-major batch: pandas' blocks of floats), else transposed once.
             xt = X.T if X.strides[0] == X.itemsize else np.ascontiguousarray(X.T)
