@@ -154,12 +154,6 @@ def _even_fit_cached(edges: npt.NDArray[np.float64]) -> tuple[float, float] | No
     return fit
 
 
-def _even_step_cached(edges: npt.NDArray[np.float64]) -> float | None:
-    """:func:`_even_step`, remembered (see :func:`_even_fit_cached`)."""
-    fit = _even_fit_cached(edges)
-    return None if fit is None else fit[0]
-
-
 def _even_slack(edges: npt.NDArray[np.float64], inv_w: float) -> float:
     """How far (in cells) a value's position computed by :func:`_bin_even` can be from the
     edge it must be compared with: each edge's offset from its place on the even grid, plus

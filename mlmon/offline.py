@@ -454,8 +454,7 @@ class _ChunkParts:
                     n = len(group.counts)
                     both = np.empty(2 * n, dtype=np.float64)  # a cell's counter, then its ratio
                     both[0::2] = group.counts
-                    both[1::2] = group.ref
-                    both[1::2] /= float(group.ref.sum())
+                    both[1::2] = group.ratios()
                     row.update(zip(_bin_series(group), both.tolist(), strict=True))
         return row
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_evaluate import assert_chunks_equal_live
 
 import mlmon
@@ -52,10 +53,23 @@ def test_a_range_of_ids_joins_as_the_same_ids_in_an_array() -> None:
         (range(590, 620), np.ones(30, dtype=np.bool_)),  # past the batch: the search
         (range(480, 510), np.ones(30, dtype=np.bool_)),  # before it
     ]
+    from mlmon import offline
+
+    searched: list[int] = []
+    real_keys = offline.id_keys
+
+    def keys_spy(ids: Any) -> Any:
+        searched.append(len(ids))
+        return real_keys(ids)
+
     a, b = fresh(), fresh()
-    for ids, valid in cases * 2:  # the second time, every stored prediction is a duplicate
+    for i, (ids, valid) in enumerate(cases * 2):  # the second time, every prediction is a duplicate
         lab = labels[: len(ids)]
-        x = a.join(ids, lab, valid, 0.0)
+        searched.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(offline, "id_keys", keys_spy)
+            x = a.join(ids, lab, valid, 0.0)
+        assert (searched == []) == (i == 0)  # only the first case, all waiting, takes slices
         y = b.join(np.arange(ids.start, ids.stop), lab, valid, 0.0)
         np.testing.assert_array_equal(x.preds, y.preds)
         np.testing.assert_array_equal(x.labels, y.labels)

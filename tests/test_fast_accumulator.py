@@ -136,12 +136,16 @@ def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int, m
     }), bins=bins)  # fmt: skip
     schema = FeatureSchema(reference=ref)
     assert len(schema.binned) == schema.n_numeric
-    big = np.finfo(np.float64).max
+    paths: list[str] = []
+    for name in ("_update_finite", "_update_finite_rows", "_update_masked"):
+        real = getattr(FeatureAccumulator, name)
+        monkeypatch.setattr(FeatureAccumulator, name, lambda self, *a, _r=real, _n=name: paths.append(_n) or _r(self, *a))
     acc = FeatureAccumulator(schema)
     want = np.zeros_like(acc.hist)
     for size in (1, 7, 5000):
         X = hostile(schema, rng, size)
-        X = np.where(np.isfinite(X), X, rng.choice([big, -big, 0.0, -0.0], size=X.shape))
+        # Finite with sums in range (a 1e308 sends a batch to the masked path, tested above).
+        X = np.where(np.isfinite(X) & (np.abs(X) < 1e300), X, rng.choice([1e200, -1e200, 0.0, -0.0], size=X.shape))
         one = FeatureAccumulator(schema)
         one.update_batch(X)
         np.testing.assert_array_equal(one.hist, expected_hist(schema, X))
@@ -151,6 +155,8 @@ def test_finite_batches_of_all_binned_features_count_the_same_cells(bins: int, m
         acc.update_batch(X)
         want += expected_hist(schema, X)
     np.testing.assert_array_equal(acc.hist, want)
+    big_path = "_update_finite_rows" if bins <= 20 else "_update_finite"
+    assert paths == ["_update_finite"] * 4 + [big_path] * 2
 
 
 def test_moments_of_a_finite_batch_without_sorting() -> None:
@@ -188,8 +194,17 @@ def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, mo
     ref = reference(bins)
     schema = FeatureSchema(reference=ref)
     X = hostile(schema, rng, 9000)
-    X = np.where(np.isfinite(X), X, rng.normal(size=X.shape))
+    # Finite, and no sum beyond the float range (1e308s would send the batch to the masked path).
+    X = np.where(np.isfinite(X) & (np.abs(X) < 1e300), X, rng.normal(size=X.shape))
     monkeypatch.setattr(accumulator, "ROW_PASS_VALUES", 9000 * schema.n_numeric)  # this batch's size
+    rows_read: list[bool] = []
+    real_rows = FeatureAccumulator._update_finite_rows
+
+    def spy(self: FeatureAccumulator, xt: np.ndarray) -> bool:
+        rows_read.append(done := real_rows(self, xt))
+        return done
+
+    monkeypatch.setattr(FeatureAccumulator, "_update_finite_rows", spy)
     by_row = FeatureAccumulator(schema)
     by_row.update_batch(X)  # rows of X.T strided: transposed once
     in_place = FeatureAccumulator(schema)
@@ -198,6 +213,7 @@ def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, mo
     missing[4321, 1] = np.nan  # one feature's sum is NaN: the masked path, from the start
     masked_rows = FeatureAccumulator(schema)
     masked_rows.update_batch(np.asfortranarray(missing))
+    assert rows_read == [True, True, False]  # the third fell back to the masked path
     monkeypatch.setattr(accumulator, "ROW_PASS_ROWS", 10**9)
     whole = FeatureAccumulator(schema)
     whole.update_batch(X)
@@ -211,4 +227,5 @@ def test_a_batch_read_feature_by_feature_equals_whole_batch_passes(bins: int, mo
     np.testing.assert_array_equal(masked_rows.m2, masked_whole.m2)
     np.testing.assert_allclose(by_row.m2, whole.m2, rtol=1e-13)
     np.testing.assert_array_equal(by_row.hist, expected_hist(schema, X))
+    assert rows_read == [True, True, False]  # the whole-batch passes did not read by feature
     assert masked_rows.missing.tolist() == [0, 1] + [0] * (schema.n_numeric - 2)

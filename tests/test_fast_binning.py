@@ -130,12 +130,14 @@ def test_the_step_is_remembered_by_the_edges_values_and_the_memory_is_bounded() 
 
     _binning._STEPS.clear()
     even = np.linspace(0.0, 1.0, 1001)
-    assert _binning._even_step_cached(even) == _even_step(even)
+    fit = _binning._even_fit_cached(even)
+    assert fit is not None and fit[0] == _even_step(even) and 0.0 < fit[1] < 1e-9
     even[500] = 0.9  # the same array, changed in place: another key, another answer
-    assert _binning._even_step_cached(even) is None and _even_step(even) is None
+    assert _binning._even_fit_cached(even) is None and _even_step(even) is None
     for k in range(200):
         e = np.linspace(0.0, 1.0 + k, 12)
-        assert _binning._even_step_cached(e) == _even_step(e)
+        fit = _binning._even_fit_cached(e)
+        assert fit is not None and fit[0] == _even_step(e)
     assert len(_binning._STEPS) <= _binning._STEPS_MAX
 
 

@@ -57,7 +57,7 @@ class _Below:
 def _few_keys(schema: FeatureSchema) -> bool:
     """Whether every binned feature of ``schema`` has at most :data:`_COMPARE_KEYS` bounds
     (cells counted by comparisons, not by sorting)."""
-    return bool(schema.bin_pos.size > 1 and int(np.diff(schema.bin_pos).max()) <= _COMPARE_KEYS)
+    return bool(schema.bin_keys) and schema.bin_inner_max + 2 <= _COMPARE_KEYS
 
 
 class FeatureAccumulator:
