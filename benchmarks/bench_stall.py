@@ -18,16 +18,18 @@ Run: ``python benchmarks/bench_stall.py [--part latency|drain|threads|all]``
 4. ``cap``: what the buffers hold at worst: 300,000 calls of 100x20 made while holding the drain
    lock, RSS growth when the byte cap is reached and at the end (past it, each call still leaves
    a small record up to ``max_buffered_calls``).
-5. ``gil``: where the background thread holds on to the GIL. 1000x20 calls at 500/s (flush every
-   second), in a fresh subprocess whose ``time.sleep`` is wrapped: every ``time.sleep`` on the
-   reporter thread is an offer of the GIL (``mlmon._handover``, the drain between chunks, the
-   snapshot between parts). The reporter's CPU time between two offers bounds how long a
-   predict call can wait for it; CPU time, unlike latency, does not move with the load of the
-   machine. Printed: its quantiles and the code locations of the longest stretches.
+5. ``gil``: how long predict calls wait while the background thread works. 1000x20 calls at
+   500/s in a fresh subprocess, first undecorated with no monitor, then decorated (flush every
+   second): each call's time off the CPU (its wall time minus its thread's CPU time: waiting
+   for the GIL, or for a core), and how often the reporter paused for a call in flight
+   (``mlmon._handover``).
 
 6. ``one-row``: one-row calls with features at a service's pace (a call, and every tenth call
    a 0.2 ms sleep): the latency of each decorated call, up to p99.99.
-7. ``ablation`` (not part of ``all``): what the 1000x20 tail is made of. Blocks mode, ``--runs``
+7. ``python``: a pure-Python predict of about 1 ms (it never lets go of the GIL) with 1000x20
+   features at 300 calls/s: latency with the drain pausing for calls in flight, without the
+   pauses, and with the switch interval left alone (``--runs`` interleaved runs).
+8. ``ablation`` (not part of ``all``): what the 1000x20 tail is made of. Blocks mode, ``--runs``
    interleaved runs of three variants: the decorated call; the same with the drain's reduction
    replaced by giving the copies back (the call's own work and the reporter's wake-ups remain);
    ``@mon.track`` without features.
@@ -366,50 +368,55 @@ _CHILD_CAP = _CHILD_COMMON + textwrap.dedent(
 
 _CHILD_GIL = _CHILD_COMMON + textwrap.dedent(
     """
-    import collections
     calls = int(sys.argv[1])
-    real_sleep = time.sleep
-    offers = []  # (reporter CPU ns, where)
+    from mlmon import _handover
 
-    def sleep(seconds):
-        if threading.current_thread().name.startswith("mlmon-reporter"):
-            f = sys._getframe(1)
-            if f.f_code.co_name == "handover":
-                f = f.f_back
-            where = f.f_code.co_filename.rsplit("/", 1)[-1] + ":" + f.f_code.co_name
-            offers.append((time.thread_time_ns(), where))
-        real_sleep(seconds)
+    class CountingEvent(threading.Event):  # the drain's pauses for calls in flight
+        waits = []
 
-    time.sleep = sleep
-    try:
-        import mlmon._handover as handover_module
-        handover_module._sleep = sleep
-    except ImportError:  # a version without it: its offers are time.sleep(0) calls
-        pass
+        def wait(self, timeout=None):
+            got = super().wait(timeout)
+            self.waits.append(got)
+            return got
+
+    _handover._ended = CountingEvent()
+    batches = [rng.normal(size=(1000, 20)) for _ in range(8)]
+    perf, cpu = time.perf_counter_ns, time.thread_time_ns
+
+    def run(fn):
+        off = np.empty(calls, dtype=np.int64)
+        next_t = time.perf_counter()
+        for i in range(calls):
+            t0, c0 = perf(), cpu()
+            fn(batches[i & 7])
+            off[i] = (perf() - t0) - (cpu() - c0)
+            next_t += 0.002
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = time.perf_counter()
+        return off
+
+    for i in range(50):
+        predict(batches[i & 7])
+    plain = run(predict)
     mon = mlmon.Monitor("gilmon", reference=ref, flush_interval=1.0, window=60.0)
     tracked = mon.track(features="X")(predict)
-    batches = [rng.normal(size=(1000, 20)) for _ in range(8)]
-    next_t = time.perf_counter()
-    for i in range(calls):
+    for i in range(50):
         tracked(batches[i & 7])
-        next_t += 0.002
-        delay = next_t - time.perf_counter()
-        if delay > 0:
-            real_sleep(delay)
-        else:
-            next_t = time.perf_counter()
+    mon.snapshot()
+    reporter = [t for t in threading.enumerate() if t.name.startswith("mlmon-reporter")][0]
+    CountingEvent.waits.clear()
+    r0 = time.clock_gettime_ns(time.pthread_getcpuclockid(reporter.ident))
+    monitored = run(tracked)
+    r1 = time.clock_gettime_ns(time.pthread_getcpuclockid(reporter.ident))
     mon.close()
-    cpu = np.array([o[0] for o in offers], dtype=np.int64)
-    gaps = np.diff(cpu) / 1e3
-    pairs = collections.defaultdict(list)
-    for i, g in enumerate(gaps):
-        pairs[offers[i][1] + " -> " + offers[i + 1][1]].append(float(g))
-    top = sorted(pairs.items(), key=lambda kv: -max(kv[1]))[:6]
+    q = lambda a: [float(np.quantile(a / 1e3, p)) for p in (0.5, 0.99, 0.999)] + [float(a.max() / 1e3)]
     print(json.dumps({
-        "offers": len(offers),
-        "q": [float(np.quantile(gaps, p)) for p in (0.5, 0.9, 0.99, 0.999)] + [float(gaps.max())],
-        "over200": int((gaps > 200).sum()), "over500": int((gaps > 500).sum()),
-        "top": [(k, len(v), float(np.mean(v)), float(max(v))) for k, v in top],
+        "plain": q(plain), "monitored": q(monitored),
+        "pauses": len(CountingEvent.waits), "ran_out": CountingEvent.waits.count(False),
+        "reporter_us_per_call": (r1 - r0) / 1e3 / calls, "switch": _handover.SWITCH_S,
     }))
     """
 )
@@ -462,20 +469,18 @@ def cap_memory(calls: int) -> None:
     print(f"\nabout {per:.0f} bytes per record past the byte cap; dropped {r['dropped']:,.0f}")
 
 
-def gil_stretches(calls: int) -> None:
+def gil_waits(calls: int) -> None:
     r = _child(_CHILD_GIL, calls)
-    q = r["q"]
-    n = max(1, r["offers"] - 1)
-    print(f"1000×{FEATURES} at 500 calls/s, {calls:,} calls: {r['offers']:,} offers of the GIL on the reporter "
-          "thread; its CPU time between two offers:\n")
-    print("| p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | over 200 µs | over 500 µs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} | {q[3]:.0f} | {q[4]:.0f} | {r['over200']:,} ({r['over200'] / n:.1%}) | "
-          f"{r['over500']:,} ({r['over500'] / n:.1%}) |")
-    print("\n| longest stretches: from the offer in → to the offer in | count | mean (µs) | max (µs) |")
-    print("|---|---:|---:|---:|")
-    for where, count, mean, longest in r["top"]:
-        print(f"| {where} | {count:,} | {mean:.0f} | {longest:.0f} |")
+    print(f"1000×{FEATURES} at 500 calls/s, {calls:,} calls a side, in a fresh process: the time a call spends "
+          "off the CPU (wall time minus its thread's CPU time: waiting for the GIL, or for a core)\n")
+    print("| side | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |")
+    print("|---|---:|---:|---:|---:|")
+    for label, key in (("undecorated, no monitor", "plain"), ('@mon.track(features="X"), monitor running', "monitored")):
+        q = r[key]
+        print(f"| {label} | {q[0]:.1f} | {q[1]:.1f} | {q[2]:.1f} | {q[3]:.0f} |")
+    print(f"\nthe reporter thread: {r['reporter_us_per_call']:.0f} µs of CPU per call; it paused {r['pauses']:,} times "
+          f"for a call in flight ({r['ran_out']:,} pauses ran out); switch interval during its work "
+          f"{r['switch'] * 1e6:.0f} µs")
 
 
 def one_row(calls: int) -> None:
@@ -505,6 +510,69 @@ def one_row(calls: int) -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {q[0]:.2f} | {q[1]:.1f} | {q[2]:.1f} | {q[3]:.1f} | {us.max():.0f} | {int((us > 100).sum()):,} |")
     print(f"\ncalls counted {snap.get('mlmon_calls_total'):,.0f}")
+
+
+def python_heavy(runs: int, calls: int, rate: float) -> None:
+    """A predict that is pure Python for about 1 ms (it never lets go of the GIL) with 1000x20
+    features, at ``rate`` calls/s, flush every second: the drain's pauses for calls in flight
+    against none (``mlmon._handover.PAUSE_S`` set to 0 for that variant), and the switch
+    interval left alone; ``runs`` interleaved runs, a fresh monitor each."""
+    from mlmon import _handover
+
+    ref = _reference()
+    rng = np.random.default_rng(7)
+    batches = [rng.normal(size=(1000, FEATURES)) for _ in range(8)]
+
+    def predict(X: Any) -> Any:
+        s = 0
+        for i in range(20_000):
+            s += i * i
+        return np.full(len(X), 0.5)
+
+    perf = time.perf_counter_ns
+
+    def run(fn: Callable[[Any], Any]) -> np.ndarray:
+        ns = np.empty(calls, dtype=np.int64)
+
+        def step(i: int) -> None:
+            t0 = perf()
+            fn(batches[i & 7])
+            ns[i] = perf() - t0
+
+        _paced(calls, rate, step)
+        return ns
+
+    variants = {"undecorated, no monitor": None, "@mon.track(features=\"X\")": (_handover.PAUSE_S, True),
+                "the same, no pauses": (0.0, True), "the same, switch interval left alone": (_handover.PAUSE_S, False)}
+    got: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
+    saved = _handover.PAUSE_S
+    try:
+        for _ in range(runs):
+            for label, v in variants.items():
+                if v is None:
+                    for i in range(20):
+                        predict(batches[i & 7])
+                    got[label].append(_quantiles(run(predict)))
+                    continue
+                _handover.PAUSE_S = v[0]
+                mlmon.set_background_switch_interval(_handover.SWITCH_S if v[1] else None)
+                mon = mlmon.Monitor("stall_python", reference=ref, flush_interval=1.0, window=60.0)
+                tracked = mon.track(features="X")(predict)
+                for i in range(20):
+                    tracked(batches[i & 7])
+                got[label].append(_quantiles(run(tracked)))
+                mon.close()
+    finally:
+        _handover.PAUSE_S = saved
+        mlmon.set_background_switch_interval(_handover.SWITCH_S)
+    print(f"pure-Python predict (about 1 ms) with 1000×{FEATURES} features, {rate:,.0f} calls/s, {calls:,} calls "
+          f"per variant per run, {runs} interleaved runs; medians of the runs:\n")
+    print("| variant | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | p99.9 per run (µs) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for label, qs in got.items():
+        med = {k: statistics.median(q[k] for q in qs) for k in ("p50", "p99", "p99.9", "max")}
+        per = ", ".join(f"{q['p99.9']:.0f}" for q in qs)
+        print(f"| {label} | {med['p50']:.0f} | {med['p99']:.0f} | {med['p99.9']:.0f} | {med['max']:.0f} | {per} |")
 
 
 def ablation(runs: int, rounds: int, calls: int, rate: float) -> None:
@@ -546,7 +614,7 @@ def ablation(runs: int, rounds: int, calls: int, rate: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "one-row", "ablation", "all"), default="all")
+    ap.add_argument("--part", choices=("latency", "drain", "threads", "cap", "gil", "one-row", "python", "ablation", "all"), default="all")
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs of the ablation part")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls-1000", type=int, default=2_000, help="calls per side per round, 1000x20")
@@ -565,7 +633,8 @@ def main() -> None:
         "drain": lambda: drain_memory([(1000, 8), (1000, 32), (1000, 60), (100, 32)]),
         "threads": lambda: threads_memory(args.seconds, 4),
         "cap": lambda: cap_memory(300_000),
-        "gil": lambda: gil_stretches(2_500),
+        "gil": lambda: gil_waits(2_500),
+        "python": lambda: python_heavy(args.runs, 1_500, 300.0),
         "one-row": lambda: one_row(30_000),
         "ablation": lambda: ablation(args.runs, args.rounds, args.calls_1000, args.rate_1000),
     }

@@ -16,6 +16,7 @@ from mlmon import fleet as fleet
 from mlmon._clock import FakeClock
 from mlmon._default import configure, flush, get_monitor, log_feedback, log_outcome, snapshot, track
 from mlmon._env import emitter_from_url, emitters_from_env
+from mlmon._handover import set_background_switch_interval
 from mlmon.drift import DriftConfig
 from mlmon.fleet import Fleet
 from mlmon.monitor import Call, Monitor, Track
@@ -52,6 +53,7 @@ __all__ = [
     "get_monitor",
     "log_feedback",
     "log_outcome",
+    "set_background_switch_interval",
     "snapshot",
     "track",
 ]

@@ -1,52 +1,141 @@
-"""Handing the GIL over to predict calls while a drain works off the predict path.
+"""Keeping the GIL for predict calls while a drain works off the predict path.
 
 A drain on the background thread is Python and numpy holding the GIL. A predict call that
 wants the GIL back (returning from a numpy operation, say) waits until the holder lets it go:
-at the interpreter's switch interval (5 ms by default), or sooner when the holder blocks. A
-numpy operation that releases the GIL for a few dozen microseconds is no reliable hand-over
-(the holder usually takes the GIL back before the waiting thread has woken up, and the waiting
-thread then waits a whole switch interval again); ``time.sleep(0)`` is.
+when the holder blocks, or when the waiter has waited a whole switch interval and the
+interpreter makes the holder hand it over (5 ms by default). Two things keep that wait short:
 
-So a drain calls :func:`handover` between its steps, and once :data:`SLICE_NS` have passed
-since the last offer it offers the GIL with ``time.sleep(0)``: a predict call then waits
-about a slice, plus the step that ended it, rather than a whole drain or switch interval, and
-the process-wide switch interval is left alone. An offer nobody takes costs a system call.
+- **A short switch interval while the background thread works.** :func:`handing_over` sets
+  the process-wide switch interval to :data:`SWITCH_S` (0.1 ms) for the duration of the
+  block, unless it is already shorter, and puts the previous value back when the last such
+  block in the process ends (unless someone else changed it meanwhile: then theirs stays).
+  A thread that waits for the GIL then gets it after at most 0.1 ms plus the C call in
+  progress, and the interpreter guarantees the hand-over (the holder waits until the waiter
+  has taken it). Voluntary offers (``time.sleep(0)``, which takes about 80 µs on some
+  kernels) are not used: an offer nobody takes costs the drain, and an offer taken makes the
+  drain want the GIL back at the predict call's next numpy operation.
+- **Pausing while a call with features runs.** The general ``track`` wrapper registers each
+  sync call in :data:`BUSY` for its duration. At a pause point (:func:`handover`, between the
+  drain's steps) a drain on the background thread waits, without the GIL, until no such call
+  runs (at most :data:`PAUSE_S`; after a pause that ran out, it works on for ten times that
+  before pausing again, so a call that never ends cannot stop the drain), so a Python-heavy
+  predict keeps the GIL to itself rather than sharing it every switch interval.
 
 :func:`handover` is a no-op outside :func:`handing_over` (the inline drain on a predict thread,
-for one, never hands over: that call is the one that would wait).
+for one, never pauses: that call is the one that would wait), and while a caller waits for the
+drain (``snapshot()``, ``flush()``: :func:`waiting`).
 
+>>> import sys
+>>> before = sys.getswitchinterval()
 >>> with handing_over():
-...     for _ in range(3):
-...         handover()  # a clock read; every SLICE_NS, an offer of the GIL
->>> handover()  # outside: nothing at all
+...     sys.getswitchinterval() <= SWITCH_S
+...     handover()  # a pause point: returns at once, no call in flight
+True
+>>> sys.getswitchinterval() == before
+True
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["SLICE_NS", "handing_over", "handover", "waiting"]
+__all__ = [
+    "BUSY",
+    "PAUSE_S",
+    "SWITCH_S",
+    "call_ended",
+    "handing_over",
+    "handover",
+    "interval_is_short",
+    "next_key",
+    "set_background_switch_interval",
+    "waiting",
+]
 
-SLICE_NS = 25_000
-"""Work (ns) between two offers of the GIL inside :func:`handing_over`."""
+SWITCH_S = 0.0001
+"""The default process-wide switch interval (seconds) while a background cycle runs."""
+
+_target: list[float | None] = [SWITCH_S]  # what handing_over() sets; None: leave it alone
+
+
+def set_background_switch_interval(seconds: float | None) -> None:
+    """The interpreter's switch interval while mlmon's background threads work (drains,
+    snapshots), in seconds; None leaves the interpreter's own alone.
+
+    By default (0.0001 s) a predict call that wants the GIL while a monitor's background
+    thread reduces buffered calls gets it within about 0.1 ms, instead of up to the
+    interpreter's 5 ms. The interval is process-wide: mlmon sets it only while background work
+    runs and only if it is longer, and puts the previous value back after, unless your code
+    changed it meanwhile (then yours stays). With None, the background thread still pauses
+    while calls with features run, but a call that wants the GIL may wait up to the
+    interpreter's interval. Takes effect at the next background cycle.
+
+    Raises:
+        ValueError: not a number between 1e-06 and 0.1, nor None.
+
+    >>> import mlmon
+    >>> mlmon.set_background_switch_interval(None)  # leave sys.setswitchinterval to me
+    >>> mlmon.set_background_switch_interval(0.0001)  # the default
+    """
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ValueError(f"the switch interval must be a number of seconds or None, got {seconds!r}")
+        if not 1e-6 <= seconds <= 0.1:  # NaN fails too
+            raise ValueError(f"the switch interval must be between 1e-06 and 0.1 seconds, got {seconds!r}")
+        seconds = float(seconds)
+    _target[0] = seconds
+
+
+def interval_is_short() -> bool:
+    """Whether the interpreter's switch interval is now at most the one background work sets."""
+    target = _target[0]
+    return target is not None and sys.getswitchinterval() <= target
+
+PAUSE_S = 0.001
+"""The longest a drain pauses at one pause point for the calls in flight (seconds)."""
+
+_PAUSE_NS = int(PAUSE_S * 1e9)
+_RESUME_NS = 10 * _PAUSE_NS  # after a pause that ran out, work this long before pausing again
+
+BUSY: dict[int, int] = {}
+"""Sync calls with features (the general wrapper's) now running, by a key of
+:func:`next_key`: while there is one, a drain on the background thread pauses."""
+
+next_key = itertools.count().__next__
+"""A unique key for :data:`BUSY` (``itertools.count``: atomic under the GIL)."""
 
 
 class _State(threading.local):
     active = False
-    last = 0
+    timed_out = -(1 << 62)
 
 
 _state = _State()
 _clock = time.perf_counter_ns
 _sleep = time.sleep
+_ended = threading.Event()
+_parked = [False]  # a drain waits in handover(): the call that empties BUSY wakes it
+
+
+def call_ended() -> None:
+    """The last registered call ended while a drain was paused for it: wake the drain."""
+    _ended.set()
+
+
+def parked() -> bool:
+    """Whether a drain is paused for the calls in flight."""
+    return _parked[0]
 
 
 _waiters: set[int] = set()
 """Threads of callers waiting for a drain to end (``snapshot()``, ``flush()``): while there is
-one, hand-overs are skipped, so the drain they wait for ends as soon as it can."""
+one, the drain does not pause, so the drain they wait for ends as soon as it can."""
 
 
 @contextmanager
@@ -65,23 +154,94 @@ def waiting() -> Iterator[None]:
 
 
 def handover() -> None:
-    """Offer the GIL if this thread has worked for :data:`SLICE_NS` since the last offer
-    (inside :func:`handing_over`, unless a caller waits for the drain; elsewhere a no-op)."""
+    """A pause point: inside :func:`handing_over`, while a call with features runs and no
+    caller waits for the drain, wait (without the GIL) until none runs, at most
+    :data:`PAUSE_S`. Elsewhere a no-op."""
     s = _state
-    if s.active and not _waiters and _clock() - s.last >= SLICE_NS:
+    if not (s.active and BUSY) or _waiters:
+        return
+    now = _clock()
+    if now - s.timed_out < _RESUME_NS:
+        return
+    _ended.clear()
+    _parked[0] = True
+    try:
+        if BUSY and not _ended.wait(PAUSE_S):
+            s.timed_out = now
+    finally:
+        _parked[0] = False
+
+
+# -- the switch interval, shortened while any thread is inside handing_over() --------------
+_lock = threading.Lock()
+_inside = 0  # threads inside handing_over(active=True), process-wide
+_saved: float | None = None  # the interval to put back; None: it was left alone
+_ours = 0.0  # the interval set here (read back from the interpreter)
+
+
+def _shorten() -> None:
+    global _inside, _saved, _ours
+    changed = False
+    with _lock:
+        _inside += 1
+        target = _target[0]
+        if _inside == 1 and target is not None:
+            current = sys.getswitchinterval()
+            if current > target:
+                _saved = current
+                sys.setswitchinterval(target)
+                _ours = sys.getswitchinterval()
+                changed = True
+            else:
+                _saved = None
+        elif _inside == 1:
+            _saved = None
+    if changed:
+        # A thread already waiting for the GIL waits out the interval it read when it began
+        # (5 ms by default): let it go once, and it waits by the short one from then on.
         _sleep(0)
-        s.last = _clock()
+
+
+def _restore() -> None:
+    global _inside, _saved
+    with _lock:
+        _inside -= 1
+        if _inside == 0 and _saved is not None:
+            if sys.getswitchinterval() == _ours:  # else someone set their own meanwhile: keep it
+                sys.setswitchinterval(_saved)
+            _saved = None
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while a background cycle ran: that thread is gone, so is its block."""
+    global _lock, _inside, _saved, _ended
+    _lock = threading.Lock()
+    _ended = threading.Event()  # its lock may have been held by a thread the child lacks
+    if _saved is not None and sys.getswitchinterval() == _ours:
+        sys.setswitchinterval(_saved)
+    _inside, _saved = 0, None
+    _parked[0] = False
+    BUSY.clear()  # the calls in flight ran on the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
 def handing_over(active: bool = True) -> Iterator[None]:
-    """Make :func:`handover` offer the GIL on this thread for the duration of the block (or,
-    with ``active=False``, never: a block of work done on a caller's behalf)."""
+    """Background work for the duration of the block: the switch interval is short and
+    :func:`handover` pauses for calls in flight on this thread (or, with ``active=False``,
+    neither: a block of work done on a caller's behalf)."""
     s = _state
     prev = s.active
     s.active = active
-    s.last = _clock()
+    shorten = active and not prev
+    if shorten:
+        _shorten()
     try:
         yield
     finally:
         s.active = prev
+        if shorten:
+            _restore()

@@ -60,14 +60,15 @@ class Drain:
 
     def run(self, chunks: int | None = None, hand_over: bool | None = None) -> None:
         """Drain everything buffered, or at most ``chunks`` chunks (the inline drain: one; the
-        background thread's early drain: what was buffered when it began, with hand-overs).
+        background thread's early drain: what was buffered when it began, as background work).
 
-        ``hand_over``: offer the GIL to other threads every slice of work (see
-        :mod:`mlmon._handover`), between chunks and between and inside the parts. None: when
-        draining everything on a monitor's reporter thread, where the drain is nobody's call.
+        ``hand_over``: work as background work (see :mod:`mlmon._handover`): a short switch
+        interval, so a predict call that wants the GIL gets it within 0.1 ms, and pauses
+        between and inside the parts while a call with features runs. None: when draining
+        everything on a monitor's reporter thread, where the drain is nobody's call.
         Elsewhere (``snapshot()`` on the caller's thread) the GIL is offered between chunks
-        only: an offer costs a system call, more on a busy machine, and is charged to that
-        caller. The inline drain (one chunk, on a predict thread) never offers it.
+        only (``time.sleep(0)``), charged to that caller. The inline drain (one chunk, on a
+        predict thread) does neither.
         """
         b = self._buffers
         calls, rows, outputs, details, errors = b.take_dropped()

@@ -37,7 +37,7 @@ from mlmon import _env, _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
-from mlmon._handover import handing_over, handover, waiting
+from mlmon._handover import handing_over, handover, interval_is_short, waiting
 from mlmon._segmented import DEFAULT_MAX_SEGMENTS, SegmentComponent
 from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.buffers import NO_SEGMENT, CallBuffers
@@ -418,8 +418,8 @@ class Monitor:
             return
         ref = weakref.ref(self)
 
-        # Off the predict path, the cycle offers the GIL to predict calls every slice of its work
-        # (mlmon/_handover.py): drains, the snapshot build, the samples.
+        # Off the predict path, the whole cycle is background work (mlmon/_handover.py): a short
+        # switch interval, and pauses while calls with features run: drains, snapshot, samples.
         def tick() -> None:
             mon = ref()
             if mon is not None:
@@ -458,9 +458,12 @@ class Monitor:
         """
         lock = self._drain_lock
         if not lock.acquire(blocking=False):
-            # A drain elsewhere (the background thread's) is behind the predict calls: offer it
-            # the GIL once, so that a loop that never lets go of it cannot starve it.
-            time.sleep(0)
+            # A drain elsewhere is behind the predict calls. The background thread's runs with
+            # a short switch interval (mlmon/_handover.py), which hands it the GIL; any other
+            # (a caller's snapshot()) is offered it once, so that a loop that never lets go of
+            # it cannot starve it.
+            if not interval_is_short():
+                time.sleep(0)
             return False
         try:
             self._drain_locked(chunks=1)
@@ -525,7 +528,7 @@ class Monitor:
         now = self._clock.monotonic()
         triples: list[Triple] = list(self._service.samples(now))
         for part in self._parts:
-            handover()  # between parts, on the reporter thread, predict calls get the GIL
+            handover()  # between parts: on the reporter thread, a pause point
             try:
                 triples.extend(part.samples(now))
             except Exception as exc:

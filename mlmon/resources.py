@@ -45,7 +45,7 @@ class ResourceSampler:
                     yield "mlmon_process_open_fds", float(proc.num_fds())
                 except psutil.Error:
                     pass
-        handover()  # reading /proc is a few hundred µs: on the reporter thread, let predict in
+        handover()  # reading /proc is a few hundred µs: on the reporter thread, a pause point
         yield "mlmon_system_cpu_percent", psutil.cpu_percent(None)
         handover()
         yield "mlmon_system_memory_used_ratio", psutil.virtual_memory().percent / 100.0

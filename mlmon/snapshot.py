@@ -252,5 +252,5 @@ def samples_from(pairs: Iterable[tuple[str, float, Mapping[str, Any]]]) -> tuple
             continue
         out.append(Sample(name, _labels_key(labels), v))
         if not k % 32:
-            handover()  # on the reporter thread, predict calls get the GIL every slice of work
+            handover()  # on the reporter thread, a pause point every sample block
     return tuple(out)

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
-from mlmon import _env
+from mlmon import _env, _handover
 from mlmon.buffers import (
     _IMMUTABLE,
     _NUMERIC,
@@ -254,6 +254,11 @@ def general_wrapper(
     immutable = _IMMUTABLE
     copy = copy_value
     sizeof = nbytes
+    pausing = get_features is not None
+    busy = _handover.BUSY
+    next_key = _handover.next_key
+    parked = _handover._parked
+    ended = _handover.call_ended
 
     def out_of(result: Any) -> Any:
         try:
@@ -313,25 +318,34 @@ def general_wrapper(
         return awrapper
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        f, i, size = inputs_of(args, kwargs)
-        sg = seg_tail(args, kwargs) if segmented else tail
-        t0 = perf()
+        if pausing:  # a call with features: a background drain pauses while it runs
+            key = next_key()
+            busy[key] = 1
         try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            record((perf() - t0, type(exc), None, None, None, 0, 0, -1, *sg))
-            raise
-        end = perf()
-        out = out_of(result) if record_outputs else None
-        if type(out) not in immutable:
-            size += sizeof(out)
-        rec = (end - t0, None, out, f, i, end, size, -1, *sg)
-        if len(gen) < b.gen_soft and b.bytes + size < soft_bytes:
-            add_gen(rec)
-            b.bytes += size
-        else:
-            record(rec)
-        return result
+            f, i, size = inputs_of(args, kwargs)
+            sg = seg_tail(args, kwargs) if segmented else tail
+            t0 = perf()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                record((perf() - t0, type(exc), None, None, None, 0, 0, -1, *sg))
+                raise
+            end = perf()
+            out = out_of(result) if record_outputs else None
+            if type(out) not in immutable:
+                size += sizeof(out)
+            rec = (end - t0, None, out, f, i, end, size, -1, *sg)
+            if len(gen) < b.gen_soft and b.bytes + size < soft_bytes:
+                add_gen(rec)
+                b.bytes += size
+            else:
+                record(rec)
+            return result
+        finally:
+            if pausing:
+                busy.pop(key, None)
+                if parked[0] and not busy:
+                    ended()
 
     _register_sync_code(wrapper, "record")
     return wrapper

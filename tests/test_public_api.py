@@ -17,6 +17,7 @@ def test_top_level_surface_is_exactly_what_the_docs_promise() -> None:
         "Monitor", "MulticlassClassification", "Reference", "Regression", "Sample", "Snapshot",
         "Track", "__version__", "configure", "flush", "get_monitor", "log_feedback", "log_outcome",
         "snapshot", "track", "emitter_from_url", "emitters_from_env", "evaluate", "by_feature",
+        "set_background_switch_interval",
     }  # fmt: skip
     assert expected == set(mlmon.__all__)
     for name in mlmon.__all__:

@@ -1,12 +1,15 @@
-"""A drain off the predict path hands the GIL over as it goes, and changes no statistic.
+"""A drain off the predict path keeps the GIL for predict calls, and changes no statistic.
 
-GIL hand-over is made deterministic here by a switch interval of 10 s for the duration of a
-test (restored after): a thread that never blocks then keeps the GIL for good, so another
-thread makes progress only when the working thread really offers it.
+Background work (``handing_over``) shortens the process-wide switch interval, so a thread that
+wants the GIL gets it within the short interval; the interval is restored after. GIL hand-over
+is made deterministic here by a switch interval of 10 s for the duration of a test (restored
+after): a thread that never blocks then keeps the GIL for good, so another thread makes
+progress only when the working thread lets it (the short interval does).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -17,7 +20,7 @@ import pytest
 
 import mlmon
 from mlmon import _handover
-from mlmon._handover import handing_over, handover
+from mlmon._handover import SWITCH_S, handing_over, handover
 
 ROWS, FEATURES = 1000, 20
 
@@ -67,15 +70,103 @@ def _python_work(seconds: float) -> None:
         handover()
 
 
-def test_handover_offers_the_gil_only_inside_handing_over(long_switch_interval: None) -> None:
+def test_background_work_lets_other_threads_have_the_gil(long_switch_interval: None) -> None:
     def inside() -> None:
         with handing_over():
             _python_work(0.05)
 
     during, _ = _progress_during(lambda: _python_work(0.05))
-    assert during == 0  # pure Python, no offer: the other thread never ran
+    assert during == 0  # pure Python under a 10 s interval: the other thread never ran
     during, _ = _progress_during(inside)
-    assert during >= 5  # an offer every slice: the other thread kept running
+    assert during >= 5  # the short interval: the other thread kept running
+    assert sys.getswitchinterval() == 10.0
+
+
+def test_the_switch_interval_is_short_inside_and_restored_after() -> None:
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with handing_over():
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+            with handing_over():  # nested on one thread
+                assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+        assert sys.getswitchinterval() == 0.005
+        with handing_over(False):  # a block done on a caller's behalf: left alone
+            assert sys.getswitchinterval() == 0.005
+
+        # Two threads' blocks overlap: restored when the last one ends.
+        entered, leave = threading.Event(), threading.Event()
+
+        def other() -> None:
+            with handing_over():
+                entered.set()
+                leave.wait(10.0)
+
+        t = threading.Thread(target=other)
+        t.start()
+        assert entered.wait(10.0)
+        with handing_over():
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_S)  # the other block goes on
+        leave.set()
+        t.join(10.0)
+        assert sys.getswitchinterval() == 0.005
+
+        # Someone sets their own interval meanwhile: theirs stays.
+        with handing_over():
+            sys.setswitchinterval(0.002)
+        assert sys.getswitchinterval() == 0.002
+        # Already shorter than ours: never touched.
+        sys.setswitchinterval(0.00005)
+        with handing_over():
+            assert sys.getswitchinterval() == pytest.approx(0.00005)
+        assert sys.getswitchinterval() == pytest.approx(0.00005)
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_child_forked_during_background_work_gets_the_interval_back() -> None:
+    old = sys.getswitchinterval()
+    r, w = os.pipe()
+    entered, leave = threading.Event(), threading.Event()
+
+    def reporter() -> None:  # a background cycle in progress when the process forks
+        with handing_over():
+            entered.set()
+            leave.wait(10.0)
+
+    t = threading.Thread(target=reporter)
+    try:
+        sys.setswitchinterval(0.005)
+        t.start()
+        assert entered.wait(10.0)
+        _handover.BUSY[-1] = 1  # a call in flight on the parent's thread
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                ok = sys.getswitchinterval() == 0.005 and not _handover.BUSY
+                with handing_over():  # the child's own background work
+                    ok = ok and abs(sys.getswitchinterval() - SWITCH_S) < 1e-9
+                ok = ok and sys.getswitchinterval() == 0.005
+                os.write(w, b"1" if ok else b"0")
+                os._exit(0)
+        finally:
+            _handover.BUSY.pop(-1, None)
+        _, status = os.waitpid(pid, 0)
+        assert os.read(r, 1) == b"1"
+        assert status == 0
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_S)  # the parent's cycle goes on
+        leave.set()
+        t.join(10.0)
+        assert sys.getswitchinterval() == 0.005
+    finally:
+        leave.set()
+        t.join(10.0)
+        os.close(r)
+        os.close(w)
+        sys.setswitchinterval(old)
 
 
 def test_handing_over_nests_and_restores() -> None:
@@ -96,6 +187,77 @@ def test_handing_over_nests_and_restores() -> None:
         t.start()
         t.join()
     assert seen == [False]
+
+
+def test_a_pause_point_waits_for_the_calls_in_flight() -> None:
+    _handover.BUSY[-1] = 1
+    try:
+        t0 = time.perf_counter()
+        handover()  # outside handing_over: never waits
+        assert time.perf_counter() - t0 < _handover.PAUSE_S / 2
+        with handing_over():
+            t0 = time.perf_counter()
+            handover()  # the call never ends: the pause runs out
+            waited = time.perf_counter() - t0
+            assert waited >= _handover.PAUSE_S * 0.9
+            t0 = time.perf_counter()
+            for _ in range(100):
+                handover()  # after a pause that ran out: work on, no pause
+            assert time.perf_counter() - t0 < _handover.PAUSE_S
+            assert not _handover.parked()
+        with handing_over(), _handover.waiting():  # a no-op on the background thread itself
+            pass
+    finally:
+        _handover.BUSY.pop(-1, None)
+
+    # A call that ends wakes the paused drain at once.
+    _handover._state.timed_out = -(1 << 62)
+    _handover.BUSY[-2] = 1
+
+    def end_call() -> None:
+        for _ in range(10_000):  # bounded: until the drain is parked
+            if _handover.parked():
+                break
+            time.sleep(0.00001)
+        _handover.BUSY.pop(-2, None)
+        _handover.call_ended()
+
+    saved, _handover.PAUSE_S = _handover.PAUSE_S, 5.0
+    t = threading.Thread(target=end_call)
+    try:
+        with handing_over():
+            t.start()
+            t0 = time.perf_counter()
+            handover()
+            assert time.perf_counter() - t0 < 2.0  # woken, not the 5 s pause
+    finally:
+        _handover.PAUSE_S = saved
+        t.join(10.0)
+        _handover.BUSY.pop(-2, None)
+
+
+def test_calls_with_features_register_while_they_run() -> None:
+    mon = mlmon.Monitor("handover_busy", flush_interval=3600.0, window=3600.0)
+    seen: list[int] = []
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        seen.append(len(_handover.BUSY))
+        if X[0, 0] < 0:
+            raise KeyError("the user's own")
+        return X[:, 0]
+
+    try:
+        tracked = mon.track(features="X")(predict)
+        plain = mon.track(ids="ids")(lambda X, ids: X[:, 0])
+        tracked(np.ones((3, 2)))
+        with pytest.raises(KeyError):
+            tracked(-np.ones((3, 2)))
+        plain(np.ones((3, 2)), ids=[1, 2, 3])
+        assert seen == [1, 1]
+        assert not _handover.BUSY  # removed after a return and after a raise
+        assert mon.snapshot().get("mlmon_calls_total") == 3
+    finally:
+        mon.close()
 
 
 def _monitor(name: str) -> tuple[mlmon.Monitor, Callable[[np.ndarray], np.ndarray]]:
@@ -130,28 +292,35 @@ def test_a_drain_by_snapshot_lets_a_predict_thread_run(long_switch_interval: Non
         mon.close()
 
 
-def _offers_of_drain(monkeypatch: pytest.MonkeyPatch, thread_name: str, batches: int, **run: bool) -> tuple[list[int], int, int]:
+def _drain_on_thread(monkeypatch: pytest.MonkeyPatch, thread_name: str, batches: int, **run: bool) -> tuple[list[float], int]:
     """Fill a monitor with ``batches`` batches, drain it on a thread named ``thread_name``, and
-    return the drain thread's CPU time at each offer of the GIL, at the start and at the end."""
+    return the switch interval at each chunk's reduction, and how often the drain offered the
+    GIL between chunks (``time.sleep(0)``)."""
+    intervals: list[float] = []
     offers: list[int] = []
     real_sleep = time.sleep
     drainer: list[int] = []
 
     def sleep(seconds: float) -> None:
         if drainer and threading.get_ident() == drainer[0]:
-            offers.append(time.thread_time_ns())
+            offers.append(1)
         real_sleep(seconds)
 
-    monkeypatch.setattr(_handover, "_sleep", sleep)
     monkeypatch.setattr("mlmon.drain.time.sleep", sleep)
     mon, tracked = _monitor(f"handover_{thread_name}")
-    span: list[int] = []
+    real_reduce = mon._drain.reduce
+
+    def reduce(*args: object) -> None:
+        # The interval is process-wide (the monitor's own reporter may be in its cycle too):
+        # whether this drain is background work is the thread's own state.
+        intervals.append(sys.getswitchinterval() if _handover._state.active else 0.0)
+        real_reduce(*args)
+
+    monkeypatch.setattr(mon._drain, "reduce", reduce)
 
     def drain() -> None:
         drainer.append(threading.get_ident())
-        span.append(time.thread_time_ns())
         mon._drain.run(**run)
-        span.append(time.thread_time_ns())
 
     try:
         with mon._drain_lock:  # nothing else drains: the background thread waits
@@ -164,26 +333,82 @@ def _offers_of_drain(monkeypatch: pytest.MonkeyPatch, thread_name: str, batches:
         assert mon.snapshot().get("mlmon_calls_total") == batches
     finally:
         mon.close()
-    return offers, span[0], span[1]
+    return intervals, len(offers)
 
 
-def test_a_drain_on_the_reporter_thread_offers_the_gil_every_slice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The longest stretch of the drain's own CPU time between two offers stays near a slice
-    (measured in thread CPU time: a busy machine does not change it)."""
-    offers, start, end = _offers_of_drain(monkeypatch, "mlmon-reporter-test", 60)
-    stretches = np.diff([start, *offers, end])
-    assert len(offers) >= 40  # 60 batches: tens of milliseconds of work, 30 chunks
-    assert stretches.max() < 2_000_000  # ns of CPU, against a slice of 0.05 ms
+def test_a_drain_on_the_reporter_thread_runs_under_the_short_interval(
+    monkeypatch: pytest.MonkeyPatch, long_switch_interval: None
+) -> None:
+    intervals, offers = _drain_on_thread(monkeypatch, "mlmon-reporter-test", 60)
+    assert len(intervals) >= 20  # 60 batches of 160 KB: about 30 chunks of 256 KiB
+    assert intervals == [pytest.approx(SWITCH_S)] * len(intervals)
+    assert offers == 0
+    assert sys.getswitchinterval() == 10.0
 
 
-def test_elsewhere_a_drain_offers_the_gil_between_chunks_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    offers, _, _ = _offers_of_drain(monkeypatch, "a-web-worker", 60)
-    assert 20 <= len(offers) <= 31  # 60 batches of 160 KB: 30 chunks of about 256 KiB
-    offers, _, _ = _offers_of_drain(monkeypatch, "a-web-worker", 60, hand_over=True)
-    assert len(offers) >= 40
+def test_elsewhere_a_drain_offers_the_gil_between_chunks_only(monkeypatch: pytest.MonkeyPatch, long_switch_interval: None) -> None:
+    intervals, offers = _drain_on_thread(monkeypatch, "a-web-worker", 60)
+    assert set(intervals) == {0.0}  # the caller's own time: not background work
+    assert 20 <= offers <= 31  # 60 batches of 160 KB: 30 chunks of about 256 KiB
+    intervals, offers = _drain_on_thread(monkeypatch, "a-web-worker", 60, hand_over=True)
+    assert intervals == [pytest.approx(SWITCH_S)] * len(intervals)
+    assert offers == 0
 
 
-def test_the_inline_drain_never_offers_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
+class _CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[bool] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        got = super().wait(timeout)
+        self.waits.append(got)
+        return got
+
+
+def test_a_background_drain_pauses_while_a_call_with_features_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    ended = _CountingEvent()
+    monkeypatch.setattr(_handover, "_ended", ended)
+    mon, tracked = _monitor("handover_pause")
+    inside, release = threading.Event(), threading.Event()
+    slow = mon.track(features="X")(lambda X: (inside.set(), release.wait(30.0)))
+    try:
+        with mon._drain_lock:
+            for X in _batches(20):
+                tracked(X)
+        caller = threading.Thread(target=slow, args=(np.ones((10, FEATURES)),))
+        caller.start()
+        assert inside.wait(10.0)
+        done = threading.Event()
+
+        def drain() -> None:
+            with mon._drain_lock:
+                mon._drain.run(hand_over=True)
+            done.set()
+
+        t = threading.Thread(target=drain, name="mlmon-reporter-test")
+        t.start()
+        assert done.wait(30.0)  # a call that does not end pauses the drain, never stops it
+        assert ended.waits and not any(ended.waits)  # paused, each pause ran out
+        release.set()
+        caller.join(10.0)
+        t.join(10.0)
+        assert not _handover.BUSY
+        ended.waits.clear()
+        with mon._drain_lock:
+            for X in _batches(20):
+                tracked(X)
+            mon._drain.run(hand_over=True)  # no call in flight: no pause
+        assert ended.waits == []
+        assert mon.snapshot().get("mlmon_calls_total") == 41
+    finally:
+        release.set()
+        mon.close()
+
+
+def test_the_inline_drain_never_pauses_nor_changes_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    ended = _CountingEvent()
+    monkeypatch.setattr(_handover, "_ended", ended)
     offers: list[int] = []
     real_sleep = time.sleep
 
@@ -192,18 +417,24 @@ def test_the_inline_drain_never_offers_the_gil(monkeypatch: pytest.MonkeyPatch) 
         real_sleep(seconds)
 
     mon, tracked = _monitor("handover_inline")
+    old = sys.getswitchinterval()
+    _handover.BUSY[-3] = 1  # a call in flight elsewhere
     try:
         with mon._drain_lock:
             for X in _batches(6):
                 tracked(X)
-        monkeypatch.setattr(_handover, "_sleep", sleep)
         monkeypatch.setattr("mlmon.drain.time.sleep", sleep)
         with handing_over():  # even inside: the inline drain is the caller's own time
             for _ in range(3):
                 mon._drain.run(chunks=1)
+        for _ in range(3):
+            mon._drain.run(chunks=1)
+            assert sys.getswitchinterval() == old
         assert threading.get_ident() not in offers
+        assert ended.waits == []
         assert mon._buffers.pending_records == 0
     finally:
+        _handover.BUSY.pop(-3, None)
         mon.close()
 
 
@@ -241,3 +472,28 @@ def test_handing_over_changes_no_statistic() -> None:
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1e-4, 0.5, float("nan"), float("inf"), True, "0.001", [1e-4]])
+def test_the_background_switch_interval_is_validated(bad: object) -> None:
+    with pytest.raises(ValueError, match="switch interval"):
+        mlmon.set_background_switch_interval(bad)  # type: ignore[arg-type]
+    assert _handover._target[0] == SWITCH_S  # unchanged
+
+
+def test_the_background_switch_interval_can_be_changed_or_left_alone() -> None:
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        mlmon.set_background_switch_interval(0.0005)
+        with handing_over():
+            assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert sys.getswitchinterval() == 0.005
+        mlmon.set_background_switch_interval(None)
+        with handing_over():
+            assert sys.getswitchinterval() == 0.005  # left alone
+            assert not _handover.interval_is_short()
+        assert sys.getswitchinterval() == 0.005
+    finally:
+        mlmon.set_background_switch_interval(SWITCH_S)
+        sys.setswitchinterval(old)
