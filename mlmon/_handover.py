@@ -49,6 +49,7 @@ __all__ = [
     "BUSY",
     "PAUSE_S",
     "SWITCH_S",
+    "blocking",
     "call_ended",
     "handing_over",
     "handover",
@@ -245,3 +246,21 @@ def handing_over(active: bool = True) -> Iterator[None]:
         s.active = prev
         if shorten:
             _restore()
+
+
+@contextmanager
+def blocking() -> Iterator[None]:
+    """A wait inside background work (an emit, a store's network round trip): for its
+    duration the thread is not background work, and the switch interval goes back to the
+    previous value unless another thread's background work goes on. A no-op elsewhere."""
+    s = _state
+    if not s.active:
+        yield
+        return
+    s.active = False
+    _restore()
+    try:
+        yield
+    finally:
+        _shorten()
+        s.active = True

@@ -37,7 +37,7 @@ from mlmon import _env, _lifecycle
 from mlmon._clock import Clock, SystemClock
 from mlmon._component import Component, Triple
 from mlmon._config import check_monitor
-from mlmon._handover import handing_over, handover, interval_is_short, waiting
+from mlmon._handover import blocking, handing_over, handover, interval_is_short, waiting
 from mlmon._segmented import DEFAULT_MAX_SEGMENTS, SegmentComponent
 from mlmon.alerts import AlertBudget, AlertEngine, AlertSink, Rule, reference_lookup
 from mlmon.buffers import NO_SEGMENT, CallBuffers
@@ -653,9 +653,10 @@ class Monitor:
             state = self._export_locked() if self._fleet is not None else None
         snap = self._evaluate_rules(snap)
         if not self._closed:
-            self._deliveries.emit(snap, emit_timeout)
-            if state is not None and self._fleet is not None:
-                self._fleet.cycle(state, emit_timeout)
+            with blocking():  # waits on emitters and the network: the interval goes back
+                self._deliveries.emit(snap, emit_timeout)
+                if state is not None and self._fleet is not None:
+                    self._fleet.cycle(state, emit_timeout)
         return snap
 
     def _sync_store(self) -> None:
@@ -666,7 +667,8 @@ class Monitor:
         with self._drain_lock:
             self._drain_locked()  # predictions recorded so far go out in this sync
         try:
-            joined = store.sync(self._clock.time())
+            with blocking():  # a network round trip, bounded by the store's deadline
+                joined = store.sync(self._clock.time())
             with self._drain_lock:
                 self._quality.take_shared(joined, self._clock.monotonic())
         except Exception as exc:

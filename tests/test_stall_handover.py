@@ -497,3 +497,42 @@ def test_the_background_switch_interval_can_be_changed_or_left_alone() -> None:
     finally:
         mlmon.set_background_switch_interval(SWITCH_S)
         sys.setswitchinterval(old)
+
+
+def test_a_wait_inside_background_work_gives_the_interval_back() -> None:
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with _handover.blocking():  # outside background work: a no-op
+            assert sys.getswitchinterval() == 0.005
+        with handing_over():
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+            with _handover.blocking():
+                assert sys.getswitchinterval() == 0.005
+                assert not _handover._state.active
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+            assert _handover._state.active
+        assert sys.getswitchinterval() == 0.005
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_a_reporter_cycle_emits_with_the_interval_given_back() -> None:
+    seen: list[float] = []
+
+    class Probe(mlmon.emitters.InMemoryEmitter):
+        def emit(self, snapshot: mlmon.Snapshot) -> None:
+            seen.append(sys.getswitchinterval())
+            super().emit(snapshot)
+
+    old = sys.getswitchinterval()
+    mon = mlmon.Monitor("handover_emit", emitters=[Probe()], flush_interval=3600.0, window=3600.0)
+    try:
+        sys.setswitchinterval(0.005)
+        mon.track(lambda x: x)(1.0)
+        with handing_over():  # as the reporter's tick runs it
+            mon.flush()
+        assert seen == [0.005]
+    finally:
+        mon.close()
+        sys.setswitchinterval(old)
