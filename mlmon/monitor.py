@@ -653,10 +653,10 @@ class Monitor:
             state = self._export_locked() if self._fleet is not None else None
         snap = self._evaluate_rules(snap)
         if not self._closed:
-            with blocking():  # waits on emitters and the network: the interval goes back
+            with blocking():  # waits on the emitters: the interval goes back meanwhile
                 self._deliveries.emit(snap, emit_timeout)
-                if state is not None and self._fleet is not None:
-                    self._fleet.cycle(state, emit_timeout)
+            if state is not None and self._fleet is not None:
+                self._fleet.cycle(state, emit_timeout)  # merges: still background work
         return snap
 
     def _sync_store(self) -> None:
