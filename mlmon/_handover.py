@@ -11,9 +11,11 @@ interpreter makes the holder hand it over (5 ms by default). Two things keep tha
   block in the process ends (unless someone else changed it meanwhile: then theirs stays).
   A thread that waits for the GIL then gets it after at most 0.1 ms plus the C call in
   progress, and the interpreter guarantees the hand-over (the holder waits until the waiter
-  has taken it). Voluntary offers (``time.sleep(0)``, which takes about 80 µs on some
-  kernels) are not used: an offer nobody takes costs the drain, and an offer taken makes the
-  drain want the GIL back at the predict call's next numpy operation.
+  has taken it). Voluntary offers every slice of work (``time.sleep(0)``, about 80 µs on
+  some kernels) are no longer made: an offer nobody takes costs the drain, and an offer taken
+  makes the drain want the GIL back at the predict call's next numpy operation. One is made
+  when the interval is shortened, so that a thread already waiting by the old interval stops
+  waiting by it.
 - **Pausing while a call with features runs.** The general ``track`` wrapper registers each
   sync call in :data:`BUSY` for its duration. At a pause point (:func:`handover`, between the
   drain's steps) a drain on the background thread waits, without the GIL, until no such call
@@ -97,6 +99,7 @@ def interval_is_short() -> bool:
     """Whether the interpreter's switch interval is now at most the one background work sets."""
     target = _target[0]
     return target is not None and sys.getswitchinterval() <= target
+
 
 PAUSE_S = 0.001
 """The longest a drain pauses at one pause point for the calls in flight (seconds)."""
