@@ -172,3 +172,35 @@ def test_segments_join_in_another_monitor_single_node(redis_server: Any) -> None
 
 def test_segments_join_in_another_monitor_cluster(redis_cluster: Any) -> None:
     check_segments_join_in_another_monitor(redis_cluster.url)
+
+
+def test_a_reporter_cycle_syncs_the_store_with_the_interval_given_back(redis_server: Any, monkeypatch: Any) -> None:
+    """The store's network round trip is a wait inside background work: the switch interval
+    goes back to the application's for its duration, and is short again after."""
+    import sys
+
+    from mlmon._handover import SWITCH_S, handing_over
+
+    seen: list[float] = []
+    real_sync = RedisStore.sync
+
+    def sync(self: RedisStore, now: float) -> Any:
+        seen.append(sys.getswitchinterval())
+        return real_sync(self, now)
+
+    monkeypatch.setattr(RedisStore, "sync", sync)
+    old = sys.getswitchinterval()
+    mon = monitor(redis_server.url, name="switch_store")
+    try:
+        sys.setswitchinterval(0.005)
+        predict = mon.track(ids="rid")(lambda x, rid: x)
+        predict(0.9, "a")
+        with handing_over():  # as the reporter's tick runs the cycle
+            snap = mon.flush()
+            assert sys.getswitchinterval() == pytest.approx(SWITCH_S)
+        assert seen == [0.005]
+        assert snap.get("mlmon_store_up") == 1.0
+        assert sys.getswitchinterval() == 0.005
+    finally:
+        mon.close()
+        sys.setswitchinterval(old)
