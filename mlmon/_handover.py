@@ -19,8 +19,8 @@ interpreter makes the holder hand it over (5 ms by default). Two things keep tha
 - **Pausing while a call with features runs.** The general ``track`` wrapper registers each
   sync call in :data:`BUSY` for its duration. At a pause point (:func:`handover`, between the
   drain's steps) a drain on the background thread waits, without the GIL, until no such call
-  runs (at most :data:`PAUSE_S`; after a pause that ran out, it works on for ten times that
-  before pausing again, so a call that never ends cannot stop the drain), so a Python-heavy
+  runs (at most :data:`PAUSE_S`; after a pause that ran out, it works on for 10 ms before
+  pausing again, so a call that never ends cannot stop the drain), so a Python-heavy
   predict keeps the GIL to itself rather than sharing it every switch interval.
 
 :func:`handover` is a no-op outside :func:`handing_over` (the inline drain on a predict thread,
@@ -104,8 +104,7 @@ def interval_is_short() -> bool:
 PAUSE_S = 0.001
 """The longest a drain pauses at one pause point for the calls in flight (seconds)."""
 
-_PAUSE_NS = int(PAUSE_S * 1e9)
-_RESUME_NS = 10 * _PAUSE_NS  # after a pause that ran out, work this long before pausing again
+_RESUME_NS = 10_000_000  # after a pause that ran out, work this long (ns) before pausing again
 
 BUSY: dict[int, int] = {}
 """Sync calls with features (the general wrapper's) now running, by a key of
@@ -130,11 +129,6 @@ _parked = [False]  # a drain waits in handover(): the call that empties BUSY wak
 def call_ended() -> None:
     """The last registered call ended while a drain was paused for it: wake the drain."""
     _ended.set()
-
-
-def parked() -> bool:
-    """Whether a drain is paused for the calls in flight."""
-    return _parked[0]
 
 
 _waiters: set[int] = set()

@@ -204,9 +204,9 @@ def test_a_pause_point_waits_for_the_calls_in_flight() -> None:
             for _ in range(100):
                 handover()  # after a pause that ran out: work on, no pause
             assert time.perf_counter() - t0 < _handover.PAUSE_S
-            assert not _handover.parked()
-        with handing_over(), _handover.waiting():  # a no-op on the background thread itself
-            pass
+            assert not _handover._parked[0]
+            with _handover.waiting():  # a no-op on the background thread itself
+                assert not _handover._waiters
     finally:
         _handover.BUSY.pop(-1, None)
 
@@ -216,7 +216,7 @@ def test_a_pause_point_waits_for_the_calls_in_flight() -> None:
 
     def end_call() -> None:
         for _ in range(10_000):  # bounded: until the drain is parked
-            if _handover.parked():
+            if _handover._parked[0]:
                 break
             time.sleep(0.00001)
         _handover.BUSY.pop(-2, None)
