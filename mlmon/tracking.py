@@ -19,6 +19,8 @@ import itertools
 import sys
 import warnings
 from collections.abc import Callable
+from itertools import accumulate, chain, repeat, takewhile
+from operator import truth
 from typing import Any, Protocol, TypeVar, cast
 
 from mlmon import _env, _handover
@@ -91,9 +93,8 @@ def sync_calls_in_flight(buffers: CallBuffers) -> list[int]:
     starts: list[int] = []
     mine = {"dts": buffers.dts, "record": buffers.record}
     codes = _SYNC_CODES
-    for frame in sys._current_frames().values():
-        f: Any = frame
-        while f is not None:
+    for stack in _stacks():
+        for f in stack:
             owner = codes.get(f.f_code)
             if owner is not None:
                 loc = f.f_locals
@@ -101,8 +102,21 @@ def sync_calls_in_flight(buffers: CallBuffers) -> list[int]:
                 ref = loc.get(owner)
                 if t0 is not None and (ref is mine[owner] or (owner == "record" and ref == mine[owner])):
                     starts.append(t0)
-            f = f.f_back
     return starts
+
+
+def _stacks() -> list[list[Any]]:
+    """Every thread's frames, innermost first.
+
+    A frame's ``f_back`` on another thread's stack is only consistent while that thread does not
+    run, and another thread may run between any two bytecodes of a Python loop (every 0.1 ms
+    while background work runs, see :mod:`mlmon._handover`): a walk one ``f_back`` per
+    bytecode crashed the interpreter once in CI. So the whole walk is one chain of C-level
+    iterators (``accumulate`` of ``getattr(frame, "f_back")``, cut at None), during which no
+    bytecode runs and the GIL is not let go."""
+    tops = sys._current_frames().values()
+    walks = map(accumulate, map(chain, zip(tops), repeat(repeat("f_back"))), repeat(getattr))
+    return list(map(list, map(takewhile, repeat(truth), walks)))
 
 
 # -- the wrappers ------------------------------------------------------------------------------

@@ -536,3 +536,35 @@ def test_a_reporter_cycle_emits_with_the_interval_given_back() -> None:
     finally:
         mon.close()
         sys.setswitchinterval(old)
+
+
+def test_the_stack_walk_sees_every_frame_of_a_blocked_thread() -> None:
+    """``tracking._stacks`` walks each thread's ``f_back`` chain in one C-level pass: it gives
+    the same frames as a Python walk of a thread that does not move."""
+    from mlmon.tracking import _stacks
+
+    entered, release = threading.Event(), threading.Event()
+
+    def inner() -> None:
+        entered.set()
+        release.wait(10.0)
+
+    def outer() -> None:
+        inner()
+
+    t = threading.Thread(target=outer)
+    t.start()
+    try:
+        assert entered.wait(10.0)
+        top = sys._current_frames()[t.ident]  # type: ignore[index]
+        want = []
+        f = top
+        while f is not None:
+            want.append(f.f_code)
+            f = f.f_back
+        (got,) = [s for s in _stacks() if s[0].f_code is top.f_code and any(x.f_code.co_name == "outer" for x in s)]
+        assert [x.f_code for x in got] == want
+        assert [x.f_code.co_name for x in got][want.index(inner.__code__):][:2] == ["inner", "outer"]
+    finally:
+        release.set()
+        t.join(10.0)
