@@ -13,6 +13,7 @@ rename fails every test at once instead of silently hiding hung calls.
 
 from __future__ import annotations
 
+import _thread
 import functools
 import inspect
 import itertools
@@ -114,9 +115,20 @@ def _stacks() -> list[list[Any]]:
     bytecode crashed the interpreter once in CI. So the whole walk is one chain of C-level
     iterators (``accumulate`` of ``getattr(frame, "f_back")``, cut at None), during which no
     bytecode runs and the GIL is not let go."""
-    tops = sys._current_frames().values()
-    walks = map(accumulate, map(chain, zip(tops), repeat(repeat("f_back"))), repeat(getattr))
-    return list(map(list, map(takewhile, repeat(truth), walks)))
+    tops = sys._current_frames()
+    # This thread's own frames do not move under it; walked from the caller's caller, so that
+    # no frame in the result holds the result (no reference cycle left for the collector).
+    own = tops.pop(_thread.get_ident(), None) is not None  # not kept: it is this very frame
+    walks = map(accumulate, map(chain, zip(tops.values()), repeat(repeat("f_back"))), repeat(getattr))
+    stacks = list(map(list, map(takewhile, repeat(truth), walks)))
+    if own:
+        mine: list[Any] = []
+        f: Any = sys._getframe(2)
+        while f is not None:
+            mine.append(f)
+            f = f.f_back
+        stacks.append(mine)
+    return stacks
 
 
 # -- the wrappers ------------------------------------------------------------------------------

@@ -568,3 +568,33 @@ def test_the_stack_walk_sees_every_frame_of_a_blocked_thread() -> None:
     finally:
         release.set()
         t.join(10.0)
+
+
+def test_the_stack_walk_leaves_no_reference_cycle() -> None:
+    """The walk's frames never hold the walk's result: nothing is left for the cyclic collector
+    (a cycle would keep the reporter's frames, and the monitor they name, alive until it runs)."""
+    import gc
+
+    from mlmon.tracking import sync_calls_in_flight
+
+    mon = mlmon.Monitor("handover_cycles", flush_interval=3600.0, window=3600.0)
+    release = threading.Event()
+    t = threading.Thread(target=mon.track(lambda: release.wait(10.0)))
+    t.start()
+    try:
+        for _ in range(200):  # bounded: until the call is in flight
+            if sync_calls_in_flight(mon._buffers):
+                break
+            time.sleep(0.005)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                assert len(sync_calls_in_flight(mon._buffers)) == 1
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+    finally:
+        release.set()
+        t.join(10.0)
+        mon.close()

@@ -353,9 +353,11 @@ def test_configuration_errors(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="instance_label"):
             MlmonCollector(registry, instance_label=bad)
     collector = MlmonCollector(registry)
-    mlmon.Monitor("m", version="1", emitters=[collector])
+    # Held: a monitor nobody references may be collected (and close the collector) at any time.
+    first = mlmon.Monitor("m", version="1", emitters=[collector])
     with pytest.raises(ValueError, match="already uses this MlmonCollector"):
         mlmon.Monitor("m", version="1", instance="other:2", emitters=[collector])
+    first.close()
     collector.close()
 
 
